@@ -1,0 +1,1 @@
+"""The application specification (``appspec.yml``): its typed model and its parser."""

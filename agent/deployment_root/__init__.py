@@ -1,0 +1,1 @@
+"""The deployment root on disk: its layout, markers, crash records and retention."""

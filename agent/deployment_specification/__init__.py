@@ -1,0 +1,1 @@
+"""The deployment specification: what a command deploys, parsed once into typed objects."""

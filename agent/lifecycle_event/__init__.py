@@ -1,0 +1,1 @@
+"""Lifecycle events: which exist, which revision they use, and running their scripts."""

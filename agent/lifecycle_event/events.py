@@ -1,0 +1,68 @@
+"""The lifecycle events of an EC2/on-premises deployment and what each one needs.
+
+A deployment is a sequence of commands; each command is either one of the two reserved
+steps the agent performs itself (``DownloadBundle``, ``Install``) or a lifecycle event
+whose scripts come from the appspec. Events that run before the new revision is unpacked
+use the scripts of the last successful deployment of the group.
+"""
+
+from __future__ import annotations
+
+from typing import FrozenSet, Tuple
+
+DOWNLOAD_BUNDLE = "DownloadBundle"
+INSTALL = "Install"
+
+# The events the agent carries out itself; an appspec cannot attach scripts to them.
+RESERVED_EVENTS: FrozenSet[str] = frozenset({DOWNLOAD_BUNDLE, INSTALL, "BlockTraffic", "AllowTraffic"})
+
+# Events with scripts, in the order of an in-place deployment.
+SCRIPT_EVENTS: Tuple[str, ...] = (
+    "BeforeBlockTraffic",
+    "AfterBlockTraffic",
+    "ApplicationStop",
+    "BeforeInstall",
+    "AfterInstall",
+    "ApplicationStart",
+    "ValidateService",
+    "BeforeAllowTraffic",
+    "AfterAllowTraffic",
+)
+
+# The order ``codedeploy-local`` runs when no ``--events`` are given.
+DEFAULT_LOCAL_EVENTS: Tuple[str, ...] = (
+    "BeforeBlockTraffic",
+    "AfterBlockTraffic",
+    "ApplicationStop",
+    DOWNLOAD_BUNDLE,
+    "BeforeInstall",
+    INSTALL,
+    "AfterInstall",
+    "ApplicationStart",
+    "ValidateService",
+    "BeforeAllowTraffic",
+    "AfterAllowTraffic",
+)
+
+STANDARD_EVENTS: FrozenSet[str] = frozenset(SCRIPT_EVENTS) | {DOWNLOAD_BUNDLE, INSTALL}
+
+# Events whose scripts come from the previous (last successful) revision while the
+# current one has not been unpacked yet.
+PREVIOUS_REVISION_EVENTS: FrozenSet[str] = frozenset(
+    {"ApplicationStop", "BeforeBlockTraffic", "AfterBlockTraffic"}
+)
+
+# Events of a blue/green rollback that run the most recent deployment's scripts ...
+ROLLBACK_MOST_RECENT_EVENTS: FrozenSet[str] = frozenset({"BeforeBlockTraffic", "AfterBlockTraffic"})
+# ... and those that run the last successful deployment's scripts.
+ROLLBACK_LAST_SUCCESSFUL_EVENTS: FrozenSet[str] = frozenset(
+    {"BeforeAllowTraffic", "AfterAllowTraffic"}
+)
+
+
+def is_standard(event: str) -> bool:
+    return event in STANDARD_EVENTS
+
+
+def uses_previous_revision(event: str) -> bool:
+    return event in PREVIOUS_REVISION_EVENTS
