@@ -90,4 +90,6 @@ class DeploymentSpecification:
 
     @property
     def is_blue_green_rollback(self) -> bool:
-        return self.deployment_creator == "codeDeployRollback" and self.deployment_type == "BLUE_GREEN"
+        return (
+            self.deployment_creator == "codeDeployRollback" and self.deployment_type == "BLUE_GREEN"
+        )

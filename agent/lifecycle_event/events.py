@@ -14,7 +14,9 @@ DOWNLOAD_BUNDLE = "DownloadBundle"
 INSTALL = "Install"
 
 # The events the agent carries out itself; an appspec cannot attach scripts to them.
-RESERVED_EVENTS: FrozenSet[str] = frozenset({DOWNLOAD_BUNDLE, INSTALL, "BlockTraffic", "AllowTraffic"})
+RESERVED_EVENTS: FrozenSet[str] = frozenset(
+    {DOWNLOAD_BUNDLE, INSTALL, "BlockTraffic", "AllowTraffic"}
+)
 
 # Events with scripts, in the order of an in-place deployment.
 SCRIPT_EVENTS: Tuple[str, ...] = (

@@ -1,0 +1,1 @@
+"""The agent configuration (``codedeployagent.yml``): typed model and loader."""

@@ -1,0 +1,48 @@
+"""Keeping the deployment root from growing without bound.
+
+Before a revision is downloaded, the oldest deployment folders of the group are removed
+so that at most ``max_revisions`` remain, counting the one being deployed. The last
+successful deployment is never removed: its scripts run the next ApplicationStop.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import structlog
+
+from agent.deployment_root.layout import DeploymentRoot
+
+log = structlog.get_logger(__name__)
+
+
+def prune_old_deployments_on_disk(
+    root: DeploymentRoot, group_id: str, current: Path, max_revisions: int
+) -> int:
+    """Remove the oldest deployment folders of ``group_id``; return how many were removed."""
+    group_dir = root.group_dir(group_id)
+    try:
+        entries = [Path(e.path) for e in os.scandir(group_dir) if e.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return 0
+    others = [p for p in entries if p != current]
+    extra = len(others) - max_revisions + 1
+    if extra <= 0:
+        return 0
+    last_successful = root.read_last_successful_deployment_dir(group_id)
+    candidates = [p for p in others if p != last_successful]
+
+    def age(path: Path) -> float:
+        try:
+            return path.stat().st_mtime
+        except FileNotFoundError:
+            return 0.0
+
+    removed = 0
+    for old in sorted(candidates, key=age)[:extra]:
+        shutil.rmtree(old, ignore_errors=True)
+        log.info("removed old deployment folder", path=str(old))
+        removed += 1
+    return removed

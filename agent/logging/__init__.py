@@ -1,0 +1,1 @@
+"""Structured logging: one configuration, events with bound deployment fields."""

@@ -1,0 +1,51 @@
+"""Configuring structlog for the agent's programs.
+
+Every event is one line: a timestamp, the level, the event text, then ``key=value``
+fields, with ``deployment_id``, ``command`` and ``event`` bound through context
+variables by the engine, so a person can ``grep deployment_id=d-ABC`` through the log.
+Values that look like credentials are masked before rendering, wherever they came from.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any, MutableMapping, Optional, TextIO
+
+import structlog
+
+_SECRET_KEYS = re.compile(r"(token|secret|password|credential|authorization|signature)", re.I)
+# Header values and query parameters that carry credentials, e.g. "Authorization: token abc".
+_SECRET_VALUES = re.compile(r"(?i)(\b(?:token|bearer|x-amz-security-token)[ =:]+)[^\s&\"']+")
+
+
+def redact_secrets(
+    _logger: Any, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Mask fields whose name says they are secret, and token-shaped text in values."""
+    for key, value in list(event.items()):
+        if key != "event" and _SECRET_KEYS.search(key):
+            event[key] = "***"
+        elif isinstance(value, str):
+            event[key] = _SECRET_VALUES.sub(r"\1***", value)
+    return event
+
+
+def configure_logging(
+    *, stream: Optional[TextIO] = None, verbose: bool = False, utc: bool = False
+) -> None:
+    """Send structured events, rendered as greppable lines, to ``stream`` (stderr by default)."""
+    level = logging.DEBUG if verbose else logging.INFO
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=utc),
+            redact_secrets,
+            structlog.dev.ConsoleRenderer(colors=False, pad_event=40, sort_keys=False),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        cache_logger_on_first_use=False,
+    )

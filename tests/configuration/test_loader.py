@@ -1,0 +1,130 @@
+"""The agent configuration file: both key styles, defaults, validation naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.configuration.loader import parse_agent_config, parse_size, read_agent_config
+from agent.configuration.model import AgentConfig, ConfigError
+
+AWS_SHIPPED_FILE = """\
+---
+:log_aws_wire: false
+:log_dir: '/var/log/aws/codedeploy-agent/'
+:pid_dir: '/opt/codedeploy-agent/state/.pid/'
+:program_name: codedeploy-agent
+:root_dir: '/opt/codedeploy-agent/deployment-root'
+:verbose: false
+:wait_between_runs: 1
+:proxy_uri:
+:max_revisions: 5
+"""
+
+
+def test_the_file_the_aws_agent_ships_loads_with_symbol_keys() -> None:
+    config = parse_agent_config(AWS_SHIPPED_FILE)
+    assert config.root_dir == Path("/opt/codedeploy-agent/deployment-root")
+    assert config.log_file == Path("/var/log/aws/codedeploy-agent/codedeploy-agent.log")
+    assert config.pid_file == Path("/opt/codedeploy-agent/state/.pid/codedeploy-agent.pid")
+    assert config.wait_between_runs == 1
+    assert config.proxy_uri is None
+    assert config.warnings == ()
+
+
+def test_plain_keys_work_too_and_override_defaults() -> None:
+    config = parse_agent_config(
+        "root_dir: /srv/root\nverbose: true\nmax_revisions: 2\nhttp_read_timeout: 30\n"
+        "s3_endpoint_override: http://127.0.0.1:9000\n"
+    )
+    assert config.root_dir == Path("/srv/root")
+    assert config.verbose is True
+    assert config.max_revisions == 2
+    assert config.http_read_timeout == 30
+    assert config.s3_endpoint_override == "http://127.0.0.1:9000"
+
+
+def test_defaults_match_the_design_table() -> None:
+    config = parse_agent_config("")
+    assert config == AgentConfig()
+    assert config.wait_after_error == 30
+    assert config.http_read_timeout == 80
+    assert config.kill_agent_max_wait_time_seconds == 7200
+    assert config.enable_deployments_log is True
+    assert config.ongoing_deployment_tracking == "ongoing-deployment"
+    assert config.allow_unsigned_deployment_specs is False
+    assert config.ignore_ownership_in_bundle is True
+    assert config.deployment_signer_name == "codedeploy-signer-{region}.amazonaws.com"
+
+
+def test_unknown_keys_are_warned_about_not_fatal() -> None:
+    config = parse_agent_config(":root_dir: /r\n:shiny_new_option: 3\n:children: 1\n")
+    assert config.root_dir == Path("/r")
+    assert len(config.warnings) == 1
+    assert "shiny_new_option" in config.warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        (":max_revisions: 0", "max_revisions"),
+        (":max_revisions: many", "max_revisions"),
+        (":verbose: sometimes", "verbose"),
+        (":root_dir: relative/path", "root_dir"),
+        (":wait_between_runs: -1", "wait_between_runs"),
+        (":http_read_timeout: soon", "http_read_timeout"),
+        (":proxy_uri: not a url", "proxy_uri"),
+        (":time_zone: mars", "time_zone"),
+        (":archive_max_extraction_size: lots", "archive_max_extraction_size"),
+        (":hook_outputs_left_open: maybe", "hook_outputs_left_open"),
+    ],
+)
+def test_a_bad_value_is_one_clear_error_naming_the_key(text: str, key: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_agent_config(text, source=Path("/etc/codedeployagent.yml"))
+    message = str(raised.value)
+    assert key in message
+    assert message.startswith("/etc/codedeployagent.yml: ")
+    assert "\n" not in message
+
+
+def test_yaml_syntax_error_names_the_line() -> None:
+    with pytest.raises(ConfigError, match=r"not valid YAML at line \d+, column \d+"):
+        parse_agent_config(":root_dir: /r\n:verbose: [unclosed\n")
+
+
+def test_fips_mode_is_refused_in_a_region_without_fips_endpoints() -> None:
+    with pytest.raises(ConfigError, match="use_fips_mode"):
+        parse_agent_config(":use_fips_mode: true", environ={"AWS_REGION": "eu-west-1"})
+    assert parse_agent_config(
+        ":use_fips_mode: true", environ={"AWS_REGION": "us-east-1"}
+    ).use_fips_mode
+
+
+def test_path_traversal_protection_cannot_be_turned_off() -> None:
+    config = parse_agent_config(":reject_path_traversal_in_bundle: false")
+    assert config.reject_path_traversal_in_bundle is True
+    assert any("always rejected" in w for w in config.warnings)
+
+
+@pytest.mark.parametrize(
+    ("value", "size"),
+    [(1048576, 1048576), ("4GB", 4 * 1024**3), ("512MB", 512 * 1024**2), ("10 KiB", 10240)],
+)
+def test_sizes(value: object, size: int) -> None:
+    assert parse_size("archive_max_extraction_size", value) == size
+
+
+def test_reading_files(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.yml"
+    assert read_agent_config(missing, required=False) == AgentConfig()
+    with pytest.raises(ConfigError, match="does not exist"):
+        read_agent_config(missing)
+    present = tmp_path / "agent.yml"
+    present.write_text(":root_dir: /x\n", encoding="utf-8")
+    assert read_agent_config(present).config_file == present
+    binary = tmp_path / "binary.yml"
+    binary.write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(ConfigError, match="cannot be read"):
+        read_agent_config(binary)
