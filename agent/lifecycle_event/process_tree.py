@@ -1,0 +1,410 @@
+"""Containment of one script run: its own process group and, where the host allows, a cgroup.
+
+A hook that times out must end with everything it started, including daemons that called
+``setsid()`` and were reparented to init; a hook that succeeds must leave behind what it
+started on purpose (the application). A cgroup v2 per script run gives both: nothing can
+leave it without privileges, ``cgroup.kill`` ends it atomically, and on success the members
+are moved to the agent's own cgroup. Where no cgroup can be made (read-only cgroupfs, no
+cgroup2, no rights) the run falls back to its process group plus continuous tracking of its
+descendants and sessions with psutil.
+
+The caller must not reap the script's own process before the last signal was sent: that
+keeps its pid, which is also the number of its process group and session, from being reused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Mapping, Optional, Set, Tuple
+
+import psutil
+import structlog
+
+_log = structlog.get_logger(__name__)
+
+CGROUP_NAME_PREFIX = "codedeploy-hook-"
+# Pure cgroup v2 hosts mount it here; hybrid hosts (systemd's default for years) one below.
+_PREFERRED_CGROUP2_MOUNTS = ("/sys/fs/cgroup", "/sys/fs/cgroup/unified")
+# A script that forks as fast as we move its members out still ends; we just stop trying.
+_RELEASE_ATTEMPTS = 50
+_REMOVE_ATTEMPTS = 100
+_REMOVE_PAUSE_SECONDS = 0.02
+_COMMAND_LINE_CHARACTERS = 200
+
+
+def find_unified_cgroup_mount(mountinfo_text: str) -> Optional[Tuple[Path, str]]:
+    """The cgroup2 mount point in ``/proc/self/mountinfo`` text, with the hierarchy path it shows.
+
+    ``/sys/fs/cgroup`` is preferred, then ``/sys/fs/cgroup/unified``, then any other.
+    """
+    mounts: Dict[str, str] = {}
+    for line in mountinfo_text.splitlines():
+        fields, separator, rest = line.partition(" - ")
+        if not separator or not rest.split() or rest.split()[0] != "cgroup2":
+            continue
+        parts = fields.split()
+        if len(parts) < 5:
+            continue
+        mounts.setdefault(_unescape_mount_field(parts[4]), _unescape_mount_field(parts[3]))
+    for preferred in _PREFERRED_CGROUP2_MOUNTS:
+        if preferred in mounts:
+            return Path(preferred), mounts[preferred]
+    for mount_point, root in mounts.items():
+        return Path(mount_point), root
+    return None
+
+
+def own_cgroup_v2_path(proc_cgroup_text: str) -> Optional[str]:
+    """The unified-hierarchy path in ``/proc/<pid>/cgroup`` text (the ``0::`` line)."""
+    for line in proc_cgroup_text.splitlines():
+        if line.startswith("0::"):
+            return line[3:]
+    return None
+
+
+def read_own_cgroup_dir() -> Optional[Path]:
+    """The folder of this process's own cgroup v2 (reads ``/proc/self``), or None."""
+    try:
+        mountinfo = Path("/proc/self/mountinfo").read_text(encoding="utf-8")
+        own = own_cgroup_v2_path(Path("/proc/self/cgroup").read_text(encoding="utf-8"))
+    except OSError:
+        return None
+    found = find_unified_cgroup_mount(mountinfo)
+    if found is None or own is None:
+        return None
+    mount_point, mount_root = found
+    if mount_root != "/":
+        if own != mount_root and not own.startswith(mount_root.rstrip("/") + "/"):
+            return None
+        own = own[len(mount_root.rstrip("/")) :]
+    directory = mount_point / own.lstrip("/")
+    return directory if (directory / "cgroup.procs").is_file() else None
+
+
+class HookCgroup:
+    """A cgroup v2 made for one script run, below the agent's own cgroup."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.parent = path.parent
+
+    def open_procs_for_joining(self) -> int:
+        """A descriptor on ``cgroup.procs``, opened with our rights so a child that already
+        switched users can still move itself in (the kernel checks the opener's rights)."""
+        return os.open(self.path / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+
+    def member_pids(self) -> List[int]:
+        try:
+            text = (self.path / "cgroup.procs").read_text(encoding="ascii")
+        except OSError:
+            return []
+        return [int(word) for word in text.split()]
+
+    def is_populated(self) -> bool:
+        try:
+            text = (self.path / "cgroup.events").read_text(encoding="ascii")
+        except OSError:
+            return bool(self.member_pids())
+        return "populated 1" in text.splitlines()
+
+    def signal_members(self, signal_number: int) -> None:
+        for pid in self.member_pids():
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal_number)
+
+    def kill_members(self) -> None:
+        """SIGKILL every member, atomically with ``cgroup.kill`` where the kernel has it."""
+        try:
+            (self.path / "cgroup.kill").write_text("1", encoding="ascii")
+            return
+        except OSError:
+            pass
+        for _ in range(_RELEASE_ATTEMPTS):
+            if not self.member_pids():
+                return
+            self.signal_members(signal.SIGKILL)
+
+    def release_members_to_parent(self) -> None:
+        """Move every member to the parent cgroup, so it outlives this run."""
+        target = self.parent / "cgroup.procs"
+        for _ in range(_RELEASE_ATTEMPTS):
+            members = self.member_pids()
+            if not members:
+                return
+            for pid in members:
+                try:
+                    target.write_text(str(pid), encoding="ascii")
+                except ProcessLookupError:
+                    pass
+                except OSError as error:
+                    _log.debug("cannot move process out of hook cgroup", pid=pid, error=str(error))
+        _log.warning("hook cgroup still has members", cgroup=str(self.path))
+
+    def remove(self) -> None:
+        """Remove the (empty) cgroup; an exiting member can keep it busy for a moment."""
+        for _ in range(_REMOVE_ATTEMPTS):
+            try:
+                self.path.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError as error:
+                last_error = error
+            time.sleep(_REMOVE_PAUSE_SECONDS)
+        _log.warning("cannot remove hook cgroup", cgroup=str(self.path), error=str(last_error))
+
+
+def create_hook_cgroup() -> Optional[HookCgroup]:
+    """Make a fresh cgroup below ours (touches cgroupfs); None when the host does not allow it."""
+    own = read_own_cgroup_dir()
+    if own is None:
+        _log.debug("no writable cgroup v2 hierarchy; using process groups")
+        return None
+    path = own / (CGROUP_NAME_PREFIX + secrets.token_hex(8))
+    try:
+        path.mkdir()
+    except OSError as error:
+        _log.debug("cannot create hook cgroup", cgroup=str(path), error=str(error))
+        return None
+    return HookCgroup(path)
+
+
+class DescendantTracker:
+    """Everything a script started, found by parentage and by session, kept across reparenting.
+
+    Polled while the script runs: a process is ours when its parent is ours or when it is in
+    a session of ours, so a grandchild that called ``setsid()`` is known from the moment its
+    parent is seen, and stays known after that parent died and init adopted it.
+    """
+
+    def __init__(self, root_pid: int) -> None:
+        self._own_pid = os.getpid()
+        self._own_session = _session_of(0)
+        self._root_pid = root_pid
+        self._known: Dict[int, psutil.Process] = {}
+        with contextlib.suppress(psutil.Error):
+            self._known[root_pid] = psutil.Process(root_pid)
+        self._sessions: Set[int] = {root_pid}
+
+    def refresh(self) -> None:
+        """Look for new members (reads ``/proc``)."""
+        self._forget_ended()
+        candidates: List[Tuple[psutil.Process, Optional[int]]] = []
+        for process in psutil.process_iter(["ppid"]):
+            if process.pid != self._own_pid and process.pid not in self._known:
+                candidates.append((process, process.info.get("ppid")))
+        changed = True
+        while changed:
+            changed = False
+            for process, parent_pid in candidates:
+                if process.pid in self._known:
+                    continue
+                if parent_pid in self._known or _session_of(process.pid) in self._sessions:
+                    self._known[process.pid] = process
+                    changed = True
+        sessions = {self._root_pid}
+        for pid in self._known:
+            session = _session_of(pid)
+            if session is not None and session != self._own_session:
+                sessions.add(session)
+        self._sessions = sessions
+
+    def signal_all(self, signal_number: int) -> None:
+        self.refresh()
+        for process in list(self._known.values()):
+            # psutil refuses to signal a pid that was reused by another process.
+            with contextlib.suppress(psutil.Error, OSError):
+                process.send_signal(signal_number)
+
+    def all_gone(self) -> bool:
+        self.refresh()
+        return not any(_is_alive(process) for process in self._known.values())
+
+    def _forget_ended(self) -> None:
+        for pid, process in list(self._known.items()):
+            if pid != self._root_pid and not _is_alive(process):
+                del self._known[pid]
+
+
+class ProcessTree:
+    """Everything one script run started: a cgroup when possible, its process group, tracking."""
+
+    def __init__(self, cgroup: Optional[HookCgroup]) -> None:
+        self._cgroup = cgroup
+        self._join_descriptor: Optional[int] = None
+        self._tracker: Optional[DescendantTracker] = None
+        self._root_pid: Optional[int] = None
+
+    @classmethod
+    def create_on_host(cls, use_cgroups: bool) -> ProcessTree:
+        """A tree for the next script; makes its cgroup when asked and allowed."""
+        return cls(create_hook_cgroup() if use_cgroups else None)
+
+    @property
+    def uses_cgroup(self) -> bool:
+        return self._cgroup is not None
+
+    @property
+    def tracks_descendants(self) -> bool:
+        return self._tracker is not None
+
+    def child_setup(self) -> Optional[Callable[[], None]]:
+        """The ``preexec_fn`` that moves the child into the cgroup before it execs.
+
+        It only writes to a descriptor opened here, so it takes no lock and allocates
+        nothing the child could deadlock on.
+        """
+        if self._cgroup is None:
+            return None
+        if self._join_descriptor is None:
+            self._join_descriptor = self._cgroup.open_procs_for_joining()
+        descriptor = self._join_descriptor
+
+        def join_cgroup() -> None:
+            os.write(descriptor, b"0")
+
+        return join_cgroup
+
+    def abandon_cgroup(self) -> None:
+        """Give up the cgroup (the child could not join it) and fall back to tracking."""
+        self._close_join_descriptor()
+        if self._cgroup is not None:
+            self._cgroup.remove()
+            self._cgroup = None
+
+    def attach(self, pid: int) -> None:
+        """The script's own process was started; begin following it."""
+        self._close_join_descriptor()
+        self._root_pid = pid
+        if self._cgroup is None:
+            self._tracker = DescendantTracker(pid)
+
+    def refresh(self) -> None:
+        if self._tracker is not None:
+            self._tracker.refresh()
+
+    def signal_all(self, signal_number: int) -> None:
+        """Send a signal to every process of the run."""
+        if self._cgroup is not None:
+            self._cgroup.signal_members(signal_number)
+        if self._root_pid is not None:
+            with contextlib.suppress(OSError):
+                os.killpg(self._root_pid, signal_number)
+        if self._tracker is not None:
+            self._tracker.signal_all(signal_number)
+
+    def kill_all(self) -> None:
+        if self._cgroup is not None:
+            self._cgroup.kill_members()
+        self.signal_all(signal.SIGKILL)
+
+    def all_gone(self) -> bool:
+        if self._cgroup is not None:
+            return not self._cgroup.is_populated()
+        if self._tracker is not None:
+            return self._tracker.all_gone()
+        return True
+
+    def release_survivors(self) -> None:
+        """Let what the script left running live on beyond this run."""
+        if self._cgroup is not None:
+            self._cgroup.release_members_to_parent()
+
+    def close(self) -> None:
+        """Remove the cgroup (after :meth:`release_survivors` or :meth:`kill_all`)."""
+        self._close_join_descriptor()
+        if self._cgroup is not None:
+            if self._cgroup.is_populated():
+                self._cgroup.release_members_to_parent()
+            self._cgroup.remove()
+            self._cgroup = None
+
+    def _close_join_descriptor(self) -> None:
+        if self._join_descriptor is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._join_descriptor)
+            self._join_descriptor = None
+
+
+@dataclass(frozen=True)
+class PipeHolder:
+    """A process that has one of a script's output pipes open."""
+
+    pid: int
+    command: str
+    streams: Tuple[str, ...]
+
+    def describe(self) -> str:
+        return f"pid {self.pid} ({self.command}) holding {' and '.join(self.streams)}"
+
+
+def find_pipe_holders(pipes: Mapping[int, str], exclude_pid: int) -> List[PipeHolder]:
+    """Processes with a descriptor on one of ``pipes`` (inode -> stream name); reads ``/proc``."""
+    targets = {f"pipe:[{inode}]": name for inode, name in pipes.items()}
+    holders: List[PipeHolder] = []
+    try:
+        entries = [entry.name for entry in os.scandir("/proc") if entry.name.isdigit()]
+    except OSError:
+        return holders
+    for name in sorted(entries, key=int):
+        pid = int(name)
+        if pid == exclude_pid:
+            continue
+        try:
+            descriptors = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        streams: Set[str] = set()
+        for descriptor in descriptors:
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{descriptor}")
+            except OSError:
+                continue
+            if link in targets:
+                streams.add(targets[link])
+        if streams:
+            holders.append(
+                PipeHolder(pid, _command_line(pid), tuple(sorted(streams, reverse=True)))
+            )
+    return holders
+
+
+def _command_line(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        words = [word.decode("utf-8", "replace") for word in raw.split(b"\0") if word]
+        if not words:
+            words = ["[" + Path(f"/proc/{pid}/comm").read_text(encoding="utf-8").strip() + "]"]
+    except OSError:
+        return "unknown command"
+    command = " ".join(words)
+    if len(command) > _COMMAND_LINE_CHARACTERS:
+        command = command[: _COMMAND_LINE_CHARACTERS - 3] + "..."
+    return command
+
+
+def _session_of(pid: int) -> Optional[int]:
+    try:
+        return os.getsid(pid)
+    except OSError:
+        return None
+
+
+def _is_alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _unescape_mount_field(field: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as three octal digits.
+    for code in ("040", "011", "012", "134"):
+        field = field.replace("\\" + code, chr(int(code, 8)))
+    return field

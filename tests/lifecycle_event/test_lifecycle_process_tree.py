@@ -1,0 +1,107 @@
+"""Finding the cgroup v2 hierarchy, the holders of a pipe, and a hook cgroup's life cycle."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from agent.lifecycle_event.process_tree import (
+    ProcessTree,
+    create_hook_cgroup,
+    find_pipe_holders,
+    find_unified_cgroup_mount,
+    own_cgroup_v2_path,
+)
+
+HYBRID_MOUNTINFO = """\
+25 30 0:23 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw
+26 25 0:24 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:8 - tmpfs tmpfs ro,mode=755
+27 26 0:25 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw
+28 26 0:26 / /sys/fs/cgroup/memory rw,nosuid,nodev,noexec,relatime shared:10 - cgroup cgroup rw,memory
+"""
+
+PURE_MOUNTINFO = """\
+35 24 0:30 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw
+90 35 0:30 / /tmp/other\\040place rw,relatime - cgroup2 cgroup2 rw
+"""
+
+
+def test_the_unified_hierarchy_is_found_on_hybrid_and_pure_hosts() -> None:
+    assert find_unified_cgroup_mount(HYBRID_MOUNTINFO) == (Path("/sys/fs/cgroup/unified"), "/")
+    assert find_unified_cgroup_mount(PURE_MOUNTINFO) == (Path("/sys/fs/cgroup"), "/")
+    assert find_unified_cgroup_mount(PURE_MOUNTINFO.splitlines()[1]) == (
+        Path("/tmp/other place"),
+        "/",
+    )
+    assert find_unified_cgroup_mount(HYBRID_MOUNTINFO.splitlines()[3]) is None
+
+
+def test_own_cgroup_is_the_unified_line() -> None:
+    text = "12:memory:/x\n1:name=systemd:/system.slice/a.service\n0::/system.slice/a.service\n"
+    assert own_cgroup_v2_path(text) == "/system.slice/a.service"
+    assert own_cgroup_v2_path("4:memory:/x\n") is None
+
+
+@pytest.fixture
+def sleeper_on_pipe() -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    read_end, write_end = os.pipe()
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "pipe-holder-marker"],
+        stdout=write_end,
+        stderr=write_end,
+        stdin=subprocess.DEVNULL,
+    )
+    os.close(write_end)
+    try:
+        yield child, read_end
+    finally:
+        child.kill()
+        child.wait()
+        os.close(read_end)
+
+
+def test_pipe_holders_are_named_with_their_command_line(
+    sleeper_on_pipe: tuple[subprocess.Popen[bytes], int],
+) -> None:
+    child, read_end = sleeper_on_pipe
+    inode = os.fstat(read_end).st_ino
+    holders = find_pipe_holders({inode: "stdout"}, os.getpid())
+    assert [holder.pid for holder in holders] == [child.pid]
+    assert "pipe-holder-marker" in holders[0].command
+    assert holders[0].streams == ("stdout",)
+    assert f"pid {child.pid} (" in holders[0].describe()
+    # We hold the read end ourselves, and are left out as asked.
+    assert os.getpid() in [h.pid for h in find_pipe_holders({inode: "stdout"}, -1)]
+
+
+def test_a_hook_cgroup_releases_its_members_to_the_parent_and_goes_away() -> None:
+    probe = create_hook_cgroup()
+    if probe is None:
+        pytest.skip("this host does not let us create a cgroup v2")
+    probe.remove()
+
+    tree = ProcessTree.create_on_host(use_cgroups=True)
+    assert tree.uses_cgroup
+    child = subprocess.Popen(["sleep", "60"], preexec_fn=tree.child_setup(), start_new_session=True)
+    try:
+        tree.attach(child.pid)
+        cgroup_line = Path(f"/proc/{child.pid}/cgroup").read_text(encoding="utf-8")
+        hook_path = own_cgroup_v2_path(cgroup_line)
+        assert hook_path is not None and "codedeploy-hook-" in hook_path
+        tree.release_survivors()
+        tree.close()
+        moved = own_cgroup_v2_path(Path(f"/proc/{child.pid}/cgroup").read_text(encoding="utf-8"))
+        assert moved is not None and "codedeploy-hook-" not in moved
+        assert child.poll() is None
+        mount = find_unified_cgroup_mount(Path("/proc/self/mountinfo").read_text(encoding="utf-8"))
+        assert mount is not None
+        assert not (mount[0] / hook_path.lstrip("/")).exists()
+    finally:
+        child.kill()
+        child.wait()
+        tree.close()
