@@ -1,0 +1,1 @@
+"""Host commands: getting a revision onto this host (fetch, unpack, copy) and running commands."""

@@ -1,0 +1,421 @@
+"""Unpacking a tar, tgz or zip bundle into ``deployment-archive/``, safely and fast.
+
+libarchive (through libarchive-c) reads the bundle and writes it to disk entry by entry,
+streaming, in one code path for the three types. Every member is judged in Python before
+its header is written (see :mod:`agent.host_command.bundle`): nothing may land outside
+the archive folder, and the policy may refuse symlinks, unsafe modes or too many bytes.
+libarchive's own secure-extraction flags are the second line of defence: no ``..``
+always, and no writing through a symlink as soon as the archive has created one.
+
+The process's working directory is shared by every thread, so it is never changed:
+each member's name is rewritten to an absolute path inside the destination once it has
+been validated. Modes and mtimes are kept (scripts stay executable); archive owners are
+applied only when the policy asks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import stat
+from pathlib import Path
+from typing import Callable, Optional, Set, Tuple
+
+import structlog
+from libarchive import ffi
+from libarchive.exception import ArchiveError
+from libarchive.extract import (
+    EXTRACT_OWNER,
+    EXTRACT_PERM,
+    EXTRACT_SECURE_NODOTDOT,
+    EXTRACT_SECURE_SYMLINKS,
+    EXTRACT_TIME,
+)
+
+from agent.application_specification.model import (
+    DEFAULT_APPSPEC_FILENAME,
+    FALLBACK_APPSPEC_FILENAME,
+)
+from agent.deployment_specification.model import BundleType
+from agent.host_command import libarchive_calls as la
+from agent.host_command.archive_staging import (
+    build_archive_dir_on_disk,
+    describe_os_error,
+    is_disk_full,
+)
+from agent.host_command.bundle import (
+    DEFAULT_POLICY,
+    BundleError,
+    SizeBudget,
+    UnpackPolicy,
+    check_member_kind,
+    check_member_permissions,
+    relative_member_name,
+    show_name,
+)
+
+# The folder copier lives beside the unpacker; callers find all three entry points here.
+from agent.host_command.local_revision import copy_directory_revision_to_disk
+
+log = structlog.get_logger(__name__)
+
+__all__ = [
+    "BundleError",
+    "UnpackPolicy",
+    "copy_directory_revision_to_disk",
+    "unpack_bundle_to_disk",
+]
+
+# Only the formats and filters a bundle can be. Leaving out the rest of libarchive's
+# readers (cpio, iso9660, rar, mtree, ...) and its external-program filters keeps code
+# that no bundle needs away from untrusted input.
+_READ_FORMATS = ("tar", "zip")
+_READ_FILTERS = ("gzip", "bzip2", "xz", "lzma", "zstd", "compress")
+_READ_BLOCK_SIZE = 1 << 20
+
+# EXTRACT_SECURE_NOABSOLUTEPATHS is left out on purpose: every name handed to libarchive
+# is absolute after the rewrite, and absolute member names are refused before that.
+_EXTRACT_FLAGS = EXTRACT_PERM | EXTRACT_TIME | EXTRACT_SECURE_NODOTDOT
+# Added from the archive's first symlink on. Until then the fresh private folder holds no
+# symlink for it to find, and it is the costliest step of a write: it inspects every
+# component of the absolute path, from /, for every member (a third of the time).
+_SYMLINK_CHECK = EXTRACT_SECURE_SYMLINKS
+
+
+def unpack_bundle_to_disk(
+    bundle: Path,
+    bundle_type: BundleType,
+    archive_dir: Path,
+    *,
+    appspec_filename: str = DEFAULT_APPSPEC_FILENAME,
+    policy: UnpackPolicy = DEFAULT_POLICY,
+) -> None:
+    """Unpack ``bundle`` (a tar, tgz or zip) into ``archive_dir``, all or nothing.
+
+    A stale ``archive_dir`` is removed first. When the archive's top level is a single
+    folder holding the appspec file (and no appspec beside it), that folder becomes
+    ``archive_dir``. Any failure raises :class:`BundleError` and leaves no folder behind.
+    """
+    if bundle_type is BundleType.DIRECTORY:
+        raise BundleError(
+            f"bundle {bundle}: the bundle type directory is a folder to copy, not an archive"
+        )
+    names: Tuple[str, ...] = (appspec_filename,)
+    if appspec_filename == DEFAULT_APPSPEC_FILENAME:
+        names = (DEFAULT_APPSPEC_FILENAME, FALLBACK_APPSPEC_FILENAME)
+
+    def fill(destination: Path) -> None:
+        _extract_on_disk(bundle, bundle_type, destination, archive_dir, policy)
+
+    build_archive_dir_on_disk(archive_dir, fill, appspec_names=names)
+
+
+def _extract_on_disk(
+    bundle: Path,
+    bundle_type: BundleType,
+    destination: Path,
+    archive_dir: Path,
+    policy: UnpackPolicy,
+) -> None:
+    where = f"bundle {bundle}"
+    try:
+        fd = os.open(bundle, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as error:
+        raise BundleError(f"cannot open {where}: {describe_os_error(error)}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise BundleError(f"{where} is not a regular file")
+        if info.st_size == 0:
+            raise BundleError(f"{where} is empty (0 bytes), not a {bundle_type.value} archive")
+        _extract_fd_on_disk(fd, bundle_type, destination, archive_dir, policy, where)
+    finally:
+        os.close(fd)
+
+
+def _extract_fd_on_disk(
+    fd: int,
+    bundle_type: BundleType,
+    destination: Path,
+    archive_dir: Path,
+    policy: UnpackPolicy,
+    where: str,
+) -> None:
+    # Both handles are freed by hand rather than by libarchive-c's context managers: their
+    # free() reports a failed archive as a new error, which would hide the real one.
+    read_p = ffi.read_new()
+    write_p: Optional[int] = None
+    try:
+        for name in _READ_FILTERS:
+            _enable_filter_if_built(read_p, name)
+        for name in _READ_FORMATS:
+            ffi.get_read_format_function(name)(read_p)
+        # Opening reads the first block to recognise the format and compression.
+        if la.read_open_fd(read_p, fd, _READ_BLOCK_SIZE) < la.ARCHIVE_WARN:
+            raise _unreadable(where, bundle_type, read_p)
+        write_p = ffi.write_disk_new()
+        flags = _EXTRACT_FLAGS | (EXTRACT_OWNER if policy.apply_ownership else 0)
+        ffi.write_disk_set_options(write_p, flags)
+        if policy.apply_ownership:
+            # Owners and groups are looked up by name first, as tar does.
+            la.write_disk_set_standard_lookup(write_p)
+        extraction = _Extraction(
+            read_p, write_p, flags, bundle_type, destination, archive_dir, policy, where
+        )
+        extraction.run()
+    except ArchiveError as error:
+        # Only the setup calls made through libarchive-c raise; libarchive out of memory.
+        raise BundleError(f"cannot unpack {where}: libarchive failed: {error.msg}") from None
+    finally:
+        if write_p is not None:
+            _free_quietly(ffi.write_free, write_p)
+        _free_quietly(ffi.read_free, read_p)
+
+
+def _enable_filter_if_built(read_p: int, name: str) -> None:
+    try:
+        enable = ffi.get_read_filter_function(name)
+    except ValueError:
+        return  # this libarchive was built without that filter
+    enable(read_p)
+
+
+def _free_quietly(free: Callable[[int], object], handle: int) -> None:
+    with contextlib.suppress(ArchiveError):
+        free(handle)
+
+
+class _Extraction:
+    """One pass over the archive: judge each member, point it inside the destination, write it.
+
+    Every libarchive status is checked here: a warning from the reading side is logged,
+    anything worse is a corrupt bundle; on the writing side a warning is already a
+    failure (a full disk, a mode or time that could not be set).
+    """
+
+    def __init__(
+        self,
+        read_p: int,
+        write_p: int,
+        flags: int,
+        bundle_type: BundleType,
+        destination: Path,
+        archive_dir: Path,
+        policy: UnpackPolicy,
+        where: str,
+    ) -> None:
+        self.read_p = read_p
+        self.write_p = write_p
+        self.flags = flags
+        self.bundle_type = bundle_type
+        self.destination = destination
+        self.archive_dir = archive_dir
+        self.policy = policy
+        self.where = where
+
+    def run(self) -> None:
+        entry_p = ffi.entry_new()
+        try:
+            status = la.read_next_header2(self.read_p, entry_p)
+            if status < la.ARCHIVE_WARN:
+                raise _unreadable(self.where, self.bundle_type, self.read_p)
+            self._check_declared_type()
+            self._extract_all(entry_p, status)
+            if la.write_close(self.write_p) != la.ARCHIVE_OK:
+                raise self._write_failure(None)
+        finally:
+            ffi.entry_free(entry_p)
+
+    def _check_declared_type(self) -> None:
+        family = la.archive_format(self.read_p) & la.FORMAT_FAMILY_MASK
+        compressed = ffi.filter_count(self.read_p) > 1
+        if self.bundle_type is BundleType.ZIP:
+            matches = family == la.FORMAT_ZIP and not compressed
+        else:
+            # GNU tar, which the AWS agent runs, recognises any compression for both.
+            matches = family == la.FORMAT_TAR
+        if matches:
+            return
+        found = {la.FORMAT_TAR: "a tar archive", la.FORMAT_ZIP: "a zip archive"}.get(
+            family, "not a tar or zip archive"
+        )
+        if compressed:
+            filter_name = ffi.filter_name(self.read_p, 0) or b"?"
+            found += f" compressed with {filter_name.decode('ascii', 'replace')}"
+        raise BundleError(
+            f"{self.where} is {found}, but the revision says its bundle type is"
+            f" {self.bundle_type.value}"
+        )
+
+    def _extract_all(self, entry_p: int, status: int) -> None:
+        # The hot loop: everything it calls per member is bound to a local name first.
+        read_p, write_p, where, policy = self.read_p, self.write_p, self.where, self.policy
+        prefix = os.fsencode(self.destination) + b"/"
+        budget = SizeBudget(policy.max_extraction_size, where)
+        limited = policy.max_extraction_size is not None
+        check_modes = policy.reject_unsafe_permissions
+        symlinks: Set[bytes] = set()
+        eof, ok, warn = la.ARCHIVE_EOF, la.ARCHIVE_OK, la.ARCHIVE_WARN
+        regular, folder, symlink = stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK
+        read_next_header2 = la.read_next_header2
+        read_extract2 = la.read_extract2
+        entry_pathname = ffi.entry_pathname
+        entry_hardlink = ffi.entry_hardlink
+        entry_filetype = ffi.entry_filetype
+        entry_size_is_set = ffi.entry_size_is_set
+        entry_copy_pathname = ffi.entry_copy_pathname
+
+        while status != eof:
+            name: bytes = entry_pathname(entry_p)
+            if status != ok:
+                if status < warn:
+                    raise self._corrupt(name)
+                log.warning(
+                    "libarchive warning",
+                    bundle=where,
+                    member=show_name(name or b""),
+                    message=la.error_message(read_p),
+                )
+            relative = relative_member_name(name, where)
+            file_type = entry_filetype(entry_p)
+            hardlink: Optional[bytes] = entry_hardlink(entry_p)
+            link_relative = b""
+            if hardlink is not None:
+                link_relative = self._hardlink_target(name, hardlink, file_type, symlinks)
+                file_type = regular
+            elif file_type != regular and file_type != folder:
+                check_member_kind(file_type, name, where, policy)
+            if not relative:
+                if file_type != folder:
+                    raise BundleError(f"{where}: member {show_name(name)} names no file")
+                # "./" is the archive folder itself, which keeps the mode every revision
+                # root gets, so that hooks running as other users can reach their scripts.
+                status = read_next_header2(read_p, entry_p)
+                continue
+            if check_modes:
+                check_member_permissions(file_type, ffi.entry_perm(entry_p), name, where, policy)
+            if symlinks:
+                _refuse_writes_through(relative, symlinks, name, where)
+                # A hard link to a symlink is a symlink too.
+                if file_type == symlink or link_relative in symlinks:
+                    symlinks.add(relative)
+                else:
+                    symlinks.discard(relative)
+            elif file_type == symlink:
+                symlinks.add(relative)
+                ffi.write_disk_set_options(write_p, self.flags | _SYMLINK_CHECK)
+
+            entry_copy_pathname(entry_p, prefix + relative)
+            if hardlink is not None:
+                la.entry_copy_hardlink(entry_p, prefix + link_relative)
+            if limited and file_type == regular:
+                if not entry_size_is_set(entry_p):
+                    # A zip member streamed with a data descriptor: its size is known
+                    # only at its end, so its bytes are counted as they are written.
+                    self._write_counted(entry_p, name, budget)
+                    status = read_next_header2(read_p, entry_p)
+                    continue
+                budget.declare(ffi.entry_size(entry_p), name)
+            # Header, data and finish in one call. libarchive stops a member at its declared
+            # size ("Too much data"), so a declared size is also an enforced one.
+            status = read_extract2(read_p, entry_p, write_p)
+            if status != ok:
+                raise self._extract_failure(name, status)
+            status = read_next_header2(read_p, entry_p)
+
+    def _write_counted(self, entry_p: int, name: bytes, budget: SizeBudget) -> None:
+        """Write one member block by block, counting its bytes against the size limit."""
+        read_p, write_p, eof, ok = self.read_p, self.write_p, la.ARCHIVE_EOF, la.ARCHIVE_OK
+        buffer, size, offset = ctypes.c_void_p(), ctypes.c_size_t(), ctypes.c_int64()
+        if la.write_header(write_p, entry_p) != ok:
+            raise self._write_failure(name)
+        while True:
+            status = la.read_data_block(
+                read_p, ctypes.byref(buffer), ctypes.byref(size), ctypes.byref(offset)
+            )
+            if status == eof:
+                break
+            if status != ok:
+                raise self._corrupt(name)
+            budget.write(size.value, name)
+            if la.write_data_block(write_p, buffer, size, offset) < 0:
+                raise self._write_failure(name)
+        if la.write_finish_entry(write_p) != ok:
+            raise self._write_failure(name)
+
+    def _hardlink_target(
+        self, name: bytes, target: bytes, file_type: int, symlinks: Set[bytes]
+    ) -> bytes:
+        """The validated target of a hard-link member, relative to the archive root."""
+        if file_type not in (0, stat.S_IFREG):
+            check_member_kind(file_type, name, self.where, self.policy)
+        if target.startswith(b"/") or b".." in target.split(b"/"):
+            raise BundleError(
+                f"{self.where}: member {show_name(name)} is a hard link to"
+                f" {show_name(target)}, outside the archive folder"
+            )
+        relative = relative_member_name(target, self.where)
+        if not relative:
+            raise BundleError(f"{self.where}: member {show_name(name)} is a hard link to no file")
+        if symlinks:
+            _refuse_writes_through(relative, symlinks, name, self.where)
+        return relative
+
+    def _corrupt(self, name: Optional[bytes]) -> BundleError:
+        at = f" at member {show_name(name)}" if name else ""
+        return BundleError(
+            f"{self.where} is truncated or corrupt{at}: {la.error_message(self.read_p)}"
+        )
+
+    def _extract_failure(self, name: bytes, status: int) -> BundleError:
+        # archive_read_extract2 reports a failed write as a warning, with the writer's
+        # error copied to the reader; anything worse comes from reading the bundle.
+        if status < la.ARCHIVE_WARN:
+            return self._corrupt(name)
+        if is_disk_full(la.error_number(self.read_p)) or is_disk_full(
+            la.error_number(self.write_p)
+        ):
+            return self._disk_full()
+        message = la.error_message(self.read_p).replace(
+            str(self.destination), str(self.archive_dir)
+        )
+        return BundleError(
+            f"{self.where}: cannot unpack member {show_name(name)} into {self.archive_dir}:"
+            f" {message}"
+        )
+
+    def _disk_full(self) -> BundleError:
+        return BundleError(
+            f"the disk is full: no space left on device for {self.archive_dir}"
+            f" while unpacking {self.where}"
+        )
+
+    def _write_failure(self, name: Optional[bytes]) -> BundleError:
+        if is_disk_full(la.error_number(self.write_p)):
+            return self._disk_full()
+        # libarchive names the absolute path it was given: show the final folder instead.
+        message = la.error_message(self.write_p).replace(
+            str(self.destination), str(self.archive_dir)
+        )
+        member = f" member {show_name(name)}" if name else ""
+        return BundleError(f"{self.where}: cannot write{member} into {self.archive_dir}: {message}")
+
+
+def _unreadable(where: str, bundle_type: BundleType, read_p: int) -> BundleError:
+    return BundleError(
+        f"{where} cannot be read as a {bundle_type.value} archive: {la.error_message(read_p)}"
+    )
+
+
+def _refuse_writes_through(relative: bytes, symlinks: Set[bytes], name: bytes, where: str) -> None:
+    """Refuse a member whose path goes through a symbolic link the archive created."""
+    slash = relative.find(b"/")
+    while slash != -1:
+        parent = relative[:slash]
+        if parent in symlinks:
+            raise BundleError(
+                f"{where}: member {show_name(name)} would be written through the symbolic"
+                f" link member {show_name(parent)}"
+            )
+        slash = relative.find(b"/", slash + 1)
