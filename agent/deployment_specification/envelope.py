@@ -1,0 +1,93 @@
+"""Opening the envelope of a deployment specification (DESIGN sections 3 and 6).
+
+The command service wraps each specification in a ``GenericEnvelope`` {``Format``,
+``Payload``}. ``PKCS7/JSON`` is verified (signature, CA chain, signer name) before any of its
+JSON is looked at; ``TEXT/JSON`` is unsigned and accepted only when the operator allows it
+(``allow_unsigned_deployment_specs``, for a self-hosted service) or for ``codedeploy-local``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.configuration.model import AgentConfig
+from agent.deployment_specification.model import DeploymentSpecification
+from agent.deployment_specification.parser import parse_deployment_specification
+from agent.deployment_specification.signature import (
+    SpecSignatureError,
+    verify_pkcs7_payload_with_openssl,
+)
+
+SIGNED_FORMAT = "PKCS7/JSON"
+UNSIGNED_FORMAT = "TEXT/JSON"
+REGION_PLACEHOLDER = "{region}"
+
+__all__ = [
+    "SIGNED_FORMAT",
+    "UNSIGNED_FORMAT",
+    "SignatureSettings",
+    "SpecSignatureError",
+    "expected_signer_name",
+    "open_deployment_specification",
+]
+
+
+def expected_signer_name(template: str, region: str) -> str:
+    """The signer common name for ``region``: ``{region}`` replaced, ``.com.cn`` in China.
+
+    The China suffix is added only to an ``amazonaws.com`` name, so an operator's own
+    signer name (a self-hosted service) is taken as written.
+    """
+    if REGION_PLACEHOLDER in template and not region:
+        raise SpecSignatureError(
+            f"deployment_signer_name {template!r} names {{region}} but the region is unknown"
+        )
+    name = template.replace(REGION_PLACEHOLDER, region)
+    if region.startswith("cn-") and name.endswith(".amazonaws.com"):
+        name += ".cn"
+    return name
+
+
+@dataclass(frozen=True)
+class SignatureSettings:
+    """What a specification must satisfy to be used: who may sign it, and whether it must be."""
+
+    ca_file: Path
+    expected_signer: str
+    allow_unsigned: bool = False
+
+    @classmethod
+    def from_config(cls, config: AgentConfig, region: str) -> SignatureSettings:
+        return cls(
+            ca_file=config.deployment_signer_ca_file,
+            expected_signer=expected_signer_name(config.deployment_signer_name, region),
+            allow_unsigned=config.allow_unsigned_deployment_specs,
+        )
+
+
+def open_deployment_specification(
+    envelope_format: str, payload: str, settings: SignatureSettings
+) -> DeploymentSpecification:
+    """Verify (``PKCS7/JSON``) or accept (``TEXT/JSON``) a specification, then parse it.
+
+    Verifying reads ``settings.ca_file`` and runs ``openssl``.
+    """
+    if envelope_format == SIGNED_FORMAT:
+        document = verify_pkcs7_payload_with_openssl(
+            payload, settings.ca_file, settings.expected_signer
+        )
+    elif envelope_format == UNSIGNED_FORMAT:
+        if not settings.allow_unsigned:
+            raise SpecSignatureError(
+                "deployment specification refused: the service sent an unsigned (TEXT/JSON)"
+                " specification; set allow_unsigned_deployment_specs: true only for a"
+                " self-hosted service you trust"
+            )
+        document = payload
+    else:
+        raise SpecSignatureError(
+            f"deployment specification has an unsupported envelope format {envelope_format[:40]!r}"
+            f" (expected {SIGNED_FORMAT} or {UNSIGNED_FORMAT})"
+        )
+    return parse_deployment_specification(document)
