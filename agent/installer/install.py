@@ -1,0 +1,89 @@
+"""The Install step from start to end, in the order that keeps a refused install harmless.
+
+1. Resolve the appspec's ``files`` and ``permissions`` against this host (sources, owners,
+   tools) and read the group's previous cleanup file as a set of free paths.
+2. Plan: walk the revision and refuse the install at the first conflict. Nothing has
+   changed on disk yet, so the previous revision is still in place.
+3. Replay the previous cleanup file (newest path first). Paths the plan found already
+   identical to what the copy would produce are kept (and stay listed) rather than deleted
+   and copied again: that is most of a redeployment, and deleting is costly.
+4. Copy, appending each path to the cleanup file before creating it, then apply the
+   permissions to the paths installed, logging every step in ``<group>-install.json``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import structlog
+
+from agent.application_specification.model import ApplicationSpecification, FileExistsBehavior
+from agent.deployment_root.layout import DeploymentRoot
+from agent.installer.cleanup import (
+    CleanupFileWriter,
+    iter_recorded_paths_from_disk,
+    read_previous_install_from_disk,
+    replay_cleanup_file_on_disk,
+)
+from agent.installer.copy import copy_entries_on_disk
+from agent.installer.instructions import InstructionsFileWriter
+from agent.installer.permissions import (
+    apply_permissions_on_disk,
+    find_permission_tools,
+    resolve_permissions,
+)
+from agent.installer.plan import check_plan_on_disk, resolve_entries_on_disk
+from agent.installer.result import InstallError, InstallResult
+from agent.installer.reuse import read_identity_from_os
+
+__all__ = ["InstallError", "InstallResult", "install_revision_on_disk"]
+
+log = structlog.get_logger(__name__)
+
+
+def install_revision_on_disk(
+    spec: ApplicationSpecification,
+    archive_root: Path,
+    root: DeploymentRoot,
+    group_id: str,
+    file_exists_behavior: FileExistsBehavior,
+) -> InstallResult:
+    """Install the unpacked revision at ``archive_root`` for deployment group ``group_id``.
+
+    ``file_exists_behavior`` is already resolved (the appspec's own setting over the
+    deployment's). Raises InstallError; when it does so before the copy starts, nothing
+    has changed on disk.
+    """
+    if spec.os != "linux":
+        raise InstallError(f"appspec os {spec.os!r} is not supported by this agent (linux only)")
+    tools = find_permission_tools()
+    entries = resolve_entries_on_disk(spec, archive_root, root.path)
+    permissions = resolve_permissions(spec.permissions, tools)
+    identity = read_identity_from_os()
+    cleanup_file = root.cleanup_file(group_id)
+    previous = read_previous_install_from_disk(cleanup_file, key=os.urandom(16))
+    kept = check_plan_on_disk(entries, permissions, previous, file_exists_behavior, identity)
+    del previous
+
+    removed = replay_cleanup_file_on_disk(cleanup_file, tools.semanage, kept)
+    root.instructions_dir.mkdir(parents=True, exist_ok=True)
+    install_file = root.install_instructions_file(group_id)
+    with CleanupFileWriter(cleanup_file) as cleanup, InstructionsFileWriter(install_file) as steps:
+        counts = copy_entries_on_disk(entries, file_exists_behavior, kept, identity, cleanup, steps)
+        installed = iter_recorded_paths_from_disk(cleanup_file, cleanup.size)
+        permission_paths = apply_permissions_on_disk(permissions, installed, tools, cleanup, steps)
+    result = InstallResult(
+        files_copied=counts.files_copied,
+        directories_created=counts.directories_created,
+        paths_retained=counts.paths_retained,
+        symlinks_created=counts.symlinks_created,
+        files_overwritten=counts.files_overwritten,
+        files_unchanged=counts.paths_unchanged,
+        directories_kept=counts.directories_kept,
+        bytes_copied=counts.bytes_copied,
+        previous_paths_removed=removed,
+        permission_paths=permission_paths,
+    )
+    log.info("revision installed", group_id=group_id, **vars(result))
+    return result

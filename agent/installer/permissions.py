@@ -1,0 +1,288 @@
+"""The appspec's ``permissions`` (Linux): checked while planning, applied after the copy.
+
+A permission applies to the paths this install created below its ``object`` (never to the
+object itself, unless the object is a file the install copied), filtered by ``pattern``
+(``**`` is everything below, anything else a ``*`` glob on direct children), ``except``
+(``*`` globs on the name) and ``type``. On each path it sets, in order, the mode, the ACL
+entries (``setfacl``), the SELinux context (``semanage fcontext`` + ``restorecon``) and
+the owner/group. Symlinks are left alone: chmod, setfacl and restorecon would act on
+whatever they point to. Owners, groups and the tools are resolved before anything is
+copied, so a typo refuses the install instead of leaving it half done.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import re
+import shutil
+import stat
+import subprocess
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Optional, Pattern, Sequence, Tuple
+
+from agent.application_specification.model import ObjectType, Permission
+from agent.installer.cleanup import CleanupFileWriter
+from agent.installer.instructions import InstructionsFileWriter
+from agent.installer.paths import is_within, normalise_absolute
+from agent.installer.result import InstallError
+
+# setfacl and restorecon take many paths per call; this bounds one command line.
+_BATCH_SIZE = 256
+
+
+@dataclass(frozen=True)
+class PermissionTools:
+    """Full paths of the external tools permissions need; None when not installed."""
+
+    setfacl: Optional[str]
+    semanage: Optional[str]
+    restorecon: Optional[str]
+
+
+def find_permission_tools() -> PermissionTools:
+    """Look the tools up on ``PATH``."""
+    return PermissionTools(
+        setfacl=shutil.which("setfacl"),
+        semanage=shutil.which("semanage"),
+        restorecon=shutil.which("restorecon"),
+    )
+
+
+@dataclass(frozen=True)
+class ResolvedPermission:
+    """One ``permissions`` entry made ready to match paths: globs compiled, ids resolved."""
+
+    number: int  # position in the appspec, from 1
+    permission: Permission
+    object: str  # normalised absolute path
+    pattern: Optional[Pattern[str]]  # None for ``**``
+    excepts: Tuple[Pattern[str], ...]
+    uid: int  # -1 when no owner is set
+    gid: int  # -1 when no group is set
+    default_acl: bool  # has ``d:`` entries, which only folders accept
+
+    def describe(self) -> str:
+        return f"permissions entry {self.number} (object {self.permission.object!r})"
+
+    def matches(self, path: str, is_dir: bool) -> bool:
+        """Whether this entry applies to the installed ``path`` (a folder or a file)."""
+        wanted = ObjectType.DIRECTORY if is_dir else ObjectType.FILE
+        if path == self.object:
+            return not is_dir and wanted in self.permission.types
+        below = self.object if self.object.endswith("/") else self.object + "/"
+        if not path.startswith(below):
+            return False
+        relative = path[len(below) :]
+        if self.pattern is not None and ("/" in relative or not self.pattern.fullmatch(relative)):
+            return False
+        name = relative[relative.rfind("/") + 1 :]
+        if any(excepted.fullmatch(name) for excepted in self.excepts):
+            return False
+        return wanted in self.permission.types
+
+    def check_file_object(self, path: str) -> None:
+        """Refuse settings a file cannot take, once ``path`` is known to be a matched file."""
+        if path == self.object and (self.permission.pattern != "**" or self.permission.excepts):
+            raise InstallError(
+                f"{self.describe()}: the object is a file, so pattern must be '**' and"
+                " except must be empty"
+            )
+        if self.default_acl:
+            raise InstallError(
+                f"{self.describe()}: default ACL entries (d:...) apply to folders only,"
+                f" but it matches the file {path}"
+            )
+
+
+def resolve_permissions(
+    permissions: Sequence[Permission], tools: PermissionTools
+) -> Tuple[ResolvedPermission, ...]:
+    """Check every entry against this host and compile it; raises InstallError."""
+    users: Dict[str, int] = {}
+    groups: Dict[str, int] = {}
+    resolved: List[ResolvedPermission] = []
+    for number, permission in enumerate(permissions, start=1):
+        where = f"permissions entry {number} (object {permission.object!r})"
+        if not permission.object.startswith("/"):
+            raise InstallError(f"{where}: the object must be an absolute path")
+        if permission.acls and tools.setfacl is None:
+            raise InstallError(
+                f"{where} sets acls but setfacl is not installed on this host:"
+                " install the 'acl' package"
+            )
+        if permission.context is not None and (tools.semanage is None or tools.restorecon is None):
+            raise InstallError(
+                f"{where} sets an SELinux context but semanage or restorecon is not installed"
+                " on this host: install the SELinux policy tools (policycoreutils)"
+            )
+        for entry in permission.acls:
+            _check_acl_names(where, entry, users, groups)
+        resolved.append(
+            ResolvedPermission(
+                number=number,
+                permission=permission,
+                object=normalise_absolute(permission.object),
+                pattern=None if permission.pattern == "**" else _glob(permission.pattern),
+                excepts=tuple(_glob(excepted) for excepted in permission.excepts),
+                uid=-1 if permission.owner is None else _uid(where, permission.owner, users),
+                gid=-1 if permission.group is None else _gid(where, permission.group, groups),
+                default_acl=any(_is_default_acl(entry) for entry in permission.acls),
+            )
+        )
+    return tuple(resolved)
+
+
+def apply_permissions_on_disk(
+    permissions: Sequence[ResolvedPermission],
+    installed_paths: Iterable[str],
+    tools: PermissionTools,
+    cleanup: CleanupFileWriter,
+    instructions: InstructionsFileWriter,
+) -> int:
+    """Apply each entry to the installed paths it matches; returns how many paths it set.
+
+    The plan has already refused paths matched twice, so the first match is the only one.
+    Paths are handled in batches of one entry so that setfacl and restorecon run once per
+    batch rather than once per path.
+    """
+    if not permissions:
+        return 0
+    applied = 0
+    batch: List[str] = []
+    current: Optional[ResolvedPermission] = None
+    objects = tuple(permission.object for permission in permissions)
+    for path in installed_paths:
+        if not any(is_within(path, folder) for folder in objects):
+            continue  # decided by the path alone, without a stat
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            continue
+        if stat.S_ISLNK(mode):
+            continue
+        is_dir = stat.S_ISDIR(mode)
+        match = next((p for p in permissions if p.matches(path, is_dir)), None)
+        if match is None:
+            continue
+        if match is not current or len(batch) >= _BATCH_SIZE:
+            if current is not None:
+                _apply_batch_on_disk(current, batch, tools, cleanup, instructions)
+            applied += len(batch)
+            batch = []
+            current = match
+        batch.append(path)
+    if current is not None:
+        _apply_batch_on_disk(current, batch, tools, cleanup, instructions)
+    return applied + len(batch)
+
+
+def _apply_batch_on_disk(
+    resolved: ResolvedPermission,
+    paths: Sequence[str],
+    tools: PermissionTools,
+    cleanup: CleanupFileWriter,
+    instructions: InstructionsFileWriter,
+) -> None:
+    permission = resolved.permission
+    mode_text = permission.mode_text()
+    if permission.mode is not None and mode_text is not None:
+        for path in paths:
+            try:
+                os.chmod(path, permission.mode)
+            except OSError as error:
+                raise _permission_error(path, error) from error
+            instructions.chmod(path, mode_text)
+    if permission.acls and tools.setfacl is not None:
+        _run_tool([tools.setfacl, "--modify", ",".join(permission.acls)], paths, resolved)
+        for path in paths:
+            instructions.setfacl(path, permission.acls)
+    context = permission.context
+    if context is not None and tools.semanage is not None and tools.restorecon is not None:
+        options = ["-t", context.type]
+        if context.name is not None:
+            options += ["-s", context.name]
+        if context.range is not None:
+            options += ["-r", context.range.render()]
+        for path in paths:
+            # Recorded first: a rule added just before a crash is still removed next time.
+            cleanup.append_context_record(path)
+            _run_tool([tools.semanage, "fcontext", "-a", *options], [path], resolved)
+            instructions.semanage(path, context)
+        _run_tool([tools.restorecon, "-v"], paths, resolved)
+    if permission.owner is not None or permission.group is not None:
+        for path in paths:
+            try:
+                os.chown(path, resolved.uid, resolved.gid, follow_symlinks=False)
+            except OSError as error:
+                raise _permission_error(path, error) from error
+            instructions.chown(path, permission.owner, permission.group)
+
+
+def _permission_error(path: str, error: OSError) -> InstallError:
+    return InstallError(f"cannot set the permissions of {path}: {error.strerror}")
+
+
+def _run_tool(command: List[str], paths: Sequence[str], resolved: ResolvedPermission) -> None:
+    """Run ``command`` on ``paths``; a failure names the entry, the tool and a path."""
+    argv = [*command, *paths]
+    try:
+        completed = subprocess.run(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            check=False,
+        )
+    except OSError as error:
+        raise InstallError(
+            f"{resolved.describe()}: cannot run {argv[0]}: {error.strerror}"
+        ) from error
+    if completed.returncode != 0:
+        lines = completed.stderr.decode("utf-8", "replace").strip().splitlines()
+        reason = lines[-1] if lines else f"exit code {completed.returncode}"
+        more = f" (and {len(paths) - 1} more paths)" if len(paths) > 1 else ""
+        raise InstallError(
+            f"{resolved.describe()}: {os.path.basename(argv[0])} failed on {paths[0]}{more}:"
+            f" {reason}"
+        )
+
+
+def _glob(pattern: str) -> Pattern[str]:
+    """A glob where only ``*`` is special (any run of characters, ``/`` excluded by callers)."""
+    return re.compile(".*".join(re.escape(piece) for piece in pattern.split("*")), re.DOTALL)
+
+
+def _is_default_acl(entry: str) -> bool:
+    return entry.startswith(("d:", "default:"))
+
+
+def _check_acl_names(where: str, entry: str, users: Dict[str, int], groups: Dict[str, int]) -> None:
+    fields = entry.split(":")
+    if fields and fields[0] in ("d", "default"):
+        fields = fields[1:]
+    if len(fields) < 2 or not fields[1] or fields[1].isdigit():
+        return
+    if fields[0] in ("u", "user"):
+        _uid(where, fields[1], users)
+    elif fields[0] in ("g", "group"):
+        _gid(where, fields[1], groups)
+
+
+def _uid(where: str, name: str, cache: Dict[str, int]) -> int:
+    if name not in cache:
+        try:
+            cache[name] = pwd.getpwnam(name).pw_uid
+        except KeyError:
+            raise InstallError(f"{where}: user {name!r} does not exist on this host") from None
+    return cache[name]
+
+
+def _gid(where: str, name: str, cache: Dict[str, int]) -> int:
+    if name not in cache:
+        try:
+            cache[name] = grp.getgrnam(name).gr_gid
+        except KeyError:
+            raise InstallError(f"{where}: group {name!r} does not exist on this host") from None
+    return cache[name]

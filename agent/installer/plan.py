@@ -1,0 +1,399 @@
+"""Planning the install: every check that can refuse it, before the disk is changed.
+
+The plan walks the revision once and looks at each destination it would produce, but keeps
+none of them: the copy walks the revision again. It refuses the install when a source is
+missing or leaves the revision, when a destination is already taken (by something the
+group's previous install did not create, under DISALLOW), when two ``files`` entries
+produce the same destination or disagree on whether it is a file or a folder, and when
+the ``permissions`` entries do not fit the installed paths. Only entries whose destination
+trees can overlap are compared with each other, by looking at the other entry's source.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import stat
+from dataclasses import dataclass, replace
+from operator import attrgetter
+from pathlib import Path
+from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple
+
+from agent.application_specification.model import (
+    ApplicationSpecification,
+    FileExistsBehavior,
+    FileMapping,
+)
+from agent.installer.cleanup import PathSet, PathSetBuilder, PreviousInstall
+from agent.installer.paths import folder_chain, is_within, join, normalise_absolute
+from agent.installer.permissions import ResolvedPermission
+from agent.installer.result import InstallError
+from agent.installer.reuse import (
+    Identity,
+    folder_is_fresh_like_on_disk,
+    leaf_is_fresh_like_on_disk,
+)
+
+_by_name = attrgetter("name")
+
+
+class SourceKind(enum.Enum):
+    FOLDER = "folder"  # its contents go into the destination
+    FILE = "file"  # a file or a symlink: goes to destination/<basename>
+
+
+class TargetType(enum.Enum):
+    FOLDER = "folder"
+    FILE = "file"
+    SYMLINK = "symlink"
+
+
+@dataclass(frozen=True)
+class ResolvedEntry:
+    """One ``files`` entry with its source checked and its paths normalised."""
+
+    number: int  # position in the appspec, from 1
+    mapping: FileMapping
+    kind: SourceKind
+    source: str  # absolute path inside the revision
+    destination: str  # the folder the entry installs into
+    root: str  # where the source itself lands: destination, or destination/<basename>
+    # Earlier entries whose destination trees can overlap this one's.
+    overlaps: Tuple[int, ...] = ()
+
+    def describe(self) -> str:
+        return (
+            f"files entry {self.number} (source {self.mapping.source!r},"
+            f" destination {self.mapping.destination!r})"
+        )
+
+
+def resolve_entries_on_disk(
+    spec: ApplicationSpecification, archive_root: Path, deployment_root: Path
+) -> Tuple[ResolvedEntry, ...]:
+    """Check each ``files`` entry's source and destination; raises InstallError."""
+    archive = normalise_absolute(os.path.abspath(archive_root))
+    archive_real = os.path.realpath(archive)
+    guarded = (archive_real, os.path.realpath(deployment_root))
+    entries: List[ResolvedEntry] = []
+    for number, mapping in enumerate(spec.files, start=1):
+        entry = _resolve_entry_on_disk(number, mapping, archive, archive_real)
+        landing = os.path.realpath(entry.root)
+        if any(is_within(landing, inside) for inside in guarded):
+            raise InstallError(
+                f"{entry.describe()}: the destination is inside the agent's deployment root"
+            )
+        overlaps = tuple(
+            index
+            for index, earlier in enumerate(entries)
+            if is_within(entry.root, earlier.root) or is_within(earlier.root, entry.root)
+        )
+        entries.append(replace(entry, overlaps=overlaps))
+    return tuple(entries)
+
+
+def check_plan_on_disk(
+    entries: Sequence[ResolvedEntry],
+    permissions: Sequence[ResolvedPermission],
+    previous: PreviousInstall,
+    behavior: FileExistsBehavior,
+    identity: Identity,
+) -> PathSet:
+    """Walk every entry as the copy will and raise InstallError at the first conflict.
+
+    The paths the group's previous install created (``previous.free``) are removed before
+    the copy, so they are no conflict. Returns those of them that already look like what
+    the copy would produce: they are kept instead of being removed and copied again.
+    """
+    kept = PathSetBuilder(previous.free.key)
+    plan = _Plan(
+        tuple(entries),
+        tuple(permissions),
+        previous.free,
+        behavior,
+        identity,
+        kept,
+        reuse=not previous.has_contexts and len(previous.free) > 0,
+    )
+    for entry in entries:
+        _check_entry_on_disk(plan, entry)
+    return kept.build()
+
+
+@dataclass(frozen=True)
+class _Plan:
+    entries: Tuple[ResolvedEntry, ...]
+    permissions: Tuple[ResolvedPermission, ...]
+    free: PathSet
+    behavior: FileExistsBehavior
+    identity: Identity
+    kept: PathSetBuilder
+    reuse: bool
+
+
+class _Folder(NamedTuple):
+    """What the plan knows about a destination folder while walking below it."""
+
+    exists: bool  # it exists now: what goes below it must be looked at
+    doomed: bool  # the previous install's and not kept: removed, so nothing below is kept
+    status: Optional[os.stat_result]  # its status when it exists
+
+
+_MISSING = _Folder(False, False, None)
+
+
+def _resolve_entry_on_disk(
+    number: int, mapping: FileMapping, archive: str, archive_real: str
+) -> ResolvedEntry:
+    where = f"files entry {number} (source {mapping.source!r}, destination {mapping.destination!r})"
+    relative = os.path.normpath(mapping.source.strip("/") or ".")
+    if relative == ".." or relative.startswith("../"):
+        raise InstallError(f"{where}: the source leaves the revision folder")
+    source = archive if relative == "." else join(archive, relative)
+    # The last component may be a symlink (it is copied as one); the folders above it must
+    # not lead out of the revision.
+    if not is_within(os.path.realpath(os.path.dirname(source)), archive_real) and relative != ".":
+        raise InstallError(f"{where}: the source leaves the revision folder")
+    try:
+        mode = os.lstat(source).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise InstallError(
+            f"{where}: the source does not exist in the revision ({source})"
+        ) from None
+    _target_type(source, mode)
+    if not mapping.destination.startswith("/"):
+        raise InstallError(f"{where}: the destination must be an absolute path")
+    destination = normalise_absolute(mapping.destination)
+    _check_name(destination)
+    if stat.S_ISDIR(mode):
+        return ResolvedEntry(number, mapping, SourceKind.FOLDER, source, destination, destination)
+    root = join(destination, os.path.basename(source))
+    _check_name(root)
+    return ResolvedEntry(number, mapping, SourceKind.FILE, source, destination, root)
+
+
+def _check_entry_on_disk(plan: _Plan, entry: ResolvedEntry) -> None:
+    folder = _Folder(True, False, os.stat("/"))
+    for path in folder_chain(entry.destination):
+        folder = _check_folder_on_disk(plan, entry, path, folder)
+    if entry.kind is SourceKind.FILE:
+        kind = _target_type(entry.source, os.lstat(entry.source).st_mode)
+        _check_leaf_on_disk(plan, entry, entry.source, entry.root, kind, folder)
+        return
+    stack = [(_sorted_entries_on_disk(entry.source), entry.source, entry.destination, folder)]
+    while stack:
+        children, source_dir, destination_dir, folder = stack[-1]
+        for child in children:
+            source = join(source_dir, child.name)
+            destination = join(destination_dir, child.name)
+            _check_name(destination)
+            if child.is_dir(follow_symlinks=False):
+                inner = _check_folder_on_disk(plan, entry, destination, folder)
+                stack.append((_sorted_entries_on_disk(source), source, destination, inner))
+                break
+            if child.is_file(follow_symlinks=False):
+                kind = TargetType.FILE
+            elif child.is_symlink():
+                kind = TargetType.SYMLINK
+            else:
+                kind = _target_type(source, child.stat(follow_symlinks=False).st_mode)
+            _check_leaf_on_disk(plan, entry, source, destination, kind, folder)
+        else:
+            stack.pop()
+
+
+def _check_folder_on_disk(plan: _Plan, entry: ResolvedEntry, path: str, parent: _Folder) -> _Folder:
+    """Check a folder the entry needs, below ``parent``; returns what is known of it."""
+    _check_overlaps_on_disk(plan, entry, path, TargetType.FOLDER)
+    folder = _MISSING
+    installed = True  # created, or kept, by this install
+    if parent.exists:
+        try:
+            status: Optional[os.stat_result] = os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            status = None
+        if status is None:
+            pass
+        elif stat.S_ISDIR(status.st_mode):
+            # A folder of the previous install is kept when it looks freshly made, else
+            # removed if nothing foreign is left in it; either way what is below it is
+            # checked path by path.
+            installed = path in plan.free
+            doomed = installed
+            if installed and _keeps(plan, parent):
+                assert parent.status is not None
+                if folder_is_fresh_like_on_disk(path, status, parent.status, plan.identity):
+                    plan.kept.add(path)
+                    doomed = False
+            folder = _Folder(True, doomed, status)
+        elif path in plan.free:
+            pass  # a file or symlink of the previous install: removed first
+        elif stat.S_ISLNK(status.st_mode) and os.path.isdir(path):
+            # e.g. /var/www -> /srv/www: installing through it is what the AWS agent does.
+            folder = _Folder(True, False, os.stat(path))
+            installed = False
+        else:
+            raise InstallError(
+                f"{path} must be a folder for {entry.describe()}, but something else is there"
+                " that the previous deployment of this group did not install"
+            )
+    if installed:
+        _check_permissions(plan, path, TargetType.FOLDER)
+    return folder
+
+
+def _check_leaf_on_disk(
+    plan: _Plan,
+    entry: ResolvedEntry,
+    source: str,
+    path: str,
+    kind: TargetType,
+    parent: _Folder,
+) -> None:
+    """Check a file or symlink the entry would copy from ``source`` to ``path``."""
+    _check_overlaps_on_disk(plan, entry, path, kind)
+    copied = True
+    if parent.exists:
+        try:
+            status: Optional[os.stat_result] = os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            status = None
+        hashed = 0 if status is None else plan.free.hash_of(path)
+        if status is None:
+            pass
+        elif plan.free.contains_hash(hashed):
+            if stat.S_ISDIR(status.st_mode):
+                _check_emptied_by_cleanup_on_disk(plan, entry, path)
+            elif _keeps(plan, parent):
+                assert parent.status is not None
+                source_status = os.lstat(source)
+                if leaf_is_fresh_like_on_disk(
+                    path, status, source_status, parent.status, plan.identity
+                ):
+                    plan.kept.add_hash(hashed)
+        elif plan.behavior is FileExistsBehavior.DISALLOW:
+            raise InstallError(
+                f"{path} already exists and was not installed by the previous deployment of"
+                f" this group ({entry.describe()}); file_exists_behavior is DISALLOW: remove"
+                " it, or set file_exists_behavior to OVERWRITE or RETAIN"
+            )
+        elif plan.behavior is FileExistsBehavior.RETAIN:
+            copied = False
+        elif stat.S_ISDIR(status.st_mode):
+            raise InstallError(
+                f"{path} is a folder and cannot be overwritten by a file ({entry.describe()})"
+            )
+    if copied:
+        _check_permissions(plan, path, kind)
+
+
+def _keeps(plan: _Plan, parent: _Folder) -> bool:
+    return plan.reuse and not parent.doomed and parent.status is not None
+
+
+def _check_emptied_by_cleanup_on_disk(plan: _Plan, entry: ResolvedEntry, folder: str) -> None:
+    """A file replaces a folder of the previous install: nothing foreign may be inside."""
+    stack = [_sorted_entries_on_disk(folder)]
+    while stack:
+        for child in stack[-1]:
+            if child.path not in plan.free:
+                raise InstallError(
+                    f"{folder} must be replaced by a file for {entry.describe()}, but it holds"
+                    f" {child.path}, which the previous deployment of this group did not install"
+                )
+            if child.is_dir(follow_symlinks=False):
+                stack.append(_sorted_entries_on_disk(child.path))
+                break
+        else:
+            stack.pop()
+
+
+def _check_overlaps_on_disk(plan: _Plan, entry: ResolvedEntry, path: str, kind: TargetType) -> None:
+    for index in entry.overlaps:
+        other = plan.entries[index]
+        produced = _produced_by_on_disk(other, path)
+        if produced is None or (produced is TargetType.FOLDER and kind is TargetType.FOLDER):
+            continue
+        if produced is not TargetType.FOLDER and kind is not TargetType.FOLDER:
+            raise InstallError(
+                f"two sources go to the same destination {path}: {other.describe()} and"
+                f" {entry.describe()}; remove one of them from the appspec"
+            )
+        raise InstallError(
+            f"{path} would be a file for one files entry and a folder for another:"
+            f" {other.describe()} and {entry.describe()}"
+        )
+
+
+def _produced_by_on_disk(entry: ResolvedEntry, path: str) -> Optional[TargetType]:
+    """What ``entry`` puts at ``path`` (None when nothing), found from its source."""
+    if is_within(path, entry.root):
+        if path == entry.root:
+            if entry.kind is SourceKind.FOLDER:
+                return TargetType.FOLDER
+            return _target_type(entry.source, os.lstat(entry.source).st_mode)
+        if entry.kind is SourceKind.FILE:
+            return None
+        # Only a chain of real folders in the source leads to the path: the copy never
+        # follows a symlink.
+        current = entry.source
+        for name in path[len(entry.root) :].strip("/").split("/"):
+            try:
+                mode = os.lstat(current).st_mode
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+            if not stat.S_ISDIR(mode):
+                return None
+            current = join(current, name)
+        try:
+            return _target_type(current, os.lstat(current).st_mode)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+    if is_within(entry.root, path):
+        return TargetType.FOLDER  # the entry needs it as a folder on its way down
+    return None
+
+
+def _check_permissions(plan: _Plan, path: str, kind: TargetType) -> None:
+    if not plan.permissions or kind is TargetType.SYMLINK:
+        return
+    is_dir = kind is TargetType.FOLDER
+    matched: Optional[ResolvedPermission] = None
+    for permission in plan.permissions:
+        if not permission.matches(path, is_dir):
+            continue
+        if matched is not None:
+            raise InstallError(
+                f"{path} is matched by two permissions entries, {matched.describe()} and"
+                f" {permission.describe()}; a path may be matched by one entry only"
+            )
+        matched = permission
+        if not is_dir:
+            permission.check_file_object(path)
+
+
+def _target_type(path: str, mode: int) -> TargetType:
+    if stat.S_ISDIR(mode):
+        return TargetType.FOLDER
+    if stat.S_ISREG(mode):
+        return TargetType.FILE
+    if stat.S_ISLNK(mode):
+        return TargetType.SYMLINK
+    raise InstallError(
+        f"{path} in the revision is neither a file, a folder nor a symlink and cannot be installed"
+    )
+
+
+def _check_name(path: str) -> None:
+    if "\n" in path:
+        raise InstallError(
+            f"{path!r}: paths with a line break cannot be installed (the cleanup file holds one"
+            " path per line)"
+        )
+
+
+def _sorted_entries_on_disk(folder: str) -> Iterator[os.DirEntry[str]]:
+    # Sorted so that the install log and the first reported conflict are reproducible; this
+    # holds one folder's entries at a time, never the tree's.
+    with os.scandir(folder) as listing:
+        return iter(sorted(listing, key=_by_name))
