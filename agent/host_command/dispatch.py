@@ -1,0 +1,225 @@
+"""Carrying out one host command of a deployment on this host.
+
+A deployment is a sequence of commands: ``DownloadBundle`` (fetch and unpack the revision),
+``Install`` (copy files, apply permissions) and one command per lifecycle event (run the
+event's scripts). The daemon receives them one at a time from the command service;
+``codedeploy-local`` runs them in order. Both call :func:`execute_host_command`, which
+reads and writes the deployment root exactly as the AWS agent lays it out.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, FrozenSet, Mapping, Optional
+
+import structlog
+
+from agent.application_specification.parser import (
+    check_hook_events,
+    read_application_specification,
+)
+from agent.configuration.model import AgentConfig
+from agent.deployment_root.layout import DeploymentDir, DeploymentRoot
+from agent.deployment_root.retention import prune_old_deployments_on_disk
+from agent.deployment_specification.model import DeploymentSpecification
+from agent.host_command.download import download_revision_to_disk
+from agent.host_command.unpack import UnpackPolicy
+from agent.installer.install import install_revision_on_disk
+from agent.lifecycle_event import events
+from agent.lifecycle_event.runner import HookRunSettings, OutputsLeftOpenPolicy, run_event_scripts
+from agent.lifecycle_event.script_log import open_script_log
+
+log = structlog.get_logger(__name__)
+
+# Inherited variables a hook keeps when restrict_hook_env_to_allowlist is on.
+HOOK_ENV_ALLOWLIST: FrozenSet[str] = frozenset(
+    {
+        "PATH",
+        "LANG",
+        "LC_ALL",
+        "LC_CTYPE",
+        "TZ",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "TERM",
+        "TMPDIR",
+    }
+)
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """What the engine needs from the agent configuration, resolved once."""
+
+    root: DeploymentRoot
+    max_revisions: int = 5
+    unpack_policy: UnpackPolicy = field(default_factory=UnpackPolicy)
+    hook_settings: HookRunSettings = field(default_factory=HookRunSettings)
+    enable_deployments_log: bool = True
+
+    @classmethod
+    def from_config(cls, config: AgentConfig) -> EngineSettings:
+        return cls(
+            root=DeploymentRoot(config.root_dir, config.ongoing_deployment_tracking),
+            max_revisions=config.max_revisions,
+            unpack_policy=UnpackPolicy(
+                reject_symlinks=config.reject_symlinks_in_bundle,
+                apply_ownership=not config.ignore_ownership_in_bundle,
+                reject_unsafe_permissions=config.reject_unsafe_permissions_in_bundle,
+                max_extraction_size=config.archive_max_extraction_size,
+            ),
+            hook_settings=HookRunSettings(
+                kill_grace_seconds=config.hook_kill_grace_seconds,
+                outputs_left_open=OutputsLeftOpenPolicy(config.hook_outputs_left_open),
+                use_cgroups=config.hook_use_cgroups,
+                strip_loader_env=config.strip_loader_env_in_hooks,
+                env_allowlist=HOOK_ENV_ALLOWLIST if config.restrict_hook_env_to_allowlist else None,
+            ),
+            enable_deployments_log=config.enable_deployments_log,
+        )
+
+
+def deployment_dir_of(spec: DeploymentSpecification, root: DeploymentRoot) -> DeploymentDir:
+    return DeploymentDir(root.deployment_dir(spec.deployment_group_id, spec.deployment_id))
+
+
+def execute_host_command(
+    command: str,
+    spec: DeploymentSpecification,
+    settings: EngineSettings,
+    *,
+    environ: Optional[Mapping[str, str]] = None,
+) -> str:
+    """Run one command of ``spec``'s deployment; return the script-log tail for the report.
+
+    Raises an :class:`~agent.errors.AgentError` whose diagnostics say what went wrong.
+    """
+    deployment = deployment_dir_of(spec, settings.root)
+    deployment.path.mkdir(parents=True, exist_ok=True)
+    with structlog.contextvars.bound_contextvars(deployment_id=spec.deployment_id, command=command):
+        if command == events.DOWNLOAD_BUNDLE:
+            _download_bundle(spec, deployment, settings)
+            return ""
+        if command == events.INSTALL:
+            _install(spec, deployment, settings)
+            return ""
+        return _run_lifecycle_event(
+            command, spec, deployment, settings, os.environ if environ is None else environ
+        )
+
+
+def _download_bundle(
+    spec: DeploymentSpecification, deployment: DeploymentDir, settings: EngineSettings
+) -> None:
+    root, group = settings.root, spec.deployment_group_id
+    prune_old_deployments_on_disk(root, group, deployment.path, settings.max_revisions)
+    download_revision_to_disk(
+        spec.revision,
+        deployment,
+        appspec_filename=spec.appspec_filename,
+        policy=settings.unpack_policy,
+    )
+    # Catch an appspec naming events nobody will run before any of its scripts runs.
+    appspec = read_application_specification(deployment.archive, spec.appspec_filename)
+    check_hook_events(appspec, _custom_events(spec), filename=spec.appspec_filename)
+    root.write_most_recent_marker(group, deployment.path)
+    log.info("revision downloaded", archive=str(deployment.archive))
+
+
+def _install(
+    spec: DeploymentSpecification, deployment: DeploymentDir, settings: EngineSettings
+) -> None:
+    appspec = read_application_specification(deployment.archive, spec.appspec_filename)
+    behavior = appspec.file_exists_behavior or spec.file_exists_behavior
+    result = install_revision_on_disk(
+        appspec, deployment.archive, settings.root, spec.deployment_group_id, behavior
+    )
+    settings.root.write_last_successful_marker(spec.deployment_group_id, deployment.path)
+    log.info(
+        "revision installed",
+        files=result.files_copied,
+        directories=result.directories_created,
+        retained=result.paths_retained,
+        file_exists_behavior=behavior.value,
+    )
+
+
+def _custom_events(spec: DeploymentSpecification) -> FrozenSet[str]:
+    named = spec.all_possible_lifecycle_events or ()
+    return frozenset(e for e in named if not events.is_standard(e))
+
+
+def script_source_dir(
+    event: str, spec: DeploymentSpecification, deployment: DeploymentDir, root: DeploymentRoot
+) -> Optional[Path]:
+    """The deployment folder whose revision provides ``event``'s scripts (None: no revision).
+
+    Events before the new revision is unpacked use the last successful deployment's
+    scripts, so a first deployment runs no ApplicationStop. A blue/green rollback runs the
+    block-traffic events of the most recent deployment and the allow-traffic events of the
+    last successful one.
+    """
+    group = spec.deployment_group_id
+    if spec.is_blue_green_rollback:
+        if event in events.ROLLBACK_MOST_RECENT_EVENTS:
+            return root.read_most_recent_deployment_dir(group)
+        if event in events.ROLLBACK_LAST_SUCCESSFUL_EVENTS:
+            return root.read_last_successful_deployment_dir(group)
+    if events.uses_previous_revision(event) and not deployment.archive.is_dir():
+        return root.read_last_successful_deployment_dir(group)
+    return deployment.path
+
+
+def hook_environment(
+    event: str, spec: DeploymentSpecification, environ: Mapping[str, str]
+) -> Dict[str, str]:
+    """The agent's environment plus the variables of the hook contract (DESIGN section 9)."""
+    env = dict(environ)
+    env.update(
+        LIFECYCLE_EVENT=event,
+        DEPLOYMENT_ID=spec.deployment_id,
+        APPLICATION_NAME=spec.application_name,
+        DEPLOYMENT_GROUP_NAME=spec.deployment_group_name,
+        DEPLOYMENT_GROUP_ID=spec.deployment_group_id,
+    )
+    env.update(spec.revision.hook_environment())
+    return env
+
+
+def _run_lifecycle_event(
+    event: str,
+    spec: DeploymentSpecification,
+    deployment: DeploymentDir,
+    settings: EngineSettings,
+    environ: Mapping[str, str],
+) -> str:
+    with structlog.contextvars.bound_contextvars(event=event):
+        source = script_source_dir(event, spec, deployment, settings.root)
+        archive = DeploymentDir(source).archive if source is not None else None
+        if archive is None or not archive.is_dir():
+            log.debug("no revision to take scripts from; nothing to run")
+            return ""
+        appspec = read_application_specification(archive, spec.appspec_filename)
+        scripts = appspec.scripts_for(event)
+        if not scripts:
+            log.debug("no scripts for this event")
+            return ""
+        log.info("running scripts", scripts=len(scripts), revision=str(source))
+        deployments_log = settings.root.deployments_log if settings.enable_deployments_log else None
+        with open_script_log(
+            deployment.script_log, spec.deployment_id, deployments_log
+        ) as script_log:
+            tail = run_event_scripts(
+                event,
+                scripts,
+                archive,
+                hook_environment(event, spec, environ),
+                script_log,
+                settings.hook_settings,
+            )
+        log.info("scripts succeeded")
+        return tail

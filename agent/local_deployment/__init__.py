@@ -1,0 +1,1 @@
+"""``codedeploy-local``: a deployment on this host with no command service."""

@@ -1,0 +1,7 @@
+"""``python -m agent.local_deployment`` runs ``codedeploy-local``."""
+
+from __future__ import annotations
+
+from agent.local_deployment.cli import main
+
+main()

@@ -1,0 +1,203 @@
+"""The ``codedeploy-local`` program: flags, validation, the run, one clear outcome line.
+
+Flags and defaults match the AWS developer utility so existing scripts keep working.
+Everything that can be checked before the first command is checked first (flags, the
+bundle, its appspec and the events it names); then the commands run in order, and the
+first failure stops the deployment with the failing script and the path of its log.
+Exit status: 0 success, 1 the deployment failed, 2 the request was invalid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import structlog
+
+from agent import __version__
+from agent.application_specification.parser import check_hook_events
+from agent.configuration.loader import read_agent_config
+from agent.configuration.model import DEFAULT_CONFIG_FILE, AgentConfig
+from agent.deployment_specification.model import LocalRevision
+from agent.errors import AgentError
+from agent.host_command.dispatch import EngineSettings, deployment_dir_of, execute_host_command
+from agent.lifecycle_event import events
+from agent.local_deployment.appspec_preview import preview_application_specification
+from agent.local_deployment.request import (
+    DEFAULT_DEPLOYMENT_GROUP_ID,
+    DEFAULT_DEPLOYMENT_GROUP_NAME,
+    LocalDeploymentRequest,
+    LocalUsageError,
+    build_local_request,
+)
+from agent.logging.setup import configure_logging
+
+EXIT_SUCCEEDED = 0
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="codedeploy-local",
+        description="Deploy a revision on this host exactly as the CodeDeploy agent would, with no service.",
+    )
+    parser.add_argument(
+        "-l",
+        "--bundle-location",
+        default=None,
+        help="path, s3://bucket/key or GitHub URL (default: the current folder)",
+    )
+    parser.add_argument(
+        "-t", "--type", default="directory", help="tar, tgz, zip or directory (default: directory)"
+    )
+    parser.add_argument(
+        "-b",
+        "--file-exists-behavior",
+        default="DISALLOW",
+        help="DISALLOW, OVERWRITE or RETAIN (default: DISALLOW)",
+    )
+    parser.add_argument(
+        "-g",
+        "--deployment-group",
+        default=DEFAULT_DEPLOYMENT_GROUP_ID,
+        help="deployment group id (default: %(default)s)",
+    )
+    parser.add_argument(
+        "-d",
+        "--deployment-group-name",
+        default=DEFAULT_DEPLOYMENT_GROUP_NAME,
+        help="deployment group name (default: %(default)s)",
+    )
+    parser.add_argument(
+        "-a",
+        "--application-name",
+        default=None,
+        help="application name (default: the bundle location)",
+    )
+    parser.add_argument(
+        "-e",
+        "--events",
+        default=None,
+        help="comma-separated events to run instead of the default order",
+    )
+    parser.add_argument(
+        "-c",
+        "--agent-configuration-file",
+        default=None,
+        help=f"agent configuration (default: {DEFAULT_CONFIG_FILE})",
+    )
+    parser.add_argument(
+        "-A",
+        "--appspec-filename",
+        default="appspec.yml",
+        help="appspec file name (default: appspec.yml, then appspec.yaml)",
+    )
+    parser.add_argument(
+        "-v", "--version", action="version", version=f"codedeploy-local {__version__}"
+    )
+    return parser
+
+
+def _prepare(args: argparse.Namespace) -> tuple[AgentConfig, LocalDeploymentRequest]:
+    """Everything checked before a command runs; raises AgentError on a bad request."""
+    config_path = Path(args.agent_configuration_file or DEFAULT_CONFIG_FILE)
+    config = read_agent_config(
+        config_path, required=args.agent_configuration_file is not None, environ=os.environ
+    )
+    request = build_local_request(
+        bundle_location=args.bundle_location or os.getcwd(),
+        bundle_type=args.type,
+        file_exists_behavior=args.file_exists_behavior,
+        deployment_group_id=args.deployment_group,
+        deployment_group_name=args.deployment_group_name,
+        application_name=args.application_name,
+        events_text=args.events,
+        appspec_filename=args.appspec_filename,
+    )
+    revision = request.spec.revision
+    if not isinstance(revision, LocalRevision):
+        raise LocalUsageError(
+            f"--bundle-location {args.bundle_location}: S3 and GitHub revisions are fetched by"
+            " the agent daemon, which this build does not include yet; download the bundle"
+            " and give its local path"
+        )
+    appspec = preview_application_specification(revision, request.spec.appspec_filename)
+    custom = request.custom_events
+    missing = [e for e in custom if not appspec.scripts_for(e) and e not in appspec.hooks]
+    if missing:
+        raise LocalUsageError(
+            f"--events names {', '.join(missing)}, which is not a standard lifecycle event and"
+            f" is not in the revision's {request.spec.appspec_filename}"
+        )
+    check_hook_events(appspec, custom, filename=request.spec.appspec_filename)
+    return config, request
+
+
+def _check_root_writable(config: AgentConfig) -> None:
+    try:
+        config.root_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise LocalUsageError(
+            f"cannot create the deployment root {config.root_dir}: {error.strerror}; run as"
+            " root or give -c a configuration whose root_dir you can write"
+        ) from None
+    if not os.access(config.root_dir, os.W_OK | os.X_OK):
+        raise LocalUsageError(
+            f"cannot write the deployment root {config.root_dir}; run as root or give -c a"
+            " configuration whose root_dir you can write"
+        )
+
+
+def run_local_deployment(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config, request = _prepare(args)
+        _check_root_writable(config)
+    except AgentError as error:
+        print(f"codedeploy-local: {error.message}", file=sys.stderr)
+        return EXIT_INVALID
+
+    configure_logging(verbose=config.verbose, utc=config.time_zone == "utc")
+    log = structlog.get_logger("codedeploy-local")
+    for warning in config.warnings:
+        log.warning(warning)
+
+    spec = request.spec
+    settings = EngineSettings.from_config(config)
+    deployment = deployment_dir_of(spec, settings.root)
+    print(f"Starting to execute deployment from within folder {deployment.path}", flush=True)
+    for command in request.commands:
+        try:
+            execute_host_command(command, spec, settings)
+        except AgentError as error:
+            _report_failure(spec.deployment_id, command, error, deployment.script_log)
+            return EXIT_FAILED
+        except OSError as error:
+            # The host refused something the agent needed (permissions, disk): one line.
+            where = f" ({error.filename})" if error.filename else ""
+            _report_failure(
+                spec.deployment_id,
+                command,
+                AgentError(f"{error.strerror or error}{where}"),
+                deployment.script_log,
+            )
+            return EXIT_FAILED
+    print(f"Deployment {spec.deployment_id} succeeded", flush=True)
+    return EXIT_SUCCEEDED
+
+
+def _report_failure(deployment_id: str, command: str, error: AgentError, script_log: Path) -> None:
+    lines: List[str] = [f"Deployment {deployment_id} failed in {command}: {error.message}"]
+    if error.script_name:
+        lines.append(f"Failing script: {error.script_name}")
+    if command not in (events.DOWNLOAD_BUNDLE, events.INSTALL) and script_log.exists():
+        lines.append(f"Script log: {script_log}")
+    print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def main() -> None:
+    sys.exit(run_local_deployment())

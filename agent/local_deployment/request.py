@@ -1,0 +1,224 @@
+"""Turning ``codedeploy-local`` flags into a validated deployment request.
+
+Everything the flags can get wrong is checked here, before any command runs: the bundle
+type, the location (local path, ``s3://`` or GitHub; never plain ``http://``), and the
+order of ``--events``. The result is the deployment specification the engine runs and
+the list of commands in order.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+from urllib.parse import parse_qs, urlparse
+
+from agent.application_specification.model import FileExistsBehavior
+from agent.deployment_specification.model import (
+    BundleType,
+    DeploymentSpecification,
+    GitHubRevision,
+    LocalRevision,
+    Revision,
+    S3Revision,
+)
+from agent.errors import AgentError
+from agent.lifecycle_event import events
+
+DEFAULT_DEPLOYMENT_GROUP_ID = "default-local-deployment-group"
+DEFAULT_DEPLOYMENT_GROUP_NAME = "LocalFleet"
+
+# Standard events that need the new revision on disk (BeforeInstall is the exception
+# the AWS developer utility allows anywhere).
+_NEW_REVISION_EVENTS = frozenset(
+    {
+        "AfterInstall",
+        "ApplicationStart",
+        "ValidateService",
+        "BeforeAllowTraffic",
+        "AfterAllowTraffic",
+    }
+)
+
+
+class LocalUsageError(AgentError):
+    """A ``codedeploy-local`` flag is wrong."""
+
+
+@dataclass(frozen=True)
+class LocalDeploymentRequest:
+    spec: DeploymentSpecification
+    commands: Tuple[str, ...]
+
+    @property
+    def custom_events(self) -> Tuple[str, ...]:
+        return tuple(c for c in self.commands if not events.is_standard(c))
+
+
+def new_local_deployment_id() -> str:
+    alphabet = string.ascii_uppercase + string.digits
+    return "d-" + "".join(secrets.choice(alphabet) for _ in range(9)) + "-local"
+
+
+def order_events(named: Sequence[str]) -> Tuple[str, ...]:
+    """The commands to run for ``--events`` (empty: the default order), checked."""
+    if not named:
+        return events.DEFAULT_LOCAL_EVENTS
+    duplicates = sorted({e for e in named if list(named).count(e) > 1})
+    if duplicates:
+        raise LocalUsageError(f"--events names {', '.join(duplicates)} more than once")
+    required = [e for e in (events.DOWNLOAD_BUNDLE, events.INSTALL) if e not in named]
+    ordered = tuple(required) + tuple(named)
+    for position, event in enumerate(ordered):
+        later = ordered[position + 1 :]
+        if event == events.INSTALL:
+            blocking = [events.DOWNLOAD_BUNDLE] if events.DOWNLOAD_BUNDLE in later else []
+        elif event in _NEW_REVISION_EVENTS:
+            blocking = [r for r in (events.DOWNLOAD_BUNDLE, events.INSTALL) if r in later]
+        else:
+            continue
+        if blocking:
+            allowed = "ApplicationStop, BeforeBlockTraffic, AfterBlockTraffic, BeforeInstall"
+            if blocking[0] == events.DOWNLOAD_BUNDLE:
+                allowed = "custom events and " + allowed
+            else:
+                allowed = "custom events, DownloadBundle, " + allowed
+            raise LocalUsageError(
+                f"--events runs {event} before {blocking[0]}; only {allowed} may come before {blocking[0]}"
+            )
+    return ordered
+
+
+def _split_events(text: Optional[str]) -> List[str]:
+    if text is None:
+        return []
+    named = [e.strip() for e in text.split(",")]
+    if not all(named):
+        raise LocalUsageError(f"--events {text!r} has an empty event name")
+    for event in named:
+        if event in events.RESERVED_EVENTS - {events.DOWNLOAD_BUNDLE, events.INSTALL}:
+            raise LocalUsageError(
+                f"--events names {event}, which takes no scripts and cannot run here"
+            )
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", event):
+            raise LocalUsageError(f"--events names {event!r}, which is not a lifecycle event name")
+    return named
+
+
+def parse_bundle_location(location: str, bundle_type: BundleType) -> Revision:
+    """The revision a ``--bundle-location`` names; local paths must exist and fit the type."""
+    parsed = urlparse(location)
+    scheme = parsed.scheme.lower()
+    if scheme == "http":
+        raise LocalUsageError(
+            f"--bundle-location {location} uses http://; only https:// (GitHub) and s3:// remote locations are allowed"
+        )
+    if scheme == "s3":
+        if bundle_type is BundleType.DIRECTORY or not parsed.netloc or len(parsed.path) < 2:
+            raise LocalUsageError(
+                f"--bundle-location {location} must look like s3://bucket/key with --type tar, tgz or zip"
+            )
+        query = parse_qs(parsed.query)
+        return S3Revision(
+            bucket=parsed.netloc,
+            key=parsed.path[1:],
+            bundle_type=bundle_type,
+            version=query.get("versionId", [None])[0],
+            etag=query.get("etag", [None])[0],
+        )
+    if scheme == "https":
+        return _github_revision(location, parsed.netloc.lower(), parsed.path, bundle_type)
+    if scheme not in ("", "file"):
+        raise LocalUsageError(
+            f"--bundle-location {location} is neither a local path, an s3:// location nor a GitHub https:// URL"
+        )
+    path = Path(parsed.path if scheme == "file" else location).expanduser().absolute()
+    if not path.exists():
+        raise LocalUsageError(f"--bundle-location {path} does not exist")
+    if bundle_type is BundleType.DIRECTORY and not path.is_dir():
+        raise LocalUsageError(
+            f"--bundle-location {path} is not a folder; give --type tar, tgz or zip for a file"
+        )
+    if bundle_type is not BundleType.DIRECTORY and not path.is_file():
+        raise LocalUsageError(
+            f"--bundle-location {path} is not a file; --type {bundle_type.value} needs an archive (use --type directory for a folder)"
+        )
+    return LocalRevision(location=path, bundle_type=bundle_type)
+
+
+def _github_revision(
+    location: str, host: str, path: str, bundle_type: BundleType
+) -> GitHubRevision:
+    parts = [p for p in path.split("/") if p]
+    if (
+        host == "api.github.com"
+        and len(parts) == 5
+        and parts[0] == "repos"
+        and parts[3] in ("tarball", "zipball")
+    ):
+        owner, repository, kind, commit = parts[1], parts[2], parts[3], parts[4]
+        archive = BundleType.ZIP if kind == "zipball" else BundleType.TAR
+        return GitHubRevision(owner, repository, commit, archive)
+    if (
+        host == "github.com"
+        and len(parts) in (2, 4)
+        and (len(parts) == 2 or parts[2] in ("tree", "commit"))
+    ):
+        commit = parts[3] if len(parts) == 4 else "HEAD"
+        archive = BundleType.ZIP if bundle_type is BundleType.ZIP else BundleType.TAR
+        return GitHubRevision(parts[0], parts[1].removesuffix(".git"), commit, archive)
+    raise LocalUsageError(
+        f"--bundle-location {location} is not a GitHub location; use https://github.com/OWNER/REPO"
+        " or https://api.github.com/repos/OWNER/REPO/tarball/COMMIT"
+    )
+
+
+def build_local_request(
+    *,
+    bundle_location: str,
+    bundle_type: str,
+    file_exists_behavior: str,
+    deployment_group_id: str,
+    deployment_group_name: str,
+    application_name: Optional[str],
+    events_text: Optional[str],
+    appspec_filename: str,
+) -> LocalDeploymentRequest:
+    try:
+        kind = BundleType(bundle_type.lower())
+    except ValueError:
+        raise LocalUsageError(
+            f"--type {bundle_type} is not one of tar, tgz, zip, directory"
+        ) from None
+    try:
+        behavior = FileExistsBehavior(file_exists_behavior.upper())
+    except ValueError:
+        raise LocalUsageError(
+            f"--file-exists-behavior {file_exists_behavior} is not one of DISALLOW, OVERWRITE, RETAIN"
+        ) from None
+    if not appspec_filename or "/" in appspec_filename or appspec_filename in (".", ".."):
+        raise LocalUsageError(
+            f"--appspec-filename {appspec_filename!r} must be a file name in the revision's top folder"
+        )
+    for flag, value in (
+        ("--deployment-group", deployment_group_id),
+        ("--deployment-group-name", deployment_group_name),
+    ):
+        if not value or "/" in value or value in (".", "..") or "\0" in value:
+            raise LocalUsageError(f"{flag} {value!r} must be a non-empty name without '/'")
+    commands = order_events(_split_events(events_text))
+    revision = parse_bundle_location(bundle_location, kind)
+    spec = DeploymentSpecification(
+        deployment_id=new_local_deployment_id(),
+        deployment_group_id=deployment_group_id,
+        deployment_group_name=deployment_group_name,
+        application_name=application_name or bundle_location,
+        revision=revision,
+        appspec_filename=appspec_filename,
+        file_exists_behavior=behavior,
+        all_possible_lifecycle_events=commands,
+    )
+    return LocalDeploymentRequest(spec=spec, commands=commands)
