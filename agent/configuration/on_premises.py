@@ -1,0 +1,327 @@
+"""The on-premises identity file (``codedeploy.onpremises.yml``) and the credentials it names.
+
+A host outside EC2 names its identity there: ``region`` and either an IAM user
+(``iam_user_arn`` with static keys in the file) or an IAM session (``iam_session_arn``
+with a shared-credentials file that a rotation job rewrites). The ARN is the host
+identifier. Session credentials are read again whenever that file changes, so a rotation
+needs no agent restart. Keys are written as plain YAML keys or as the AWS agent's
+``:symbol`` keys. Key values never reach a log line, an error message or a ``repr``.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+import structlog
+import yaml
+from botocore.credentials import (  # type: ignore[import-untyped, unused-ignore]
+    CredentialProvider,
+    Credentials,
+    ReadOnlyCredentials,
+)
+
+from agent.configuration.model import ConfigError
+
+log = structlog.get_logger(__name__)
+
+IAM_USER = "iam-user"
+IAM_SESSION = "iam-session"
+
+# How botocore names where credentials came from (``Credentials.method``).
+IAM_USER_METHOD = "codedeploy-onpremises-iam-user"
+CREDENTIALS_FILE_METHOD = "codedeploy-onpremises-credentials-file"
+CREDENTIALS_PROFILE = "default"
+
+_KNOWN_KEYS = frozenset(
+    {
+        "region",
+        "iam_user_arn",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "iam_session_arn",
+        "aws_credentials_file",
+    }
+)
+_ARN = re.compile(r"^arn:[a-z0-9-]+:[a-z0-9-]+:[a-z0-9-]*:[0-9]*:\S+$")
+_REGION = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)+$")
+
+
+class OnPremisesConfigError(ConfigError):
+    """The on-premises file, or the credentials file it names, is missing or invalid."""
+
+
+@dataclass(frozen=True)
+class OnPremisesConfig:
+    """A validated on-premises file: an IAM user with keys, or an IAM session with a file."""
+
+    source: Path
+    region: str
+    iam_user_arn: Optional[str] = None
+    aws_access_key_id: Optional[str] = None
+    aws_secret_access_key: Optional[str] = field(default=None, repr=False)
+    iam_session_arn: Optional[str] = None
+    aws_credentials_file: Optional[Path] = None
+
+    @property
+    def kind(self) -> str:
+        """``iam-user`` or ``iam-session``."""
+        return IAM_USER if self.iam_user_arn is not None else IAM_SESSION
+
+    @property
+    def host_identifier(self) -> str:
+        return str(self.iam_user_arn or self.iam_session_arn)
+
+    @property
+    def credential_source(self) -> str:
+        """Where the credentials come from, in words fit for a log line."""
+        if self.kind == IAM_USER:
+            return f"IAM user keys in {self.source}"
+        return f"IAM session credentials file {self.aws_credentials_file}"
+
+
+def read_on_premises_config(path: Path) -> OnPremisesConfig:
+    """Read and validate the on-premises file at ``path``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise OnPremisesConfigError(f"on-premises file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else "not UTF-8"
+        raise OnPremisesConfigError(f"on-premises file {path} cannot be read: {reason}") from None
+    return parse_on_premises_config(text, source=path)
+
+
+def parse_on_premises_config(text: str, *, source: Path) -> OnPremisesConfig:
+    """Validate the YAML text of an on-premises file; ``source`` names it in errors."""
+    document = _load_mapping(text, source)
+    has_user = "iam_user_arn" in document
+    has_session = "iam_session_arn" in document
+    if has_user and has_session:
+        raise OnPremisesConfigError(
+            f"on-premises file {source} names both iam_user_arn and iam_session_arn; keep one"
+        )
+    if not has_user and not has_session:
+        raise OnPremisesConfigError(
+            f"on-premises file {source} names neither iam_user_arn nor iam_session_arn"
+        )
+    for key in sorted(set(document) - _KNOWN_KEYS):
+        log.warning("unknown on-premises key is ignored", file=str(source), key=key)
+
+    arn_key = "iam_user_arn" if has_user else "iam_session_arn"
+    needed = (
+        ("aws_access_key_id", "aws_secret_access_key") if has_user else ("aws_credentials_file",)
+    )
+    values = {key: _text(document, key, source, arn_key) for key in ("region", arn_key, *needed)}
+    if not _REGION.match(values["region"]):
+        raise OnPremisesConfigError(
+            f"on-premises file {source}: region {values['region'][:64]!r} is not a region name"
+        )
+    if not _ARN.match(values[arn_key]):
+        raise OnPremisesConfigError(
+            f"on-premises file {source}: {arn_key} {values[arn_key][:200]!r} is not an ARN"
+        )
+    if has_user:
+        return OnPremisesConfig(
+            source=source,
+            region=values["region"],
+            iam_user_arn=values["iam_user_arn"],
+            aws_access_key_id=values["aws_access_key_id"],
+            aws_secret_access_key=values["aws_secret_access_key"],
+        )
+    credentials_file = Path(values["aws_credentials_file"])
+    if not credentials_file.is_absolute():
+        raise OnPremisesConfigError(
+            f"on-premises file {source}: aws_credentials_file must be an absolute path,"
+            f" not {values['aws_credentials_file'][:200]!r}"
+        )
+    return OnPremisesConfig(
+        source=source,
+        region=values["region"],
+        iam_session_arn=values["iam_session_arn"],
+        aws_credentials_file=credentials_file,
+    )
+
+
+def _load_mapping(text: str, source: Path) -> Dict[str, Any]:
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        # The YAML error quotes the offending line, which may hold a key: give only where.
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise OnPremisesConfigError(f"on-premises file {source} is not valid YAML{where}") from None
+    if document is None:
+        raise OnPremisesConfigError(f"on-premises file {source} is empty")
+    if not isinstance(document, dict):
+        raise OnPremisesConfigError(
+            f"on-premises file {source} must be a mapping of keys to values"
+        )
+    return {str(key).lstrip(":"): value for key, value in document.items()}
+
+
+def _text(document: Dict[str, Any], key: str, source: Path, arn_key: str) -> str:
+    value = document.get(key)
+    if value is not None and not isinstance(value, str):
+        # The value is not quoted here: it may be a secret that YAML read as a number.
+        raise OnPremisesConfigError(
+            f"on-premises file {source}: {key} must be text (quote it in the file)"
+        )
+    if value is None or not value.strip():
+        needed_by = "" if key in ("region", arn_key) else f", which {arn_key} needs"
+        raise OnPremisesConfigError(f"on-premises file {source} lacks {key}{needed_by}")
+    return value.strip()
+
+
+def read_credentials_file(path: Path) -> ReadOnlyCredentials:
+    """The ``default`` profile of a shared-credentials file (keys and session token)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise OnPremisesConfigError(f"credentials file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else "not UTF-8"
+        raise OnPremisesConfigError(f"credentials file {path} cannot be read: {reason}") from None
+    parser = configparser.RawConfigParser()
+    try:
+        parser.read_string(text, source=str(path))
+    except configparser.Error as error:
+        # configparser quotes the offending line, which may hold a key: give only where.
+        line = getattr(error, "lineno", None)
+        where = f" (line {line})" if line else ""
+        raise OnPremisesConfigError(
+            f"credentials file {path} is not in the shared credentials format{where}"
+        ) from None
+    if not parser.has_section(CREDENTIALS_PROFILE):
+        raise OnPremisesConfigError(
+            f"credentials file {path} has no [{CREDENTIALS_PROFILE}] profile"
+        )
+    profile = parser[CREDENTIALS_PROFILE]
+    found: Dict[str, str] = {}
+    for key in ("aws_access_key_id", "aws_secret_access_key"):
+        value = profile.get(key, "").strip()
+        if not value:
+            raise OnPremisesConfigError(
+                f"credentials file {path} has no {key} in profile [{CREDENTIALS_PROFILE}]"
+            )
+        found[key] = value
+    # aws_security_token is the older name the SDKs still read.
+    token = (profile.get("aws_session_token") or profile.get("aws_security_token") or "").strip()
+    return ReadOnlyCredentials(
+        found["aws_access_key_id"], found["aws_secret_access_key"], token or None, None
+    )
+
+
+_FileStamp = Tuple[int, int, int]
+
+
+class ReloadingFileCredentials(Credentials):  # type: ignore[misc, unused-ignore]
+    """botocore credentials that read a shared-credentials file again whenever it changes.
+
+    botocore takes the keys through :meth:`get_frozen_credentials` each time it signs a
+    request; that is where the file's identity, size and modification time are compared
+    with those of the last read. A file that has become unreadable or malformed is an
+    error there (the request is not sent), and the next request tries the file again.
+    """
+
+    def __init__(self, path: Path) -> None:
+        # The parent's __init__ stores fixed keys as attributes; here they are properties
+        # backed by the file, so only what the parent keeps besides them is set.
+        self.method = CREDENTIALS_FILE_METHOD
+        self.path = path
+        self._lock = threading.Lock()
+        self._stamp, self._current = self._read_file()
+
+    def get_frozen_credentials(self) -> ReadOnlyCredentials:
+        with self._lock:
+            stamp = self._stamp_of_file()
+            if stamp != self._stamp:
+                self._stamp, self._current = self._read_file()
+                log.info("on-premises credentials file changed; read it again", file=str(self.path))
+            return self._current
+
+    @property
+    def access_key(self) -> str:
+        return str(self.get_frozen_credentials().access_key)
+
+    @property
+    def secret_key(self) -> str:
+        return str(self.get_frozen_credentials().secret_key)
+
+    @property
+    def token(self) -> Optional[str]:
+        token = self.get_frozen_credentials().token
+        return None if token is None else str(token)
+
+    @property
+    def account_id(self) -> Optional[str]:
+        return None
+
+    def __repr__(self) -> str:
+        return f"ReloadingFileCredentials({str(self.path)!r})"
+
+    def _read_file(self) -> Tuple[_FileStamp, ReadOnlyCredentials]:
+        # The stamp is taken before the read, so a change during the read is seen next time.
+        stamp = self._stamp_of_file()
+        return stamp, read_credentials_file(self.path)
+
+    def _stamp_of_file(self) -> _FileStamp:
+        try:
+            status = os.stat(self.path)
+        except FileNotFoundError:
+            raise OnPremisesConfigError(f"credentials file {self.path} does not exist") from None
+        except OSError as error:
+            raise OnPremisesConfigError(
+                f"credentials file {self.path} cannot be read: {error.strerror}"
+            ) from None
+        return (status.st_ino, status.st_size, status.st_mtime_ns)
+
+
+def credentials_for(on_premises: OnPremisesConfig) -> Credentials:
+    """botocore credentials for the on-premises host; reads the credentials file if named.
+
+    An IAM user gets fixed keys from the on-premises file; an IAM session gets
+    :class:`ReloadingFileCredentials` over its credentials file.
+    """
+    if on_premises.aws_credentials_file is not None:
+        credentials = ReloadingFileCredentials(on_premises.aws_credentials_file)
+    else:
+        credentials = Credentials(
+            on_premises.aws_access_key_id,
+            on_premises.aws_secret_access_key,
+            None,
+            method=IAM_USER_METHOD,
+        )
+    log.info(
+        "using on-premises AWS access keys",
+        identity=on_premises.host_identifier,
+        source=on_premises.credential_source,
+    )
+    return credentials
+
+
+class OnPremisesCredentialProvider(CredentialProvider):  # type: ignore[misc, unused-ignore]
+    """A botocore credential provider for the on-premises host.
+
+    Put it in a botocore session before any client is made, so that the session's
+    clients sign with it and nothing else::
+
+        session.register_component(
+            "credential_provider", CredentialResolver([OnPremisesCredentialProvider(config)])
+        )
+    """
+
+    METHOD = "codedeploy-onpremises"
+    CANONICAL_NAME = "custom-codedeploy-onpremises"
+
+    def __init__(self, on_premises: OnPremisesConfig) -> None:
+        super().__init__()
+        self.on_premises = on_premises
+
+    def load(self) -> Credentials:
+        return credentials_for(self.on_premises)
