@@ -9,7 +9,9 @@ reads and writes the deployment root exactly as the AWS agent lays it out.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, FrozenSet, Mapping, Optional
@@ -116,6 +118,7 @@ def _download_bundle(
     spec: DeploymentSpecification, deployment: DeploymentDir, settings: EngineSettings
 ) -> None:
     root, group = settings.root, spec.deployment_group_id
+    started = time.monotonic()
     prune_old_deployments_on_disk(root, group, deployment.path, settings.max_revisions)
     download_revision_to_disk(
         spec.revision,
@@ -127,7 +130,11 @@ def _download_bundle(
     appspec = read_application_specification(deployment.archive, spec.appspec_filename)
     check_hook_events(appspec, _custom_events(spec), filename=spec.appspec_filename)
     root.write_most_recent_marker(group, deployment.path)
-    log.info("revision downloaded", archive=str(deployment.archive))
+    log.info(
+        "revision downloaded",
+        archive=str(deployment.archive),
+        seconds=round(time.monotonic() - started, 3),
+    )
 
 
 def _install(
@@ -135,16 +142,16 @@ def _install(
 ) -> None:
     appspec = read_application_specification(deployment.archive, spec.appspec_filename)
     behavior = appspec.file_exists_behavior or spec.file_exists_behavior
+    started = time.monotonic()
     result = install_revision_on_disk(
         appspec, deployment.archive, settings.root, spec.deployment_group_id, behavior
     )
     settings.root.write_last_successful_marker(spec.deployment_group_id, deployment.path)
     log.info(
         "revision installed",
-        files=result.files_copied,
-        directories=result.directories_created,
-        retained=result.paths_retained,
+        seconds=round(time.monotonic() - started, 3),
         file_exists_behavior=behavior.value,
+        **dataclasses.asdict(result),
     )
 
 

@@ -257,7 +257,15 @@ class CleanupFileWriter:
         self.close()
 
 
+# Python's own bytes hash is SipHash keyed with a per-process random seed: unpredictable to
+# whoever names the files, and ten times cheaper than a hashlib call per path. When the
+# environment pins the seed (PYTHONHASHSEED), the keyed blake2b keeps hashes unpredictable.
+_BUILTIN_HASH_IS_KEYED = os.environ.get("PYTHONHASHSEED", "random") in ("", "random")
+
+
 def _path_hash(key: bytes, path: bytes) -> int:
+    if _BUILTIN_HASH_IS_KEYED:
+        return hash(path)
     digest = hashlib.blake2b(path, digest_size=8, key=key).digest()
     return int.from_bytes(digest, "little", signed=True)
 

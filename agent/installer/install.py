@@ -16,8 +16,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import structlog
-
 from agent.application_specification.model import ApplicationSpecification, FileExistsBehavior
 from agent.deployment_root.layout import DeploymentRoot
 from agent.installer.cleanup import (
@@ -38,8 +36,6 @@ from agent.installer.result import InstallError, InstallResult
 from agent.installer.reuse import read_identity_from_os
 
 __all__ = ["InstallError", "InstallResult", "install_revision_on_disk"]
-
-log = structlog.get_logger(__name__)
 
 
 def install_revision_on_disk(
@@ -85,5 +81,4 @@ def install_revision_on_disk(
         previous_paths_removed=removed,
         permission_paths=permission_paths,
     )
-    log.info("revision installed", group_id=group_id, **vars(result))
     return result
