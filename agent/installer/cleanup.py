@@ -133,7 +133,9 @@ def read_previous_install_from_disk(cleanup_file: Path, key: bytes) -> PreviousI
     return PreviousInstall(builder.build(), has_contexts)
 
 
-def replay_cleanup_file_on_disk(cleanup_file: Path, semanage: Optional[str], kept: PathSet) -> int:
+def replay_cleanup_file_on_disk(
+    cleanup_file: Path, semanage: Optional[str], kept: PathSet, previous_paths: PathSet
+) -> int:
     """Undo the previous install of the group, newest path first, except what is ``kept``.
 
     Files and symlinks are removed, folders only when empty, paths already gone are
@@ -146,6 +148,10 @@ def replay_cleanup_file_on_disk(cleanup_file: Path, semanage: Optional[str], kep
     if not cleanup_file.exists():
         return 0
     removed = 0
+    if kept.hashes == previous_paths.hashes and _ends_with_newline_on_disk(cleanup_file):
+        # Everything the previous install created stays as it is (a redeployment of the
+        # same tree): nothing to remove, and the file already lists exactly those paths.
+        return removed
     window: List[bytes] = []
     with ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="install-cleanup") as pool:
         for line in iter_complete_lines_reversed_from_disk(cleanup_file):
@@ -166,6 +172,15 @@ def replay_cleanup_file_on_disk(cleanup_file: Path, semanage: Optional[str], kep
     else:
         cleanup_file.unlink()
     return removed
+
+
+def _ends_with_newline_on_disk(path: Path) -> bool:
+    """False when the last write was interrupted: the next append must not extend it."""
+    with path.open("rb") as file:
+        if file.seek(0, os.SEEK_END) == 0:
+            return True
+        file.seek(-1, os.SEEK_END)
+        return file.read(1) == b"\n"
 
 
 def _write_kept_paths_on_disk(cleanup_file: Path, kept: PathSet) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from agent.installer.cleanup import (
     CleanupFileWriter,
+    PathSet,
     PathSetBuilder,
     iter_complete_lines_reversed_from_disk,
     iter_recorded_paths_from_disk,
@@ -60,6 +61,30 @@ def test_previous_install_skips_unfinished_lines_and_notes_contexts(tmp_path: Pa
     assert len(missing.free) == 0 and not missing.has_contexts
 
 
+def _listed(listing: Path) -> PathSet:
+    return read_previous_install_from_disk(listing, KEY).free
+
+
+def test_replay_with_everything_kept_leaves_the_file_and_the_tree(tmp_path: Path) -> None:
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "one").write_text("one", encoding="utf-8")
+    listing = tmp_path / "cleanup"
+    content = os.fsencode(app) + b"\n" + os.fsencode(app / "one") + b"\n"
+    listing.write_bytes(content)
+    kept = PathSetBuilder(KEY)
+    kept.add(str(app / "one"))
+    kept.add(str(app))
+    everything = kept.build()
+    assert replay_cleanup_file_on_disk(listing, None, everything, _listed(listing)) == 0
+    assert listing.read_bytes() == content
+    assert (app / "one").exists()
+    # An interrupted last line must not be extended by the next append: rewritten instead.
+    listing.write_bytes(content + os.fsencode(app / "par"))
+    assert replay_cleanup_file_on_disk(listing, None, everything, _listed(listing)) == 0
+    assert listing.read_bytes() == content
+
+
 def test_replay_removes_newest_first_and_spares_what_is_kept(tmp_path: Path) -> None:
     app = tmp_path / "app"
     (app / "sub").mkdir(parents=True)
@@ -80,7 +105,7 @@ def test_replay_removes_newest_first_and_spares_what_is_kept(tmp_path: Path) -> 
     kept.add(str(app))
     kept.add(str(app / "two"))
 
-    removed = replay_cleanup_file_on_disk(listing, None, kept.build())
+    removed = replay_cleanup_file_on_disk(listing, None, kept.build(), _listed(listing))
 
     assert removed == 4
     assert sorted(p.name for p in app.iterdir()) == ["two"]
@@ -92,9 +117,15 @@ def test_replay_removes_newest_first_and_spares_what_is_kept(tmp_path: Path) -> 
 def test_replay_without_kept_paths_deletes_the_file(tmp_path: Path) -> None:
     listing = tmp_path / "cleanup"
     listing.write_bytes(os.fsencode(tmp_path / "gone") + b"\n")
-    assert replay_cleanup_file_on_disk(listing, None, PathSetBuilder(KEY).build()) == 0
+    assert (
+        replay_cleanup_file_on_disk(listing, None, PathSetBuilder(KEY).build(), _listed(listing))
+        == 0
+    )
     assert not listing.exists()
-    assert replay_cleanup_file_on_disk(listing, None, PathSetBuilder(KEY).build()) == 0
+    assert (
+        replay_cleanup_file_on_disk(listing, None, PathSetBuilder(KEY).build(), _listed(listing))
+        == 0
+    )
 
 
 def test_writer_appends_each_record_at_once_and_reads_back(tmp_path: Path) -> None:
@@ -130,5 +161,8 @@ def test_replay_of_a_deep_tree_spanning_several_windows(tmp_path: Path) -> None:
     listing = tmp_path / "cleanup"
     listing.write_bytes(b"".join(os.fsencode(p) + b"\n" for p in created))
 
-    assert replay_cleanup_file_on_disk(listing, None, PathSetBuilder(KEY).build()) == 9001
+    assert (
+        replay_cleanup_file_on_disk(listing, None, PathSetBuilder(KEY).build(), _listed(listing))
+        == 9001
+    )
     assert not top.exists()
