@@ -8,10 +8,12 @@ environment, and the files under the deployment root.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pwd
 import stat
+import tarfile
 import time
 import zipfile
 from pathlib import Path
@@ -150,7 +152,7 @@ def test_first_deployment_installs_runs_hooks_and_lays_out_the_root(
     assert f"[{deployment.name}]" in deployments_log
 
 
-@pytest.mark.parametrize("kind", ["tgz", "zip", "directory"])
+@pytest.mark.parametrize("kind", ["tgz", "tar", "zip", "directory"])
 def test_second_deployment_replays_cleanup_and_stops_with_the_previous_scripts(
     local_agent: LocalAgent, tmp_path: Path, kind: str
 ) -> None:
@@ -394,3 +396,43 @@ def test_missing_script_and_output_left_open(local_agent: LocalAgent, tmp_path: 
         assert "sleep 300" in result.stderr
     finally:
         os.kill(int(pidfile.read_text()), 9)
+
+
+def test_tar_writing_through_a_symlink_to_outside_is_refused(
+    local_agent: LocalAgent, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    source = write_tree(tmp_path / "rev", {"appspec.yml": "version: 0.0\nos: linux\n"})
+    bundle = tmp_path / "evil.tar"
+    with tarfile.open(bundle, "w") as archive:
+        archive.add(source / "appspec.yml", arcname="appspec.yml")
+        link = tarfile.TarInfo("escape")
+        link.type, link.linkname = tarfile.SYMTYPE, str(outside)
+        archive.addfile(link)
+        payload = tarfile.TarInfo("escape/planted.txt")
+        payload.size = 5
+        archive.addfile(payload, io.BytesIO(b"owned"))
+    result = deploy(local_agent, bundle, "tar")
+    assert result.returncode == 1
+    failure = [line for line in result.stderr.splitlines() if line.startswith("Deployment ")]
+    assert len(failure) == 1
+    assert "failed in DownloadBundle" in failure[0] and "escape/planted.txt" in failure[0]
+    assert not (outside / "planted.txt").exists()
+    assert not (result.deployment_dir / "deployment-archive").exists()
+
+
+def test_truncated_bundle_is_a_clear_failure(local_agent: LocalAgent, tmp_path: Path) -> None:
+    install, record = tmp_path / "install", tmp_path / "record.log"
+    source = revision(
+        tmp_path / "v1", "v1", install, record, extra_files={"app/big.bin": "x" * 200000}
+    )
+    whole = make_bundle(source, tmp_path / "whole.tgz", "tgz").read_bytes()
+    truncated = tmp_path / "truncated.tgz"
+    truncated.write_bytes(whole[: len(whole) // 2])
+    result = deploy(local_agent, truncated, "tgz")
+    assert result.returncode in (1, 2)
+    assert str(truncated) in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not install.exists()
+    assert records(record) == []
