@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Type
 
 import yaml
 
@@ -109,6 +109,29 @@ def parse_size(key: str, value: Any) -> Optional[int]:
     return size
 
 
+def load_symbol_keyed_mapping(
+    text: str, name: str, error: Type[ConfigError], *, allow_empty: bool = True
+) -> Dict[str, Any]:
+    """A YAML mapping whose keys may be written as Ruby symbols (``:root_dir:``).
+
+    Errors say where the YAML is wrong but never quote the line: in the on-premises file
+    it may hold a secret key.
+    """
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as problem:
+        mark = getattr(problem, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise error(f"{name} is not valid YAML{where}") from None
+    if document is None and allow_empty:
+        document = {}
+    if document is None:
+        raise error(f"{name} is empty")
+    if not isinstance(document, dict):
+        raise error(f"{name} must be a mapping of keys to values")
+    return {str(key).lstrip(":"): value for key, value in document.items()}
+
+
 def _choice(*choices: str) -> Callable[[str, Any], str]:
     def convert(key: str, value: Any) -> str:
         text = str(value).strip().lower() if value is not None else ""
@@ -168,21 +191,11 @@ def parse_agent_config(
 ) -> AgentConfig:
     """Validate the YAML text of a configuration file; ``source`` only names it in errors."""
     name = str(source) if source else "configuration"
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{name} is not valid YAML{where}") from None
-    if document is None:
-        document = {}
-    if not isinstance(document, dict):
-        raise ConfigError(f"{name} must be a mapping of keys to values")
+    document = load_symbol_keyed_mapping(text, name, ConfigError)
 
     values: Dict[str, Any] = {}
     warnings: List[str] = []
-    for raw_key, raw_value in document.items():
-        key = str(raw_key).lstrip(":")
+    for key, raw_value in document.items():
         if key in _INERT_KEYS:
             if key == "children" and str(raw_value) != "1":
                 warnings.append(

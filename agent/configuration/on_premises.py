@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 import structlog
-import yaml
 from botocore.credentials import (  # type: ignore[import-untyped, unused-ignore]
     CredentialProvider,
     Credentials,
     ReadOnlyCredentials,
 )
 
+from agent.configuration.loader import load_symbol_keyed_mapping
 from agent.configuration.model import ConfigError
 
 log = structlog.get_logger(__name__)
@@ -149,20 +149,9 @@ def parse_on_premises_config(text: str, *, source: Path) -> OnPremisesConfig:
 
 
 def _load_mapping(text: str, source: Path) -> Dict[str, Any]:
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        # The YAML error quotes the offending line, which may hold a key: give only where.
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise OnPremisesConfigError(f"on-premises file {source} is not valid YAML{where}") from None
-    if document is None:
-        raise OnPremisesConfigError(f"on-premises file {source} is empty")
-    if not isinstance(document, dict):
-        raise OnPremisesConfigError(
-            f"on-premises file {source} must be a mapping of keys to values"
-        )
-    return {str(key).lstrip(":"): value for key, value in document.items()}
+    return load_symbol_keyed_mapping(
+        text, f"on-premises file {source}", OnPremisesConfigError, allow_empty=False
+    )
 
 
 def _text(document: Dict[str, Any], key: str, source: Path, arn_key: str) -> str:
