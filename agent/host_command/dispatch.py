@@ -26,7 +26,8 @@ from agent.configuration.model import AgentConfig
 from agent.deployment_root.layout import DeploymentDir, DeploymentRoot
 from agent.deployment_root.retention import prune_old_deployments_on_disk
 from agent.deployment_specification.model import DeploymentSpecification
-from agent.host_command.download import download_revision_to_disk
+from agent.errors import AgentError
+from agent.host_command.download import FetchSettings, download_revision_to_disk
 from agent.host_command.unpack import UnpackPolicy
 from agent.installer.install import install_revision_on_disk
 from agent.lifecycle_event import events
@@ -62,6 +63,7 @@ class EngineSettings:
     unpack_policy: UnpackPolicy = field(default_factory=UnpackPolicy)
     hook_settings: HookRunSettings = field(default_factory=HookRunSettings)
     enable_deployments_log: bool = True
+    fetch: FetchSettings = field(default_factory=FetchSettings)
 
     @classmethod
     def from_config(cls, config: AgentConfig) -> EngineSettings:
@@ -82,6 +84,7 @@ class EngineSettings:
                 env_allowlist=HOOK_ENV_ALLOWLIST if config.restrict_hook_env_to_allowlist else None,
             ),
             enable_deployments_log=config.enable_deployments_log,
+            fetch=FetchSettings.from_config(config, os.environ.get("AWS_REGION") or None),
         )
 
 
@@ -125,6 +128,7 @@ def _download_bundle(
         deployment,
         appspec_filename=spec.appspec_filename,
         policy=settings.unpack_policy,
+        fetch=settings.fetch,
     )
     # Catch an appspec naming events nobody will run before any of its scripts runs.
     appspec = read_application_specification(deployment.archive, spec.appspec_filename)
@@ -230,3 +234,25 @@ def _run_lifecycle_event(
             )
         log.info("scripts succeeded")
         return tail
+
+
+def is_command_noop(command: str, spec: DeploymentSpecification, settings: EngineSettings) -> bool:
+    """Whether ``command`` would run nothing (reads the appspec from disk).
+
+    ``DownloadBundle`` and ``Install`` always do something. A lifecycle event is a no-op
+    when no revision provides its scripts yet, or that revision's appspec has none for it.
+    An appspec that cannot be read is not a no-op: running the command reports why.
+    """
+    if command in (events.DOWNLOAD_BUNDLE, events.INSTALL):
+        return False
+    deployment = deployment_dir_of(spec, settings.root)
+    source = script_source_dir(command, spec, deployment, settings.root)
+    if source is None or not DeploymentDir(source).archive.is_dir():
+        return True
+    try:
+        appspec = read_application_specification(
+            DeploymentDir(source).archive, spec.appspec_filename
+        )
+    except AgentError:
+        return False
+    return not appspec.scripts_for(command)

@@ -1,0 +1,395 @@
+"""Fetching an S3 revision into ``<deployment>/bundle.tar`` (DESIGN section 7).
+
+The object is looked up first (HEAD, with the revision's version when it names one), its
+ETag compared with the revision's before a byte is trusted, and then streamed into a
+partial file beside the bundle that is renamed into place only once every byte is there.
+Every GET is pinned to the version and ETag the HEAD saw (``If-Match``), so the object
+cannot change half way. Large objects are fetched as ranges by a few threads, each writing
+at its own offset of a preallocated file; a part whose stream breaks resumes where it
+stopped. boto3 is imported here only, and this module only when an S3 revision is fetched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import threading
+import time
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import boto3  # type: ignore[import-untyped]
+import botocore.session  # type: ignore[import-untyped]
+import structlog
+from botocore.config import Config  # type: ignore[import-untyped]
+from botocore.credentials import CredentialResolver  # type: ignore[import-untyped]
+from botocore.exceptions import (  # type: ignore[import-untyped]
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    CredentialRetrievalError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    ProxyConnectionError,
+    SSLError,
+)
+
+from agent.deployment_specification.model import S3Revision
+from agent.host_command.archive_staging import describe_os_error, is_disk_full
+from agent.host_command.bundle import BundleError
+from agent.host_command.download import FetchSettings
+
+log = structlog.get_logger(__name__)
+
+_CHUNK = 1 << 20
+_MISSING_CODES = frozenset({"404", "NoSuchKey", "NoSuchBucket", "NoSuchVersion", "NotFound"})
+_DENIED_CODES = frozenset({"403", "AccessDenied", "Forbidden", "AllAccessDisabled"})
+_CHANGED_CODES = frozenset({"412", "PreconditionFailed"})
+
+
+@dataclass(frozen=True)
+class S3Object:
+    """What the HEAD said about the object every GET is then pinned to."""
+
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    version_id: Optional[str]
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    def get_parameters(self) -> Dict[str, str]:
+        parameters = {"Bucket": self.bucket, "Key": self.key, "IfMatch": self.etag}
+        if self.version_id:
+            parameters["VersionId"] = self.version_id
+        return parameters
+
+
+class _GivenCredentials:
+    """A credential provider handing botocore the caller's credentials object itself, so
+    refreshable credentials keep refreshing."""
+
+    METHOD = "codedeploy-agent"
+    CANONICAL_NAME = "codedeploy-agent"
+
+    def __init__(self, credentials: Any) -> None:
+        self._credentials = credentials
+
+    def load(self) -> Any:
+        return self._credentials
+
+
+class _Progress:
+    """Bytes received so far, shared by the part threads; logs a line now and then."""
+
+    def __init__(self, url: str, total: int, interval: float) -> None:
+        self._url = url
+        self._total = total
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._done = 0
+        self._last_logged = time.monotonic()
+        self.cancelled = threading.Event()
+
+    def add(self, count: int) -> None:
+        with self._lock:
+            self._done += count
+            now = time.monotonic()
+            if now - self._last_logged < self._interval:
+                return
+            self._last_logged = now
+            done = self._done
+        log.info(
+            "bundle download progress",
+            source=self._url,
+            received=_size_text(done),
+            total=_size_text(self._total),
+            percent=round(100 * done / self._total, 1) if self._total else 100.0,
+        )
+
+
+def download_s3_bundle_to_disk(
+    revision: S3Revision, bundle_path: Path, settings: FetchSettings
+) -> None:
+    """Download the S3 revision to ``bundle_path`` (network, disk).
+
+    Raises :class:`BundleError` with a one-line message when the object is missing, access
+    is denied, its ETag is not the revision's, or the transfer cannot be completed.
+    """
+    client = new_s3_client(settings)
+    url = f"s3://{revision.bucket}/{revision.key}"
+    where = _endpoint_text(client)
+    try:
+        target = _head_object(client, revision, url)
+    except ClientError as error:
+        raise _client_error(error, url, revision.version) from None
+    except BotoCoreError as error:
+        raise _transport_error(error, url, where, settings) from None
+    if revision.etag is not None:
+        expected = revision.etag.strip().strip('"')
+        actual = target.etag.strip('"')
+        if expected != actual:
+            raise BundleError(
+                f"{url} has ETag {actual}, but the deployment expects {expected}:"
+                " the object was replaced after the deployment was created"
+            )
+    parallel = target.size >= settings.parallel_threshold and target.size > settings.part_size
+    log.info(
+        "downloading bundle",
+        source=url,
+        version=target.version_id,
+        size=_size_text(target.size),
+        bytes=target.size,
+        parts=-(-target.size // settings.part_size) if parallel else 1,
+        endpoint=where,
+    )
+    started = time.monotonic()
+    partial = bundle_path.with_name(f".{bundle_path.name}.partial-{secrets.token_hex(6)}")
+    try:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            _preallocate(fd, target.size)
+            progress = _Progress(url, target.size, settings.progress_interval_seconds)
+            if parallel:
+                _download_parts(client, target, fd, settings, progress)
+            else:
+                _download_range(client, target, fd, 0, target.size, settings, progress)
+            written = os.fstat(fd).st_size
+            if written != target.size:
+                raise BundleError(f"download of {url} is {written} bytes, not {target.size}")
+        finally:
+            os.close(fd)
+        os.replace(partial, bundle_path)
+    except BaseException as error:
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        if isinstance(error, OSError):
+            raise BundleError(
+                f"cannot write {url} to {bundle_path}: {describe_os_error(error)}"
+            ) from None
+        raise
+    log.info(
+        "bundle downloaded",
+        source=url,
+        size=_size_text(target.size),
+        seconds=round(time.monotonic() - started, 3),
+    )
+
+
+def new_s3_client(settings: FetchSettings) -> Any:
+    """A boto3 S3 client for the settings: endpoint override (path-style), proxy, FIPS,
+    region, standard retries. Reads the environment and shared AWS files like any SDK."""
+    session = botocore.session.Session()
+    if settings.credentials is not None:
+        session.register_component(
+            "credential_provider",
+            CredentialResolver(providers=[_GivenCredentials(settings.credentials)]),
+        )
+    proxy = settings.proxy_uri
+    overridden = settings.s3_endpoint_override is not None
+    config = Config(
+        region_name=settings.region,
+        signature_version="s3v4",
+        connect_timeout=settings.connect_timeout_seconds,
+        read_timeout=settings.read_timeout_seconds,
+        retries={"mode": "standard", "total_max_attempts": settings.max_attempts},
+        proxies={"http": proxy, "https": proxy} if proxy else None,
+        # S3-compatible stores rarely have per-bucket DNS names.
+        s3={"addressing_style": "path"} if overridden else None,
+        use_fips_endpoint=settings.use_fips and not overridden,
+        max_pool_connections=max(10, settings.max_workers + 2),
+    )
+    return boto3.session.Session(botocore_session=session).client(
+        "s3",
+        region_name=settings.region,
+        endpoint_url=settings.s3_endpoint_override,
+        config=config,
+    )
+
+
+def _head_object(client: Any, revision: S3Revision, url: str) -> S3Object:
+    parameters = {"Bucket": revision.bucket, "Key": revision.key}
+    if revision.version:
+        parameters["VersionId"] = revision.version
+    head: Mapping[str, Any] = client.head_object(**parameters)
+    etag = str(head.get("ETag") or "")
+    if not etag:
+        raise BundleError(f"S3 sent no ETag for {url}; cannot pin the download")
+    version = head.get("VersionId") or revision.version
+    return S3Object(revision.bucket, revision.key, int(head["ContentLength"]), etag, version)
+
+
+def _preallocate(fd: int, size: int) -> None:
+    if size == 0:
+        return
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as error:
+        # Some file systems cannot reserve space; the writes will tell if it runs out.
+        if error.errno is not None and is_disk_full(error.errno):
+            raise
+        os.ftruncate(fd, size)
+
+
+def _download_parts(
+    client: Any, target: S3Object, fd: int, settings: FetchSettings, progress: _Progress
+) -> None:
+    ranges: List[Tuple[int, int]] = [
+        (start, min(settings.part_size, target.size - start))
+        for start in range(0, target.size, settings.part_size)
+    ]
+    with ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="s3-part") as pool:
+        futures = [
+            pool.submit(_download_range, client, target, fd, start, length, settings, progress)
+            for start, length in ranges
+        ]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = [future for future in done if future.exception() is not None]
+        if failed:
+            progress.cancelled.set()
+            for future in futures:
+                future.cancel()
+            wait(futures)
+            error = failed[0].exception()
+            assert error is not None
+            raise error
+
+
+def _download_range(
+    client: Any,
+    target: S3Object,
+    fd: int,
+    start: int,
+    length: int,
+    settings: FetchSettings,
+    progress: _Progress,
+) -> None:
+    """Write bytes ``[start, start + length)`` of the object at the same offsets of ``fd``.
+
+    botocore retries a request that fails; a stream that breaks after its headers arrived
+    is resumed here from the first missing byte, up to ``max_attempts`` times.
+    """
+    end = start + length
+    position = start
+    whole = start == 0 and length == target.size
+    problem = "the stream ended early"
+    for _attempt in range(settings.max_attempts):
+        if position == end or progress.cancelled.is_set():
+            break
+        parameters: Dict[str, str] = target.get_parameters()
+        ranged = not (whole and position == 0)
+        if ranged:
+            parameters["Range"] = f"bytes={position}-{end - 1}"
+        try:
+            response = client.get_object(**parameters)
+            if ranged and not str(response.get("ContentRange") or "").startswith(
+                f"bytes {position}-"
+            ):
+                raise BundleError(
+                    f"{target.url}: the S3 endpoint ignored a byte-range request"
+                    f" (bytes {position}-{end - 1})"
+                )
+            body = response["Body"]
+            try:
+                while position < end and not progress.cancelled.is_set():
+                    chunk = body.read(min(_CHUNK, end - position))
+                    if not chunk:
+                        break
+                    _write_at(fd, chunk, position)
+                    position += len(chunk)
+                    progress.add(len(chunk))
+            finally:
+                body.close()
+        except ClientError as error:
+            raise _client_error(error, target.url, target.version_id) from None
+        except BotoCoreError as error:
+            # botocore already retried the request; a broken stream gets another go.
+            problem = _transport_text(error)
+            log.warning(
+                "bundle download interrupted, resuming",
+                source=target.url,
+                offset=position,
+                reason=problem,
+            )
+    if progress.cancelled.is_set():
+        return
+    if position != end:
+        raise BundleError(
+            f"download of {target.url} was cut short after {settings.max_attempts} attempts"
+            f" ({problem}): got {position - start} of {length} bytes"
+            + (f" at offset {start}" if start else "")
+        )
+
+
+def _write_at(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view = view[written:]
+        offset += written
+
+
+def _client_error(error: Any, url: str, version: Optional[str]) -> BundleError:
+    details: Mapping[str, Any] = error.response.get("Error", {})
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    code = str(details.get("Code") or status or "UnknownError")
+    version_text = f"version {version}" if version else "latest version"
+    if code in _MISSING_CODES or status == 404:
+        return BundleError(f"{url} does not exist ({version_text}; S3 said {code})")
+    if code in _DENIED_CODES or status == 403:
+        return BundleError(
+            f"access denied to {url} (check the instance role / credentials and the bucket"
+            f" policy; S3 said {code})"
+        )
+    if code in _CHANGED_CODES or status == 412:
+        return BundleError(f"{url} changed while it was being downloaded; retry the deployment")
+    reason = " ".join(str(details.get("Message") or "").split())[:200]
+    http = f" (HTTP {status})" if status else ""
+    return BundleError(
+        f"cannot download {url} ({version_text}): {code}{http}" + (f": {reason}" if reason else "")
+    )
+
+
+def _transport_error(
+    error: Exception, url: str, where: str, settings: FetchSettings
+) -> BundleError:
+    if isinstance(error, (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError)):
+        return BundleError(f"cannot download {url}: no usable AWS credentials were found")
+    if isinstance(error, ProxyConnectionError):
+        return BundleError(f"cannot download {url}: the proxy refused or dropped the connection")
+    return BundleError(
+        f"cannot download {url} from {where} after {settings.max_attempts} attempts:"
+        f" {_transport_text(error)}"
+    )
+
+
+def _transport_text(error: Exception) -> str:
+    if isinstance(error, SSLError):
+        return "TLS error"
+    if isinstance(error, ConnectTimeoutError):
+        return "connection timed out"
+    if isinstance(error, EndpointConnectionError):
+        return "could not connect"
+    return type(error).__name__
+
+
+def _endpoint_text(client: Any) -> str:
+    """The endpoint host, without any credentials a URL could carry."""
+    url = str(client.meta.endpoint_url)
+    return url.split("@")[-1] if "@" in url else url
+
+
+def _size_text(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
