@@ -18,6 +18,7 @@ from typing import Dict, FrozenSet, Mapping, Optional
 
 import structlog
 
+from agent.application_specification.model import AppSpecError
 from agent.application_specification.parser import (
     check_hook_events,
     read_application_specification,
@@ -130,9 +131,17 @@ def _download_bundle(
         policy=settings.unpack_policy,
         fetch=settings.fetch,
     )
-    # Catch an appspec naming events nobody will run before any of its scripts runs.
+    # Catch an appspec naming events nobody will run, or a deployment naming custom events
+    # the appspec lacks, before any of the new revision's scripts runs.
     appspec = read_application_specification(deployment.archive, spec.appspec_filename)
-    check_hook_events(appspec, _custom_events(spec), filename=spec.appspec_filename)
+    custom = _custom_events(spec)
+    check_hook_events(appspec, custom, filename=spec.appspec_filename)
+    missing = sorted(e for e in custom if e not in appspec.hooks)
+    if missing:
+        raise AppSpecError(
+            f"{spec.appspec_filename} has no hooks for {', '.join(missing)}, which the"
+            " deployment names as custom lifecycle events"
+        )
     root.write_most_recent_marker(group, deployment.path)
     log.info(
         "revision downloaded",

@@ -119,21 +119,17 @@ def _prepare(args: argparse.Namespace) -> tuple[AgentConfig, LocalDeploymentRequ
         appspec_filename=args.appspec_filename,
     )
     revision = request.spec.revision
-    if not isinstance(revision, LocalRevision):
-        raise LocalUsageError(
-            f"--bundle-location {args.bundle_location}: S3 and GitHub revisions are fetched by"
-            " the agent daemon, which this build does not include yet; download the bundle"
-            " and give its local path"
-        )
-    appspec = preview_application_specification(revision, request.spec.appspec_filename)
-    custom = request.custom_events
-    missing = [e for e in custom if not appspec.scripts_for(e) and e not in appspec.hooks]
-    if missing:
-        raise LocalUsageError(
-            f"--events names {', '.join(missing)}, which is not a standard lifecycle event and"
-            f" is not in the revision's {request.spec.appspec_filename}"
-        )
-    check_hook_events(appspec, custom, filename=request.spec.appspec_filename)
+    if isinstance(revision, LocalRevision):
+        appspec = preview_application_specification(revision, request.spec.appspec_filename)
+        custom = request.custom_events
+        missing = [e for e in custom if e not in appspec.hooks]
+        if missing:
+            raise LocalUsageError(
+                f"--events names {', '.join(missing)}, which is not a standard lifecycle event and"
+                f" is not in the revision's {request.spec.appspec_filename}"
+            )
+        check_hook_events(appspec, custom, filename=request.spec.appspec_filename)
+    # A remote revision's appspec is checked the same way once DownloadBundle has it.
     return config, request
 
 
