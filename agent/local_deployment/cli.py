@@ -4,7 +4,7 @@ Flags and defaults match the AWS developer utility so existing scripts keep work
 Everything that can be checked before the first command is checked first (flags, the
 bundle, its appspec and the events it names); then the commands run in order, and the
 first failure stops the deployment with the failing script and the path of its log.
-Exit status: 0 success, 1 the deployment failed, 2 the request was invalid.
+Exit status: 0 success, 1 the deployment failed, 2 the request was invalid, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from agent.logging.setup import configure_logging
 EXIT_SUCCEEDED = 0
 EXIT_FAILED = 1
 EXIT_INVALID = 2
+EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -172,6 +173,10 @@ def run_local_deployment(argv: Optional[Sequence[str]] = None) -> int:
         except AgentError as error:
             _report_failure(spec.deployment_id, command, error, deployment.script_log)
             return EXIT_FAILED
+        except KeyboardInterrupt:
+            # The hook runner has already ended the interrupted script's process tree.
+            print(f"Deployment {spec.deployment_id} interrupted in {command}", file=sys.stderr)
+            return EXIT_INTERRUPTED
         except OSError as error:
             # The host refused something the agent needed (permissions, disk): one line.
             where = f" ({error.filename})" if error.filename else ""

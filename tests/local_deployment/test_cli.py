@@ -12,7 +12,10 @@ import io
 import json
 import os
 import pwd
+import signal
 import stat
+import subprocess
+import sys
 import tarfile
 import time
 import zipfile
@@ -436,3 +439,37 @@ def test_truncated_bundle_is_a_clear_failure(local_agent: LocalAgent, tmp_path: 
     assert "Traceback" not in result.stderr
     assert not install.exists()
     assert records(record) == []
+
+
+def test_interrupt_ends_the_hook_and_says_so(local_agent: LocalAgent, tmp_path: Path) -> None:
+    pidfile = tmp_path / "hook.pid"
+    source = _single_hook_revision(
+        tmp_path / "rev", f"#!/bin/sh\necho $$ > {pidfile}\nexec sleep 600\n"
+    )
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "agent.local_deployment",
+            "-c",
+            str(local_agent.config),
+            "-l",
+            str(source),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while not pidfile.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "interrupted in ApplicationStart" in stderr
+    assert "Traceback" not in stderr
+    hook = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while _alive(hook) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(hook)
