@@ -9,8 +9,10 @@ Values that look like credentials are masked before rendering, wherever they cam
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import re
 import sys
+from pathlib import Path
 from typing import Any, MutableMapping, Optional, TextIO
 
 import structlog
@@ -47,5 +49,48 @@ def configure_logging(
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+# The daemon's own log is kept to a bounded size on disk: five files of 10 MiB.
+LOG_FILE_MAX_BYTES = 10 * 1024 * 1024
+LOG_FILE_BACKUPS = 5
+
+
+def configure_file_logging(
+    log_file: Path,
+    *,
+    verbose: bool = False,
+    utc: bool = False,
+    max_bytes: int = LOG_FILE_MAX_BYTES,
+    backup_count: int = LOG_FILE_BACKUPS,
+) -> None:
+    """Send structured events to ``log_file`` (created with its folder), rotated by size.
+
+    The same one-line rendering as :func:`configure_logging`; tracebacks of unexpected
+    errors follow their line. Rotation goes through :mod:`logging`'s handler so every
+    thread of the daemon writes through one lock.
+    """
+    level = logging.DEBUG if verbose else logging.INFO
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.handlers.RotatingFileHandler(
+        log_file, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8"
+    )
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    target = logging.getLogger(f"codedeploy-agent.file.{log_file}")
+    target.handlers = [handler]
+    target.propagate = False
+    target.setLevel(logging.DEBUG)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=utc),
+            redact_secrets,
+            structlog.dev.ConsoleRenderer(colors=False, pad_event=40, sort_keys=False),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=lambda *_: target,
         cache_logger_on_first_use=False,
     )

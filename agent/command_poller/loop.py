@@ -1,0 +1,242 @@
+"""The poll loop: one poll job on an APScheduler scheduler, and a graceful stop.
+
+Exactly one poll job is ever pending: each run schedules its successor when it ends,
+after ``wait_between_runs`` (a poll that found nothing or a finished command) or a
+jittered back-off (a failed call), so polls never overlap and never spin. The job runs
+on a single worker thread, so one command at a time runs on this host. A stop request
+lets a running command finish and be reported; a poll merely waiting for a command is
+abandoned. Every change of what the loop is doing goes to an optional listener, which
+the daemon turns into its status file and systemd status line.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Callable, Optional
+
+import structlog
+from apscheduler.executors.pool import ThreadPoolExecutor  # type: ignore[import-untyped]
+from apscheduler.schedulers.background import BackgroundScheduler  # type: ignore[import-untyped]
+
+from agent.aws_clients.command_service import (
+    CommandServiceClient,
+    CommandServiceError,
+    HostCommand,
+)
+from agent.command_poller.poller import (
+    PollerSettings,
+    poll_once,
+    report_commands_interrupted_by_restart,
+)
+
+log = structlog.get_logger(__name__)
+
+STARTING = "starting"
+POLLING = "polling"
+RUNNING = "running"
+WAITING_AFTER_ERROR = "waiting after error"
+STOPPING = "stopping"
+STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class LoopStatus:
+    """What the loop is doing: its state, the command running now, the last outcome."""
+
+    state: str
+    current: Optional[str] = None
+    last: Optional[str] = None
+    error: Optional[str] = None
+    since: float = 0.0
+
+    def line(self) -> str:
+        """One line for ``systemctl status`` and ``codedeploy-agent status``."""
+        parts = [self.state if self.current is None else f"{self.state} {self.current}"]
+        if self.error:
+            parts.append(f"error: {self.error}")
+        if self.last:
+            parts.append(f"last: {self.last}")
+        return "; ".join(parts)
+
+
+StatusListener = Callable[[LoopStatus], None]
+
+
+class PollLoop:
+    """Polls until asked to stop: ``start()``, later ``request_stop()`` and ``wait_stopped()``.
+
+    The object holds the loop's running state (failures in a row, what runs now); it is
+    driven from the scheduler's single worker thread and from the thread that stops it.
+    """
+
+    def __init__(
+        self,
+        client: CommandServiceClient,
+        settings: PollerSettings,
+        *,
+        wait_between_runs: float,
+        listener: Optional[StatusListener] = None,
+        rng: Optional[random.Random] = None,
+    ) -> None:
+        self._client = client
+        self._settings = settings
+        self._wait_between_runs = max(0.0, wait_between_runs)
+        self._listener = listener
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
+        self._lock = threading.Condition()
+        self._stopping = False
+        self._handling = False
+        self._failures = 0
+        self._restart_reported = False
+        self._status = LoopStatus(STARTING, since=time.time())
+        self._scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(max_workers=1)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            timezone=timezone.utc,
+        )
+
+    # -- control ----------------------------------------------------------------------
+
+    @property
+    def status(self) -> LoopStatus:
+        with self._lock:
+            return self._status
+
+    def start(self) -> None:
+        self._announce(STARTING)
+        self._scheduler.start()
+        self._schedule(0.0)
+
+    def request_stop(self) -> None:
+        """Stop polling; a command that runs now goes on to its end."""
+        with self._lock:
+            if self._stopping:
+                return
+            self._stopping = True
+            handling = self._handling
+        log.info("stop requested", command_running=handling)
+        self._announce(STOPPING)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until no command runs; True when none does."""
+        with self._lock:
+            return bool(self._lock.wait_for(lambda: not self._handling, max(0.0, timeout)))
+
+    def shutdown(self) -> None:
+        """Stop the scheduler. A poll still waiting for an answer is left to end on its own
+        (a command it brings is not taken)."""
+        self.request_stop()
+        with self._lock:
+            finished = not self._handling
+        self._scheduler.shutdown(wait=False)
+        self._announce(STOPPED if finished else STOPPING)
+
+    def wait_stopped(self, timeout: float) -> bool:
+        """Stop polling, wait up to ``timeout`` seconds for a running command, shut down."""
+        self.request_stop()
+        finished = self.wait_idle(timeout)
+        self.shutdown()
+        return finished
+
+    # -- the poll job -----------------------------------------------------------------
+
+    def _schedule(self, delay: float) -> None:
+        with self._lock:
+            if self._stopping:
+                return
+        # No job id: each run gets a fresh one, so the run that schedules its successor
+        # never races the scheduler's removal of the finished one-off job.
+        self._scheduler.add_job(
+            self._run_once,
+            trigger="date",
+            run_date=datetime.now(timezone.utc) + timedelta(seconds=delay),
+        )
+
+    def _accept(self, command: HostCommand) -> bool:
+        with self._lock:
+            if self._stopping:
+                return False
+            self._handling = True
+        return True
+
+    def _started(self, command: HostCommand, deployment_id: str) -> None:
+        self._announce(RUNNING, current=f"{command.command_name} of {deployment_id}")
+
+    def _run_once(self) -> None:
+        with self._lock:
+            if self._stopping:
+                return
+        delay = self._wait_between_runs
+        try:
+            if not self._restart_reported:
+                report_commands_interrupted_by_restart(self._client, self._settings, rng=self._rng)
+                self._restart_reported = True
+            self._announce(POLLING)
+            result = poll_once(
+                self._client,
+                self._settings,
+                rng=self._rng,
+                accept=self._accept,
+                on_start=self._started,
+            )
+            self._failures = 0
+            if result.outcome is not None:
+                self._announce(POLLING, last=result.outcome.summary())
+        except CommandServiceError as error:
+            self._failures += 1
+            delay = self._settings.backoff.delay(
+                self._failures, throttled=error.throttled, rng=self._rng
+            )
+            log.warning(
+                "command service call failed; backing off",
+                error=error.message,
+                throttled=error.throttled,
+                failures=self._failures,
+                retry_in=round(delay, 3),
+            )
+            self._announce(WAITING_AFTER_ERROR, error=error.message)
+        except Exception as error:
+            # A bug of ours must not end polling; back off as for a failed call.
+            self._failures += 1
+            delay = self._settings.backoff.delay(self._failures, rng=self._rng)
+            log.exception("poll failed unexpectedly; backing off", retry_in=round(delay, 3))
+            self._announce(WAITING_AFTER_ERROR, error=f"unexpected {type(error).__name__}")
+        finally:
+            with self._lock:
+                self._handling = False
+                self._lock.notify_all()
+        self._schedule(delay)
+
+    def _announce(
+        self,
+        state: str,
+        *,
+        current: Optional[str] = None,
+        last: Optional[str] = None,
+        error: Optional[str] = None,
+    ) -> None:
+        with self._lock:
+            previous = self._status
+            if self._stopping and state not in (STOPPING, STOPPED):
+                state = STOPPING
+            if current is None and state == STOPPING and self._handling:
+                current = previous.current
+            status = LoopStatus(
+                state,
+                current=current if state in (RUNNING, STOPPING) else None,
+                last=last or previous.last,
+                error=error,
+                since=time.time(),
+            )
+            if status.line() == previous.line():
+                return
+            self._status = status
+        if self._listener is not None:
+            try:
+                self._listener(status)
+            except Exception:
+                log.exception("status listener failed")

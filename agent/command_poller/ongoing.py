@@ -1,0 +1,96 @@
+"""The ``ongoing-deployment`` records: which command was running when the agent died.
+
+While a command runs, ``<root_dir>/<ongoing_deployment_tracking>/<deployment-id>`` holds
+its host command id, as the AWS agent keeps it (DESIGN section 4). A record still there at
+start-up means the agent stopped in the middle of that command; the poll loop reports
+such commands as failed (``FailedAfterRestart``) when the record is recent, and clears them.
+Every function here reads or writes the deployment root, as its name says.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+from agent.deployment_root.layout import DeploymentRoot
+from agent.errors import AgentError
+
+# A record older than this is too old to report: the service has given up on it anyway.
+RECORD_MAX_AGE_SECONDS = 24 * 60 * 60
+
+
+class OngoingRecordError(AgentError):
+    """An ongoing-deployment record cannot be written."""
+
+
+@dataclass(frozen=True)
+class OngoingRecord:
+    """One record: the deployment it names, the host command id it holds, and its age."""
+
+    path: Path
+    deployment_id: str
+    host_command_identifier: str
+    age_seconds: float
+
+    @property
+    def is_recent(self) -> bool:
+        return self.age_seconds < RECORD_MAX_AGE_SECONDS
+
+
+def _record_path(root: DeploymentRoot, deployment_id: str) -> Path:
+    if not deployment_id or "/" in deployment_id or deployment_id in (".", ".."):
+        raise OngoingRecordError(f"deployment id {deployment_id[:80]!r} cannot name a file")
+    return root.ongoing_dir / deployment_id
+
+
+def write_ongoing_record_to_disk(
+    root: DeploymentRoot, deployment_id: str, host_command_identifier: str
+) -> Path:
+    """Record that ``host_command_identifier`` of ``deployment_id`` is running now."""
+    path = _record_path(root, deployment_id)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.partial")
+        partial.write_text(host_command_identifier, encoding="utf-8")
+        partial.replace(path)
+    except OSError as error:
+        raise OngoingRecordError(
+            f"cannot write the ongoing-deployment record {path}: {error.strerror or error}"
+        ) from None
+    return path
+
+
+def remove_ongoing_record_from_disk(root: DeploymentRoot, deployment_id: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        _record_path(root, deployment_id).unlink()
+
+
+def read_ongoing_records_from_disk(
+    root: DeploymentRoot, *, now: Optional[float] = None
+) -> List[OngoingRecord]:
+    """The records left in the folder, oldest first (none when the folder is missing)."""
+    folder = root.ongoing_dir
+    if not folder.is_dir():
+        return []
+    moment = time.time() if now is None else now
+    records: List[OngoingRecord] = []
+    for path in folder.iterdir():
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace").strip()
+            modified = path.stat().st_mtime
+        except OSError:
+            continue
+        records.append(OngoingRecord(path, path.name, text, max(0.0, moment - modified)))
+    records.sort(key=lambda record: -record.age_seconds)
+    return records
+
+
+def clear_ongoing_record_files(records: List[OngoingRecord]) -> None:
+    for record in records:
+        with contextlib.suppress(FileNotFoundError):
+            record.path.unlink()

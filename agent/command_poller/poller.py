@@ -1,0 +1,390 @@
+"""One poll of the command service and the flow of the command it hands out (DESIGN 5).
+
+The flow per command: fetch and open its deployment specification, decide whether it is a
+no-op, acknowledge it, and unless the acknowledgement says the service is already done
+with it, record it in ``ongoing-deployment/``, run it, complete it exactly once with its
+diagnostics, and remove the record. A completion that fails to send is sent again; the
+command itself never runs twice. The poll loop (``loop.py``) calls :func:`poll_once`;
+start-up calls :func:`report_commands_interrupted_by_restart`.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional, TypeVar
+
+import structlog
+
+from agent.aws_clients.command_service import (
+    CommandServiceClient,
+    CommandServiceError,
+    CommandStatus,
+    HostCommand,
+)
+from agent.command_poller.backoff import BackoffPolicy
+from agent.command_poller.ongoing import (
+    clear_ongoing_record_files,
+    read_ongoing_records_from_disk,
+    remove_ongoing_record_from_disk,
+    write_ongoing_record_to_disk,
+)
+from agent.deployment_specification.envelope import (
+    SignatureSettings,
+    open_deployment_specification,
+)
+from agent.deployment_specification.model import DeploymentSpecification
+from agent.errors import AgentError, Diagnostics, ErrorCode
+from agent.host_command.dispatch import EngineSettings, execute_host_command, is_command_noop
+
+log = structlog.get_logger(__name__)
+
+_MESSAGE_LIMIT = 300
+
+
+@dataclass(frozen=True)
+class PollerSettings:
+    """What one poll needs: who we are, how commands run, and how hard to retry a report.
+
+    ``completion_attempts`` bounds how many times a completion is sent when the service
+    cannot be reached; the waits between them follow ``backoff``.
+    """
+
+    host_identifier: str
+    engine: EngineSettings
+    signature: SignatureSettings
+    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+    completion_attempts: int = 5
+
+
+@dataclass(frozen=True)
+class CommandOutcome:
+    """What happened to one command.
+
+    ``ran`` says whether the command was carried out; ``status`` is what was reported
+    (None when nothing was: the service was already done with it, or the report failed);
+    ``reported`` says whether the completion reached the service.
+    """
+
+    command: HostCommand
+    deployment_id: str
+    status: Optional[CommandStatus]
+    diagnostics: Optional[Diagnostics]
+    ran: bool
+    noop: bool
+    reported: bool
+
+    def summary(self) -> str:
+        """One line for the status file and systemd: what ran and how it ended."""
+        what = f"{self.command.command_name} of {self.deployment_id or self.command.deployment_execution_id}"
+        if self.status is None:
+            return f"{what}: not run (service status already final)"
+        outcome = self.status.value
+        if self.diagnostics is not None and self.status is CommandStatus.FAILED:
+            outcome += f" ({self.diagnostics.error_code.name}: {self.diagnostics.message})"
+        return f"{what}: {outcome}"[:_MESSAGE_LIMIT]
+
+
+# Called when a command starts running (its name, its deployment id); the loop uses it
+# to say what the agent is doing.
+CommandStarted = Callable[[HostCommand, str], None]
+
+
+def _one_line(text: str) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= _MESSAGE_LIMIT else line[: _MESSAGE_LIMIT - 3] + "..."
+
+
+def diagnostics_for_exception(error: BaseException, command: str) -> Diagnostics:
+    """The diagnostics of a failure: an AgentError's own, anything else UnknownError."""
+    if isinstance(error, AgentError):
+        return error.diagnostics()
+    detail = _one_line(str(error).splitlines()[0]) if str(error) else ""
+    message = f"unexpected {type(error).__name__} while running {command}" + (
+        f": {detail}" if detail else ""
+    )
+    return Diagnostics(ErrorCode.UNKNOWN_ERROR, message)
+
+
+T = TypeVar("T")
+
+
+def _call_with_retries(
+    call: Callable[[], T], what: str, settings: PollerSettings, rng: random.Random
+) -> T:
+    """``call()``, again after a retryable service error, at most ``completion_attempts``
+    times: a command handed out is not handed out again until the service gives up on it."""
+    attempts = max(1, settings.completion_attempts)
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except CommandServiceError as error:
+            if attempt == attempts or not error.retryable:
+                raise
+            delay = settings.backoff.delay(attempt, throttled=error.throttled, rng=rng)
+            log.warning(f"{what} failed; trying again", error=error.message, attempt=attempt)
+            time.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def complete_command_with_retries(
+    client: CommandServiceClient,
+    host_command_identifier: str,
+    status: CommandStatus,
+    diagnostics: Diagnostics,
+    settings: PollerSettings,
+    *,
+    rng: random.Random,
+) -> bool:
+    """Send the completion, again after a retryable failure; True once it was accepted.
+
+    The waits between attempts are not cut short by a stop request: the report of a
+    command that ran matters more than a prompt exit.
+    """
+    attempts = max(1, settings.completion_attempts)
+    for attempt in range(1, attempts + 1):
+        try:
+            client.put_host_command_complete(host_command_identifier, status, diagnostics)
+        except CommandServiceError as error:
+            last = attempt == attempts or not error.retryable
+            log.warning(
+                "completion not accepted" + ("; giving up" if last else "; will send it again"),
+                host_command=host_command_identifier,
+                error=error.message,
+                attempt=attempt,
+            )
+            if last:
+                return False
+            delay = settings.backoff.delay(attempt, throttled=error.throttled, rng=rng)
+            time.sleep(delay)
+            continue
+        log.info(
+            "command completed",
+            host_command=host_command_identifier,
+            status=status.value,
+            error_code=int(diagnostics.error_code),
+        )
+        return True
+    return False
+
+
+def process_host_command(
+    client: CommandServiceClient,
+    command: HostCommand,
+    settings: PollerSettings,
+    *,
+    rng: Optional[random.Random] = None,
+    on_start: Optional[CommandStarted] = None,
+) -> CommandOutcome:
+    """Carry out one command the service handed out, and report it (network, disk).
+
+    Raises :class:`CommandServiceError` only when the specification cannot be fetched or
+    the acknowledgement cannot be sent, even after retries: nothing has run then.
+    """
+    chance = rng or random.Random()  # noqa: S311 - jitter, not security
+    with structlog.contextvars.bound_contextvars(
+        command=command.command_name, host_command=command.host_command_identifier
+    ):
+        envelope = _call_with_retries(
+            lambda: client.get_deployment_specification(
+                command.deployment_execution_id, settings.host_identifier
+            ),
+            "fetching the deployment specification",
+            settings,
+            chance,
+        )
+        spec: Optional[DeploymentSpecification] = None
+        failure: Optional[Diagnostics] = None
+        try:
+            spec = open_deployment_specification(
+                envelope.format, envelope.payload, settings.signature
+            )
+        except AgentError as error:
+            failure = error.diagnostics()
+            log.error("deployment specification refused", error=error.message)
+        deployment_id = spec.deployment_id if spec is not None else ""
+        with structlog.contextvars.bound_contextvars(deployment_id=deployment_id or None):
+            noop = spec is not None and is_command_noop(command.command_name, spec, settings.engine)
+            answer = _call_with_retries(
+                lambda: client.put_host_command_acknowledgement(
+                    command.host_command_identifier, noop
+                ),
+                "acknowledging the command",
+                settings,
+                chance,
+            )
+            log.info("command acknowledged", noop=noop, service_status=answer and answer.value)
+            if answer in (CommandStatus.SUCCEEDED, CommandStatus.FAILED):
+                return _already_final(
+                    client, command, deployment_id, answer, noop, settings, chance
+                )
+            if spec is None or failure is not None:
+                diagnostics = failure or Diagnostics(ErrorCode.UNKNOWN_ERROR, "no specification")
+                reported = complete_command_with_retries(
+                    client,
+                    command.host_command_identifier,
+                    CommandStatus.FAILED,
+                    diagnostics,
+                    settings,
+                    rng=chance,
+                )
+                return CommandOutcome(
+                    command, "", CommandStatus.FAILED, diagnostics, False, False, reported
+                )
+            if on_start is not None:
+                on_start(command, deployment_id)
+            return _run_and_complete(client, command, spec, noop, settings, chance)
+
+
+def _already_final(
+    client: CommandServiceClient,
+    command: HostCommand,
+    deployment_id: str,
+    answer: CommandStatus,
+    noop: bool,
+    settings: PollerSettings,
+    rng: random.Random,
+) -> CommandOutcome:
+    # The service is done with this command: never run it. A no-op it marked Failed is
+    # one it gave up waiting for; nothing was to be done, so it did succeed.
+    if answer is CommandStatus.FAILED and noop:
+        diagnostics = Diagnostics.succeeded()
+        reported = complete_command_with_retries(
+            client,
+            command.host_command_identifier,
+            CommandStatus.SUCCEEDED,
+            diagnostics,
+            settings,
+            rng=rng,
+        )
+        return CommandOutcome(
+            command, deployment_id, CommandStatus.SUCCEEDED, diagnostics, False, True, reported
+        )
+    log.info("service already finished with this command; not running it", status=answer.value)
+    return CommandOutcome(command, deployment_id, None, None, False, noop, False)
+
+
+def _run_and_complete(
+    client: CommandServiceClient,
+    command: HostCommand,
+    spec: DeploymentSpecification,
+    noop: bool,
+    settings: PollerSettings,
+    rng: random.Random,
+) -> CommandOutcome:
+    root = settings.engine.root
+    status = CommandStatus.FAILED
+    diagnostics: Diagnostics
+    recorded = False
+    try:
+        write_ongoing_record_to_disk(root, spec.deployment_id, command.host_command_identifier)
+        recorded = True
+        log.info("running command")
+        tail = execute_host_command(command.command_name, spec, settings.engine)
+        status, diagnostics = CommandStatus.SUCCEEDED, Diagnostics.succeeded(tail)
+        log.info("command succeeded")
+    except AgentError as error:
+        diagnostics = error.diagnostics()
+        log.error(
+            "command failed",
+            error=error.message,
+            error_code=error.error_code.name,
+            script=error.script_name or None,
+        )
+    except Exception as error:
+        # A bug of ours: the operator sees one line in the report; the traceback stays here.
+        diagnostics = diagnostics_for_exception(error, command.command_name)
+        log.exception("command failed unexpectedly", error=diagnostics.message)
+    reported = complete_command_with_retries(
+        client, command.host_command_identifier, status, diagnostics, settings, rng=rng
+    )
+    if recorded:
+        remove_ongoing_record_from_disk(root, spec.deployment_id)
+    return CommandOutcome(command, spec.deployment_id, status, diagnostics, True, noop, reported)
+
+
+def report_commands_interrupted_by_restart(
+    client: CommandServiceClient, settings: PollerSettings, *, rng: Optional[random.Random] = None
+) -> List[str]:
+    """Report each command a previous run left in ``ongoing-deployment/`` as failed.
+
+    Records younger than a day are completed as Failed with FailedAfterRestart, then all
+    records are removed (older ones silently). Returns the host command ids reported.
+    Raises :class:`CommandServiceError` when a report cannot be sent; the records are kept
+    then, so the next attempt reports them.
+    """
+    chance = rng or random.Random()  # noqa: S311 - jitter, not security
+    records = read_ongoing_records_from_disk(settings.engine.root)
+    reported: List[str] = []
+    for record in records:
+        if not record.is_recent or not record.host_command_identifier:
+            log.info(
+                "removing an old ongoing-deployment record", deployment_id=record.deployment_id
+            )
+            clear_ongoing_record_files([record])
+            continue
+        diagnostics = Diagnostics(
+            ErrorCode.FAILED_AFTER_RESTART,
+            f"the agent stopped while this command of deployment {record.deployment_id} was"
+            " running, and was restarted; its outcome is unknown",
+        )
+        with structlog.contextvars.bound_contextvars(deployment_id=record.deployment_id):
+            if not complete_command_with_retries(
+                client,
+                record.host_command_identifier,
+                CommandStatus.FAILED,
+                diagnostics,
+                settings,
+                rng=chance,
+            ):
+                raise CommandServiceError(
+                    f"could not report host command {record.host_command_identifier} as failed"
+                    " after the restart; will try again",
+                    operation="PutHostCommandComplete",
+                    retryable=True,
+                )
+            log.warning(
+                "reported a command interrupted by the restart as failed",
+                host_command=record.host_command_identifier,
+            )
+        clear_ongoing_record_files([record])
+        reported.append(record.host_command_identifier)
+    return reported
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """What one poll found: no command, or a command and its outcome."""
+
+    command: Optional[HostCommand] = None
+    outcome: Optional[CommandOutcome] = None
+
+
+def poll_once(
+    client: CommandServiceClient,
+    settings: PollerSettings,
+    *,
+    rng: Optional[random.Random] = None,
+    accept: Optional[Callable[[HostCommand], bool]] = None,
+    on_start: Optional[CommandStarted] = None,
+) -> PollResult:
+    """Long-poll once and carry out the command, if any (network, disk).
+
+    ``accept`` is asked about a command as soon as it arrives; when it says no (the agent
+    is stopping) the command is left alone, not even acknowledged, and the service hands
+    it out again. Raises :class:`CommandServiceError` when the poll, the specification or
+    the acknowledgement fails.
+    """
+    command = client.poll_host_command(settings.host_identifier)
+    if command is None:
+        return PollResult()
+    if accept is not None and not accept(command):
+        log.info(
+            "stopping: leaving the command just received to the service",
+            command=command.command_name,
+            host_command=command.host_command_identifier,
+        )
+        return PollResult(command)
+    outcome = process_host_command(client, command, settings, rng=rng, on_start=on_start)
+    return PollResult(command, outcome)

@@ -1,0 +1,1 @@
+"""The ``codedeploy-agent`` program: the daemon and its management verbs."""

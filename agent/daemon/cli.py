@@ -1,0 +1,332 @@
+"""The ``codedeploy-agent`` program: ``run | start | stop | restart | status | version``.
+
+``run`` is the daemon in the foreground (what systemd starts): it logs to
+``<log_dir>/<program_name>.log``, claims the pid file, finds the host identity, polls the
+command service until SIGTERM or SIGINT, lets a running command finish (up to
+``kill_agent_max_wait_time_seconds``) and exits 0. Under systemd it reports readiness, a
+status line and watchdog pings. ``start`` / ``stop`` / ``restart`` / ``status`` manage it
+through the pid file on hosts without systemd (``status`` exits 3 when it is not running,
+as LSB init scripts do). A configuration or start-up problem is one line and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import List, Mapping, NoReturn, Optional, Sequence
+
+import structlog
+
+from agent import __version__
+from agent.aws_clients.command_service import CommandServiceSettings, new_command_service_client
+from agent.aws_clients.host_identity import resolve_host_identity
+from agent.command_poller.backoff import BackoffPolicy
+from agent.command_poller.loop import LoopStatus, PollLoop, StatusListener
+from agent.command_poller.poller import PollerSettings
+from agent.configuration.loader import read_agent_config
+from agent.configuration.model import DEFAULT_CONFIG_FILE, AgentConfig
+from agent.configuration.on_premises import credentials_for
+from agent.daemon.pidfile import (
+    claim_pid_file,
+    process_is_running,
+    release_pid_file,
+    running_pid,
+)
+from agent.daemon.status import (
+    DaemonStatus,
+    read_status_file,
+    status_file_for,
+    write_status_file,
+)
+from agent.daemon.systemd_notify import (
+    notify_systemd,
+    status_message,
+    watchdog_interval_seconds,
+)
+from agent.deployment_specification.envelope import SignatureSettings
+from agent.errors import AgentError
+from agent.host_command.dispatch import EngineSettings
+from agent.logging.setup import configure_file_logging
+
+log = structlog.get_logger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_NOT_RUNNING = 3  # LSB: program is not running
+
+VERBS = ("run", "start", "stop", "restart", "status", "version")
+# How long ``start`` waits for the daemon to claim its pid file.
+START_TIMEOUT_SECONDS = 30.0
+# ``stop`` waits for the daemon's own wait for a command, and this much more.
+STOP_MARGIN_SECONDS = 30.0
+# Back-off caps: a host never waits longer than this between polls after errors.
+ERROR_BACKOFF_CAP_SECONDS = 300.0
+THROTTLE_BACKOFF_CAP_SECONDS = 900.0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="codedeploy-agent", description="The CodeDeploy host agent (Python work-alike)."
+    )
+    parser.add_argument(
+        "--config_file",
+        "-c",
+        "--config-file",
+        dest="config_file",
+        default=None,
+        help=f"agent configuration (default: {DEFAULT_CONFIG_FILE})",
+    )
+    parser.add_argument("verb", choices=VERBS, help="what to do")
+    return parser
+
+
+def _load_config(path_text: Optional[str], environ: Mapping[str, str]) -> AgentConfig:
+    path = Path(path_text) if path_text else DEFAULT_CONFIG_FILE
+    return read_agent_config(path, required=path_text is not None, environ=environ)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.verb == "version":
+        print(f"codedeploy-agent {__version__}")
+        return EXIT_OK
+    environ = dict(os.environ)
+    try:
+        config = _load_config(args.config_file, environ)
+    except AgentError as error:
+        print(f"codedeploy-agent: {error.message}", file=sys.stderr)
+        return EXIT_FAILED
+    config_path = Path(args.config_file).resolve() if args.config_file else None
+    if args.verb == "run":
+        return run_daemon(config, environ)
+    if args.verb == "start":
+        return start_daemon(config, config_path)
+    if args.verb == "stop":
+        return stop_daemon(config)
+    if args.verb == "restart":
+        stopped = stop_daemon(config)
+        return stopped if stopped != EXIT_OK else start_daemon(config, config_path)
+    return print_status(config)
+
+
+# -- the daemon ---------------------------------------------------------------------------
+
+
+def _status_listener(config: AgentConfig, environ: Mapping[str, str], pid: int) -> StatusListener:
+    status_file = status_file_for(config.pid_file)
+
+    def listen(status: LoopStatus) -> None:
+        line = status.line()
+        notify_systemd(status_message(line), environ)
+        try:
+            write_status_file(
+                status_file,
+                DaemonStatus(pid, status.state, line, status.current, status.last, status.since),
+            )
+        except OSError as error:
+            log.warning(
+                "cannot write the status file", path=str(status_file), error=str(error.strerror)
+            )
+
+    return listen
+
+
+def _build_loop(
+    config: AgentConfig, environ: Mapping[str, str], listener: StatusListener
+) -> PollLoop:
+    identity = resolve_host_identity(config, environ)
+    credentials = credentials_for(identity.on_premises) if identity.on_premises else None
+    client = new_command_service_client(
+        CommandServiceSettings.from_config(config, identity.region), credentials
+    )
+    settings = PollerSettings(
+        host_identifier=identity.host_identifier,
+        engine=EngineSettings.from_config(config),
+        signature=SignatureSettings.from_config(config, identity.region),
+        backoff=BackoffPolicy(
+            base_seconds=max(config.wait_after_error, 0.01),
+            cap_seconds=max(ERROR_BACKOFF_CAP_SECONDS, config.wait_after_error),
+            throttle_cap_seconds=max(THROTTLE_BACKOFF_CAP_SECONDS, config.wait_after_error),
+        ),
+    )
+    return PollLoop(
+        client,
+        settings,
+        wait_between_runs=config.wait_between_runs,
+        listener=listener,
+    )
+
+
+def run_daemon(config: AgentConfig, environ: Mapping[str, str]) -> int:
+    """The daemon in the foreground; returns only through :func:`_exit_now`."""
+    pid = os.getpid()
+    try:
+        configure_file_logging(
+            config.log_file, verbose=config.verbose, utc=config.time_zone.lower() == "utc"
+        )
+    except OSError as error:
+        print(
+            f"codedeploy-agent: cannot open the log file {config.log_file}: {error.strerror}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    stop = threading.Event()
+
+    def on_signal(number: int, _frame: Optional[FrameType]) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info(
+        "agent starting",
+        version=__version__,
+        pid=pid,
+        config_file=str(config.config_file) if config.config_file else None,
+    )
+    for warning in config.warnings:
+        log.warning(warning)
+    try:
+        claim_pid_file(config.pid_file, pid)
+    except AgentError as error:
+        log.error("cannot start", error=error.message)
+        print(f"codedeploy-agent: {error.message}", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        loop = _build_loop(config, environ, _status_listener(config, environ, pid))
+    except AgentError as error:
+        log.error("cannot start", error=error.message)
+        print(f"codedeploy-agent: {error.message}", file=sys.stderr)
+        release_pid_file(config.pid_file, pid)
+        _exit_now(EXIT_FAILED)
+    loop.start()
+    notify_systemd("READY=1", environ)
+    watchdog = watchdog_interval_seconds(environ, pid)
+    while not stop.wait(watchdog or 3600.0):
+        if watchdog:
+            notify_systemd("WATCHDOG=1", environ)
+    notify_systemd("STOPPING=1", environ)
+    loop.request_stop()
+    deadline = time.monotonic() + config.kill_agent_max_wait_time_seconds
+    finished = False
+    while True:
+        remaining = deadline - time.monotonic()
+        finished = loop.wait_idle(min(remaining, watchdog) if watchdog else remaining)
+        if finished or remaining <= 0:
+            break
+        notify_systemd("WATCHDOG=1", environ)
+    loop.shutdown()
+    if finished:
+        log.info("agent stopped")
+    else:
+        log.warning(
+            "agent stopped while a command still runs; it will be reported as failed at the next start",
+            waited_seconds=config.kill_agent_max_wait_time_seconds,
+        )
+    release_pid_file(config.pid_file, pid)
+    _exit_now(EXIT_OK)
+
+
+def _exit_now(code: int) -> NoReturn:
+    # A poll may still wait for the service's answer on a worker thread that the
+    # interpreter would join at exit (up to http_read_timeout); everything that matters
+    # is reported and logged by now, so flush the logs and leave without that wait.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+# -- management without systemd ---------------------------------------------------------------
+
+
+def start_daemon(config: AgentConfig, config_path: Optional[Path]) -> int:
+    """Start ``run`` detached from this terminal, and wait until it has claimed its pid file."""
+    running = running_pid(config.pid_file)
+    if running is not None:
+        print(f"{config.program_name} is already running (pid {running})")
+        return EXIT_OK
+    command: List[str] = [sys.executable, "-m", "agent.daemon"]
+    if config_path is not None:
+        command += ["--config_file", str(config_path)]
+    command.append("run")
+    try:
+        config.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with config.log_file.open("ab") as output:
+            child = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=output,
+                start_new_session=True,
+                close_fds=True,
+                cwd="/",
+            )
+    except OSError as error:
+        print(
+            f"codedeploy-agent: cannot start the daemon: {error.strerror or error}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if running_pid(config.pid_file) == child.pid:
+            print(f"{config.program_name} started (pid {child.pid})")
+            return EXIT_OK
+        if child.poll() is not None:
+            break
+        time.sleep(0.05)
+    print(
+        f"codedeploy-agent: the daemon did not start; see {config.log_file}",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED
+
+
+def stop_daemon(config: AgentConfig) -> int:
+    """SIGTERM the daemon and wait until it is gone (it may finish a command first)."""
+    pid = running_pid(config.pid_file)
+    if pid is None:
+        print(f"{config.program_name} is not running")
+        return EXIT_OK
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        print(f"codedeploy-agent: not allowed to stop pid {pid}", file=sys.stderr)
+        return EXIT_FAILED
+    limit = config.kill_agent_max_wait_time_seconds + STOP_MARGIN_SECONDS
+    deadline = time.monotonic() + limit
+    while process_is_running(pid):
+        if time.monotonic() > deadline:
+            print(
+                f"codedeploy-agent: pid {pid} did not stop within {limit:g} seconds",
+                file=sys.stderr,
+            )
+            return EXIT_FAILED
+        time.sleep(0.1)
+    release_pid_file(config.pid_file, pid)
+    print(f"{config.program_name} stopped (pid {pid})")
+    return EXIT_OK
+
+
+def print_status(config: AgentConfig) -> int:
+    """Whether the daemon runs, its pid and what it is doing; exit 3 when it is not running."""
+    pid = running_pid(config.pid_file)
+    status = read_status_file(status_file_for(config.pid_file))
+    if pid is None:
+        last = f"; last: {status.last}" if status is not None and status.last else ""
+        print(f"{config.program_name} is not running{last}")
+        return EXIT_NOT_RUNNING
+    doing = status.line if status is not None and status.pid == pid else "starting"
+    print(f"{config.program_name} is running (pid {pid}): {doing}")
+    return EXIT_OK

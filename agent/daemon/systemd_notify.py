@@ -1,0 +1,50 @@
+"""Talking to systemd through ``$NOTIFY_SOCKET`` (the sd_notify protocol), with no library.
+
+A ``Type=notify`` unit learns that the daemon is ready (``READY=1``), what it is doing
+(``STATUS=...``, shown by ``systemctl status``), that it is alive (``WATCHDOG=1``) and that
+it is stopping (``STOPPING=1``): each is one datagram on a unix socket whose address is in
+the environment. Without the variable (no systemd) every call does nothing.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Mapping, Optional
+
+NOTIFY_SOCKET_VARIABLE = "NOTIFY_SOCKET"
+WATCHDOG_USEC_VARIABLE = "WATCHDOG_USEC"
+WATCHDOG_PID_VARIABLE = "WATCHDOG_PID"
+
+
+def notify_systemd(message: str, environ: Mapping[str, str]) -> bool:
+    """Send one notification (network: a datagram); False when there is no socket or it fails."""
+    address = environ.get(NOTIFY_SOCKET_VARIABLE, "")
+    if not address or address[0] not in ("/", "@"):
+        return False
+    if address[0] == "@":
+        address = "\0" + address[1:]  # an abstract socket
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as connection:
+            connection.sendto(message.encode("utf-8", "replace"), address)
+    except OSError:
+        return False
+    return True
+
+
+def status_message(line: str) -> str:
+    """A ``STATUS=`` notification; the status is one line, so newlines become spaces."""
+    return "STATUS=" + " ".join(line.split())
+
+
+def watchdog_interval_seconds(environ: Mapping[str, str], pid: int) -> Optional[float]:
+    """How often to ping the watchdog (half its timeout), or None when it is not armed
+    for process ``pid``."""
+    watched = environ.get(WATCHDOG_PID_VARIABLE, "").strip()
+    if watched and watched != str(pid):
+        return None
+    raw = environ.get(WATCHDOG_USEC_VARIABLE, "").strip()
+    try:
+        microseconds = int(raw)
+    except ValueError:
+        return None
+    return microseconds / 2_000_000 if microseconds > 0 else None

@@ -1,0 +1,334 @@
+"""``codedeploy-agent`` as a real process against the command service stub on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional
+
+import pytest
+
+from agent.command_poller.ongoing import read_ongoing_records_from_disk
+from agent.daemon.pidfile import process_is_running, read_pid_file
+from agent.deployment_root.layout import DeploymentRoot
+from tests.command_poller.poller_helpers import (
+    HOST,
+    completion_of,
+    make_revision,
+    queue_deployment,
+    spec_json,
+    wait_until,
+)
+from tests.support import REPO
+from tests.support_command_service import CommandServiceStub
+from tests.support_signing import SigningKit, make_signing_kit
+
+
+@pytest.fixture(scope="module")
+def kit(tmp_path_factory: pytest.TempPathFactory) -> SigningKit:
+    return make_signing_kit(tmp_path_factory.mktemp("signing"))
+
+
+@pytest.fixture
+def stub() -> Iterator[CommandServiceStub]:
+    with CommandServiceStub(hang_seconds=5) as service:
+        yield service
+
+
+class Daemon:
+    """One agent's configuration and folders under ``base``, and its processes."""
+
+    def __init__(self, base: Path, stub: CommandServiceStub, kit: SigningKit) -> None:
+        self.base = base
+        self.config = base / "codedeployagent.yml"
+        self.root = DeploymentRoot(base / "deployment-root")
+        self.pid_file = base / "pid" / "codedeploy-agent.pid"
+        self.log_file = base / "log" / "codedeploy-agent.log"
+        self.trace = base / "trace.log"
+        self.processes: List[subprocess.Popen[str]] = []
+        self.config.write_text(
+            f":root_dir: '{self.root.path}'\n"
+            f":log_dir: '{base / 'log'}'\n"
+            f":pid_dir: '{base / 'pid'}'\n"
+            f":deploy_control_endpoint: '{stub.url}'\n"
+            ":wait_between_runs: 0.05\n"
+            ":wait_after_error: 0.05\n"
+            ":http_read_timeout: 2\n"
+            ":kill_agent_max_wait_time_seconds: 60\n"
+            f":deployment_signer_ca_file: '{kit.ca_bundle}'\n"
+            f":on_premises_config_file: '{base / 'no-onpremises.yml'}'\n"
+            ":hook_kill_grace_seconds: 1\n",
+            encoding="utf-8",
+        )
+
+    def environment(self, extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+        env = {
+            name: value
+            for name, value in os.environ.items()
+            if not name.startswith("AWS_") and name not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")
+        }
+        env.update(
+            AWS_REGION="us-east-1",
+            AWS_HOST_IDENTIFIER=HOST,
+            AWS_ACCESS_KEY_ID="AKIDEXAMPLE",
+            AWS_SECRET_ACCESS_KEY="not-a-real-secret",
+            AWS_CONFIG_FILE=str(self.base / "no-aws-config"),
+            AWS_SHARED_CREDENTIALS_FILE=str(self.base / "no-aws-credentials"),
+            AWS_EC2_METADATA_DISABLED="true",
+            PYTHONPATH=str(REPO),
+        )
+        env.update(extra or {})
+        return env
+
+    def command(self, verb: str) -> List[str]:
+        return [sys.executable, "-m", "agent.daemon", "--config_file", str(self.config), verb]
+
+    def run(self, extra_env: Optional[Dict[str, str]] = None) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            self.command("run"),
+            env=self.environment(extra_env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=self.base,
+        )
+        self.processes.append(process)
+        return process
+
+    def manage(
+        self, verb: str, *, config: Optional[Path] = None
+    ) -> subprocess.CompletedProcess[str]:
+        command = self.command(verb)
+        if config is not None:
+            command[4] = str(config)
+        return subprocess.run(
+            command,
+            env=self.environment(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            cwd=self.base,
+        )
+
+    def cleanup(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=30)
+        pid = read_pid_file(self.pid_file)
+        if pid is not None and process_is_running(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, stub: CommandServiceStub, kit: SigningKit) -> Iterator[Daemon]:
+    agent = Daemon(tmp_path, stub, kit)
+    try:
+        yield agent
+    finally:
+        agent.cleanup()
+
+
+def test_sigterm_during_a_hook_lets_it_finish_reports_it_and_exits_0(
+    daemon: Daemon, stub: CommandServiceStub, kit: SigningKit
+) -> None:
+    started, finished = daemon.base / "hook-started", daemon.base / "hook-finished"
+    revision = make_revision(
+        daemon.base / "revision",
+        daemon.trace,
+        daemon.base / "www",
+        events=("BeforeInstall",),
+        scripts={"BeforeInstall": f'touch "{started}"\nsleep 2\ntouch "{finished}"'},
+    )
+    ids = queue_deployment(
+        stub,
+        "d-SIGTERM01",
+        kit.sign(spec_json("d-SIGTERM01", revision)),
+        commands=("DownloadBundle", "BeforeInstall"),
+    )
+    process = daemon.run()
+    assert wait_until(started.exists), process.stderr
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0
+    assert finished.exists()
+    [completion] = completion_of(stub, ids[1])
+    assert completion["CommandStatus"] == "Succeeded"
+    assert read_ongoing_records_from_disk(daemon.root) == []
+    assert not daemon.pid_file.exists()
+    log = daemon.log_file.read_text(encoding="utf-8")
+    assert "agent stopped" in log
+    assert "deployment_id=d-SIGTERM01" in log
+    assert "not-a-real-secret" not in log
+
+
+def test_sigkill_during_a_hook_is_reported_after_restart_and_the_next_deployment_works(
+    daemon: Daemon, stub: CommandServiceStub, kit: SigningKit
+) -> None:
+    started = daemon.base / "hook-started"
+    revision = make_revision(
+        daemon.base / "revision",
+        daemon.trace,
+        daemon.base / "www",
+        events=("BeforeInstall",),
+        scripts={"BeforeInstall": f'touch "{started}"\nsleep 1'},
+    )
+    killed = queue_deployment(
+        stub,
+        "d-KILLED001",
+        kit.sign(spec_json("d-KILLED001", revision)),
+        commands=("DownloadBundle", "BeforeInstall"),
+    )
+    process = daemon.run()
+    assert wait_until(started.exists)
+    process.kill()
+    process.wait(timeout=30)
+    assert [r.host_command_identifier for r in read_ongoing_records_from_disk(daemon.root)] == [
+        killed[1]
+    ]
+    assert completion_of(stub, killed[1]) == []
+
+    restarted = daemon.run()
+    assert wait_until(lambda: len(completion_of(stub, killed[1])) == 1)
+    [report] = completion_of(stub, killed[1])
+    assert report["CommandStatus"] == "Failed"
+    payload = report["payload"]
+    assert isinstance(payload, dict) and payload["error_code"] == 7
+    assert read_ongoing_records_from_disk(daemon.root) == []
+
+    ids = queue_deployment(
+        stub,
+        "d-AFTER0001",
+        kit.sign(spec_json("d-AFTER0001", revision)),
+        commands=("DownloadBundle", "BeforeInstall", "Install"),
+    )
+    assert wait_until(lambda: all(completion_of(stub, i) for i in ids))
+    assert [completion_of(stub, i)[0]["CommandStatus"] for i in ids] == ["Succeeded"] * 3
+    assert (daemon.base / "www" / "index.html").exists()
+    restarted.send_signal(signal.SIGTERM)
+    assert restarted.wait(timeout=60) == 0
+    # The killed command itself was never run again.
+    assert daemon.trace.read_text(encoding="utf-8").splitlines() == [
+        "BeforeInstall d-KILLED001",
+        "BeforeInstall d-AFTER0001",
+    ]
+
+
+def test_start_status_and_stop_manage_the_daemon_through_its_pid_file(
+    daemon: Daemon, stub: CommandServiceStub
+) -> None:
+    before = daemon.manage("status")
+    assert before.returncode == 3, before
+    assert "is not running" in before.stdout
+
+    started = daemon.manage("start")
+    assert started.returncode == 0, started.stderr
+    pid = read_pid_file(daemon.pid_file)
+    assert pid is not None and f"pid {pid}" in started.stdout
+    assert wait_until(lambda: len(stub.requests_for("PollHostCommand")) > 0)
+
+    status = daemon.manage("status")
+    assert status.returncode == 0, status
+    assert f"is running (pid {pid})" in status.stdout
+    assert "polling" in status.stdout
+
+    again = daemon.manage("start")
+    assert again.returncode == 0 and "already running" in again.stdout
+    assert read_pid_file(daemon.pid_file) == pid
+
+    stopped = daemon.manage("stop")
+    assert stopped.returncode == 0, stopped.stderr
+    assert not process_is_running(pid)
+    assert not daemon.pid_file.exists()
+    after = daemon.manage("status")
+    assert after.returncode == 3 and "is not running" in after.stdout
+    assert daemon.manage("stop").returncode == 0
+
+
+def test_under_systemd_it_sends_ready_status_watchdog_and_stopping(
+    daemon: Daemon, stub: CommandServiceStub, kit: SigningKit
+) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="sdn", dir="/tmp"))
+    address = folder / "notify"
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(str(address))
+    receiver.settimeout(0.5)
+    messages: List[str] = []
+
+    def receive_until(predicate: str, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(m.startswith(predicate) for m in messages):
+                return True
+            try:
+                messages.append(receiver.recv(4096).decode("utf-8"))
+            except socket.timeout:
+                continue
+        return False
+
+    try:
+        revision = make_revision(daemon.base / "revision", daemon.trace, daemon.base / "www")
+        process = daemon.run({"NOTIFY_SOCKET": str(address), "WATCHDOG_USEC": "300000"})
+        assert receive_until("READY=1")
+        assert receive_until("WATCHDOG=1")
+        ids = queue_deployment(
+            stub,
+            "d-NOTIFY001",
+            kit.sign(spec_json("d-NOTIFY001", revision)),
+            commands=("DownloadBundle",),
+        )
+        assert wait_until(lambda: bool(completion_of(stub, ids[0])))
+        assert receive_until("STATUS=polling; last: DownloadBundle of d-NOTIFY001: Succeeded")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+        assert receive_until("STOPPING=1")
+    finally:
+        receiver.close()
+        address.unlink(missing_ok=True)
+        folder.rmdir()
+    statuses = [m for m in messages if m.startswith("STATUS=")]
+    assert any("running DownloadBundle of d-NOTIFY001" in m for m in statuses), statuses
+    status_file = json.loads(
+        (daemon.pid_file.parent / "codedeploy-agent.status.json").read_text(encoding="utf-8")
+    )
+    assert status_file["state"] == "stopped"
+
+
+def test_a_bad_configuration_is_one_line_and_exit_1(daemon: Daemon) -> None:
+    broken = daemon.base / "broken.yml"
+    broken.write_text(":max_revisions: 0\n", encoding="utf-8")
+    for verb in ("run", "start", "status"):
+        result = daemon.manage(verb, config=broken)
+        assert result.returncode == 1, result
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "max_revisions" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_an_unknown_host_identity_stops_the_start_with_one_line(daemon: Daemon) -> None:
+    process = subprocess.run(
+        daemon.command("run"),
+        env={**daemon.environment(), "AWS_HOST_IDENTIFIER": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert process.returncode == 1
+    assert len(process.stderr.strip().splitlines()) == 1, process.stderr
+    assert "AWS_HOST_IDENTIFIER" in process.stderr
+    assert not daemon.pid_file.exists()
+
+
+def test_version_needs_no_configuration(daemon: Daemon) -> None:
+    result = daemon.manage("version", config=daemon.base / "missing.yml")
+    assert result.returncode == 0
+    assert result.stdout.startswith("codedeploy-agent ")
