@@ -86,9 +86,11 @@ def relative_member_name(name: Optional[bytes], where: str) -> bytes:
     The same rules as :func:`member_parts`; most names are already clean, and those take
     a shortcut that builds nothing.
     """
-    if name and not name.startswith((b"/", b".")) and b"/." not in name and b"//" not in name:
+    # "tar -C folder ." names every member "./...": one leading "./" is dropped first.
+    clean = name[2:] if name and name.startswith(b"./") else name
+    if clean and not clean.startswith((b"/", b".")) and b"/." not in clean and b"//" not in clean:
         # No empty, "." or ".." component can hide in such a name; only a trailing "/".
-        return name.rstrip(b"/")
+        return clean.rstrip(b"/")
     return b"/".join(member_parts(name, where))
 
 

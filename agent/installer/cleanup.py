@@ -92,6 +92,13 @@ class PathSetBuilder:
             self._chunks.append(array("q", sorted(self._pending)))
             self._pending = array("q")
 
+    def add_sorted_hashes(self, packed: bytes) -> None:
+        """Add the packed, sorted hashes of another builder's set (same key)."""
+        values: array[int] = array("q")
+        values.frombytes(packed)
+        if values:
+            self._chunks.append(values)
+
     def build(self) -> PathSet:
         chunks = self._chunks
         if self._pending:
@@ -259,6 +266,10 @@ class CleanupFileWriter:
             written = os.write(self._fd, view)
             view = view[written:]
         self.size += len(record)
+
+    def resync_size_from_disk(self) -> None:
+        """Another process appended too: take the file's real size."""
+        self.size = os.fstat(self._fd).st_size
 
     def close(self) -> None:
         if self._fd >= 0:

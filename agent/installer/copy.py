@@ -8,14 +8,16 @@ just before it is created. Folders this install creates start empty, so what goe
 them needs no existence check; only folders that were already there cost a ``stat`` per
 child. Paths the plan kept from the previous install are compared instead of copied.
 
-The copy runs in one thread: with small files the per-file Python work dominates, and
-worker threads measured 2.5x slower on tmpfs (GIL hand-offs at every system call); they
-only won on a disk stalled by mass deletions, which the kept paths avoid in the first place.
+Large trees are copied by two processes (see :mod:`agent.installer.split`), not threads:
+with small files the per-file Python work dominates, and worker threads measured 2.5x
+slower on tmpfs (GIL hand-offs at every system call).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import json
 import os
 import stat
 from dataclasses import dataclass
@@ -24,11 +26,18 @@ from typing import Iterator, List, Optional, Tuple
 
 from agent.application_specification.model import FileExistsBehavior
 from agent.installer.cleanup import CleanupFileWriter, PathSet
-from agent.installer.instructions import InstructionsFileWriter
+from agent.installer.instructions import InstructionsFileWriter, InstructionsFragmentWriter
 from agent.installer.paths import folder_chain, join
 from agent.installer.plan import ResolvedEntry, SourceKind
 from agent.installer.result import InstallError
 from agent.installer.reuse import Identity, same_file_on_disk
+from agent.installer.split import (
+    ForkedShare,
+    abandon_share,
+    collect_share,
+    split_top_level,
+    start_share_in_child,
+)
 
 _by_name = attrgetter("name")
 _FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
@@ -180,8 +189,62 @@ def _copy_tree_on_disk(copier: _Copier, entry: ResolvedEntry, fresh: bool) -> No
     fds = _open_pair(entry.describe(), entry.source, entry.destination)
     # Every level's descriptors are on the stack from the moment they are open.
     stack: List[_Level] = [_Level(fds, entry.source, entry.destination, fresh)]
+    worker: Optional[ForkedShare] = None
+    fragment = copier.instructions.fragment_path()
     try:
         stack[0].load_on_disk(copier.identity)
+        top = list(stack[0].children)
+        share = split_top_level(top, _is_folder)
+        if share is not None:
+            # Nothing buffered may be inherited by the worker, or it would be written twice.
+            copier.instructions.flush()
+            worker = start_share_in_child(
+                lambda: _copy_share_on_disk(copier, stack[0], share, entry.destination, fragment)
+            )
+            top = top[0::2]
+        stack[0].children = iter(top)
+        _walk_on_disk(copier, stack, entry.destination)
+        if worker is not None:
+            # collect_share reaps the worker whatever it answers.
+            finished, worker = worker, None
+            tally = json.loads(collect_share(finished))
+            for name, value in tally.items():
+                setattr(copier.tally, name, getattr(copier.tally, name) + int(value))
+            copier.instructions.append_fragment_from_disk(fragment)
+            copier.cleanup.resync_size_from_disk()
+    finally:
+        if worker is not None:
+            abandon_share(worker)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(fragment)
+        for level in stack:
+            _close_pair(level.fds)
+
+
+def _is_folder(child: os.DirEntry[str]) -> bool:
+    return child.is_dir(follow_symlinks=False)
+
+
+def _copy_share_on_disk(
+    copier: _Copier, top: _Level, share: List[os.DirEntry[str]], root: str, fragment: str
+) -> bytes:  # pragma: no cover - runs in the worker process
+    """The worker's half of the top level; its counts, as JSON."""
+    tally = _Tally()
+    with InstructionsFragmentWriter(fragment) as instructions:
+        own = _Copier(
+            copier.behavior, copier.kept, copier.cleanup, instructions, copier.identity, tally
+        )
+        # The descriptors are this process's own copies after fork().
+        level = _Level(top.fds, top.source, top.destination, top.fresh)
+        level.new_owner = top.new_owner
+        level.children = iter(share)
+        _walk_on_disk(own, [level], root)
+    return json.dumps({name: getattr(tally, name) for name in _Tally.__slots__}).encode()
+
+
+def _walk_on_disk(copier: _Copier, stack: List[_Level], root: str) -> None:
+    """Copy what the levels on ``stack`` still hold, depth first; pops the levels it closes."""
+    try:
         while stack:
             level = stack[-1]
             for child in level.children:
@@ -199,10 +262,7 @@ def _copy_tree_on_disk(copier: _Copier, entry: ResolvedEntry, fresh: bool) -> No
                 _close_pair(stack.pop().fds)
     except OSError as error:
         # Listing or opening a folder failed; copying errors are already InstallErrors.
-        raise _copy_error(stack[-1].destination if stack else entry.destination, error) from error
-    finally:
-        for level in stack:
-            _close_pair(level.fds)
+        raise _copy_error(stack[-1].destination if stack else root, error) from error
 
 
 def _new_owner_on_disk(identity: Identity, folder_fd: int) -> Optional[Tuple[int, int]]:

@@ -63,6 +63,19 @@ class InstructionsFileWriter:
         self._handle.write(instruction)
         self._separator = ",\n"
 
+    def flush(self) -> None:
+        self._handle.flush()
+
+    def fragment_path(self) -> str:
+        """Where a second copying process writes its share of the instructions."""
+        return str(self._partial) + ".worker"
+
+    def append_fragment_from_disk(self, fragment: str) -> None:
+        """Take in the instructions another process wrote, one per line, after ours."""
+        with open(fragment, encoding="utf-8", newline="\n") as lines:
+            for line in lines:
+                self._write(line.rstrip("\n"))
+
     def close(self) -> None:
         """Finish the JSON document and rename it over the previous install log."""
         if self._handle.closed:
@@ -87,3 +100,20 @@ def _text(value: str) -> str:
 def _record(kind: str, **fields: object) -> str:
     # Keys keep the AWS agent's order: type first, then the fields as given.
     return json.dumps({"type": kind, **fields}, separators=(",", ":"))
+
+
+class InstructionsFragmentWriter(InstructionsFileWriter):
+    """Instructions of one share of the copy, one per line, for the main writer to take in."""
+
+    def __init__(self, fragment: str) -> None:
+        self.path = Path(fragment)
+        self._partial = self.path
+        self._handle = open(fragment, "w", encoding="utf-8", newline="\n")  # noqa: SIM115
+        self._separator = ""
+
+    def _write(self, instruction: str) -> None:
+        self._handle.write(instruction)
+        self._handle.write("\n")
+
+    def close(self) -> None:
+        self._handle.close()

@@ -33,6 +33,13 @@ from agent.installer.reuse import (
     folder_is_fresh_like_on_disk,
     leaf_is_fresh_like_on_disk,
 )
+from agent.installer.split import (
+    ForkedShare,
+    abandon_share,
+    collect_share,
+    split_top_level,
+    start_share_in_child,
+)
 
 _by_name = attrgetter("name")
 
@@ -180,7 +187,40 @@ def _check_entry_on_disk(plan: _Plan, entry: ResolvedEntry) -> None:
         kind = _target_type(entry.source, os.lstat(entry.source).st_mode)
         _check_leaf_on_disk(plan, entry, entry.source, entry.root, kind, folder)
         return
-    stack = [(_sorted_entries_on_disk(entry.source), entry.source, entry.destination, folder)]
+    top = list(_sorted_entries_on_disk(entry.source))
+    share = split_top_level(top, _is_folder)
+    worker: Optional[ForkedShare] = None
+    if share is not None:
+        worker = start_share_in_child(lambda: _check_share_on_disk(plan, entry, share, folder))
+        top = top[0::2]
+    try:
+        _walk_plan_on_disk(plan, entry, [(iter(top), entry.source, entry.destination, folder)])
+        if worker is not None:
+            # collect_share reaps the worker whatever it answers.
+            finished, worker = worker, None
+            plan.kept.add_sorted_hashes(collect_share(finished))
+    finally:
+        if worker is not None:
+            abandon_share(worker)
+
+
+def _is_folder(child: os.DirEntry[str]) -> bool:
+    return child.is_dir(follow_symlinks=False)
+
+
+def _check_share_on_disk(
+    plan: _Plan, entry: ResolvedEntry, share: List[os.DirEntry[str]], folder: _Folder
+) -> bytes:  # pragma: no cover - runs in the worker process
+    """The worker's half of the top level; the paths it keeps, as sorted 64-bit hashes."""
+    own = replace(plan, kept=PathSetBuilder(plan.free.key))
+    _walk_plan_on_disk(own, entry, [(iter(share), entry.source, entry.destination, folder)])
+    return own.kept.build().hashes.tobytes()
+
+
+_PlanLevel = Tuple[Iterator["os.DirEntry[str]"], str, str, "_Folder"]
+
+
+def _walk_plan_on_disk(plan: _Plan, entry: ResolvedEntry, stack: List[_PlanLevel]) -> None:
     while stack:
         children, source_dir, destination_dir, folder = stack[-1]
         for child in children:
