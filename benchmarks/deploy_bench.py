@@ -5,13 +5,14 @@ twice to one group with codedeploy-local (the second deployment also replays the
 one's cleanup list). It prints, measured in the same run:
 
 - the wall time of each deployment and of the floor, ``tar -xzf`` + ``cp -a`` of the same
-  tree, and their ratio (target: each deployment within 2x of the floor);
+  tree, and their ratio (target: each deployment within 2x of the floor), as medians of
+  several rounds, each on a fresh deployment root (these machines are noisy);
 - the peak RSS of the largest process of each deployment (target: under 40 MB for
   20,000 files);
 - with ``--scaling``, the peak RSS for 10x the files and the ratio between the two
   (target: at most 1.5x, since nothing holds a list of every file in memory).
 
-Usage: python benchmarks/deploy_bench.py [--files 20000] [--scaling] [--dir /dev/shm]
+Usage: python benchmarks/deploy_bench.py [--files 20000] [--rounds 5] [--scaling] [--dir /dev/shm]
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 from typing import List, Tuple
 
 REPO = Path(__file__).resolve().parent.parent
@@ -110,26 +113,54 @@ def deploy(bundle: Path, config: Path) -> Tuple[float, int]:
     return seconds, rss
 
 
-def run_case(files: int, base: Path) -> Tuple[List[Tuple[float, int]], float]:
+@dataclass(frozen=True)
+class CaseFigures:
+    floor: float  # median seconds of tar -xzf + cp -a
+    first: float  # median seconds of the first deployment to a fresh group
+    second: float  # median seconds of the redeployment on the same group
+    rss_kib: int  # largest peak RSS seen in any deployment
+
+
+def run_case(files: int, base: Path, rounds: int) -> CaseFigures:
+    """``rounds`` rounds of: floor, first deployment, second deployment (fresh root each)."""
     where = Path(tempfile.mkdtemp(prefix=f"deploy-bench-{files}-", dir=base))
+    floors: List[float] = []
+    firsts: List[float] = []
+    seconds: List[float] = []
+    rss = 0
     try:
         install = where / "installed"
         bundle = build_revision(where, files, install)
-        config = where / "codedeployagent.yml"
-        config.write_text(
-            f":root_dir: '{where / 'root'}'\n:log_dir: '{where / 'log'}'\n", encoding="utf-8"
-        )
-        floor = floor_seconds(bundle, where)
-        runs = [deploy(bundle, config), deploy(bundle, config)]
-        floor = min(floor, floor_seconds(bundle, where))
-        return runs, floor
+        for round_number in range(rounds):
+            root = where / f"root-{round_number}"
+            config = where / f"codedeployagent-{round_number}.yml"
+            config.write_text(
+                f":root_dir: '{root}'\n:log_dir: '{where / 'log'}'\n", encoding="utf-8"
+            )
+            floors.append(floor_seconds(bundle, where))
+            for series in (firsts, seconds):
+                took, peak = deploy(bundle, config)
+                series.append(took)
+                rss = max(rss, peak)
+            shutil.rmtree(install)
+            shutil.rmtree(root)
+        return CaseFigures(median(floors), median(firsts), median(seconds), rss)
     finally:
         shutil.rmtree(where, ignore_errors=True)
+
+
+def report(title: str, figures: CaseFigures) -> None:
+    print(title)
+    print(f"  floor (tar -xzf + cp -a):  {figures.floor:6.2f} s")
+    for name, took in (("deployment 1", figures.first), ("deployment 2", figures.second)):
+        print(f"  {name}:              {took:6.2f} s  = {took / figures.floor:4.2f}x floor")
+    print(f"  peak RSS:                  {figures.rss_kib / 1024:5.1f} MB")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=20000)
+    parser.add_argument("--rounds", type=int, default=5, help="rounds to take medians of")
     parser.add_argument(
         "--scaling", action="store_true", help="also deploy 10x the files and compare peak RSS"
     )
@@ -142,28 +173,16 @@ def main() -> None:
     # An installed agent runs from byte-compiled modules (pip compiles them); do the same
     # for a checkout, even where PYTHONDONTWRITEBYTECODE is set.
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "agent")], check=True)
-    print(f"working in {args.dir} on {os.cpu_count()} cores")
-    runs, floor = run_case(args.files, args.dir)
-    print(f"{args.files} files of 1 KB in 200 folders, tgz bundle")
-    print(f"  floor (tar -xzf + cp -a):  {floor:6.2f} s")
-    for number, (seconds, rss) in enumerate(runs, 1):
-        print(
-            f"  deployment {number}:          {seconds:6.2f} s  = {seconds / floor:4.2f}x floor"
-            f"   peak RSS {rss / 1024:5.1f} MB"
-        )
+    print(f"working in {args.dir} on {os.cpu_count()} cores; medians of {args.rounds} rounds")
+    small = run_case(args.files, args.dir, args.rounds)
+    report(f"{args.files} files of 1 KB in 200 folders, tgz bundle", small)
     if args.scaling:
-        big = args.files * 10
-        big_runs, big_floor = run_case(big, args.dir)
-        small_rss = max(rss for _, rss in runs)
-        big_rss = max(rss for _, rss in big_runs)
-        print(f"{big} files:")
-        print(f"  floor (tar -xzf + cp -a):  {big_floor:6.2f} s")
-        for number, (seconds, rss) in enumerate(big_runs, 1):
-            print(
-                f"  deployment {number}:          {seconds:6.2f} s  = {seconds / big_floor:4.2f}x floor"
-                f"   peak RSS {rss / 1024:5.1f} MB"
-            )
-        print(f"  peak RSS {big} files / {args.files} files = {big_rss / small_rss:4.2f}x")
+        big_files = args.files * 10
+        big = run_case(big_files, args.dir, 1)
+        report(f"{big_files} files (one round)", big)
+        print(
+            f"  peak RSS {big_files} files / {args.files} files = {big.rss_kib / small.rss_kib:4.2f}x"
+        )
 
 
 if __name__ == "__main__":
