@@ -12,6 +12,7 @@ as LSB init scripts do). A configuration or start-up problem is one line and exi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
@@ -28,6 +29,12 @@ import structlog
 from agent import __version__
 from agent.aws_clients.command_service import CommandServiceSettings, new_command_service_client
 from agent.aws_clients.host_identity import resolve_host_identity
+from agent.aws_clients.wire_log import (
+    WireLogSettings,
+    WireLogWriter,
+    attach_wire_log,
+    wire_log_file_for,
+)
 from agent.command_poller.backoff import BackoffPolicy
 from agent.command_poller.loop import LoopStatus, PollLoop, StatusListener
 from agent.command_poller.poller import PollerSettings
@@ -148,9 +155,26 @@ def _build_loop(
     client = new_command_service_client(
         CommandServiceSettings.from_config(config, identity.region), credentials
     )
+    wire_log: Optional[WireLogSettings] = None
+    if config.log_aws_wire:
+        wire_log = WireLogSettings(wire_log_file_for(config.log_dir, config.program_name))
+        attach_wire_log(client.boto_client, WireLogWriter(wire_log))
+        log.info("writing the AWS wire log", path=str(wire_log.path))
+    engine = EngineSettings.from_config(config)
+    # S3 revisions are fetched in the host's region with the host's credentials (the
+    # on-premises ones when the host is registered that way; boto3's chain otherwise).
+    engine = dataclasses.replace(
+        engine,
+        fetch=dataclasses.replace(
+            engine.fetch,
+            region=engine.fetch.region or identity.region,
+            credentials=credentials,
+            wire_log=wire_log,
+        ),
+    )
     settings = PollerSettings(
         host_identifier=identity.host_identifier,
-        engine=EngineSettings.from_config(config),
+        engine=engine,
         signature=SignatureSettings.from_config(config, identity.region),
         backoff=BackoffPolicy(
             base_seconds=max(config.wait_after_error, 0.01),

@@ -35,6 +35,8 @@ from agent.host_command.unpack import (
 if TYPE_CHECKING:
     from botocore.credentials import Credentials  # type: ignore[import-untyped]
 
+    from agent.aws_clients.wire_log import WireLogSettings
+
 log = structlog.get_logger(__name__)
 
 MIB = 1 << 20
@@ -51,7 +53,8 @@ class FetchSettings:
     ``credentials`` (botocore credentials, static or refreshable) replace boto3's default
     chain for S3 when given; ``region`` None lets botocore find it. ``max_attempts``
     counts tries per request, retries included. Objects of ``parallel_threshold`` bytes or
-    more are fetched as ``part_size`` ranges by ``max_workers`` threads.
+    more are fetched as ``part_size`` ranges by ``max_workers`` threads. ``wire_log``
+    (``log_aws_wire``) makes the S3 client write its traffic there, secrets redacted.
     """
 
     region: Optional[str] = None
@@ -69,6 +72,7 @@ class FetchSettings:
     read_timeout_seconds: float = 60.0
     # First back-off of the GitHub retries; doubled on each further attempt.
     retry_delay_seconds: float = 1.0
+    wire_log: Optional[WireLogSettings] = None
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1 or self.max_workers < 1 or self.part_size < 1:

@@ -38,6 +38,7 @@ from botocore.exceptions import (  # type: ignore[import-untyped]
     SSLError,
 )
 
+from agent.aws_clients.wire_log import WireLogWriter, attach_wire_log
 from agent.deployment_specification.model import S3Revision
 from agent.host_command.archive_staging import describe_os_error, is_disk_full
 from agent.host_command.bundle import BundleError
@@ -206,12 +207,15 @@ def new_s3_client(settings: FetchSettings) -> Any:
         use_fips_endpoint=settings.use_fips and not overridden,
         max_pool_connections=max(10, settings.max_workers + 2),
     )
-    return boto3.session.Session(botocore_session=session).client(
+    client = boto3.session.Session(botocore_session=session).client(
         "s3",
         region_name=settings.region,
         endpoint_url=settings.s3_endpoint_override,
         config=config,
     )
+    if settings.wire_log is not None:
+        attach_wire_log(client, WireLogWriter(settings.wire_log))
+    return client
 
 
 def _head_object(client: Any, revision: S3Revision, url: str) -> S3Object:
