@@ -217,7 +217,7 @@ def _run_lifecycle_event(
     settings: EngineSettings,
     environ: Mapping[str, str],
 ) -> str:
-    with structlog.contextvars.bound_contextvars(event=event):
+    with structlog.contextvars.bound_contextvars(lifecycle_event=event):
         source = script_source_dir(event, spec, deployment, settings.root)
         archive = DeploymentDir(source).archive if source is not None else None
         if archive is None or not archive.is_dir():

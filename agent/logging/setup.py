@@ -22,6 +22,24 @@ _SECRET_KEYS = re.compile(r"(token|secret|password|credential|authorization|sign
 _SECRET_VALUES = re.compile(r"(?i)(\b(?:token|bearer|x-amz-security-token)[ =:]+)[^\s&\"']+")
 
 
+# The fields the engine binds, always last and in this order, so lines line up for grep.
+# (The lifecycle event is bound as lifecycle_event: "event" is structlog's message key.)
+_BOUND_FIELDS = ("deployment_id", "command", "lifecycle_event")
+
+
+def order_bound_fields(
+    _logger: Any, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Move the bound deployment fields behind the others, in a fixed order.
+
+    Context variables come back in no fixed order.
+    """
+    for key in _BOUND_FIELDS:
+        if key in event:
+            event[key] = event.pop(key)
+    return event
+
+
 def redact_secrets(
     _logger: Any, _name: str, event: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
@@ -42,10 +60,11 @@ def configure_logging(
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            order_bound_fields,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=utc),
             redact_secrets,
-            structlog.dev.ConsoleRenderer(colors=False, pad_event=40, sort_keys=False),
+            structlog.dev.ConsoleRenderer(colors=False, sort_keys=False),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
@@ -85,10 +104,11 @@ def configure_file_logging(
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            order_bound_fields,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=utc),
             redact_secrets,
-            structlog.dev.ConsoleRenderer(colors=False, pad_event=40, sort_keys=False),
+            structlog.dev.ConsoleRenderer(colors=False, sort_keys=False),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=lambda *_: target,
