@@ -16,6 +16,10 @@ from typing import List, Tuple
 
 import structlog
 
+from agent.deployment_specification.certificate import (
+    CertificateFormatError,
+    subject_common_names,
+)
 from agent.deployment_specification.model import DeploymentSpecError
 
 logger = structlog.get_logger(__name__)
@@ -23,10 +27,6 @@ logger = structlog.get_logger(__name__)
 OPENSSL = "openssl"
 OPENSSL_TIMEOUT_SECONDS = 60.0
 PEM_CERTIFICATE_HEADER = b"-----BEGIN CERTIFICATE-----"
-
-# Printing the subject one attribute per line, control characters and RFC 2253 specials
-# escaped, means a crafted attribute value can never pose as a second line or attribute.
-_SUBJECT_NAME_OPTIONS = "sep_multiline,sname,utf8,esc_ctrl,esc_2253"
 
 _CA_FILE_ADVICE = (
     "copy host-agent-deployment-signer-ca-chain.pem from an existing AWS CodeDeploy agent"
@@ -136,31 +136,20 @@ def _verification_failure(stderr: bytes, ca_file: Path) -> SpecSignatureError:
 
 
 def _signer_common_names(certificate: bytes) -> List[str]:
-    """The common names in the subject of the (first) PEM certificate given, as printed."""
-    completed = _run_openssl(
-        ["x509", "-noout", "-subject", "-nameopt", _SUBJECT_NAME_OPTIONS], certificate
-    )
-    if completed.returncode != 0:
-        headline, reasons = _openssl_reasons(completed.stderr)
+    """The common names in the subject of the (first) PEM certificate given."""
+    try:
+        return subject_common_names(certificate)
+    except (CertificateFormatError, UnicodeDecodeError) as error:
         raise SpecSignatureError(
-            "deployment specification refused: the signer certificate could not be read"
-            f" ({'; '.join(reasons) or headline or 'openssl failed'})"
-        )
-    names: List[str] = []
-    for line in completed.stdout.decode("utf-8", "replace").splitlines():
-        # A multi-valued RDN prints as "CN=a + O=b"; escaped "+" inside values is "\+".
-        for attribute in line.strip().split(" + "):
-            kind, separator, value = attribute.partition("=")
-            if separator and kind == "CN":
-                names.append(value)
-    return names
+            f"deployment specification refused: the signer certificate could not be read ({error})"
+        ) from None
 
 
 def verify_pkcs7_payload_with_openssl(payload_pem: str, ca_file: Path, expected_signer: str) -> str:
     """Verify a PEM PKCS#7 signed message and return the JSON text it carries.
 
-    Runs ``openssl smime -verify`` (and ``openssl x509`` on the signer certificate, written
-    to a temporary file). The signature must match the content; the signer certificate must
+    Runs ``openssl smime -verify``, which writes the signer certificate to a temporary
+    file; its subject is then read in-process. The signature must match the content; the signer certificate must
     chain to a CA of ``ca_file`` and to nothing else (no system CA store); the message must
     have exactly one signer, whose subject common name is ``expected_signer``.
 
