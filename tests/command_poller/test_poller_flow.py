@@ -7,7 +7,7 @@ import os
 import random
 import time
 from pathlib import Path
-from typing import Iterator, List
+from typing import List
 
 import pytest
 
@@ -31,18 +31,7 @@ from tests.command_poller.poller_helpers import (
     wait_until,
 )
 from tests.support_command_service import CommandServiceStub, Fault
-from tests.support_signing import SigningKit, make_signing_kit, replace_in_pkcs7
-
-
-@pytest.fixture(scope="module")
-def kit(tmp_path_factory: pytest.TempPathFactory) -> SigningKit:
-    return make_signing_kit(tmp_path_factory.mktemp("signing"))
-
-
-@pytest.fixture
-def stub() -> Iterator[CommandServiceStub]:
-    with CommandServiceStub(hang_seconds=5) as service:
-        yield service
+from tests.support_signing import SigningKit, replace_in_pkcs7
 
 
 @pytest.fixture

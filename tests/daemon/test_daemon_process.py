@@ -28,18 +28,7 @@ from tests.command_poller.poller_helpers import (
 )
 from tests.support import REPO
 from tests.support_command_service import CommandServiceStub
-from tests.support_signing import SigningKit, make_signing_kit
-
-
-@pytest.fixture(scope="module")
-def kit(tmp_path_factory: pytest.TempPathFactory) -> SigningKit:
-    return make_signing_kit(tmp_path_factory.mktemp("signing"))
-
-
-@pytest.fixture
-def stub() -> Iterator[CommandServiceStub]:
-    with CommandServiceStub(hang_seconds=5) as service:
-        yield service
+from tests.support_signing import SigningKit
 
 
 class Daemon:

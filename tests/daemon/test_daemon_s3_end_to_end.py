@@ -51,23 +51,12 @@ HOOKED = ("ApplicationStop", "BeforeInstall", "AfterInstall", "ApplicationStart"
 
 
 @pytest.fixture(scope="module")
-def kit(tmp_path_factory: pytest.TempPathFactory) -> SigningKit:
-    return make_signing_kit(tmp_path_factory.mktemp("signing"))
-
-
-@pytest.fixture(scope="module")
 def moto_endpoint() -> Iterator[str]:
     with moto_s3_server() as endpoint:
         s3 = _s3_client(endpoint)
         s3.create_bucket(Bucket=BUCKET)
         s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
         yield endpoint
-
-
-@pytest.fixture
-def stub() -> Iterator[CommandServiceStub]:
-    with CommandServiceStub(hang_seconds=5) as service:
-        yield service
 
 
 def _s3_client(endpoint: str) -> Any:
