@@ -473,3 +473,18 @@ def test_interrupt_ends_the_hook_and_says_so(local_agent: LocalAgent, tmp_path: 
     while _alive(hook) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _alive(hook)
+
+
+def test_an_unusable_deployment_root_is_one_line_before_anything_runs(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    agent = LocalAgent(tmp_path)
+    agent.config.write_text(f":root_dir: '{blocker}/root'\n", encoding="utf-8")
+    install, record = tmp_path / "install", tmp_path / "record.log"
+    result = deploy(agent, revision(tmp_path / "v1", "v1", install, record), "directory")
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        f"codedeploy-local: cannot create the deployment root {blocker}/root"
+    )
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert records(record) == []
