@@ -1,4 +1,4 @@
-"""A typed client of the CodeDeploy command service (DESIGN section 5), driven by boto3.
+"""A typed client of the CodeDeploy command service (DESIGN section 5), driven by botocore.
 
 botocore has no model of this API, so the package ships one (``data/``) and the client is
 built from it: JSON 1.1, SigV4, no hand-written HTTP. This module adds what the AWS agent
@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Mapping, Optional
 from urllib.parse import urlsplit, urlunsplit
 
-import boto3  # type: ignore[import-untyped]
 import botocore.session  # type: ignore[import-untyped]
 import structlog
 from botocore import xform_name
@@ -57,7 +56,7 @@ MODEL_DATA_PATH = Path(__file__).resolve().parent / "data"
 AGENT_VERSION_HEADER = "x-amz-codedeploy-agent-version"
 DEPLOYMENT_SYSTEM = "CodeDeploy"
 
-# boto3 retries a failed call once more (standard mode: throttling, 5xx, connection
+# botocore retries a failed call once more (standard mode: throttling, 5xx, connection
 # errors and timeouts, with its own jittered back-off and retry quota). More would only
 # stack under the poll loop's back-off; a long poll that times out is simply polled again.
 DEFAULT_MAX_ATTEMPTS = 2
@@ -144,7 +143,7 @@ class CommandStatus(str, enum.Enum):
 class CommandServiceSettings:
     """Everything the client needs to know, taken from the configuration at start-up.
 
-    ``max_attempts`` counts boto3's own attempts per call (1 = no retry by boto3).
+    ``max_attempts`` counts botocore's own attempts per call (1 = no retry by botocore).
     """
 
     region: str
@@ -269,7 +268,7 @@ def _agent_version_header(agent_version: str) -> Callable[..., None]:
 def new_command_service_client(
     settings: CommandServiceSettings, credentials: Optional[Credentials] = None
 ) -> CommandServiceClient:
-    """Build the boto3 client from the shipped model (reads the model files from disk).
+    """Build the botocore client from the shipped model (reads the model files from disk).
 
     A private botocore session is created for it, so the environment and shared AWS files
     are read as by any SDK; ``credentials`` (static or refreshable) replace its
@@ -296,7 +295,8 @@ def new_command_service_client(
     # Always explicit, as in the AWS agent: what we log is what is used, and neither
     # AWS_ENDPOINT_URL* nor AWS_USE_FIPS_ENDPOINT can send the agent elsewhere.
     endpoint = command_service_endpoint(settings)
-    client = boto3.session.Session(botocore_session=session).client(
+    # botocore directly: boto3 would add nothing here but its import (and s3transfer's).
+    client = session.create_client(
         settings.service_name, region_name=settings.region, endpoint_url=endpoint, config=config
     )
     client.meta.events.register("before-sign", _agent_version_header(settings.agent_version))
@@ -395,7 +395,7 @@ class CommandServiceClient:
 
     @property
     def boto_client(self) -> Any:
-        """The underlying boto3 client (for its configuration; calls go through this class)."""
+        """The underlying botocore client (for its configuration; calls go through this class)."""
         return self._client
 
     def _call(self, operation: str, **parameters: Any) -> Dict[str, Any]:

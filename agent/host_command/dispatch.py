@@ -28,8 +28,8 @@ from agent.deployment_root.layout import DeploymentDir, DeploymentRoot
 from agent.deployment_root.retention import prune_old_deployments_on_disk
 from agent.deployment_specification.model import DeploymentSpecification
 from agent.errors import AgentError
+from agent.host_command.bundle import UnpackPolicy
 from agent.host_command.download import FetchSettings, download_revision_to_disk
-from agent.host_command.unpack import UnpackPolicy
 from agent.installer.install import install_revision_on_disk
 from agent.lifecycle_event import events
 from agent.lifecycle_event.runner import HookRunSettings, OutputsLeftOpenPolicy, run_event_scripts

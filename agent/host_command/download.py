@@ -25,11 +25,10 @@ from agent.deployment_specification.model import (
     S3Revision,
 )
 from agent.errors import AgentError
-from agent.host_command.local_revision import fetch_local_bundle_to_disk
-from agent.host_command.unpack import (
-    UnpackPolicy,
+from agent.host_command.bundle import UnpackPolicy
+from agent.host_command.local_revision import (
     copy_directory_revision_to_disk,
-    unpack_bundle_to_disk,
+    fetch_local_bundle_to_disk,
 )
 
 if TYPE_CHECKING:
@@ -126,6 +125,9 @@ def download_revision_to_disk(
         download_github_bundle_to_disk(revision, deployment.bundle, fetch)
     else:
         raise RevisionSourceError(f"unknown revision source {type(revision).__name__}")
+    # libarchive is loaded on the first unpack: an idle daemon has no use for it.
+    from agent.host_command.unpack import unpack_bundle_to_disk
+
     log.info("unpacking bundle", bundle=str(deployment.bundle), type=revision.bundle_type.value)
     unpack_bundle_to_disk(
         deployment.bundle,
