@@ -8,12 +8,15 @@ Values that look like credentials are masked before rendering, wherever they cam
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import logging.handlers
+import os
 import re
 import sys
+import time
 from pathlib import Path
-from typing import Any, MutableMapping, Optional, TextIO
+from typing import Any, Callable, MutableMapping, Optional, TextIO
 
 import structlog
 
@@ -72,9 +75,51 @@ def configure_logging(
     )
 
 
-# The daemon's own log is kept to a bounded size on disk: five files of 10 MiB.
+# The daemon's own log is bounded in size and in age on disk: a new file at 10 MiB or
+# after a day, five old files at most, none older than two weeks.
 LOG_FILE_MAX_BYTES = 10 * 1024 * 1024
 LOG_FILE_BACKUPS = 5
+LOG_FILE_ROTATE_SECONDS = 24 * 3600.0
+LOG_FILE_MAX_AGE_SECONDS = 14 * 24 * 3600.0
+
+
+class BoundedRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """Rotates at a size or after an interval, and drops old files by count and by age."""
+
+    def __init__(
+        self,
+        log_file: Path,
+        *,
+        max_bytes: int = LOG_FILE_MAX_BYTES,
+        backup_count: int = LOG_FILE_BACKUPS,
+        rotate_seconds: float = LOG_FILE_ROTATE_SECONDS,
+        max_age_seconds: float = LOG_FILE_MAX_AGE_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(log_file, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8")
+        self._rotate_seconds = rotate_seconds
+        self._max_age_seconds = max_age_seconds
+        self._clock = clock
+        self._started = clock()
+        self.remove_expired_backups_on_disk()
+
+    def shouldRollover(self, record: logging.LogRecord) -> int:
+        if self._clock() - self._started >= self._rotate_seconds:
+            return 1
+        return super().shouldRollover(record)
+
+    def doRollover(self) -> None:
+        super().doRollover()
+        self._started = self._clock()
+        self.remove_expired_backups_on_disk()
+
+    def remove_expired_backups_on_disk(self) -> None:
+        oldest = self._clock() - self._max_age_seconds
+        for number in range(1, self.backupCount + 1):
+            backup = f"{self.baseFilename}.{number}"
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(backup).st_mtime < oldest:
+                    os.unlink(backup)
 
 
 def configure_file_logging(
@@ -85,7 +130,8 @@ def configure_file_logging(
     max_bytes: int = LOG_FILE_MAX_BYTES,
     backup_count: int = LOG_FILE_BACKUPS,
 ) -> None:
-    """Send structured events to ``log_file`` (created with its folder), rotated by size.
+    """Send structured events to ``log_file`` (created with its folder), rotated by size
+    and age (:class:`BoundedRotatingFileHandler`).
 
     The same one-line rendering as :func:`configure_logging`; tracebacks of unexpected
     errors follow their line. Rotation goes through :mod:`logging`'s handler so every
@@ -93,9 +139,7 @@ def configure_file_logging(
     """
     level = logging.DEBUG if verbose else logging.INFO
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.handlers.RotatingFileHandler(
-        log_file, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8"
-    )
+    handler = BoundedRotatingFileHandler(log_file, max_bytes=max_bytes, backup_count=backup_count)
     handler.setFormatter(logging.Formatter("%(message)s"))
     target = logging.getLogger(f"codedeploy-agent.file.{log_file}")
     target.handlers = [handler]

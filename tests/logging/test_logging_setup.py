@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import io
+import logging
+import os
+from pathlib import Path
 
 import structlog
 
-from agent.logging.setup import configure_logging
+from agent.logging.setup import BoundedRotatingFileHandler, configure_logging
 
 
 def test_bound_fields_come_last_in_a_fixed_order_and_secrets_are_masked() -> None:
@@ -31,3 +34,34 @@ def test_bound_fields_come_last_in_a_fixed_order_and_secrets_are_masked() -> Non
         )
         assert "scripts=2" in line
         assert "ghp_secret" not in line and "github_token=***" in line
+
+
+def test_log_files_rotate_by_size_and_by_age_and_old_ones_go(tmp_path: Path) -> None:
+    now = [1_000_000.0]
+    log_file = tmp_path / "agent.log"
+    handler = BoundedRotatingFileHandler(
+        log_file,
+        max_bytes=10_000,
+        backup_count=3,
+        rotate_seconds=3600,
+        max_age_seconds=7200,
+        clock=lambda: now[0],
+    )
+    logger = logging.getLogger(f"test-rotation-{tmp_path}")
+    logger.handlers = [handler]
+    logger.propagate = False
+    try:
+        logger.warning("first")
+        now[0] += 3600  # an hour later: a new file, whatever its size
+        logger.warning("second")
+        assert (tmp_path / "agent.log.1").read_text() == "first\n"
+        assert log_file.read_text() == "second\n"
+        # Make the first file older than the age bound: it goes at the next rollover,
+        # although the count bound (3) would keep it.
+        os.utime(tmp_path / "agent.log.1", (now[0] - 10_000, now[0] - 10_000))
+        logger.warning("x" * 20_000)  # over the size: rolled over before it is written
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["agent.log", "agent.log.1"]
+        assert (tmp_path / "agent.log.1").read_text() == "second\n"
+        assert log_file.read_text().startswith("xxx")
+    finally:
+        handler.close()
