@@ -1,23 +1,55 @@
 """Test support: a throw-away CA, signer certificates, and signed deployment specifications.
 
-Builds, with the ``openssl`` command, what the command service and the host share: a CA
-bundle the agent trusts (``deployment_signer_ca_file``) and a signer whose certificate that
-CA issued, and signs JSON into a PEM PKCS#7 message with the content attached, the shape
-of a ``PKCS7/JSON`` envelope's payload. Keys are P-256 so that building a kit is fast.
-Used by the envelope tests, end-to-end tests, and the self-hosted service's tests.
+Builds, with the ``cryptography`` package, what the command service and the host share: a
+CA bundle the agent trusts (``deployment_signer_ca_file``) and a signer whose certificate
+that CA issued, and signs JSON into a PEM PKCS#7 message with the content attached, the
+shape of a ``PKCS7/JSON`` envelope's payload. Keys are P-256 so that building a kit is fast.
+Extensions are given in openssl's config syntax (``keyUsage=critical,digitalSignature``) so
+that tests read like the certificates they describe. Used by the envelope tests, end-to-end
+tests, and the self-hosted service's tests.
 """
 
 from __future__ import annotations
 
 import base64
-import subprocess
+import datetime
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Sequence
+from typing import Dict, Optional, Sequence, Tuple, Union
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import pkcs7
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 DEFAULT_REGION = "us-east-1"
 PEM_PKCS7_HEADER = "-----BEGIN PKCS7-----"
 PEM_PKCS7_FOOTER = "-----END PKCS7-----"
+
+_SigningKey = Union[ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey]
+
+_KEY_USAGE_FLAGS = (
+    "digitalSignature",
+    "nonRepudiation",
+    "keyEncipherment",
+    "dataEncipherment",
+    "keyAgreement",
+    "keyCertSign",
+    "cRLSign",
+    "encipherOnly",
+    "decipherOnly",
+)
+
+_EXTENDED_KEY_USAGES: Dict[str, x509.ObjectIdentifier] = {
+    "serverAuth": ExtendedKeyUsageOID.SERVER_AUTH,
+    "clientAuth": ExtendedKeyUsageOID.CLIENT_AUTH,
+    "codeSigning": ExtendedKeyUsageOID.CODE_SIGNING,
+    "emailProtection": ExtendedKeyUsageOID.EMAIL_PROTECTION,
+    "timeStamping": ExtendedKeyUsageOID.TIME_STAMPING,
+    "OCSPSigning": ExtendedKeyUsageOID.OCSP_SIGNING,
+}
 
 
 def signer_name_for(region: str) -> str:
@@ -38,20 +70,101 @@ class Credential:
         return self.certificate.read_text(encoding="ascii")
 
 
-def _openssl(arguments: Sequence[str], stdin: bytes = b"") -> bytes:
-    completed = subprocess.run(
-        ["openssl", *arguments], input=stdin, capture_output=True, check=False, timeout=60
+def _subject(common_name: str, organization: str) -> x509.Name:
+    attributes = [
+        x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
+    ]
+    if common_name:
+        attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
+    return x509.Name(attributes)
+
+
+def _key_usage(flags: Sequence[str]) -> x509.KeyUsage:
+    unknown = [flag for flag in flags if flag not in _KEY_USAGE_FLAGS]
+    if unknown:
+        raise ValueError(f"unknown keyUsage flag(s) {unknown}; known: {list(_KEY_USAGE_FLAGS)}")
+    return x509.KeyUsage(
+        digital_signature="digitalSignature" in flags,
+        content_commitment="nonRepudiation" in flags,
+        key_encipherment="keyEncipherment" in flags,
+        data_encipherment="dataEncipherment" in flags,
+        key_agreement="keyAgreement" in flags,
+        key_cert_sign="keyCertSign" in flags,
+        crl_sign="cRLSign" in flags,
+        encipher_only="encipherOnly" in flags,
+        decipher_only="decipherOnly" in flags,
     )
-    if completed.returncode != 0:
-        raise RuntimeError(
-            f"openssl {arguments[0]} failed: {completed.stderr.decode('utf-8', 'replace')}"
+
+
+def _basic_constraints(values: Sequence[str]) -> x509.BasicConstraints:
+    ca = False
+    path_length: Optional[int] = None
+    for value in values:
+        name, _, setting = value.partition(":")
+        if name == "CA" and setting.upper() in ("TRUE", "FALSE"):
+            ca = setting.upper() == "TRUE"
+        elif name == "pathlen" and setting.isdigit():
+            path_length = int(setting)
+        else:
+            raise ValueError(f"unsupported basicConstraints value {value!r}")
+    return x509.BasicConstraints(ca=ca, path_length=path_length)
+
+
+def _extended_key_usage(names: Sequence[str]) -> x509.ExtendedKeyUsage:
+    unknown = [name for name in names if name not in _EXTENDED_KEY_USAGES]
+    if unknown:
+        raise ValueError(
+            f"unknown extendedKeyUsage value(s) {unknown}; known: {list(_EXTENDED_KEY_USAGES)}"
         )
-    return completed.stdout
+    return x509.ExtendedKeyUsage([_EXTENDED_KEY_USAGES[name] for name in names])
 
 
-def _subject(common_name: str, organization: str) -> str:
-    subject = f"/C=US/O={organization.replace('/', '_')}"
-    return f"{subject}/CN={common_name.replace('/', '_')}" if common_name else subject
+def _parse_extension(text: str) -> Tuple[x509.ExtensionType, bool]:
+    """An extension and its criticality from openssl's ``name=[critical,]value,...`` form.
+
+    Only the extensions these tests need are understood; anything else is a test bug.
+    """
+    name, separator, rest = text.partition("=")
+    if not separator:
+        raise ValueError(f"extension {text!r} is not of the form name=value")
+    values = [value.strip() for value in rest.split(",") if value.strip()]
+    critical = bool(values) and values[0] == "critical"
+    if critical:
+        values = values[1:]
+    name = name.strip()
+    if name == "basicConstraints":
+        return _basic_constraints(values), critical
+    if name == "keyUsage":
+        return _key_usage(values), critical
+    if name == "extendedKeyUsage":
+        return _extended_key_usage(values), critical
+    raise ValueError(
+        f"unsupported extension {name!r}: use basicConstraints, keyUsage or extendedKeyUsage"
+    )
+
+
+def _read_signing_key(path: Path) -> _SigningKey:
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
+        raise TypeError(f"{path} holds a {type(key).__name__}, not an EC or RSA key")
+    return key
+
+
+def _read_certificate(path: Path) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(path.read_bytes())
+
+
+def _write_private_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    # A private key, even a throw-away one, is written readable by its owner only.
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as stream:
+        stream.write(pem)
 
 
 def _make_certificate(
@@ -64,31 +177,37 @@ def _make_certificate(
     organization: str = "CodeDeploy Test",
 ) -> Credential:
     folder.mkdir(parents=True, exist_ok=True)
-    certificate = folder / f"{name}.pem"
-    key = folder / f"{name}.key"
-    arguments: List[str] = [
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-noenc",
-        "-keyout",
-        str(key),
-        "-out",
-        str(certificate),
-        "-subj",
-        _subject(common_name, organization),
-        "-days",
-        str(days),
-    ]
+    certificate_path = folder / f"{name}.pem"
+    key_path = folder / f"{name}.key"
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = _subject(common_name, organization)
+    issuer_name: x509.Name = subject
+    signing_key: _SigningKey = key
     if issuer is not None:
-        arguments += ["-CA", str(issuer.certificate), "-CAkey", str(issuer.key)]
-    for extension in extensions:
-        arguments += ["-addext", extension]
-    _openssl(arguments)
-    return Credential(certificate, key, common_name)
+        issuer_name = _read_certificate(issuer.certificate).subject
+        signing_key = _read_signing_key(issuer.key)
+    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=days))
+        # The identifiers openssl adds by default, so chains are built the same way.
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(signing_key.public_key()), False
+        )
+    )
+    for text in extensions:
+        extension, critical = _parse_extension(text)
+        builder = builder.add_extension(extension, critical)
+    certificate = builder.sign(signing_key, hashes.SHA256())
+    _write_private_key(key_path, key)
+    certificate_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    return Credential(certificate_path, key_path, common_name)
 
 
 def make_root_ca(
@@ -157,25 +276,18 @@ def sign_content(
     The signer's certificate is included; ``extra_certificates`` (intermediates) too.
     """
     data = content.encode("utf-8") if isinstance(content, str) else content
-    arguments = [
-        "smime",
-        "-sign",
-        "-binary",
-        "-nodetach",
-        "-md",
-        "sha256",
-        "-signer",
-        str(signer.certificate),
-        "-inkey",
-        str(signer.key),
-        "-outform",
-        "PEM",
-    ]
-    if extra_certificates:
-        bundle = signer.certificate.parent / f"{signer.certificate.stem}-extra-certificates.pem"
-        write_ca_bundle(bundle, *extra_certificates)
-        arguments += ["-certfile", str(bundle)]
-    return _openssl(arguments, data).decode("ascii")
+    builder = (
+        pkcs7.PKCS7SignatureBuilder()
+        .set_data(data)
+        .add_signer(
+            _read_certificate(signer.certificate), _read_signing_key(signer.key), hashes.SHA256()
+        )
+    )
+    for extra in extra_certificates:
+        builder = builder.add_certificate(_read_certificate(extra.certificate))
+    # Binary: the bytes are signed as given, without conversion to canonical MIME (CRLF).
+    signed = builder.sign(serialization.Encoding.PEM, [pkcs7.PKCS7Options.Binary])
+    return signed.decode("ascii")
 
 
 def pkcs7_der(pem: str) -> bytes:
