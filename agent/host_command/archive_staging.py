@@ -8,13 +8,15 @@ top-level folder becomes the revision root, in O(1).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import secrets
 import shutil
 import stat
 import tempfile
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import structlog
 
@@ -37,6 +39,27 @@ def describe_os_error(error: OSError) -> str:
     if error.errno is not None and is_disk_full(error.errno):
         return "the disk is full (no space left on device)"
     return (error.strerror or str(error)).replace("\n", " ")
+
+
+@contextlib.contextmanager
+def bundle_file_staged_on_disk(bundle_path: Path, what: str) -> Iterator[Path]:
+    """A partial file beside ``bundle_path``, renamed over it when the block succeeds.
+
+    On any failure the partial file is removed; a failed system call becomes a
+    BundleError saying it could not put ``what`` at ``bundle_path``.
+    """
+    partial = bundle_path.with_name(f".{bundle_path.name}.partial-{secrets.token_hex(6)}")
+    try:
+        yield partial
+        os.replace(partial, bundle_path)
+    except BaseException as error:
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        if isinstance(error, OSError):
+            raise BundleError(
+                f"cannot put {what} at {bundle_path}: {describe_os_error(error)}"
+            ) from None
+        raise
 
 
 def build_archive_dir_on_disk(

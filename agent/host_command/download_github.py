@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import os
-import secrets
 import time
 import urllib.error
 import urllib.request
@@ -25,7 +23,7 @@ import structlog
 
 from agent import __version__
 from agent.deployment_specification.model import BundleType, GitHubRevision
-from agent.host_command.archive_staging import describe_os_error
+from agent.host_command.archive_staging import bundle_file_staged_on_disk
 from agent.host_command.bundle import BundleError
 from agent.host_command.download import FetchSettings
 
@@ -158,33 +156,22 @@ def _fetch_once_to_disk(
 
 
 def _stream_to_disk(response: Any, bundle_path: Path, name: str) -> int:
-    partial = bundle_path.with_name(f".{bundle_path.name}.partial-{secrets.token_hex(6)}")
     announced = response.headers.get("Content-Length")
     written = 0
-    try:
-        with open(partial, "xb") as out:
-            try:
-                while True:
-                    chunk = response.read(_CHUNK)
-                    if not chunk:
-                        break
-                    out.write(chunk)
-                    written += len(chunk)
-            except (http.client.HTTPException, ConnectionError, TimeoutError) as error:
-                raise _Retryable(
-                    f"the download broke after {written} bytes ({_network_reason(error)})"
-                ) from None
+    with bundle_file_staged_on_disk(bundle_path, name) as partial, open(partial, "xb") as out:
+        try:
+            while True:
+                chunk = response.read(_CHUNK)
+                if not chunk:
+                    break
+                out.write(chunk)
+                written += len(chunk)
+        except (http.client.HTTPException, ConnectionError, TimeoutError) as error:
+            raise _Retryable(
+                f"the download broke after {written} bytes ({_network_reason(error)})"
+            ) from None
         if announced is not None and announced.isdigit() and int(announced) != written:
             raise _Retryable(f"the download was cut short: got {written} of {announced} bytes")
-        os.replace(partial, bundle_path)
-    except BaseException as error:
-        with contextlib.suppress(OSError):
-            os.unlink(partial)
-        if isinstance(error, OSError):
-            raise BundleError(
-                f"cannot write {name} to {bundle_path}: {describe_os_error(error)}"
-            ) from None
-        raise
     return written
 
 

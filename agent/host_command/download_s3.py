@@ -11,9 +11,7 @@ stopped. boto3 is imported here only, and this module only when an S3 revision i
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
 import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -40,7 +38,10 @@ from botocore.exceptions import (  # type: ignore[import-untyped]
 
 from agent.aws_clients.wire_log import WireLogWriter, attach_wire_log
 from agent.deployment_specification.model import S3Revision
-from agent.host_command.archive_staging import describe_os_error, is_disk_full
+from agent.host_command.archive_staging import (
+    bundle_file_staged_on_disk,
+    is_disk_full,
+)
 from agent.host_command.bundle import BundleError
 from agent.host_command.download import FetchSettings
 
@@ -152,8 +153,7 @@ def download_s3_bundle_to_disk(
         endpoint=where,
     )
     started = time.monotonic()
-    partial = bundle_path.with_name(f".{bundle_path.name}.partial-{secrets.token_hex(6)}")
-    try:
+    with bundle_file_staged_on_disk(bundle_path, url) as partial:
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
             _preallocate(fd, target.size)
@@ -167,15 +167,6 @@ def download_s3_bundle_to_disk(
                 raise BundleError(f"download of {url} is {written} bytes, not {target.size}")
         finally:
             os.close(fd)
-        os.replace(partial, bundle_path)
-    except BaseException as error:
-        with contextlib.suppress(OSError):
-            os.unlink(partial)
-        if isinstance(error, OSError):
-            raise BundleError(
-                f"cannot write {url} to {bundle_path}: {describe_os_error(error)}"
-            ) from None
-        raise
     log.info(
         "bundle downloaded",
         source=url,

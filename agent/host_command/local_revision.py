@@ -12,16 +12,15 @@ resolved inside the folder being read or written and a symlink can never redirec
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-import secrets
 import stat
 from pathlib import Path
 from typing import List, Optional
 
 from agent.host_command.archive_staging import (
     build_archive_dir_on_disk,
+    bundle_file_staged_on_disk,
     describe_os_error,
     is_disk_full,
 )
@@ -88,18 +87,9 @@ def _place_bundle_on_disk(
         raise BundleError(f"cannot write {bundle_path}: {describe_os_error(error)}") from None
     if existing is not None and _same_file(existing, source):
         return
-    partial = bundle_path.with_name(f".{bundle_path.name}.partial-{secrets.token_hex(6)}")
-    try:
+    with bundle_file_staged_on_disk(bundle_path, f"local bundle {location}") as partial:
         if not _link_on_disk(location, source, partial):
             _copy_file_on_disk(source_fd, partial)
-        os.replace(partial, bundle_path)
-    except BaseException as error:
-        _unlink_quietly(partial)
-        if isinstance(error, OSError):
-            raise BundleError(
-                f"cannot put local bundle {location} at {bundle_path}: {describe_os_error(error)}"
-            ) from None
-        raise
 
 
 def _link_on_disk(location: Path, source: os.stat_result, link: Path) -> bool:
@@ -127,11 +117,6 @@ def _copy_file_on_disk(source_fd: int, target: Path) -> None:
 
 def _same_file(first: os.stat_result, second: os.stat_result) -> bool:
     return (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino)
-
-
-def _unlink_quietly(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(path)
 
 
 def copy_directory_revision_to_disk(
