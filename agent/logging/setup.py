@@ -59,7 +59,11 @@ def configure_logging(
     *, stream: Optional[TextIO] = None, verbose: bool = False, utc: bool = False
 ) -> None:
     """Send structured events, rendered as greppable lines, to ``stream`` (stderr by default)."""
-    level = logging.DEBUG if verbose else logging.INFO
+    _configure_structlog(structlog.PrintLoggerFactory(stream or sys.stderr), verbose, utc)
+
+
+def _configure_structlog(logger_factory: Callable[..., Any], verbose: bool, utc: bool) -> None:
+    """The one rendering of every event, whatever it is written to."""
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -69,8 +73,10 @@ def configure_logging(
             redact_secrets,
             structlog.dev.ConsoleRenderer(colors=False, sort_keys=False),
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.DEBUG if verbose else logging.INFO
+        ),
+        logger_factory=logger_factory,
         cache_logger_on_first_use=False,
     )
 
@@ -137,7 +143,6 @@ def configure_file_logging(
     errors follow their line. Rotation goes through :mod:`logging`'s handler so every
     thread of the daemon writes through one lock.
     """
-    level = logging.DEBUG if verbose else logging.INFO
     log_file.parent.mkdir(parents=True, exist_ok=True)
     handler = BoundedRotatingFileHandler(log_file, max_bytes=max_bytes, backup_count=backup_count)
     handler.setFormatter(logging.Formatter("%(message)s"))
@@ -145,16 +150,4 @@ def configure_file_logging(
     target.handlers = [handler]
     target.propagate = False
     target.setLevel(logging.DEBUG)
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            order_bound_fields,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=utc),
-            redact_secrets,
-            structlog.dev.ConsoleRenderer(colors=False, sort_keys=False),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=lambda *_: target,
-        cache_logger_on_first_use=False,
-    )
+    _configure_structlog(lambda *_: target, verbose, utc)
