@@ -194,7 +194,7 @@ def _copy_tree_on_disk(copier: _Copier, entry: ResolvedEntry, fresh: bool) -> No
     try:
         stack[0].load_on_disk(copier.identity)
         top = list(stack[0].children)
-        share = split_top_level(top, _is_folder)
+        share = split_top_level(top)
         if share is not None:
             # Nothing buffered may be inherited by the worker, or it would be written twice.
             copier.instructions.flush()
@@ -219,10 +219,6 @@ def _copy_tree_on_disk(copier: _Copier, entry: ResolvedEntry, fresh: bool) -> No
             os.unlink(fragment)
         for level in stack:
             _close_pair(level.fds)
-
-
-def _is_folder(child: os.DirEntry[str]) -> bool:
-    return child.is_dir(follow_symlinks=False)
 
 
 def _copy_share_on_disk(

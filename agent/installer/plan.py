@@ -188,7 +188,7 @@ def _check_entry_on_disk(plan: _Plan, entry: ResolvedEntry) -> None:
         _check_leaf_on_disk(plan, entry, entry.source, entry.root, kind, folder)
         return
     top = list(_sorted_entries_on_disk(entry.source))
-    share = split_top_level(top, _is_folder)
+    share = split_top_level(top)
     worker: Optional[ForkedShare] = None
     if share is not None:
         worker = start_share_in_child(lambda: _check_share_on_disk(plan, entry, share, folder))
@@ -202,10 +202,6 @@ def _check_entry_on_disk(plan: _Plan, entry: ResolvedEntry) -> None:
     finally:
         if worker is not None:
             abandon_share(worker)
-
-
-def _is_folder(child: os.DirEntry[str]) -> bool:
-    return child.is_dir(follow_symlinks=False)
 
 
 def _check_share_on_disk(

@@ -14,11 +14,9 @@ import os
 import signal
 import threading
 from dataclasses import dataclass
-from typing import Callable, List, Optional, TypeVar
+from typing import Callable, List, Optional
 
 from agent.installer.result import InstallError
-
-T = TypeVar("T")
 
 # A tree whose top level has this many folders is split between two processes.
 MIN_FOLDERS_TO_SPLIT = 2
@@ -32,9 +30,11 @@ class ForkedShare:
     reply_fd: int
 
 
-def split_top_level(children: List[T], is_folder: Callable[[T], bool]) -> Optional[List[T]]:
+def split_top_level(
+    children: List[os.DirEntry[str]],
+) -> Optional[List[os.DirEntry[str]]]:
     """The share for a worker (every other child), or None when splitting does not pay."""
-    folders = sum(1 for child in children if is_folder(child))
+    folders = sum(1 for child in children if child.is_dir(follow_symlinks=False))
     # fork() is only safe while this process runs a single thread.
     if folders < MIN_FOLDERS_TO_SPLIT or threading.active_count() != 1:
         return None
