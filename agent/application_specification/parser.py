@@ -28,6 +28,7 @@ from agent.application_specification.model import (
     DEFAULT_APPSPEC_FILENAME,
     DEFAULT_SCRIPT_TIMEOUT_SECONDS,
     FALLBACK_APPSPEC_FILENAME,
+    MAX_SCRIPT_TIMEOUT_SECONDS,
     ApplicationSpecification,
     AppSpecError,
     FileExistsBehavior,
@@ -535,8 +536,19 @@ def _parse_timeout(filename: str, path: str, value: object) -> float:
             seconds = None
     elif isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
         seconds = float(int(value.strip()))
-    if seconds is None or not math.isfinite(seconds) or seconds <= 0:
-        raise _invalid(filename, path, "a number of seconds greater than 0", value)
+    # AWS bounds a script's timeout at an hour; anything beyond would also overflow the
+    # timers that watch the script.
+    if (
+        seconds is None
+        or not math.isfinite(seconds)
+        or not 0 < seconds <= MAX_SCRIPT_TIMEOUT_SECONDS
+    ):
+        raise _invalid(
+            filename,
+            path,
+            f"a number of seconds greater than 0, at most {MAX_SCRIPT_TIMEOUT_SECONDS:g}",
+            value,
+        )
     return seconds
 
 

@@ -30,13 +30,15 @@ from agent.command_poller.ongoing import (
     remove_ongoing_record_from_disk,
     write_ongoing_record_to_disk,
 )
+from agent.deployment_root.names import shown_name
 from agent.deployment_specification.envelope import (
     SignatureSettings,
     open_deployment_specification,
 )
-from agent.deployment_specification.model import DeploymentSpecification
+from agent.deployment_specification.model import DeploymentSpecError, DeploymentSpecification
 from agent.errors import AgentError, Diagnostics, ErrorCode
 from agent.host_command.dispatch import EngineSettings, execute_host_command, is_command_noop
+from agent.lifecycle_event import events
 
 log = structlog.get_logger(__name__)
 
@@ -197,15 +199,18 @@ def process_host_command(
         spec: Optional[DeploymentSpecification] = None
         failure: Optional[Diagnostics] = None
         try:
+            _check_command_name(command.command_name)
             spec = open_deployment_specification(
                 envelope.format, envelope.payload, settings.signature
             )
-        except AgentError as error:
-            failure = error.diagnostics()
-            log.error("deployment specification refused", error=error.message)
+        except Exception as error:
+            # Whatever is wrong with the command or its specification, it is reported as
+            # a failed command; the poll loop goes on.
+            failure = diagnostics_for_exception(error, command.command_name)
+            log.error("deployment specification refused", error=failure.message)
         deployment_id = spec.deployment_id if spec is not None else ""
         with structlog.contextvars.bound_contextvars(deployment_id=deployment_id or None):
-            noop = spec is not None and is_command_noop(command.command_name, spec, settings.engine)
+            noop = spec is not None and _is_noop(command.command_name, spec, settings.engine)
             answer = _call_with_retries(
                 lambda: client.put_host_command_acknowledgement(
                     command.host_command_identifier, noop
@@ -235,6 +240,24 @@ def process_host_command(
             if on_start is not None:
                 on_start(command, deployment_id)
             return _run_and_complete(client, command, spec, noop, settings, chance)
+
+
+def _check_command_name(name: str) -> None:
+    # The name reaches log lines, the hooks' environment and the script log.
+    if not events.is_event_name(name):
+        raise DeploymentSpecError(
+            f"command name {shown_name(name)} is not a lifecycle event name"
+            f" ({events.EVENT_NAME_RULE})"
+        )
+
+
+def _is_noop(command: str, spec: DeploymentSpecification, engine: EngineSettings) -> bool:
+    try:
+        return is_command_noop(command, spec, engine)
+    except Exception:
+        # Running the command will say what is wrong, as a failed command.
+        log.warning("cannot tell whether the command is a no-op", exc_info=True)
+        return False
 
 
 def _already_final(

@@ -118,6 +118,7 @@ def _prepare(args: argparse.Namespace) -> tuple[AgentConfig, LocalDeploymentRequ
         application_name=args.application_name,
         events_text=args.events,
         appspec_filename=args.appspec_filename,
+        reserved_root_names=(config.ongoing_deployment_tracking,),
     )
     revision = request.spec.revision
     if isinstance(revision, LocalRevision):

@@ -8,15 +8,15 @@ the list of commands in order.
 
 from __future__ import annotations
 
-import re
 import secrets
 import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Collection, List, Optional, Sequence, Tuple
 from urllib.parse import parse_qs, urlparse
 
 from agent.application_specification.model import FileExistsBehavior
+from agent.deployment_root.names import shown_name, unsafe_group_id_reason, unsafe_label_reason
 from agent.deployment_specification.model import (
     BundleType,
     DeploymentSpecification,
@@ -103,8 +103,11 @@ def _split_events(text: Optional[str]) -> List[str]:
             raise LocalUsageError(
                 f"--events names {event}, which takes no scripts and cannot run here"
             )
-        if not re.fullmatch(r"[A-Za-z0-9_-]+", event):
-            raise LocalUsageError(f"--events names {event!r}, which is not a lifecycle event name")
+        if not events.is_event_name(event):
+            raise LocalUsageError(
+                f"--events names {shown_name(event)}, which is not a lifecycle event name"
+                f" ({events.EVENT_NAME_RULE})"
+            )
     return named
 
 
@@ -186,7 +189,10 @@ def build_local_request(
     application_name: Optional[str],
     events_text: Optional[str],
     appspec_filename: str,
+    reserved_root_names: Collection[str] = (),
 ) -> LocalDeploymentRequest:
+    """The request the flags describe; ``reserved_root_names`` are folder names of the
+    deployment root that the configuration adds (no group id may take them)."""
     try:
         kind = BundleType(bundle_type.lower())
     except ValueError:
@@ -199,16 +205,27 @@ def build_local_request(
         raise LocalUsageError(
             f"--file-exists-behavior {file_exists_behavior} is not one of DISALLOW, OVERWRITE, RETAIN"
         ) from None
-    if not appspec_filename or "/" in appspec_filename or appspec_filename in (".", ".."):
-        raise LocalUsageError(
-            f"--appspec-filename {appspec_filename!r} must be a file name in the revision's top folder"
-        )
-    for flag, value in (
-        ("--deployment-group", deployment_group_id),
-        ("--deployment-group-name", deployment_group_name),
+    if (
+        not appspec_filename
+        or "/" in appspec_filename
+        or appspec_filename in (".", "..")
+        or len(appspec_filename) > 255
+        or not appspec_filename.isprintable()
     ):
-        if not value or "/" in value or value in (".", "..") or "\0" in value:
-            raise LocalUsageError(f"{flag} {value!r} must be a non-empty name without '/'")
+        raise LocalUsageError(
+            f"--appspec-filename {shown_name(appspec_filename)} must be a file name (at most"
+            " 255 printable characters) in the revision's top folder"
+        )
+    reason = unsafe_group_id_reason(deployment_group_id, reserved_root_names)
+    if reason is not None:
+        raise LocalUsageError(f"--deployment-group {shown_name(deployment_group_id)} {reason}")
+    for flag, label in (
+        ("--deployment-group-name", deployment_group_name),
+        ("--application-name", application_name or bundle_location),
+    ):
+        reason = unsafe_label_reason(label)
+        if reason is not None:
+            raise LocalUsageError(f"{flag} {shown_name(label)} {reason}")
     commands = order_events(_split_events(events_text))
     revision = parse_bundle_location(bundle_location, kind)
     spec = DeploymentSpecification(

@@ -532,6 +532,11 @@ def _hook_error(script: str, event: str = "ApplicationStart") -> str:
         ("{location: a.sh, timeout: '-5'}", "timeout", '"-5"'),
         ("{location: a.sh, timeout: .inf}", "timeout", "inf"),
         ("{location: a.sh, timeout: [5]}", "timeout", "a list"),
+        ("{location: a.sh, timeout: 3601}", "timeout", "3601"),
+        ("{location: a.sh, timeout: 1000000000000000}", "timeout", "1000000000000000"),
+        ("{location: a.sh, timeout: '1000000000000000'}", "timeout", '"1000000000000000"'),
+        ("{location: a.sh, timeout: 1.0e+400}", "timeout", "inf"),
+        ("{location: a.sh, timeout: .nan}", "timeout", "nan"),
         ("{location: a.sh, runas: 'bad user'}", "runas", '"bad user"'),
         ("{location: a.sh, runas: ''}", "runas", '""'),
         ("{location: a.sh, runas: -u}", "runas", '"-u"'),
@@ -550,8 +555,13 @@ def test_script_errors(script: str, field: str, value: str) -> None:
 def test_timeout_message_reads_as_documented() -> None:
     assert _hook_error("{location: a.sh, timeout: -5}") == (
         "appspec.yml: hooks.ApplicationStart[0].timeout must be a number of seconds"
-        " greater than 0, not -5"
+        " greater than 0, at most 3600, not -5"
     )
+
+
+def test_the_longest_timeout_is_the_aws_one_hour() -> None:
+    spec = _parse(_with("hooks:\n  ApplicationStart:\n    - {location: a.sh, timeout: 3600}\n"))
+    assert spec.hooks["ApplicationStart"][0].timeout == 3600.0
 
 
 def test_script_values_are_normalised() -> None:
