@@ -30,6 +30,7 @@ from agent.command_poller.ongoing import (
     remove_ongoing_record_from_disk,
     write_ongoing_record_to_disk,
 )
+from agent.deployment_root.group_lock import DaemonGroupLocks
 from agent.deployment_root.names import shown_name
 from agent.deployment_specification.envelope import (
     SignatureSettings,
@@ -37,7 +38,12 @@ from agent.deployment_specification.envelope import (
 )
 from agent.deployment_specification.model import DeploymentSpecError, DeploymentSpecification
 from agent.errors import AgentError, Diagnostics, ErrorCode
-from agent.host_command.dispatch import EngineSettings, execute_host_command, is_command_noop
+from agent.host_command.dispatch import (
+    EngineSettings,
+    check_names_fit_the_root,
+    execute_host_command,
+    is_command_noop,
+)
 from agent.lifecycle_event import events
 
 log = structlog.get_logger(__name__)
@@ -178,8 +184,13 @@ def process_host_command(
     *,
     rng: Optional[random.Random] = None,
     on_start: Optional[CommandStarted] = None,
+    locks: Optional[DaemonGroupLocks] = None,
+    cancelled: Callable[[], bool] = lambda: False,
 ) -> CommandOutcome:
     """Carry out one command the service handed out, and report it (network, disk).
+
+    With ``locks``, the command runs holding its deployment group's lock (it may wait for
+    it, until ``cancelled()``); see :mod:`agent.deployment_root.group_lock`.
 
     Raises :class:`CommandServiceError` only when the specification cannot be fetched or
     the acknowledgement cannot be sent, even after retries: nothing has run then.
@@ -239,7 +250,9 @@ def process_host_command(
                 )
             if on_start is not None:
                 on_start(command, deployment_id)
-            return _run_and_complete(client, command, spec, noop, settings, chance)
+            return _run_and_complete(
+                client, command, spec, noop, settings, chance, locks, cancelled
+            )
 
 
 def _check_command_name(name: str) -> None:
@@ -295,6 +308,8 @@ def _run_and_complete(
     noop: bool,
     settings: PollerSettings,
     rng: random.Random,
+    locks: Optional[DaemonGroupLocks],
+    cancelled: Callable[[], bool],
 ) -> CommandOutcome:
     root = settings.engine.root
     status = CommandStatus.FAILED
@@ -303,6 +318,11 @@ def _run_and_complete(
     try:
         write_ongoing_record_to_disk(root, spec.deployment_id, command.host_command_identifier)
         recorded = True
+        if locks is not None:
+            check_names_fit_the_root(spec, root)
+            locks.hold_for_command(
+                spec.deployment_group_id, spec.deployment_id, cancelled=cancelled
+            )
         log.info("running command")
         tail = execute_host_command(command.command_name, spec, settings.engine)
         status, diagnostics = CommandStatus.SUCCEEDED, Diagnostics.succeeded(tail)
@@ -319,6 +339,13 @@ def _run_and_complete(
         # A bug of ours: the operator sees one line in the report; the traceback stays here.
         diagnostics = diagnostics_for_exception(error, command.command_name)
         log.exception("command failed unexpectedly", error=diagnostics.message)
+    if locks is not None:
+        locks.command_finished(
+            spec.deployment_group_id,
+            command.command_name,
+            failed=status is CommandStatus.FAILED,
+            lifecycle_events=spec.all_possible_lifecycle_events,
+        )
     reported = complete_command_with_retries(
         client, command.host_command_identifier, status, diagnostics, settings, rng=rng
     )
@@ -391,6 +418,8 @@ def poll_once(
     rng: Optional[random.Random] = None,
     accept: Optional[Callable[[HostCommand], bool]] = None,
     on_start: Optional[CommandStarted] = None,
+    locks: Optional[DaemonGroupLocks] = None,
+    cancelled: Callable[[], bool] = lambda: False,
 ) -> PollResult:
     """Long-poll once and carry out the command, if any (network, disk).
 
@@ -409,5 +438,7 @@ def poll_once(
             host_command=command.host_command_identifier,
         )
         return PollResult(command)
-    outcome = process_host_command(client, command, settings, rng=rng, on_start=on_start)
+    outcome = process_host_command(
+        client, command, settings, rng=rng, on_start=on_start, locks=locks, cancelled=cancelled
+    )
     return PollResult(command, outcome)
