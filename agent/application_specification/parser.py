@@ -207,6 +207,24 @@ def _has_nul(text: str) -> bool:
     return "\0" in text
 
 
+# Linux's limits: no file name, and no path, can be longer.
+_NAME_MAX = 255
+# The largest user or group id (2^32 - 1 means "no id").
+_ID_MAX = 2**32 - 2
+_PATH_MAX = 4095
+
+
+def _check_path_length(filename: str, path: str, value: str) -> None:
+    """Refuse now a path no file can have, rather than when Install or a hook gets to it."""
+    if len(value) > _PATH_MAX or any(len(part) > _NAME_MAX for part in value.split("/")):
+        raise _invalid(
+            filename,
+            path,
+            f"a path of at most {_PATH_MAX} characters whose parts are at most {_NAME_MAX}",
+            value,
+        )
+
+
 def _relative_inside_revision(text: str) -> Optional[str]:
     """``text`` as a normalised path relative to the revision root; ``""`` is the root.
 
@@ -288,6 +306,7 @@ def _parse_file(filename: str, path: str, entry: object) -> FileMapping:
     relative = _relative_inside_revision(source)
     if relative is None:
         raise _invalid(filename, f"{path}.source", "a path that stays inside the revision", source)
+    _check_path_length(filename, f"{path}.source", source)
 
     destination = entry.get("destination")
     expected_destination = "an absolute path on the host"
@@ -295,6 +314,7 @@ def _parse_file(filename: str, path: str, entry: object) -> FileMapping:
         raise _missing(filename, f"{path}.destination", expected_destination)
     if not isinstance(destination, str) or not destination.startswith("/") or _has_nul(destination):
         raise _invalid(filename, f"{path}.destination", expected_destination, destination)
+    _check_path_length(filename, f"{path}.destination", destination)
 
     return FileMapping(source=relative or "/", destination=_absolute_host_path(destination))
 
@@ -325,6 +345,7 @@ def _parse_permission(filename: str, path: str, entry: object) -> Permission:
         raise _missing(filename, f"{path}.object", expected_object)
     if not isinstance(target, str) or not target.strip().startswith("/") or _has_nul(target):
         raise _invalid(filename, f"{path}.object", expected_object, target)
+    _check_path_length(filename, f"{path}.object", target)
 
     pattern = entry.get("pattern")
     if pattern is None:
@@ -384,7 +405,7 @@ def _parse_account(filename: str, path: str, value: object) -> Optional[str]:
     if value is None:
         return None
     expected = "a user or group name or a numeric id"
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _ID_MAX:
         return str(int(value))
     if not isinstance(value, str) or not is_account_name(value.strip()):
         raise _invalid(filename, path, expected, value)
@@ -517,6 +538,7 @@ def _parse_location(filename: str, path: str, value: object) -> str:
         raise _missing(filename, path, expected)
     if not isinstance(value, str) or not value.strip() or _has_nul(value):
         raise _invalid(filename, path, expected, value)
+    _check_path_length(filename, path, value.strip())
     relative = _relative_inside_revision(value.strip())
     if relative is None:
         raise _invalid(filename, path, "a script path that stays inside the revision", value)
@@ -555,7 +577,7 @@ def _parse_timeout(filename: str, path: str, value: object) -> float:
 def _parse_runas(filename: str, path: str, value: object) -> Optional[str]:
     if value is None:
         return None
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _ID_MAX:
         text = str(int(value))
     elif isinstance(value, str):
         text = value.strip()

@@ -139,8 +139,15 @@ def parse_bundle_location(location: str, bundle_type: BundleType) -> Revision:
             f"--bundle-location {location} is neither a local path, an s3:// location nor a GitHub https:// URL"
         )
     path = Path(parsed.path if scheme == "file" else location).expanduser().absolute()
-    if not path.exists():
-        raise LocalUsageError(f"--bundle-location {path} does not exist")
+    try:
+        path.stat()
+    except FileNotFoundError:
+        raise LocalUsageError(f"--bundle-location {path} does not exist") from None
+    except OSError as error:
+        # A name too long, a loop of links, a folder we may not enter: one line.
+        raise LocalUsageError(
+            f"--bundle-location {shown_name(str(path))} cannot be used: {error.strerror or error}"
+        ) from None
     if bundle_type is BundleType.DIRECTORY and not path.is_dir():
         raise LocalUsageError(
             f"--bundle-location {path} is not a folder; give --type tar, tgz or zip for a file"

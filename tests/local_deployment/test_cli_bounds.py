@@ -117,3 +117,23 @@ def test_an_hour_long_timeout_and_an_aws_group_id_still_deploy(
     result = local_agent.run("--bundle-location", str(revision), "--deployment-group", group)
     assert result.returncode == 0, result.stderr
     assert (local_agent.root / group).is_dir()
+
+
+def test_a_bundle_location_no_file_can_have_is_one_line(
+    local_agent: LocalAgent, tmp_path: Path
+) -> None:
+    message = _assert_refused(local_agent, "--bundle-location", str(tmp_path / ("b" * 300)))
+    assert "--bundle-location" in message and "File name too long" in message
+
+
+def test_an_appspec_path_no_file_can_have_is_refused_before_anything_runs(
+    local_agent: LocalAgent, tmp_path: Path
+) -> None:
+    revision = _revision(tmp_path / "revision")
+    (revision / "appspec.yml").write_text(
+        "version: 0.0\nos: linux\nfiles:\n  - source: /\n"
+        f"    destination: {tmp_path / ('d' * 300)}\n",
+        encoding="utf-8",
+    )
+    message = _assert_refused(local_agent, "--bundle-location", str(revision))
+    assert "files[0].destination" in message
