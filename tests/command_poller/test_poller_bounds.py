@@ -78,7 +78,9 @@ def test_a_command_name_from_the_service_is_bounded(
 ) -> None:
     host = Host(tmp_path)
     revision = make_revision(host.base / "revision", host.trace, host.destination)
-    stub.set_specification("d-BADNAME01", kit.sign(spec_json("d-BADNAME01", revision)))
+    stub.set_specification(
+        "d-BADNAME01", kit.sign(spec_json("d-BADNAME01", revision)), "PKCS7/JSON"
+    )
     command = stub.queue_command(HOST, "Application\nStart", "d-BADNAME01")
     poll_once(client_for(stub), host.settings(kit), rng=random.Random(1))
     [report] = completion_of(stub, command["HostCommandIdentifier"])
@@ -107,3 +109,17 @@ def test_the_configured_tracking_folder_is_refused_as_a_group_id_by_the_engine(
     assert report["CommandStatus"] == "Failed"
     assert "deployment group id 'busy'" in json.dumps(report["payload"])
     assert not (root.path / "busy" / "d-TRACKING1").is_dir()
+
+
+def test_a_nonce_that_is_no_number_does_not_lose_the_command(
+    stub: CommandServiceStub, kit: SigningKit, tmp_path: Path
+) -> None:
+    host = Host(tmp_path)
+    revision = make_revision(host.base / "revision", host.trace, host.destination)
+    stub.set_specification(
+        "d-NONCE0001", kit.sign(spec_json("d-NONCE0001", revision)), "PKCS7/JSON"
+    )
+    command = stub.queue_command(HOST, "DownloadBundle", "d-NONCE0001", nonce="x1")  # type: ignore[arg-type]
+    poll_once(client_for(stub), host.settings(kit), rng=random.Random(1))
+    [report] = completion_of(stub, command["HostCommandIdentifier"])
+    assert report["CommandStatus"] == "Succeeded"
