@@ -47,7 +47,12 @@ from agent.application_specification.permission_values import (
     parse_mode_text,
     parse_selinux_range,
 )
-from agent.lifecycle_event.events import RESERVED_EVENTS, SCRIPT_EVENTS
+from agent.lifecycle_event.events import (
+    EVENT_NAME_RULE,
+    RESERVED_EVENTS,
+    SCRIPT_EVENTS,
+    is_event_name,
+)
 
 try:
     from yaml import CSafeLoader as _BaseLoader
@@ -499,9 +504,11 @@ def _parse_hooks(filename: str, value: object) -> Mapping[str, Tuple[HookScript,
         )
     hooks: Dict[str, Tuple[HookScript, ...]] = {}
     for event, scripts in value.items():
-        if not isinstance(event, str) or not event.strip() or not event.isprintable():
+        if not isinstance(event, str) or not is_event_name(event):
+            # The name reaches log lines, the script log and the hooks' environment.
             raise AppSpecError(
-                f"{filename}: hooks must be keyed by lifecycle event names, not {_show(event)}"
+                f"{filename}: hooks must be keyed by lifecycle event names ({EVENT_NAME_RULE}),"
+                f" not {_show(event)}"
             )
         path = f"hooks.{event}"
         if scripts is None:

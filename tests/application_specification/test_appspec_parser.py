@@ -801,3 +801,10 @@ def test_syntax_error_in_a_file(tmp_path: Path) -> None:
     with pytest.raises(AppSpecError) as caught:
         read_application_specification(tmp_path)
     assert caught.value.message.startswith("appspec.yml: invalid YAML at line ")
+
+
+@pytest.mark.parametrize("event", ["E" * 101, "'Bad Event'", "'ünïcode'", "'a.b'"])
+def test_hook_event_names_are_bounded(event: str) -> None:
+    message = _error(_with(f"hooks:\n  {event}:\n    - location: a.sh\n"))
+    assert message.startswith("appspec.yml: hooks must be keyed by lifecycle event names")
+    assert len(message) < 300
