@@ -114,6 +114,11 @@ def _as_path(key: str, value: Any) -> Path:
     text = _as_text(key, value)
     if not text.startswith("/"):
         raise ConfigError(f"configuration key {key} must be an absolute path, not {value!r}")
+    if "\0" in text or len(text) > 4095 or any(len(part) > 255 for part in text.split("/")):
+        raise ConfigError(
+            f"configuration key {key} must be a path without NUL, of at most 4095 characters"
+            f" whose parts are at most 255, not {_shown(text)}"
+        )
     return Path(text)
 
 

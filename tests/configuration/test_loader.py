@@ -93,6 +93,8 @@ def test_unknown_keys_are_warned_about_not_fatal() -> None:
         (":archive_max_extraction_size: " + "9" * 400, "archive_max_extraction_size"),
         (":archive_max_extraction_size: 2048TB", "archive_max_extraction_size"),
         (":program_name: ../../tmp/x", "program_name"),
+        (':root_dir: "/tmp/a\\0b"', "root_dir"),
+        (":log_dir: /tmp/" + "l" * 256, "log_dir"),
         (":program_name: 'a\\nb'", "program_name"),
         (":ongoing_deployment_tracking: ../x", "ongoing_deployment_tracking"),
         (":ongoing_deployment_tracking: deployment-instructions", "ongoing_deployment_tracking"),
