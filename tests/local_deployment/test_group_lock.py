@@ -165,3 +165,20 @@ def test_the_lock_file_sits_beside_the_group_s_instructions_and_is_not_inherited
     finally:
         held.release.touch()
         assert first.wait(timeout=120) == 0
+
+
+def test_ctrl_c_while_waiting_is_one_line_and_130(local_agent: LocalAgent, tmp_path: Path) -> None:
+    held = Held(tmp_path)
+    first = _start(local_agent, held, "first")
+    try:
+        assert wait_until(held.started.exists)
+        second = _start(local_agent, held, "second")
+        assert wait_until(lambda: "waiting for" in _text(local_agent, "second.err"))
+        second.send_signal(signal.SIGINT)
+        assert second.wait(timeout=60) == 130
+        lines = _text(local_agent, "second.err").splitlines()
+        assert len(lines) == 2 and lines[1].endswith("interrupted before it started"), lines
+    finally:
+        held.release.touch()
+        assert first.wait(timeout=120) == 0
+    assert len(set(held.trace_ids())) == 1
