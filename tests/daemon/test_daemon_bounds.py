@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import signal
-from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -12,35 +10,27 @@ from agent.daemon.systemd_notify import watchdog_interval_seconds
 from tests.command_poller.poller_helpers import wait_until
 from tests.daemon.test_daemon_process import Daemon
 from tests.support_command_service import CommandServiceStub
-from tests.support_signing import SigningKit
-
-
-@pytest.fixture
-def daemon(tmp_path: Path, stub: CommandServiceStub, kit: SigningKit) -> Iterator[Daemon]:
-    agent = Daemon(tmp_path, stub, kit)
-    try:
-        yield agent
-    finally:
-        agent.cleanup()
 
 
 @pytest.mark.parametrize("content", ["9" * 30, "4194305", "0"])
-def test_a_pid_file_holding_no_possible_pid_means_not_running(daemon: Daemon, content: str) -> None:
-    daemon.pid_file.parent.mkdir(parents=True, exist_ok=True)
-    daemon.pid_file.write_text(content, encoding="ascii")
-    status = daemon.manage("status")
+def test_a_pid_file_holding_no_possible_pid_means_not_running(
+    daemon_host: Daemon, content: str
+) -> None:
+    daemon_host.pid_file.parent.mkdir(parents=True, exist_ok=True)
+    daemon_host.pid_file.write_text(content, encoding="ascii")
+    status = daemon_host.manage("status")
     assert status.returncode == 3, status.stderr
     assert "is not running" in status.stdout
     assert "Traceback" not in status.stderr
-    stop = daemon.manage("stop")
+    stop = daemon_host.manage("stop")
     assert stop.returncode == 0, stop.stderr
     assert "Traceback" not in stop.stderr
 
 
 def test_an_absurd_watchdog_timeout_neither_crashes_nor_spins(
-    daemon: Daemon, stub: CommandServiceStub
+    daemon_host: Daemon, stub: CommandServiceStub
 ) -> None:
-    process = daemon.run({"WATCHDOG_USEC": "1" + "0" * 30})
+    process = daemon_host.run({"WATCHDOG_USEC": "1" + "0" * 30})
     assert wait_until(lambda: len(stub.requests_for("PollHostCommand")) > 0)
     assert process.poll() is None
     process.send_signal(signal.SIGTERM)

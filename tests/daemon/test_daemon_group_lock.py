@@ -10,9 +10,6 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator
-
-import pytest
 
 from tests.command_poller.poller_helpers import (
     completion_of,
@@ -29,32 +26,23 @@ GROUP = "group-1"  # the group of spec_json's specifications
 EVENTS = ["ApplicationStop", "DownloadBundle", "BeforeInstall", "Install", "ApplicationStart"]
 
 
-@pytest.fixture
-def host(tmp_path: Path, stub: CommandServiceStub, kit: SigningKit) -> Iterator[Daemon]:
-    agent = Daemon(tmp_path, stub, kit)
-    try:
-        yield agent
-    finally:
-        agent.cleanup()
-
-
-def _held_revision(host: Daemon, name: str) -> Path:
+def _held_revision(daemon_host: Daemon, name: str) -> Path:
     """A revision whose BeforeInstall waits (at most a minute) for ``<name>-release``."""
-    started, release = host.base / f"{name}-started", host.base / f"{name}-release"
+    started, release = daemon_host.base / f"{name}-started", daemon_host.base / f"{name}-release"
     wait = (
         f'touch "{started}"\n'
         f'i=0; while [ ! -e "{release}" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done\n'
     )
     return make_revision(
-        host.base / f"{name}-revision",
-        host.trace,
-        host.base / "www",
+        daemon_host.base / f"{name}-revision",
+        daemon_host.trace,
+        daemon_host.base / "www",
         events=("BeforeInstall", "ApplicationStart"),
         scripts={"BeforeInstall": wait},
     )
 
 
-def _local(host: Daemon, revision: Path, *extra: str) -> subprocess.Popen[str]:
+def _local(daemon_host: Daemon, revision: Path, *extra: str) -> subprocess.Popen[str]:
     # The daemon's configuration file also serves codedeploy-local: same root, same group.
     return subprocess.Popen(
         [
@@ -62,7 +50,7 @@ def _local(host: Daemon, revision: Path, *extra: str) -> subprocess.Popen[str]:
             "-m",
             "agent.local_deployment",
             "-c",
-            str(host.config),
+            str(daemon_host.config),
             "--bundle-location",
             str(revision),
             "--deployment-group",
@@ -74,62 +62,64 @@ def _local(host: Daemon, revision: Path, *extra: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        cwd=host.base,
+        cwd=daemon_host.base,
     )
 
 
-def _log(host: Daemon) -> str:
-    return host.log_file.read_text(encoding="utf-8") if host.log_file.exists() else ""
+def _log(daemon_host: Daemon) -> str:
+    return daemon_host.log_file.read_text(encoding="utf-8") if daemon_host.log_file.exists() else ""
 
 
 def test_the_daemon_waits_for_codedeploy_local_then_deploys(
-    host: Daemon, stub: CommandServiceStub, kit: SigningKit
+    daemon_host: Daemon, stub: CommandServiceStub, kit: SigningKit
 ) -> None:
-    local_revision = _held_revision(host, "local")
-    local = _local(host, local_revision)
+    local_revision = _held_revision(daemon_host, "local")
+    local = _local(daemon_host, local_revision)
     try:
-        assert wait_until((host.base / "local-started").exists)
-        revision = make_revision(host.base / "revision", host.trace, host.base / "www")
+        assert wait_until((daemon_host.base / "local-started").exists)
+        revision = make_revision(
+            daemon_host.base / "revision", daemon_host.trace, daemon_host.base / "www"
+        )
         ids = queue_deployment(
             stub,
             "d-DAEMON001",
             kit.sign(spec_json("d-DAEMON001", revision, AllPossibleLifecycleEvents=EVENTS)),
             commands=EVENTS,
         )
-        daemon = host.run()
-        assert wait_until(lambda: "waiting for the deployment group's lock" in _log(host))
-        log = _log(host)
+        daemon = daemon_host.run()
+        assert wait_until(lambda: "waiting for the deployment group's lock" in _log(daemon_host))
+        log = _log(daemon_host)
         assert f"pid {local.pid}" in log and "codedeploy-local" in log
         assert all(completion_of(stub, i) == [] for i in ids)
-        (host.base / "local-release").touch()
+        (daemon_host.base / "local-release").touch()
         assert local.wait(timeout=120) == 0, local.stderr.read() if local.stderr else ""
         assert wait_until(lambda: all(completion_of(stub, i) for i in ids))
         assert [completion_of(stub, i)[0]["CommandStatus"] for i in ids] == ["Succeeded"] * 5
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=60) == 0
     finally:
-        (host.base / "local-release").touch()
+        (daemon_host.base / "local-release").touch()
         local.wait(timeout=120)
-    ids_in_trace = [line.split()[1] for line in host.trace.read_text().splitlines()]
+    ids_in_trace = [line.split()[1] for line in daemon_host.trace.read_text().splitlines()]
     first_daemon_line = ids_in_trace.index("d-DAEMON001")
     assert all(i != "d-DAEMON001" for i in ids_in_trace[:first_daemon_line])
     assert all(i == "d-DAEMON001" for i in ids_in_trace[first_daemon_line:])
 
 
 def test_codedeploy_local_is_refused_while_the_daemon_deploys_and_runs_after_it(
-    host: Daemon, stub: CommandServiceStub, kit: SigningKit
+    daemon_host: Daemon, stub: CommandServiceStub, kit: SigningKit
 ) -> None:
-    revision = _held_revision(host, "daemon")
+    revision = _held_revision(daemon_host, "daemon")
     ids = queue_deployment(
         stub,
         "d-DAEMON002",
         kit.sign(spec_json("d-DAEMON002", revision, AllPossibleLifecycleEvents=EVENTS)),
         commands=EVENTS,
     )
-    daemon = host.run()
+    daemon = daemon_host.run()
     try:
-        assert wait_until((host.base / "daemon-started").exists)
-        refused = _local(host, revision, "--no-wait")
+        assert wait_until((daemon_host.base / "daemon-started").exists)
+        refused = _local(daemon_host, revision, "--no-wait")
         out, err = refused.communicate(timeout=120)
         assert refused.returncode == 2, err
         assert out == ""
@@ -137,13 +127,13 @@ def test_codedeploy_local_is_refused_while_the_daemon_deploys_and_runs_after_it(
             f"codedeploy-local: deployment group {GROUP} is being deployed by deployment"
             f" d-DAEMON002 (codedeploy-agent, pid {daemon.pid})\n"
         )
-        (host.base / "daemon-release").touch()
+        (daemon_host.base / "daemon-release").touch()
         assert wait_until(lambda: all(completion_of(stub, i) for i in ids))
         # Its last lifecycle event done, the daemon lets go of the group at once.
-        after = _local(host, revision, "--no-wait")
+        after = _local(daemon_host, revision, "--no-wait")
         out, err = after.communicate(timeout=120)
         assert after.returncode == 0, err
     finally:
-        (host.base / "daemon-release").touch()
+        (daemon_host.base / "daemon-release").touch()
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=60)

@@ -7,12 +7,13 @@ second one starts while the first is mid-way: it waits with one line (or, with
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, Iterator, List
 
 from tests.command_poller.poller_helpers import make_revision, wait_until
 from tests.support import LocalAgent
@@ -65,6 +66,19 @@ def _text(agent: LocalAgent, name: str) -> str:
     return (agent.base / name).read_text(encoding="utf-8")
 
 
+@contextlib.contextmanager
+def _first_holding(agent: LocalAgent, held: Held) -> Iterator[subprocess.Popen[str]]:
+    """A first deployment, stopped in its BeforeInstall hook until the block ends."""
+    first = _start(agent, held, "first")
+    try:
+        assert wait_until(held.started.exists)
+        yield first
+    finally:
+        held.release.touch()
+        first.wait(timeout=120)
+    assert first.returncode == 0, _text(agent, "first.err")
+
+
 def _grouped(ids: List[str]) -> bool:
     """Whether each deployment's hook lines are all together (no interleaving)."""
     runs: Dict[str, int] = {}
@@ -78,18 +92,13 @@ def test_a_second_deployment_of_the_group_waits_for_the_first_and_both_succeed(
     local_agent: LocalAgent, tmp_path: Path
 ) -> None:
     held = Held(tmp_path)
-    first = _start(local_agent, held, "first")
-    try:
-        assert wait_until(held.started.exists)
+    with _first_holding(local_agent, held) as first:
         second = _start(local_agent, held, "second")
         try:
             assert wait_until(lambda: "waiting for" in _text(local_agent, "second.err"))
         finally:
             held.release.touch()
             assert second.wait(timeout=120) == 0, _text(local_agent, "second.err")
-    finally:
-        held.release.touch()
-        assert first.wait(timeout=120) == 0, _text(local_agent, "first.err")
     waiting = _text(local_agent, "second.err").splitlines()[0]
     first_id = _text(local_agent, "first.out").split("Deployment ")[1].split()[0]
     assert waiting == (
@@ -105,9 +114,7 @@ def test_no_wait_refuses_at_once_with_one_line_naming_the_running_deployment(
     local_agent: LocalAgent, tmp_path: Path
 ) -> None:
     held = Held(tmp_path)
-    first = _start(local_agent, held, "first")
-    try:
-        assert wait_until(held.started.exists)
+    with _first_holding(local_agent, held) as first:
         refused = local_agent.run("--bundle-location", str(held.revision), "--no-wait")
         assert refused.returncode == 2
         assert refused.stdout == ""
@@ -117,9 +124,6 @@ def test_no_wait_refuses_at_once_with_one_line_naming_the_running_deployment(
             " deployed by deployment d-"
         )
         assert f"(codedeploy-local, pid {first.pid})" in line
-    finally:
-        held.release.touch()
-        assert first.wait(timeout=120) == 0
     assert len(set(held.trace_ids())) == 1
 
 
@@ -154,31 +158,21 @@ def test_the_lock_file_sits_beside_the_group_s_instructions_and_is_not_inherited
     local_agent: LocalAgent, tmp_path: Path
 ) -> None:
     held = Held(tmp_path)
-    first = _start(local_agent, held, "first")
-    try:
-        assert wait_until(held.started.exists)
+    with _first_holding(local_agent, held) as first:
         hook_pid = held.hook_pid.read_text(encoding="utf-8").strip()
         lock = local_agent.root / "deployment-instructions" / "default-local-deployment-group.lock"
         assert lock.read_text(encoding="utf-8").split()[0] == str(first.pid)
         hook_files = {os.path.realpath(f) for f in Path(f"/proc/{hook_pid}/fd").iterdir()}
         assert str(lock) not in hook_files
-    finally:
-        held.release.touch()
-        assert first.wait(timeout=120) == 0
 
 
 def test_ctrl_c_while_waiting_is_one_line_and_130(local_agent: LocalAgent, tmp_path: Path) -> None:
     held = Held(tmp_path)
-    first = _start(local_agent, held, "first")
-    try:
-        assert wait_until(held.started.exists)
+    with _first_holding(local_agent, held):
         second = _start(local_agent, held, "second")
         assert wait_until(lambda: "waiting for" in _text(local_agent, "second.err"))
         second.send_signal(signal.SIGINT)
         assert second.wait(timeout=60) == 130
         lines = _text(local_agent, "second.err").splitlines()
         assert len(lines) == 2 and lines[1].endswith("interrupted before it started"), lines
-    finally:
-        held.release.touch()
-        assert first.wait(timeout=120) == 0
     assert len(set(held.trace_ids())) == 1
