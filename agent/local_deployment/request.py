@@ -96,6 +96,8 @@ def _split_events(text: Optional[str]) -> List[str]:
     if text is None:
         return []
     named = [e.strip() for e in text.split(",")]
+    if len(named) > events.EVENTS_MAX:
+        raise LocalUsageError(f"--events names {len(named)} events; at most {events.EVENTS_MAX}")
     if not all(named):
         raise LocalUsageError(f"--events {text!r} has an empty event name")
     for event in named:

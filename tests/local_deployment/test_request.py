@@ -189,6 +189,7 @@ def test_build_request_defaults(tmp_path: Path) -> None:
         ({"appspec_filename": "a" * 256}, "--appspec-filename"),
         ({"appspec_filename": "app\nspec.yml"}, "--appspec-filename"),
         ({"events_text": "E" * 101}, "not a lifecycle event name"),
+        ({"events_text": ",".join(f"E{n}" for n in range(101))}, "at most 100"),
     ],
 )
 def test_bad_flags(tmp_path: Path, overrides: Any, flag: str) -> None:
