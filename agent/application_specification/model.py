@@ -15,6 +15,7 @@ from agent.errors import AgentError, ErrorCode
 DEFAULT_APPSPEC_FILENAME = "appspec.yml"
 FALLBACK_APPSPEC_FILENAME = "appspec.yaml"
 DEFAULT_SCRIPT_TIMEOUT_SECONDS = 3600.0
+MAX_SCRIPT_TIMEOUT_SECONDS = 3600.0
 
 
 class AppSpecError(AgentError):

@@ -28,6 +28,7 @@ from agent.application_specification.model import (
     DEFAULT_APPSPEC_FILENAME,
     DEFAULT_SCRIPT_TIMEOUT_SECONDS,
     FALLBACK_APPSPEC_FILENAME,
+    MAX_SCRIPT_TIMEOUT_SECONDS,
     ApplicationSpecification,
     AppSpecError,
     FileExistsBehavior,
@@ -46,7 +47,12 @@ from agent.application_specification.permission_values import (
     parse_mode_text,
     parse_selinux_range,
 )
-from agent.lifecycle_event.events import RESERVED_EVENTS, SCRIPT_EVENTS
+from agent.lifecycle_event.events import (
+    EVENT_NAME_RULE,
+    RESERVED_EVENTS,
+    SCRIPT_EVENTS,
+    is_event_name,
+)
 
 try:
     from yaml import CSafeLoader as _BaseLoader
@@ -206,6 +212,24 @@ def _has_nul(text: str) -> bool:
     return "\0" in text
 
 
+# Linux's limits: no file name, and no path, can be longer.
+_NAME_MAX = 255
+# The largest user or group id (2^32 - 1 means "no id").
+_ID_MAX = 2**32 - 2
+_PATH_MAX = 4095
+
+
+def _check_path_length(filename: str, path: str, value: str) -> None:
+    """Refuse now a path no file can have, rather than when Install or a hook gets to it."""
+    if len(value) > _PATH_MAX or any(len(part) > _NAME_MAX for part in value.split("/")):
+        raise _invalid(
+            filename,
+            path,
+            f"a path of at most {_PATH_MAX} characters whose parts are at most {_NAME_MAX}",
+            value,
+        )
+
+
 def _relative_inside_revision(text: str) -> Optional[str]:
     """``text`` as a normalised path relative to the revision root; ``""`` is the root.
 
@@ -287,6 +311,7 @@ def _parse_file(filename: str, path: str, entry: object) -> FileMapping:
     relative = _relative_inside_revision(source)
     if relative is None:
         raise _invalid(filename, f"{path}.source", "a path that stays inside the revision", source)
+    _check_path_length(filename, f"{path}.source", source)
 
     destination = entry.get("destination")
     expected_destination = "an absolute path on the host"
@@ -294,6 +319,7 @@ def _parse_file(filename: str, path: str, entry: object) -> FileMapping:
         raise _missing(filename, f"{path}.destination", expected_destination)
     if not isinstance(destination, str) or not destination.startswith("/") or _has_nul(destination):
         raise _invalid(filename, f"{path}.destination", expected_destination, destination)
+    _check_path_length(filename, f"{path}.destination", destination)
 
     return FileMapping(source=relative or "/", destination=_absolute_host_path(destination))
 
@@ -324,6 +350,7 @@ def _parse_permission(filename: str, path: str, entry: object) -> Permission:
         raise _missing(filename, f"{path}.object", expected_object)
     if not isinstance(target, str) or not target.strip().startswith("/") or _has_nul(target):
         raise _invalid(filename, f"{path}.object", expected_object, target)
+    _check_path_length(filename, f"{path}.object", target)
 
     pattern = entry.get("pattern")
     if pattern is None:
@@ -383,7 +410,7 @@ def _parse_account(filename: str, path: str, value: object) -> Optional[str]:
     if value is None:
         return None
     expected = "a user or group name or a numeric id"
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _ID_MAX:
         return str(int(value))
     if not isinstance(value, str) or not is_account_name(value.strip()):
         raise _invalid(filename, path, expected, value)
@@ -477,9 +504,11 @@ def _parse_hooks(filename: str, value: object) -> Mapping[str, Tuple[HookScript,
         )
     hooks: Dict[str, Tuple[HookScript, ...]] = {}
     for event, scripts in value.items():
-        if not isinstance(event, str) or not event.strip() or not event.isprintable():
+        if not isinstance(event, str) or not is_event_name(event):
+            # The name reaches log lines, the script log and the hooks' environment.
             raise AppSpecError(
-                f"{filename}: hooks must be keyed by lifecycle event names, not {_show(event)}"
+                f"{filename}: hooks must be keyed by lifecycle event names ({EVENT_NAME_RULE}),"
+                f" not {_show(event)}"
             )
         path = f"hooks.{event}"
         if scripts is None:
@@ -516,6 +545,7 @@ def _parse_location(filename: str, path: str, value: object) -> str:
         raise _missing(filename, path, expected)
     if not isinstance(value, str) or not value.strip() or _has_nul(value):
         raise _invalid(filename, path, expected, value)
+    _check_path_length(filename, path, value.strip())
     relative = _relative_inside_revision(value.strip())
     if relative is None:
         raise _invalid(filename, path, "a script path that stays inside the revision", value)
@@ -535,15 +565,26 @@ def _parse_timeout(filename: str, path: str, value: object) -> float:
             seconds = None
     elif isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
         seconds = float(int(value.strip()))
-    if seconds is None or not math.isfinite(seconds) or seconds <= 0:
-        raise _invalid(filename, path, "a number of seconds greater than 0", value)
+    # AWS bounds a script's timeout at an hour; anything beyond would also overflow the
+    # timers that watch the script.
+    if (
+        seconds is None
+        or not math.isfinite(seconds)
+        or not 0 < seconds <= MAX_SCRIPT_TIMEOUT_SECONDS
+    ):
+        raise _invalid(
+            filename,
+            path,
+            f"a number of seconds greater than 0, at most {MAX_SCRIPT_TIMEOUT_SECONDS:g}",
+            value,
+        )
     return seconds
 
 
 def _parse_runas(filename: str, path: str, value: object) -> Optional[str]:
     if value is None:
         return None
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _ID_MAX:
         text = str(int(value))
     elif isinstance(value, str):
         text = value.strip()

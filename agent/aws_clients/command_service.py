@@ -453,7 +453,8 @@ class CommandServiceClient:
             host_identifier=str(owner),
             deployment_execution_id=str(command["DeploymentExecutionId"]),
             command_name=str(command["CommandName"]),
-            nonce=int(nonce) if nonce is not None else None,
+            # Only kept, never used: a nonce that is not a number must not lose the command.
+            nonce=int(nonce) if isinstance(nonce, int) or str(nonce).isdigit() else None,
         )
 
     def get_deployment_specification(

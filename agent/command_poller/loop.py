@@ -32,6 +32,7 @@ from agent.command_poller.poller import (
     poll_once,
     report_commands_interrupted_by_restart,
 )
+from agent.deployment_root.group_lock import DaemonGroupLocks
 
 log = structlog.get_logger(__name__)
 
@@ -93,6 +94,7 @@ class PollLoop:
         self._failures = 0
         self._restart_reported = False
         self._status = LoopStatus(STARTING, since=time.time())
+        self._group_locks = DaemonGroupLocks(settings.engine.root)
         self._scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -156,6 +158,10 @@ class PollLoop:
             run_date=datetime.now(timezone.utc) + timedelta(seconds=delay),
         )
 
+    def _stop_requested(self) -> bool:
+        with self._lock:
+            return self._stopping
+
     def _accept(self, command: HostCommand) -> bool:
         with self._lock:
             if self._stopping:
@@ -176,12 +182,15 @@ class PollLoop:
                 report_commands_interrupted_by_restart(self._client, self._settings, rng=self._rng)
                 self._restart_reported = True
             self._announce(POLLING)
+            self._group_locks.release_idle_locks()
             result = poll_once(
                 self._client,
                 self._settings,
                 rng=self._rng,
                 accept=self._accept,
                 on_start=self._started,
+                locks=self._group_locks,
+                cancelled=self._stop_requested,
             )
             self._failures = 0
             if result.outcome is not None:

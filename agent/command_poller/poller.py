@@ -30,13 +30,21 @@ from agent.command_poller.ongoing import (
     remove_ongoing_record_from_disk,
     write_ongoing_record_to_disk,
 )
+from agent.deployment_root.group_lock import DaemonGroupLocks
+from agent.deployment_root.names import shown_name
 from agent.deployment_specification.envelope import (
     SignatureSettings,
     open_deployment_specification,
 )
-from agent.deployment_specification.model import DeploymentSpecification
+from agent.deployment_specification.model import DeploymentSpecError, DeploymentSpecification
 from agent.errors import AgentError, Diagnostics, ErrorCode
-from agent.host_command.dispatch import EngineSettings, execute_host_command, is_command_noop
+from agent.host_command.dispatch import (
+    EngineSettings,
+    check_names_fit_the_root,
+    execute_host_command,
+    is_command_noop,
+)
+from agent.lifecycle_event import events
 
 log = structlog.get_logger(__name__)
 
@@ -176,8 +184,13 @@ def process_host_command(
     *,
     rng: Optional[random.Random] = None,
     on_start: Optional[CommandStarted] = None,
+    locks: Optional[DaemonGroupLocks] = None,
+    cancelled: Callable[[], bool] = lambda: False,
 ) -> CommandOutcome:
     """Carry out one command the service handed out, and report it (network, disk).
+
+    With ``locks``, the command runs holding its deployment group's lock (it may wait for
+    it, until ``cancelled()``); see :mod:`agent.deployment_root.group_lock`.
 
     Raises :class:`CommandServiceError` only when the specification cannot be fetched or
     the acknowledgement cannot be sent, even after retries: nothing has run then.
@@ -197,15 +210,18 @@ def process_host_command(
         spec: Optional[DeploymentSpecification] = None
         failure: Optional[Diagnostics] = None
         try:
+            _check_command_name(command.command_name)
             spec = open_deployment_specification(
                 envelope.format, envelope.payload, settings.signature
             )
-        except AgentError as error:
-            failure = error.diagnostics()
-            log.error("deployment specification refused", error=error.message)
+        except Exception as error:
+            # Whatever is wrong with the command or its specification, it is reported as
+            # a failed command; the poll loop goes on.
+            failure = diagnostics_for_exception(error, command.command_name)
+            log.error("deployment specification refused", error=failure.message)
         deployment_id = spec.deployment_id if spec is not None else ""
         with structlog.contextvars.bound_contextvars(deployment_id=deployment_id or None):
-            noop = spec is not None and is_command_noop(command.command_name, spec, settings.engine)
+            noop = spec is not None and _is_noop(command.command_name, spec, settings.engine)
             answer = _call_with_retries(
                 lambda: client.put_host_command_acknowledgement(
                     command.host_command_identifier, noop
@@ -234,7 +250,27 @@ def process_host_command(
                 )
             if on_start is not None:
                 on_start(command, deployment_id)
-            return _run_and_complete(client, command, spec, noop, settings, chance)
+            return _run_and_complete(
+                client, command, spec, noop, settings, chance, locks, cancelled
+            )
+
+
+def _check_command_name(name: str) -> None:
+    # The name reaches log lines, the hooks' environment and the script log.
+    if not events.is_event_name(name):
+        raise DeploymentSpecError(
+            f"command name {shown_name(name)} is not a lifecycle event name"
+            f" ({events.EVENT_NAME_RULE})"
+        )
+
+
+def _is_noop(command: str, spec: DeploymentSpecification, engine: EngineSettings) -> bool:
+    try:
+        return is_command_noop(command, spec, engine)
+    except Exception:
+        # Running the command will say what is wrong, as a failed command.
+        log.warning("cannot tell whether the command is a no-op", exc_info=True)
+        return False
 
 
 def _already_final(
@@ -272,6 +308,8 @@ def _run_and_complete(
     noop: bool,
     settings: PollerSettings,
     rng: random.Random,
+    locks: Optional[DaemonGroupLocks],
+    cancelled: Callable[[], bool],
 ) -> CommandOutcome:
     root = settings.engine.root
     status = CommandStatus.FAILED
@@ -280,6 +318,11 @@ def _run_and_complete(
     try:
         write_ongoing_record_to_disk(root, spec.deployment_id, command.host_command_identifier)
         recorded = True
+        if locks is not None:
+            check_names_fit_the_root(spec, root)
+            locks.hold_for_command(
+                spec.deployment_group_id, spec.deployment_id, cancelled=cancelled
+            )
         log.info("running command")
         tail = execute_host_command(command.command_name, spec, settings.engine)
         status, diagnostics = CommandStatus.SUCCEEDED, Diagnostics.succeeded(tail)
@@ -296,6 +339,13 @@ def _run_and_complete(
         # A bug of ours: the operator sees one line in the report; the traceback stays here.
         diagnostics = diagnostics_for_exception(error, command.command_name)
         log.exception("command failed unexpectedly", error=diagnostics.message)
+    if locks is not None:
+        locks.command_finished(
+            spec.deployment_group_id,
+            command.command_name,
+            failed=status is CommandStatus.FAILED,
+            lifecycle_events=spec.all_possible_lifecycle_events,
+        )
     reported = complete_command_with_retries(
         client, command.host_command_identifier, status, diagnostics, settings, rng=rng
     )
@@ -368,6 +418,8 @@ def poll_once(
     rng: Optional[random.Random] = None,
     accept: Optional[Callable[[HostCommand], bool]] = None,
     on_start: Optional[CommandStarted] = None,
+    locks: Optional[DaemonGroupLocks] = None,
+    cancelled: Callable[[], bool] = lambda: False,
 ) -> PollResult:
     """Long-poll once and carry out the command, if any (network, disk).
 
@@ -386,5 +438,7 @@ def poll_once(
             host_command=command.host_command_identifier,
         )
         return PollResult(command)
-    outcome = process_host_command(client, command, settings, rng=rng, on_start=on_start)
+    outcome = process_host_command(
+        client, command, settings, rng=rng, on_start=on_start, locks=locks, cancelled=cancelled
+    )
     return PollResult(command, outcome)

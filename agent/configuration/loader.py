@@ -9,6 +9,7 @@ a newer agent still starts this one.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Type
@@ -16,6 +17,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Type
 import yaml
 
 from agent.configuration.model import FIPS_REGIONS, AgentConfig, ConfigError
+from agent.deployment_root.layout import DEPLOYMENT_LOGS_DIR, INSTRUCTIONS_DIR
+from agent.deployment_root.names import unsafe_name_reason
 
 # Keys the AWS agent knows that change nothing here; accepted without a warning.
 _INERT_KEYS = frozenset(
@@ -33,6 +36,8 @@ _INERT_KEYS = frozenset(
     }
 )
 
+# No disk holds more; beyond it float sizes lose their meaning (and 1e400 is infinity).
+SIZE_MAX = 1024**5
 _SIZE_UNITS = {"": 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
 _SIZE_UNITS.update({"KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "TIB": 1024**4})
 
@@ -45,27 +50,45 @@ def _as_bool(key: str, value: Any) -> bool:
     raise ConfigError(f"configuration key {key} must be true or false, not {value!r}")
 
 
-def _as_number(key: str, value: Any, *, minimum: float = 0.0) -> float:
+def _shown(value: Any) -> str:
+    # A huge number from the file is named, not printed in full.
+    text = repr(value)
+    return text if len(text) <= 40 else text[:40] + "..."
+
+
+def _as_number(key: str, value: Any, *, minimum: float = 0.0, maximum: float = 3600.0) -> float:
+    """A finite number of seconds within ``[minimum, maximum]``: NaN, infinity and absurd
+    values would reach timers and sockets that overflow or never fire."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ConfigError(f"configuration key {key} must be a number, not {value!r}")
+        raise ConfigError(f"configuration key {key} must be a number, not {_shown(value)}")
     try:
         number = float(value)
-    except ValueError:
-        raise ConfigError(f"configuration key {key} must be a number, not {value!r}") from None
-    if number < minimum:
-        raise ConfigError(f"configuration key {key} must be at least {minimum:g}, not {value!r}")
+    except (ValueError, OverflowError):
+        number = math.nan
+    if not minimum <= number <= maximum:
+        raise ConfigError(
+            f"configuration key {key} must be a number from {minimum:g} to {maximum:g},"
+            f" not {_shown(value)}"
+        )
     return number
 
 
-def _as_positive_int(key: str, value: Any) -> int:
-    if isinstance(value, bool):
-        raise ConfigError(f"configuration key {key} must be a whole number >= 1, not {value!r}")
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise ConfigError(f"configuration key {key} must be a whole number >= 1, not {value!r}")
+def _seconds_up_to(maximum: float, minimum: float = 0.0) -> Callable[[str, Any], float]:
+    return lambda key, value: _as_number(key, value, minimum=minimum, maximum=maximum)
+
+
+def _as_positive_int(key: str, value: Any, *, maximum: int = 1000) -> int:
+    number = 0
+    if not isinstance(value, bool) and len(str(value)) <= 20:
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            number = 0
+    if not 1 <= number <= maximum:
+        raise ConfigError(
+            f"configuration key {key} must be a whole number from 1 to {maximum},"
+            f" not {_shown(value)}"
+        )
     return number
 
 
@@ -75,10 +98,27 @@ def _as_text(key: str, value: Any) -> str:
     return str(value)
 
 
+def _as_file_name(key: str, value: Any) -> str:
+    """A name the agent puts in a path (``<log_dir>/<program_name>.log``, the
+    ``ongoing-deployment`` folder): one safe component, never ``..`` or a ``/``."""
+    text = _as_text(key, value)
+    reason = unsafe_name_reason(text)
+    if reason is None and text in (INSTRUCTIONS_DIR, DEPLOYMENT_LOGS_DIR):
+        reason = "is the name of one of the deployment root's own folders"
+    if reason is not None:
+        raise ConfigError(f"configuration key {key} {_shown(text)} {reason}")
+    return text
+
+
 def _as_path(key: str, value: Any) -> Path:
     text = _as_text(key, value)
     if not text.startswith("/"):
         raise ConfigError(f"configuration key {key} must be an absolute path, not {value!r}")
+    if "\0" in text or len(text) > 4095 or any(len(part) > 255 for part in text.split("/")):
+        raise ConfigError(
+            f"configuration key {key} must be a path without NUL, of at most 4095 characters"
+            f" whose parts are at most 255, not {_shown(text)}"
+        )
     return Path(text)
 
 
@@ -103,10 +143,12 @@ def parse_size(key: str, value: Any) -> Optional[int]:
     unit = match.group(2).upper() if match else None
     if match is None or unit not in _SIZE_UNITS:
         raise ConfigError(f"configuration key {key} must be a size such as 4GB, not {value!r}")
-    size = int(float(match.group(1)) * _SIZE_UNITS[unit])
-    if size < 1:
-        raise ConfigError(f"configuration key {key} must be larger than 0, not {value!r}")
-    return size
+    size = float(match.group(1)) * _SIZE_UNITS[unit]
+    if not 1 <= size <= SIZE_MAX:
+        raise ConfigError(
+            f"configuration key {key} must be from 1 byte to 1024TB, not {_shown(value)}"
+        )
+    return int(size)
 
 
 def load_symbol_keyed_mapping(
@@ -146,18 +188,18 @@ def _choice(*choices: str) -> Callable[[str, Any], str]:
 _CONVERTERS: Dict[str, Callable[[str, Any], Any]] = {
     "log_dir": _as_path,
     "pid_dir": _as_path,
-    "program_name": _as_text,
+    "program_name": _as_file_name,
     "root_dir": _as_path,
-    "ongoing_deployment_tracking": _as_text,
+    "ongoing_deployment_tracking": _as_file_name,
     "on_premises_config_file": _as_path,
     "verbose": _as_bool,
     "log_aws_wire": _as_bool,
     "enable_deployments_log": _as_bool,
     "time_zone": _choice("local", "utc"),
-    "wait_between_runs": _as_number,
-    "wait_after_error": _as_number,
-    "http_read_timeout": lambda k, v: _as_number(k, v, minimum=1.0),
-    "kill_agent_max_wait_time_seconds": _as_number,
+    "wait_between_runs": _seconds_up_to(3600.0),
+    "wait_after_error": _seconds_up_to(3600.0),
+    "http_read_timeout": _seconds_up_to(3600.0, minimum=1.0),
+    "kill_agent_max_wait_time_seconds": _seconds_up_to(86400.0),
     "proxy_uri": _as_url,
     "deploy_control_endpoint": _as_url,
     "s3_endpoint_override": _as_url,
@@ -180,7 +222,7 @@ _CONVERTERS: Dict[str, Callable[[str, Any], Any]] = {
     "deployment_signer_name": _as_text,
     "allow_unsigned_deployment_specs": _as_bool,
     "github_api_endpoint": lambda k, v: _as_url(k, v) or "https://api.github.com",
-    "hook_kill_grace_seconds": _as_number,
+    "hook_kill_grace_seconds": _seconds_up_to(3600.0),
     "hook_outputs_left_open": _choice("fail", "succeed"),
     "hook_use_cgroups": _as_bool,
 }

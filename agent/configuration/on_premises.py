@@ -135,7 +135,8 @@ def parse_on_premises_config(text: str, *, source: Path) -> OnPremisesConfig:
             aws_secret_access_key=values["aws_secret_access_key"],
         )
     credentials_file = Path(values["aws_credentials_file"])
-    if not credentials_file.is_absolute():
+    # A NUL would only fail later, at each read, with an exception no one catches.
+    if not credentials_file.is_absolute() or "\0" in values["aws_credentials_file"]:
         raise OnPremisesConfigError(
             f"on-premises file {source}: aws_credentials_file must be an absolute path,"
             f" not {values['aws_credentials_file'][:200]!r}"

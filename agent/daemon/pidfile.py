@@ -20,6 +20,10 @@ class PidFileError(AgentError):
     """The pid file cannot be written, or another daemon already runs."""
 
 
+# Linux never hands out a pid above 2^22 (PID_MAX_LIMIT on 64-bit hosts).
+PID_MAX_LIMIT = 4 * 1024 * 1024
+
+
 def read_pid_file(path: Path) -> Optional[int]:
     """The pid in the file, or None when there is no file or it holds no pid."""
     try:
@@ -28,7 +32,10 @@ def read_pid_file(path: Path) -> Optional[int]:
         return None
     except OSError as error:
         raise PidFileError(f"cannot read the pid file {path}: {error.strerror or error}") from None
-    return int(text) if text.isdigit() and int(text) > 0 else None
+    # Anything beyond the kernel's largest pid is not a pid (and overflows os.kill).
+    if not text.isdigit() or len(text) > 7 or not 0 < int(text) <= PID_MAX_LIMIT:
+        return None
+    return int(text)
 
 
 def process_is_running(pid: int) -> bool:

@@ -14,6 +14,8 @@ from typing import Mapping, Optional
 NOTIFY_SOCKET_VARIABLE = "NOTIFY_SOCKET"
 WATCHDOG_USEC_VARIABLE = "WATCHDOG_USEC"
 WATCHDOG_PID_VARIABLE = "WATCHDOG_PID"
+WATCHDOG_PING_MIN_SECONDS = 0.1
+WATCHDOG_PING_MAX_SECONDS = 600.0
 
 
 def notify_systemd(message: str, environ: Mapping[str, str]) -> bool:
@@ -44,7 +46,11 @@ def watchdog_interval_seconds(environ: Mapping[str, str], pid: int) -> Optional[
         return None
     raw = environ.get(WATCHDOG_USEC_VARIABLE, "").strip()
     try:
-        microseconds = int(raw)
+        microseconds = int(raw) if len(raw) <= 20 else 0
     except ValueError:
         return None
-    return microseconds / 2_000_000 if microseconds > 0 else None
+    if microseconds <= 0:
+        return None
+    # Pinging more often than needed is harmless; a wait of ages overflows the timer, and
+    # a wait of nothing spins.
+    return min(max(microseconds / 2_000_000, WATCHDOG_PING_MIN_SECONDS), WATCHDOG_PING_MAX_SECONDS)

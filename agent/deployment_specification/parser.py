@@ -12,6 +12,12 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 from agent.application_specification.model import DEFAULT_APPSPEC_FILENAME, FileExistsBehavior
+from agent.deployment_root.names import (
+    shown_name,
+    unsafe_group_id_reason,
+    unsafe_label_reason,
+    unsafe_name_reason,
+)
 from agent.deployment_specification.model import (
     BundleType,
     DeploymentSpecError,
@@ -21,6 +27,7 @@ from agent.deployment_specification.model import (
     Revision,
     S3Revision,
 )
+from agent.lifecycle_event.events import EVENT_NAME_RULE, EVENTS_MAX, is_event_name
 
 
 def _required_text(document: Dict[str, Any], key: str, where: str = "") -> str:
@@ -29,12 +36,39 @@ def _required_text(document: Dict[str, Any], key: str, where: str = "") -> str:
         raise DeploymentSpecError(
             f"deployment specification field {where}{key} is missing or empty"
         )
+    return _without_nul(value, f"{where}{key}")
+
+
+def _optional_text(document: Dict[str, Any], key: str, where: str = "") -> Optional[str]:
+    value = document.get(key)
+    return _without_nul(value, f"{where}{key}") if isinstance(value, str) and value else None
+
+
+def _without_nul(value: str, field: str) -> str:
+    # Every text of the specification reaches a hook's environment, a URL or a path,
+    # none of which can hold a NUL.
+    if "\0" in value:
+        raise DeploymentSpecError(
+            f"deployment specification field {field} contains a NUL character"
+        )
     return value
 
 
-def _optional_text(document: Dict[str, Any], key: str) -> Optional[str]:
-    value = document.get(key)
-    return value if isinstance(value, str) and value else None
+def _checked(field: str, value: str, reason: Optional[str]) -> str:
+    if reason is not None:
+        raise DeploymentSpecError(
+            f"deployment specification field {field} {shown_name(value)} {reason}"
+        )
+    return value
+
+
+def _appspec_filename_reason(name: str) -> Optional[str]:
+    parts = name.split("/")
+    if name.startswith("/") or ".." in parts or "" in parts:
+        return "must be a relative path inside the revision, without .. components"
+    if not name.isprintable() or any(len(part) > 255 for part in parts):
+        return "must be printable, each part at most 255 characters"
+    return None
 
 
 def _bundle_type(value: Any, where: str, *, allowed: Tuple[BundleType, ...]) -> BundleType:
@@ -69,8 +103,8 @@ def _revision(document: Dict[str, Any]) -> Revision:
             bucket=_required_text(s3, "Bucket", "S3Revision."),
             key=_required_text(s3, "Key", "S3Revision."),
             bundle_type=_bundle_type(s3.get("BundleType"), "S3Revision.", allowed=_ARCHIVES),
-            version=_optional_text(s3, "Version"),
-            etag=_optional_text(s3, "ETag"),
+            version=_optional_text(s3, "Version", "S3Revision."),
+            etag=_optional_text(s3, "ETag", "S3Revision."),
         )
     if kind == "GitHub":
         github = revision.get("GitHubRevision")
@@ -119,6 +153,16 @@ def parse_deployment_specification(payload: str) -> DeploymentSpecification:
     deployment_id = _required_text(document, "DeploymentId")
     if deployment_id.startswith("arn:") and ":deployment/" in deployment_id:
         deployment_id = deployment_id.rsplit("/", 1)[1]
+    _checked("DeploymentId", deployment_id, unsafe_name_reason(deployment_id))
+    group_id = _required_text(document, "DeploymentGroupId")
+    _checked("DeploymentGroupId", group_id, unsafe_group_id_reason(group_id))
+    labels = {
+        key: _required_text(document, key) for key in ("DeploymentGroupName", "ApplicationName")
+    }
+    for key, label in labels.items():
+        _checked(key, label, unsafe_label_reason(label))
+    appspec_filename = _optional_text(document, "AppSpecFilename") or DEFAULT_APPSPEC_FILENAME
+    _checked("AppSpecFilename", appspec_filename, _appspec_filename_reason(appspec_filename))
 
     behavior_text = ((document.get("AgentActionOverrides") or {}).get("AgentOverrides") or {}).get(
         "FileExistsBehavior"
@@ -133,21 +177,24 @@ def parse_deployment_specification(payload: str) -> DeploymentSpecification:
 
     events = document.get("AllPossibleLifecycleEvents")
     if events is not None and (
-        not isinstance(events, list) or not all(isinstance(e, str) for e in events)
+        not isinstance(events, list)
+        or len(events) > EVENTS_MAX
+        or not all(isinstance(e, str) and is_event_name(e) for e in events)
     ):
         raise DeploymentSpecError(
-            "deployment specification field AllPossibleLifecycleEvents must be a list of names"
+            "deployment specification field AllPossibleLifecycleEvents must be a list of at"
+            f" most {EVENTS_MAX} event names ({EVENT_NAME_RULE})"
         )
 
     return DeploymentSpecification(
         deployment_id=deployment_id,
-        deployment_group_id=_required_text(document, "DeploymentGroupId"),
-        deployment_group_name=_required_text(document, "DeploymentGroupName"),
-        application_name=_required_text(document, "ApplicationName"),
+        deployment_group_id=group_id,
+        deployment_group_name=labels["DeploymentGroupName"],
+        application_name=labels["ApplicationName"],
         revision=_revision(document),
         deployment_creator=_optional_text(document, "DeploymentCreator") or "user",
         deployment_type=_optional_text(document, "DeploymentType") or "IN_PLACE",
-        appspec_filename=_optional_text(document, "AppSpecFilename") or DEFAULT_APPSPEC_FILENAME,
+        appspec_filename=appspec_filename,
         file_exists_behavior=behavior,
         all_possible_lifecycle_events=tuple(events) if events is not None else None,
     )

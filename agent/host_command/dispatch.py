@@ -25,8 +25,9 @@ from agent.application_specification.parser import (
 )
 from agent.configuration.model import AgentConfig
 from agent.deployment_root.layout import DeploymentDir, DeploymentRoot
+from agent.deployment_root.names import shown_name, unsafe_group_id_reason, unsafe_name_reason
 from agent.deployment_root.retention import prune_old_deployments_on_disk
-from agent.deployment_specification.model import DeploymentSpecification
+from agent.deployment_specification.model import DeploymentSpecError, DeploymentSpecification
 from agent.errors import AgentError
 from agent.host_command.bundle import UnpackPolicy
 from agent.host_command.download import FetchSettings, download_revision_to_disk
@@ -93,6 +94,18 @@ def deployment_dir_of(spec: DeploymentSpecification, root: DeploymentRoot) -> De
     return DeploymentDir(root.deployment_dir(spec.deployment_group_id, spec.deployment_id))
 
 
+def check_names_fit_the_root(spec: DeploymentSpecification, root: DeploymentRoot) -> None:
+    """Refuse ids that cannot name this root's folders (the parsers check them already,
+    but only this root knows its configured ongoing-deployment folder)."""
+    group, deployment_id = spec.deployment_group_id, spec.deployment_id
+    reason = unsafe_group_id_reason(group, (root.ongoing_deployment_tracking,))
+    if reason is not None:
+        raise DeploymentSpecError(f"deployment group id {shown_name(group)} {reason}")
+    reason = unsafe_name_reason(deployment_id)
+    if reason is not None:
+        raise DeploymentSpecError(f"deployment id {shown_name(deployment_id)} {reason}")
+
+
 def execute_host_command(
     command: str,
     spec: DeploymentSpecification,
@@ -104,6 +117,7 @@ def execute_host_command(
 
     Raises an :class:`~agent.errors.AgentError` whose diagnostics say what went wrong.
     """
+    check_names_fit_the_root(spec, settings.root)
     deployment = deployment_dir_of(spec, settings.root)
     deployment.path.mkdir(parents=True, exist_ok=True)
     with structlog.contextvars.bound_contextvars(deployment_id=spec.deployment_id, command=command):
@@ -253,6 +267,10 @@ def is_command_noop(command: str, spec: DeploymentSpecification, settings: Engin
     An appspec that cannot be read is not a no-op: running the command reports why.
     """
     if command in (events.DOWNLOAD_BUNDLE, events.INSTALL):
+        return False
+    try:
+        check_names_fit_the_root(spec, settings.root)
+    except AgentError:
         return False
     deployment = deployment_dir_of(spec, settings.root)
     source = script_source_dir(command, spec, deployment, settings.root)

@@ -8,6 +8,7 @@ use the scripts of the last successful deployment of the group.
 
 from __future__ import annotations
 
+import re
 from typing import FrozenSet, Tuple
 
 DOWNLOAD_BUNDLE = "DownloadBundle"
@@ -60,6 +61,18 @@ ROLLBACK_MOST_RECENT_EVENTS: FrozenSet[str] = frozenset({"BeforeBlockTraffic", "
 ROLLBACK_LAST_SUCCESSFUL_EVENTS: FrozenSet[str] = frozenset(
     {"BeforeAllowTraffic", "AfterAllowTraffic"}
 )
+
+
+# Event names from outside (``--events``, the service's command names and event lists)
+# reach log lines, the hooks' environment and the script log: bounded to a safe alphabet.
+EVENT_NAME_MAX_LENGTH = 100
+EVENT_NAME_RULE = f"1 to {EVENT_NAME_MAX_LENGTH} characters of A-Z a-z 0-9 _ -"
+EVENTS_MAX = 100
+_EVENT_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def is_event_name(name: str) -> bool:
+    return len(name) <= EVENT_NAME_MAX_LENGTH and _EVENT_NAME.fullmatch(name) is not None
 
 
 def is_standard(event: str) -> bool:

@@ -21,6 +21,7 @@ from agent import __version__
 from agent.application_specification.parser import check_hook_events
 from agent.configuration.loader import read_agent_config
 from agent.configuration.model import DEFAULT_CONFIG_FILE, AgentConfig
+from agent.deployment_root.group_lock import LockHolder, lock_group_for_deployment_on_disk
 from agent.deployment_specification.model import LocalRevision
 from agent.errors import AgentError
 from agent.host_command.dispatch import EngineSettings, deployment_dir_of, execute_host_command
@@ -98,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="appspec file name (default: appspec.yml, then appspec.yaml)",
     )
     parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="when another deployment of the group is running, refuse at once instead of waiting",
+    )
+    parser.add_argument(
         "-v", "--version", action="version", version=f"codedeploy-local {__version__}"
     )
     return parser
@@ -118,6 +124,7 @@ def _prepare(args: argparse.Namespace) -> tuple[AgentConfig, LocalDeploymentRequ
         application_name=args.application_name,
         events_text=args.events,
         appspec_filename=args.appspec_filename,
+        reserved_root_names=(config.ongoing_deployment_tracking,),
     )
     revision = request.spec.revision
     if isinstance(revision, LocalRevision):
@@ -166,6 +173,22 @@ def run_local_deployment(argv: Optional[Sequence[str]] = None) -> int:
     spec = request.spec
     settings = EngineSettings.from_config(config)
     deployment = deployment_dir_of(spec, settings.root)
+    try:
+        # Held until this process exits, however it exits: the kernel lets go of it.
+        _group_lock = lock_group_for_deployment_on_disk(
+            settings.root,
+            spec.deployment_group_id,
+            spec.deployment_id,
+            "codedeploy-local",
+            wait_seconds=0 if args.no_wait else None,
+            on_wait=lambda holder: _say_waiting(holder, spec.deployment_group_id),
+        )
+    except AgentError as error:
+        print(f"codedeploy-local: {error.message}", file=sys.stderr)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        print(f"Deployment {spec.deployment_id} interrupted before it started", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(f"Starting to execute deployment from within folder {deployment.path}", flush=True)
     for command in request.commands:
         try:
@@ -189,6 +212,15 @@ def run_local_deployment(argv: Optional[Sequence[str]] = None) -> int:
             return EXIT_FAILED
     print(f"Deployment {spec.deployment_id} succeeded", flush=True)
     return EXIT_SUCCEEDED
+
+
+def _say_waiting(holder: LockHolder, group_id: str) -> None:
+    print(
+        f"codedeploy-local: waiting for {holder.describe()} to finish with deployment group"
+        f" {group_id}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _report_failure(deployment_id: str, command: str, error: AgentError, script_log: Path) -> None:

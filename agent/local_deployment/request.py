@@ -8,15 +8,15 @@ the list of commands in order.
 
 from __future__ import annotations
 
-import re
 import secrets
 import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Collection, List, Optional, Sequence, Tuple
 from urllib.parse import parse_qs, urlparse
 
 from agent.application_specification.model import FileExistsBehavior
+from agent.deployment_root.names import shown_name, unsafe_group_id_reason, unsafe_label_reason
 from agent.deployment_specification.model import (
     BundleType,
     DeploymentSpecification,
@@ -96,6 +96,8 @@ def _split_events(text: Optional[str]) -> List[str]:
     if text is None:
         return []
     named = [e.strip() for e in text.split(",")]
+    if len(named) > events.EVENTS_MAX:
+        raise LocalUsageError(f"--events names {len(named)} events; at most {events.EVENTS_MAX}")
     if not all(named):
         raise LocalUsageError(f"--events {text!r} has an empty event name")
     for event in named:
@@ -103,8 +105,11 @@ def _split_events(text: Optional[str]) -> List[str]:
             raise LocalUsageError(
                 f"--events names {event}, which takes no scripts and cannot run here"
             )
-        if not re.fullmatch(r"[A-Za-z0-9_-]+", event):
-            raise LocalUsageError(f"--events names {event!r}, which is not a lifecycle event name")
+        if not events.is_event_name(event):
+            raise LocalUsageError(
+                f"--events names {shown_name(event)}, which is not a lifecycle event name"
+                f" ({events.EVENT_NAME_RULE})"
+            )
     return named
 
 
@@ -136,8 +141,15 @@ def parse_bundle_location(location: str, bundle_type: BundleType) -> Revision:
             f"--bundle-location {location} is neither a local path, an s3:// location nor a GitHub https:// URL"
         )
     path = Path(parsed.path if scheme == "file" else location).expanduser().absolute()
-    if not path.exists():
-        raise LocalUsageError(f"--bundle-location {path} does not exist")
+    try:
+        path.stat()
+    except FileNotFoundError:
+        raise LocalUsageError(f"--bundle-location {path} does not exist") from None
+    except OSError as error:
+        # A name too long, a loop of links, a folder we may not enter: one line.
+        raise LocalUsageError(
+            f"--bundle-location {shown_name(str(path))} cannot be used: {error.strerror or error}"
+        ) from None
     if bundle_type is BundleType.DIRECTORY and not path.is_dir():
         raise LocalUsageError(
             f"--bundle-location {path} is not a folder; give --type tar, tgz or zip for a file"
@@ -186,7 +198,10 @@ def build_local_request(
     application_name: Optional[str],
     events_text: Optional[str],
     appspec_filename: str,
+    reserved_root_names: Collection[str] = (),
 ) -> LocalDeploymentRequest:
+    """The request the flags describe; ``reserved_root_names`` are folder names of the
+    deployment root that the configuration adds (no group id may take them)."""
     try:
         kind = BundleType(bundle_type.lower())
     except ValueError:
@@ -199,16 +214,27 @@ def build_local_request(
         raise LocalUsageError(
             f"--file-exists-behavior {file_exists_behavior} is not one of DISALLOW, OVERWRITE, RETAIN"
         ) from None
-    if not appspec_filename or "/" in appspec_filename or appspec_filename in (".", ".."):
-        raise LocalUsageError(
-            f"--appspec-filename {appspec_filename!r} must be a file name in the revision's top folder"
-        )
-    for flag, value in (
-        ("--deployment-group", deployment_group_id),
-        ("--deployment-group-name", deployment_group_name),
+    if (
+        not appspec_filename
+        or "/" in appspec_filename
+        or appspec_filename in (".", "..")
+        or len(appspec_filename) > 255
+        or not appspec_filename.isprintable()
     ):
-        if not value or "/" in value or value in (".", "..") or "\0" in value:
-            raise LocalUsageError(f"{flag} {value!r} must be a non-empty name without '/'")
+        raise LocalUsageError(
+            f"--appspec-filename {shown_name(appspec_filename)} must be a file name (at most"
+            " 255 printable characters) in the revision's top folder"
+        )
+    reason = unsafe_group_id_reason(deployment_group_id, reserved_root_names)
+    if reason is not None:
+        raise LocalUsageError(f"--deployment-group {shown_name(deployment_group_id)} {reason}")
+    for flag, label in (
+        ("--deployment-group-name", deployment_group_name),
+        ("--application-name", application_name or bundle_location),
+    ):
+        reason = unsafe_label_reason(label)
+        if reason is not None:
+            raise LocalUsageError(f"{flag} {shown_name(label)} {reason}")
     commands = order_events(_split_events(events_text))
     revision = parse_bundle_location(bundle_location, kind)
     spec = DeploymentSpecification(

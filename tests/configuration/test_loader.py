@@ -78,6 +78,26 @@ def test_unknown_keys_are_warned_about_not_fatal() -> None:
         (":time_zone: mars", "time_zone"),
         (":archive_max_extraction_size: lots", "archive_max_extraction_size"),
         (":hook_outputs_left_open: maybe", "hook_outputs_left_open"),
+        (":hook_kill_grace_seconds: 1e400", "hook_kill_grace_seconds"),
+        (":hook_kill_grace_seconds: .inf", "hook_kill_grace_seconds"),
+        (":hook_kill_grace_seconds: -1", "hook_kill_grace_seconds"),
+        (":wait_between_runs: .nan", "wait_between_runs"),
+        (":wait_after_error: 1e300", "wait_after_error"),
+        (":wait_after_error: " + "9" * 400, "wait_after_error"),
+        (":http_read_timeout: 1000000000000", "http_read_timeout"),
+        (":http_read_timeout: 0.5", "http_read_timeout"),
+        (":kill_agent_max_wait_time_seconds: .inf", "kill_agent_max_wait_time_seconds"),
+        (":kill_agent_max_wait_time_seconds: 86401", "kill_agent_max_wait_time_seconds"),
+        (":max_revisions: 100000000000000000000000000000", "max_revisions"),
+        (":max_revisions: 1001", "max_revisions"),
+        (":archive_max_extraction_size: " + "9" * 400, "archive_max_extraction_size"),
+        (":archive_max_extraction_size: 2048TB", "archive_max_extraction_size"),
+        (":program_name: ../../tmp/x", "program_name"),
+        (':root_dir: "/tmp/a\\0b"', "root_dir"),
+        (":log_dir: /tmp/" + "l" * 256, "log_dir"),
+        (":program_name: 'a\\nb'", "program_name"),
+        (":ongoing_deployment_tracking: ../x", "ongoing_deployment_tracking"),
+        (":ongoing_deployment_tracking: deployment-instructions", "ongoing_deployment_tracking"),
     ],
 )
 def test_a_bad_value_is_one_clear_error_naming_the_key(text: str, key: str) -> None:
@@ -87,6 +107,18 @@ def test_a_bad_value_is_one_clear_error_naming_the_key(text: str, key: str) -> N
     assert key in message
     assert message.startswith("/etc/codedeployagent.yml: ")
     assert "\n" not in message
+    assert len(message) < 300
+
+
+def test_the_largest_sane_numbers_are_accepted() -> None:
+    config = parse_agent_config(
+        ":wait_between_runs: 3600\n:http_read_timeout: 3600\n:hook_kill_grace_seconds: 0\n"
+        ":kill_agent_max_wait_time_seconds: 86400\n:max_revisions: 1000\n"
+        ":archive_max_extraction_size: 1024TB\n"
+    )
+    assert config.kill_agent_max_wait_time_seconds == 86400.0
+    assert config.max_revisions == 1000
+    assert config.archive_max_extraction_size == 1024**5
 
 
 def test_yaml_syntax_error_names_the_line() -> None:

@@ -166,6 +166,11 @@ def test_a_secret_that_yaml_reads_as_a_number_is_not_quoted_in_the_error() -> No
             f"region: eu-west-1\niam_session_arn: {SESSION_ARN}\naws_credentials_file: creds\n",
             "aws_credentials_file must be an absolute path",
         ),
+        (
+            f"region: eu-west-1\niam_session_arn: {SESSION_ARN}\n"
+            'aws_credentials_file: "/etc/creds\\0x"\n',
+            "aws_credentials_file must be an absolute path",
+        ),
     ],
 )
 def test_invalid_files_are_clear_errors(text: str, message: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Dict
 
@@ -118,11 +119,38 @@ def test_local_revisions() -> None:
             "FileExistsBehavior",
         ),
         ({"AllPossibleLifecycleEvents": "Install"}, "AllPossibleLifecycleEvents"),
+        ({"AllPossibleLifecycleEvents": ["Install", "a\nb"]}, "AllPossibleLifecycleEvents"),
+        ({"AllPossibleLifecycleEvents": ["E" * 101]}, "AllPossibleLifecycleEvents"),
+        ({"DeploymentGroupId": "g" * 300}, "DeploymentGroupId 'ggg"),
+        ({"DeploymentGroupId": "deployment-instructions"}, "DeploymentGroupId"),
+        ({"DeploymentGroupId": "deployment-logs"}, "DeploymentGroupId"),
+        ({"DeploymentGroupId": "ongoing-deployment"}, "DeploymentGroupId"),
+        ({"DeploymentGroupId": "a\nb"}, "DeploymentGroupId"),
+        ({"DeploymentGroupId": ".."}, "DeploymentGroupId"),
+        ({"DeploymentGroupId": "../../etc"}, "DeploymentGroupId"),
+        ({"DeploymentId": "d-ABC/../../x"}, "DeploymentId"),
+        ({"DeploymentId": "d-\u0000"}, "DeploymentId"),
+        ({"DeploymentId": "d-" + "X" * 200}, "DeploymentId"),
+        ({"DeploymentGroupName": "web\u001b[2J"}, "DeploymentGroupName"),
+        ({"ApplicationName": "shop\nfake log line"}, "ApplicationName"),
+        ({"AppSpecFilename": "../appspec.yml"}, "AppSpecFilename"),
+        ({"AppSpecFilename": "a" * 300}, "AppSpecFilename"),
+        (
+            {
+                "Revision": {
+                    "RevisionType": "S3",
+                    "S3Revision": {"Bucket": "b", "Key": "k\u0000", "BundleType": "tgz"},
+                }
+            },
+            "S3Revision.Key",
+        ),
     ],
 )
 def test_bad_fields_are_named(overrides: Dict[str, Any], named: str) -> None:
-    with pytest.raises(DeploymentSpecError, match=named):
+    with pytest.raises(DeploymentSpecError, match=re.escape(named)) as raised:
         parse_deployment_specification(_spec(**overrides))
+    assert raised.value.message.isprintable()
+    assert len(raised.value.message) < 300
 
 
 def test_not_json() -> None:

@@ -174,8 +174,32 @@ def test_build_request_defaults(tmp_path: Path) -> None:
         ({"events_text": "bad name!"}, "not a lifecycle event name"),
         ({"deployment_group_id": "../etc"}, "--deployment-group"),
         ({"appspec_filename": "../appspec.yml"}, "--appspec-filename"),
+        ({"deployment_group_id": "g" * 300}, "--deployment-group"),
+        ({"deployment_group_id": "deployment-instructions"}, "root's own folders"),
+        ({"deployment_group_id": "deployment-logs"}, "root's own folders"),
+        ({"deployment_group_id": "ongoing-deployment"}, "root's own folders"),
+        ({"deployment_group_id": "my-tracking"}, "root's own folders"),
+        ({"deployment_group_id": "a\nb"}, "--deployment-group 'a\\nb'"),
+        ({"deployment_group_id": "a\x1b[2Jb"}, "--deployment-group"),
+        ({"deployment_group_id": ".hidden"}, "not starting with a dot"),
+        ({"deployment_group_id": "a b"}, "--deployment-group"),
+        ({"deployment_group_name": "web\nFAKE LINE"}, "--deployment-group-name"),
+        ({"deployment_group_name": "w" * 1025}, "--deployment-group-name"),
+        ({"application_name": "shop\r"}, "--application-name"),
+        ({"appspec_filename": "a" * 256}, "--appspec-filename"),
+        ({"appspec_filename": "app\nspec.yml"}, "--appspec-filename"),
+        ({"events_text": "E" * 101}, "not a lifecycle event name"),
+        ({"events_text": ",".join(f"E{n}" for n in range(101))}, "at most 100"),
     ],
 )
 def test_bad_flags(tmp_path: Path, overrides: Any, flag: str) -> None:
-    with pytest.raises(LocalUsageError, match=re.escape(flag)):
-        _request(tmp_path, **overrides)
+    with pytest.raises(LocalUsageError, match=re.escape(flag)) as raised:
+        _request(tmp_path, reserved_root_names=("my-tracking",), **overrides)
+    assert raised.value.message.isprintable()
+    assert len(raised.value.message) < 300
+
+
+def test_ids_as_aws_makes_them_are_accepted(tmp_path: Path) -> None:
+    for group in ("default-local-deployment-group", "2a3b4c5d-6e7f-8091-a2b3-c4d5e6f70819"):
+        assert _request(tmp_path, deployment_group_id=group).spec.deployment_group_id == group
+    assert _request(tmp_path, deployment_group_id="g" * 100).spec.deployment_group_id

@@ -1,0 +1,45 @@
+"""Numbers the daemon reads from its surroundings are bounded: real daemon processes."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from agent.daemon.systemd_notify import watchdog_interval_seconds
+from tests.command_poller.poller_helpers import wait_until
+from tests.daemon.test_daemon_process import Daemon
+from tests.support_command_service import CommandServiceStub
+
+
+@pytest.mark.parametrize("content", ["9" * 30, "4194305", "0"])
+def test_a_pid_file_holding_no_possible_pid_means_not_running(
+    daemon_host: Daemon, content: str
+) -> None:
+    daemon_host.pid_file.parent.mkdir(parents=True, exist_ok=True)
+    daemon_host.pid_file.write_text(content, encoding="ascii")
+    status = daemon_host.manage("status")
+    assert status.returncode == 3, status.stderr
+    assert "is not running" in status.stdout
+    assert "Traceback" not in status.stderr
+    stop = daemon_host.manage("stop")
+    assert stop.returncode == 0, stop.stderr
+    assert "Traceback" not in stop.stderr
+
+
+def test_an_absurd_watchdog_timeout_neither_crashes_nor_spins(
+    daemon_host: Daemon, stub: CommandServiceStub
+) -> None:
+    process = daemon_host.run({"WATCHDOG_USEC": "1" + "0" * 30})
+    assert wait_until(lambda: len(stub.requests_for("PollHostCommand")) > 0)
+    assert process.poll() is None
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0
+    assert "Traceback" not in (process.stderr.read() if process.stderr else "")
+
+
+def test_watchdog_pings_stay_between_a_tenth_of_a_second_and_ten_minutes() -> None:
+    assert watchdog_interval_seconds({"WATCHDOG_USEC": "1"}, 1) == 0.1
+    assert watchdog_interval_seconds({"WATCHDOG_USEC": "300000"}, 1) == 0.15
+    assert watchdog_interval_seconds({"WATCHDOG_USEC": "9" * 400}, 1) is None
+    assert watchdog_interval_seconds({"WATCHDOG_USEC": "9" * 15}, 1) == 600.0
