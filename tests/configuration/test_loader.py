@@ -55,7 +55,9 @@ def test_defaults_match_the_design_table() -> None:
     assert config.ongoing_deployment_tracking == "ongoing-deployment"
     assert config.allow_unsigned_deployment_specs is False
     assert config.ignore_ownership_in_bundle is True
-    assert config.deployment_signer_name == "codedeploy-signer-{region}.amazonaws.com"
+    # No public fact says who signs AWS's specifications: integrity only by default.
+    assert config.deployment_signer_ca_file is None
+    assert config.deployment_signer_name is None
 
 
 def test_unknown_keys_are_warned_about_not_fatal() -> None:
