@@ -8,6 +8,7 @@ cannot be used stops the start; ``system`` trusts only the host's CA store.
 from __future__ import annotations
 
 import signal
+import subprocess
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -57,8 +58,6 @@ def stranger(tmp_path_factory: pytest.TempPathFactory) -> SigningKit:
 
 
 def signer_fingerprint(kit: SigningKit) -> str:
-    import subprocess
-
     printed = subprocess.run(
         [
             "openssl",
@@ -192,3 +191,21 @@ def test_system_store_without_the_test_ca_refuses_the_spec(
     assert "not trusted by the CAs in the system CA store" in str(payload["message"])
     status = agent.manage("status")
     assert "chain checked against the system CA store" in status.stdout
+
+
+def test_without_openssl_the_daemon_does_not_start(agent: Daemon, tmp_path: Path) -> None:
+    empty = tmp_path / "empty-path"
+    empty.mkdir()
+    result = subprocess.run(
+        agent.command("run"),
+        env={**agent.environment(), "PATH": str(empty)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "openssl" in lines[0] and "not on PATH" in lines[0]
+    assert not agent.pid_file.exists()
