@@ -12,8 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
-from typing import Iterator, List
+from typing import List
 
 import pytest
 
@@ -29,15 +28,6 @@ from tests.daemon.test_daemon_process import Daemon
 from tests.support import REPO
 from tests.support_command_service import CommandServiceStub, Fault
 from tests.support_signing import SigningKit
-
-
-@pytest.fixture
-def agent(tmp_path: Path, stub: CommandServiceStub, kit: SigningKit) -> Iterator[Daemon]:
-    daemon = Daemon(tmp_path, stub, kit)
-    try:
-        yield daemon
-    finally:
-        daemon.cleanup()
 
 
 def program(name: str, *arguments: str) -> subprocess.CompletedProcess[str]:
@@ -94,18 +84,18 @@ def test_a_bad_command_line_is_one_line_and_exit_2(name: str, arguments: List[st
     assert lines[0].startswith(f"{name}: ") and f"see {name} --help" in lines[0]
 
 
-def test_run_in_a_terminal_shows_its_log_lines_there(agent: Daemon) -> None:
+def test_run_in_a_terminal_shows_its_log_lines_there(agent_daemon: Daemon) -> None:
     leader, follower = pty.openpty()
     process = subprocess.Popen(
-        agent.command("run"),
+        agent_daemon.command("run"),
         stdin=follower,
         stdout=follower,
         stderr=follower,
-        env=agent.environment(),
-        cwd=agent.base,
+        env=agent_daemon.environment(),
+        cwd=agent_daemon.base,
         close_fds=True,
     )
-    agent.processes.append(process)  # type: ignore[arg-type]
+    agent_daemon.processes.append(process)  # type: ignore[arg-type]
     os.close(follower)
     shown = b""
     deadline = time.monotonic() + 60
@@ -124,17 +114,17 @@ def test_run_in_a_terminal_shows_its_log_lines_there(agent: Daemon) -> None:
     text = shown.decode("utf-8", "replace")
     assert "agent starting" in text and "host identity" in text
     # The same lines went to the log file.
-    assert "host identity" in agent.log_file.read_text(encoding="utf-8")
+    assert "host identity" in agent_daemon.log_file.read_text(encoding="utf-8")
 
 
 def test_status_tells_how_long_a_command_has_been_running(
-    agent: Daemon, stub: CommandServiceStub, kit: SigningKit
+    agent_daemon: Daemon, stub: CommandServiceStub, kit: SigningKit
 ) -> None:
-    started = agent.base / "hook-started"
+    started = agent_daemon.base / "hook-started"
     revision = make_revision(
-        agent.base / "revision",
-        agent.trace,
-        agent.base / "www",
+        agent_daemon.base / "revision",
+        agent_daemon.trace,
+        agent_daemon.base / "www",
         events=("BeforeInstall",),
         scripts={"BeforeInstall": f'touch "{started}"\nsleep 3'},
     )
@@ -144,9 +134,9 @@ def test_status_tells_how_long_a_command_has_been_running(
         kit.sign(spec_json("d-DURATION1", revision)),
         commands=("DownloadBundle", "BeforeInstall"),
     )
-    process = agent.run()
+    process = agent_daemon.run()
     assert wait_until(started.exists), process.stderr
-    status = agent.manage("status")
+    status = agent_daemon.manage("status")
     assert status.returncode == 0
     assert re.search(r"running BeforeInstall of d-DURATION1 for \d+s", status.stdout), status.stdout
     assert wait_until(lambda: bool(completion_of(stub, ids[1])))
@@ -155,18 +145,18 @@ def test_status_tells_how_long_a_command_has_been_running(
 
 
 def test_status_tells_how_long_it_waits_after_an_error_and_when_it_tries_again(
-    agent: Daemon, stub: CommandServiceStub
+    agent_daemon: Daemon, stub: CommandServiceStub
 ) -> None:
-    text = agent.config.read_text(encoding="utf-8")
-    agent.config.write_text(
+    text = agent_daemon.config.read_text(encoding="utf-8")
+    agent_daemon.config.write_text(
         text.replace(":wait_after_error: 0.05", ":wait_after_error: 60"), encoding="utf-8"
     )
     stub.inject_fault("PollHostCommand", Fault.SERVER_ERROR, times=20)
-    process = agent.run()
+    process = agent_daemon.run()
     shown: List[str] = []
 
     def waiting() -> bool:
-        shown.append(agent.manage("status").stdout)
+        shown.append(agent_daemon.manage("status").stdout)
         return "waiting after an error" in shown[-1]
 
     assert wait_until(waiting), (shown[-1:], process.stderr)
@@ -177,18 +167,18 @@ def test_status_tells_how_long_it_waits_after_an_error_and_when_it_tries_again(
     assert process.wait(timeout=60) == 0
 
 
-def test_start_with_a_log_folder_that_cannot_be_made_names_it(agent: Daemon) -> None:
-    blocker = agent.base / "a-file"
+def test_start_with_a_log_folder_that_cannot_be_made_names_it(agent_daemon: Daemon) -> None:
+    blocker = agent_daemon.base / "a-file"
     blocker.write_text("not a folder\n", encoding="utf-8")
-    text = agent.config.read_text(encoding="utf-8")
-    agent.config.write_text(
-        text.replace(f":log_dir: '{agent.base / 'log'}'", f":log_dir: '{blocker / 'log'}'"),
+    text = agent_daemon.config.read_text(encoding="utf-8")
+    agent_daemon.config.write_text(
+        text.replace(f":log_dir: '{agent_daemon.base / 'log'}'", f":log_dir: '{blocker / 'log'}'"),
         encoding="utf-8",
     )
     for verb in ("start", "run"):
-        result = agent.manage(verb)
+        result = agent_daemon.manage(verb)
         assert result.returncode == 1, result
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1, result.stderr
         assert str(blocker / "log") in lines[0]
-    assert not agent.pid_file.exists()
+    assert not agent_daemon.pid_file.exists()

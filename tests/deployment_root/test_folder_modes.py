@@ -6,67 +6,54 @@ from __future__ import annotations
 import signal
 import stat
 from pathlib import Path
-from typing import Iterator
-
-import pytest
 
 from tests.command_poller.poller_helpers import make_revision, wait_until
 from tests.daemon.test_daemon_process import Daemon
 from tests.support import LocalAgent
 from tests.support_command_service import CommandServiceStub
-from tests.support_signing import SigningKit
 
 
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-@pytest.fixture
-def agent(tmp_path: Path, stub: CommandServiceStub, kit: SigningKit) -> Iterator[Daemon]:
-    daemon = Daemon(tmp_path, stub, kit)
-    try:
-        yield daemon
-    finally:
-        daemon.cleanup()
-
-
 def test_the_daemon_restricts_its_folders_and_log_files_when_asked(
-    agent: Daemon, stub: CommandServiceStub
+    agent_daemon: Daemon, stub: CommandServiceStub
 ) -> None:
-    log_dir = agent.log_file.parent
+    log_dir = agent_daemon.log_file.parent
     log_dir.mkdir(parents=True)
     log_dir.chmod(0o755)
     old_log = log_dir / "codedeploy-agent.log.1"
     old_log.write_text("old\n", encoding="utf-8")
     old_log.chmod(0o644)
-    with agent.config.open("a", encoding="utf-8") as config:
+    with agent_daemon.config.open("a", encoding="utf-8") as config:
         config.write(":restrict_agent_dir_permissions: true\n:restrict_log_dir_permissions: true\n")
-    process = agent.run()
+    process = agent_daemon.run()
     assert wait_until(lambda: len(stub.requests_for("PollHostCommand")) > 0), process.stderr
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 0
 
-    root = agent.root
+    root = agent_daemon.root
     assert mode(root.path) == 0o711
     assert mode(root.ongoing_dir) == 0o700
     assert mode(root.instructions_dir) == 0o700
     assert mode(root.deployments_log.parent) == 0o750
-    assert mode(agent.pid_file.parent) == 0o700
+    assert mode(agent_daemon.pid_file.parent) == 0o700
     assert mode(log_dir) == 0o750
-    assert mode(agent.log_file) == 0o640 and mode(old_log) == 0o640
-    assert "restrict_" not in agent.log_file.read_text(encoding="utf-8")  # no warning
+    assert mode(agent_daemon.log_file) == 0o640 and mode(old_log) == 0o640
+    assert "restrict_" not in agent_daemon.log_file.read_text(encoding="utf-8")  # no warning
 
 
 def test_without_the_keys_the_folders_keep_their_modes(
-    agent: Daemon, stub: CommandServiceStub
+    agent_daemon: Daemon, stub: CommandServiceStub
 ) -> None:
-    agent.root.path.mkdir(parents=True)
-    agent.root.path.chmod(0o755)
-    process = agent.run()
+    agent_daemon.root.path.mkdir(parents=True)
+    agent_daemon.root.path.chmod(0o755)
+    process = agent_daemon.run()
     assert wait_until(lambda: len(stub.requests_for("PollHostCommand")) > 0), process.stderr
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 0
-    assert mode(agent.root.path) == 0o755
+    assert mode(agent_daemon.root.path) == 0o755
 
 
 def test_codedeploy_local_restricts_the_deployment_root(
@@ -84,17 +71,17 @@ def test_codedeploy_local_restricts_the_deployment_root(
 
 
 def test_an_unsupported_key_is_warned_about_once_at_start_up(
-    agent: Daemon, stub: CommandServiceStub
+    agent_daemon: Daemon, stub: CommandServiceStub
 ) -> None:
-    with agent.config.open("a", encoding="utf-8") as config:
+    with agent_daemon.config.open("a", encoding="utf-8") as config:
         config.write(":enable_archive_reuse: true\n")
-    process = agent.run()
+    process = agent_daemon.run()
     assert wait_until(lambda: len(stub.requests_for("PollHostCommand")) > 1), process.stderr
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 0
     warnings = [
         line
-        for line in agent.log_file.read_text(encoding="utf-8").splitlines()
+        for line in agent_daemon.log_file.read_text(encoding="utf-8").splitlines()
         if "enable_archive_reuse" in line
     ]
     assert len(warnings) == 1 and "[warning" in warnings[0] and "not supported" in warnings[0]

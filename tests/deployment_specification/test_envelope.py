@@ -30,6 +30,7 @@ from tests.support_signing import (
     make_root_ca,
     make_signer,
     make_signing_kit,
+    openssl_x509_fields,
     pkcs7_der,
     pkcs7_pem,
     replace_in_pkcs7,
@@ -422,36 +423,10 @@ def test_without_a_ca_file_any_signer_is_accepted_and_logged(tmp_path: Path) -> 
     assert entry["signer_subject"] == "C=US, O=CodeDeploy Test, CN=someone-else.example.com"
     assert entry["signer_issuer"] == "C=US, O=CodeDeploy Test, CN=CodeDeploy Test Root CA"
     assert entry["verified"] == "integrity only, signer logged"
-    fingerprint = subprocess.run(
-        [
-            "openssl",
-            "x509",
-            "-noout",
-            "-fingerprint",
-            "-sha256",
-            "-in",
-            str(stranger.signer.certificate),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    certificate = stranger.signer.certificate
+    fingerprint = openssl_x509_fields(certificate, "-fingerprint", "-sha256")
     assert fingerprint.endswith("=" + entry["signer_sha256"])
-    dates = subprocess.run(
-        [
-            "openssl",
-            "x509",
-            "-noout",
-            "-dates",
-            "-dateopt",
-            "iso_8601",
-            "-in",
-            str(stranger.signer.certificate),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    dates = openssl_x509_fields(certificate, "-dates", "-dateopt", "iso_8601")
     assert entry["signer_not_before"].replace("T", " ") in dates
     assert entry["signer_not_after"].replace("T", " ") in dates
 

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
-from typing import Iterator
-
-import pytest
 
 from tests.command_poller.poller_helpers import (
     completion_of,
@@ -58,22 +55,13 @@ def test_codedeploy_local_escapes_what_it_prints(local_agent: LocalAgent, tmp_pa
     assert RAW.encode() in script_log.read_bytes()
 
 
-@pytest.fixture
-def agent(tmp_path: Path, stub: CommandServiceStub, kit: SigningKit) -> Iterator[Daemon]:
-    daemon = Daemon(tmp_path, stub, kit)
-    try:
-        yield daemon
-    finally:
-        daemon.cleanup()
-
-
 def test_the_daemon_log_and_status_show_hook_output_escaped(
-    agent: Daemon, stub: CommandServiceStub, kit: SigningKit
+    agent_daemon: Daemon, stub: CommandServiceStub, kit: SigningKit
 ) -> None:
     revision = make_revision(
-        agent.base / "revision",
-        agent.trace,
-        agent.base / "www",
+        agent_daemon.base / "revision",
+        agent_daemon.trace,
+        agent_daemon.base / "www",
         events=("BeforeInstall",),
         scripts={"BeforeInstall": HOOK},
     )
@@ -83,18 +71,18 @@ def test_the_daemon_log_and_status_show_hook_output_escaped(
         kit.sign(spec_json("d-ESCAPE001", revision)),
         commands=("DownloadBundle", "BeforeInstall"),
     )
-    process = agent.run()
+    process = agent_daemon.run()
     assert wait_until(lambda: bool(completion_of(stub, ids[1]))), process.stderr
     assert completion_of(stub, ids[1])[0]["CommandStatus"] == "Failed"
-    status = agent.manage("status")
+    status = agent_daemon.manage("status")
     assert ESCAPED in status.stdout, status.stdout
     assert_no_terminal_controls(status.stdout)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 0
 
-    log = agent.log_file.read_text(encoding="utf-8")
+    log = agent_daemon.log_file.read_text(encoding="utf-8")
     assert ESCAPED in log
     assert_no_terminal_controls(log)
-    [script_log] = agent.root.path.glob("*/*/logs/scripts.log")
+    [script_log] = agent_daemon.root.path.glob("*/*/logs/scripts.log")
     assert_raw_in_script_log(script_log)
-    assert_raw_in_script_log(agent.root.deployments_log)
+    assert_raw_in_script_log(agent_daemon.root.deployments_log)
