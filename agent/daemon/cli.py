@@ -1,9 +1,10 @@
 """The ``codedeploy-agent`` program: ``run | start | stop | restart | status | version``.
 
 ``run`` is the daemon in the foreground (what systemd starts): it logs to
-``<log_dir>/<program_name>.log`` (and to the terminal when run in one), claims the pid file, finds the host identity, polls the
-command service until SIGTERM or SIGINT, lets a running command finish (up to
-``kill_agent_max_wait_time_seconds``) and exits 0. Under systemd it reports readiness, a
+``<log_dir>/<program_name>.log`` (and to the terminal when run in one), refuses to start
+when the configured deployment signer CA file cannot be used, claims the pid file, finds
+the host identity, polls the command service until SIGTERM or SIGINT, lets a running
+command finish (up to ``kill_agent_max_wait_time_seconds``) and exits 0. Under systemd it reports readiness, a
 status line and watchdog pings. ``start`` / ``stop`` / ``restart`` / ``status`` manage it
 through the pid file on hosts without systemd (``status`` exits 3 when it is not running,
 as LSB init scripts do). A configuration or start-up problem is one line and exit 1; a
