@@ -1,16 +1,19 @@
 """Shared fixtures: a codedeploy-local with its own deployment root, the test command
-service, and a signing kit for deployment specifications."""
+service, a signing kit for deployment specifications, and a daemon against the service."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import pytest
 
 from tests.support import LocalAgent
 from tests.support_command_service import CommandServiceStub
 from tests.support_signing import SigningKit, make_signing_kit
+
+if TYPE_CHECKING:
+    from tests.daemon.test_daemon_process import Daemon
 
 
 @pytest.fixture
@@ -36,3 +39,16 @@ def stub() -> Iterator[CommandServiceStub]:
     """The JSON 1.1 command service on loopback (hung requests are released in 5 s)."""
     with CommandServiceStub(hang_seconds=5) as service:
         yield service
+
+
+@pytest.fixture
+def agent_daemon(tmp_path: Path, stub: CommandServiceStub, kit: SigningKit) -> Iterator[Daemon]:
+    """A ``codedeploy-agent`` configured under tmp_path against the stub (strict chain to
+    the kit's CA); its processes are ended when the test ends."""
+    from tests.daemon.test_daemon_process import Daemon
+
+    daemon = Daemon(tmp_path, stub, kit)
+    try:
+        yield daemon
+    finally:
+        daemon.cleanup()

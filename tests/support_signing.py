@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import datetime
 import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple, Union
@@ -332,3 +333,14 @@ def make_signing_kit(
     signer = make_signer(folder, root, signer_name or signer_name_for(region))
     bundle = write_ca_bundle(folder / "ca-bundle.pem", root)
     return SigningKit(root, signer, bundle)
+
+
+def openssl_x509_fields(certificate: Path, *options: str) -> str:
+    """What ``openssl x509 -noout <options>`` prints about ``certificate``: the reference
+    the agent's own reading of a signer certificate is compared with."""
+    return subprocess.run(
+        ["openssl", "x509", "-noout", *options, "-in", str(certificate)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()

@@ -46,13 +46,18 @@ STOPPED = "stopped"
 
 @dataclass(frozen=True)
 class LoopStatus:
-    """What the loop is doing: its state, the command running now, the last outcome."""
+    """What the loop is doing: its state, the command running now, the last outcome.
+
+    ``since`` is when the loop entered this state (epoch seconds); ``next_try`` is when it
+    polls again after an error.
+    """
 
     state: str
     current: Optional[str] = None
     last: Optional[str] = None
     error: Optional[str] = None
     since: float = 0.0
+    next_try: Optional[float] = None
 
     def line(self) -> str:
         """One line for ``systemctl status`` and ``codedeploy-agent status``."""
@@ -207,13 +212,15 @@ class PollLoop:
                 failures=self._failures,
                 retry_in=round(delay, 3),
             )
-            self._announce(WAITING_AFTER_ERROR, error=error.message)
+            self._announce(WAITING_AFTER_ERROR, error=error.message, retry_in=delay)
         except Exception as error:
             # A bug of ours must not end polling; back off as for a failed call.
             self._failures += 1
             delay = self._settings.backoff.delay(self._failures, rng=self._rng)
             log.exception("poll failed unexpectedly; backing off", retry_in=round(delay, 3))
-            self._announce(WAITING_AFTER_ERROR, error=f"unexpected {type(error).__name__}")
+            self._announce(
+                WAITING_AFTER_ERROR, error=f"unexpected {type(error).__name__}", retry_in=delay
+            )
         finally:
             with self._lock:
                 self._handling = False
@@ -227,6 +234,7 @@ class PollLoop:
         current: Optional[str] = None,
         last: Optional[str] = None,
         error: Optional[str] = None,
+        retry_in: Optional[float] = None,
     ) -> None:
         with self._lock:
             previous = self._status
@@ -234,14 +242,20 @@ class PollLoop:
                 state = STOPPING
             if current is None and state == STOPPING and self._handling:
                 current = previous.current
+            current = current if state in (RUNNING, STOPPING) else None
+            now = time.time()
             status = LoopStatus(
                 state,
-                current=current if state in (RUNNING, STOPPING) else None,
+                current=current,
                 last=last or previous.last,
                 error=error,
-                since=time.time(),
+                # A new outcome while still polling is not a new state: keep its start.
+                since=previous.since
+                if (state, current) == (previous.state, previous.current)
+                else now,
+                next_try=now + retry_in if retry_in is not None else None,
             )
-            if status.line() == previous.line():
+            if status.line() == previous.line() and status.next_try is None:
                 return
             self._status = status
         if self._listener is not None:

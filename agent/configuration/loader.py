@@ -12,7 +12,7 @@ import dataclasses
 import math
 import re
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Type
+from typing import Any, Callable, Dict, List, Literal, Mapping, Optional, Type, Union
 
 import yaml
 
@@ -20,8 +20,10 @@ from agent.configuration.model import FIPS_REGIONS, AgentConfig, ConfigError
 from agent.deployment_root.layout import DEPLOYMENT_LOGS_DIR, INSTRUCTIONS_DIR
 from agent.deployment_root.names import unsafe_name_reason
 
-# Keys the AWS agent knows that change nothing here; accepted without a warning.
-_INERT_KEYS = frozenset(
+# Keys the AWS agent knows that this agent accepts but does not support: each is warned
+# about once, naming it, so that no key is a silent no-op. ``children: 1`` is what this
+# agent does anyway, so it alone is accepted silently.
+_UNSUPPORTED_KEYS = frozenset(
     {
         "children",
         "wait_between_spawning_children",
@@ -33,6 +35,9 @@ _INERT_KEYS = frozenset(
         "codedeploy_test_profile",
         "max_runtime",
         "ca_path",
+        # Named among the AWS agent v2's keys, but no public description says what it
+        # reuses; this agent always reuses the previous install's unchanged files.
+        "enable_archive_reuse",
     }
 )
 
@@ -120,6 +125,14 @@ def _as_path(key: str, value: Any) -> Path:
             f" whose parts are at most 255, not {_shown(text)}"
         )
     return Path(text)
+
+
+def _as_signer_trust(key: str, value: Any) -> Union[Path, Literal["system"], None]:
+    if value is None or value == "":
+        return None
+    if str(value).strip() == "system":
+        return "system"
+    return _as_path(key, value)
 
 
 def _as_optional_text(key: str, value: Any) -> Optional[str]:
@@ -217,9 +230,8 @@ _CONVERTERS: Dict[str, Callable[[str, Any], Any]] = {
     "strip_loader_env_in_hooks": _as_bool,
     "restrict_hook_env_to_allowlist": _as_bool,
     "archive_max_extraction_size": parse_size,
-    "enable_archive_reuse": _as_bool,
-    "deployment_signer_ca_file": _as_path,
-    "deployment_signer_name": _as_text,
+    "deployment_signer_ca_file": _as_signer_trust,
+    "deployment_signer_name": _as_optional_text,
     "allow_unsigned_deployment_specs": _as_bool,
     "github_api_endpoint": lambda k, v: _as_url(k, v) or "https://api.github.com",
     "hook_kill_grace_seconds": _seconds_up_to(3600.0),
@@ -238,10 +250,15 @@ def parse_agent_config(
     values: Dict[str, Any] = {}
     warnings: List[str] = []
     for key, raw_value in document.items():
-        if key in _INERT_KEYS:
+        if key in _UNSUPPORTED_KEYS:
             if key == "children" and str(raw_value) != "1":
                 warnings.append(
                     f"{name}: children={raw_value} is ignored; one command runs at a time"
+                )
+            elif key != "children":
+                warnings.append(
+                    f"{name}: configuration key {key} is accepted but not supported by this"
+                    " agent; it has no effect"
                 )
             continue
         convert = _CONVERTERS.get(key)
@@ -259,6 +276,12 @@ def parse_agent_config(
             " escape the archive folder are always rejected"
         )
         values["reject_path_traversal_in_bundle"] = True
+    if values.get("deployment_signer_name") and values.get("deployment_signer_ca_file") is None:
+        warnings.append(
+            f"{name}: deployment_signer_name is checked only together with"
+            " deployment_signer_ca_file (a name proves nothing without a trusted chain);"
+            " it is ignored"
+        )
     if values.get("use_fips_mode"):
         region = (environ or {}).get("AWS_REGION")
         if region and region not in FIPS_REGIONS:

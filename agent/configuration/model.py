@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import FrozenSet, Optional, Tuple
+from typing import FrozenSet, Literal, Optional, Tuple, Union
 
 from agent.errors import AgentError
 
@@ -68,13 +68,12 @@ class AgentConfig:
     strip_loader_env_in_hooks: bool = False
     restrict_hook_env_to_allowlist: bool = False
     archive_max_extraction_size: Optional[int] = None
-    enable_archive_reuse: bool = False
 
-    # Keys of our own.
-    deployment_signer_ca_file: Path = Path(
-        "/opt/codedeploy-agent/certs/host-agent-deployment-signer-ca-chain.pem"
-    )
-    deployment_signer_name: str = "codedeploy-signer-{region}.amazonaws.com"
+    # Keys of our own. With no CA file a signed specification's integrity is checked and
+    # its signer logged (no public fact says who signs AWS's specifications today); a PEM
+    # bundle or "system" (the host's CA store) makes the chain, and the name when set, strict.
+    deployment_signer_ca_file: Union[Path, Literal["system"], None] = None
+    deployment_signer_name: Optional[str] = None
     allow_unsigned_deployment_specs: bool = False
     github_api_endpoint: str = "https://api.github.com"
     hook_kill_grace_seconds: float = 5.0

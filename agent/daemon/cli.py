@@ -1,17 +1,18 @@
 """The ``codedeploy-agent`` program: ``run | start | stop | restart | status | version``.
 
 ``run`` is the daemon in the foreground (what systemd starts): it logs to
-``<log_dir>/<program_name>.log``, claims the pid file, finds the host identity, polls the
-command service until SIGTERM or SIGINT, lets a running command finish (up to
-``kill_agent_max_wait_time_seconds``) and exits 0. Under systemd it reports readiness, a
+``<log_dir>/<program_name>.log`` (and to the terminal when run in one), refuses to start
+when the configured deployment signer CA file cannot be used, claims the pid file, finds
+the host identity, polls the command service until SIGTERM or SIGINT, lets a running
+command finish (up to ``kill_agent_max_wait_time_seconds``) and exits 0. Under systemd it reports readiness, a
 status line and watchdog pings. ``start`` / ``stop`` / ``restart`` / ``status`` manage it
 through the pid file on hosts without systemd (``status`` exits 3 when it is not running,
-as LSB init scripts do). A configuration or start-up problem is one line and exit 1.
+as LSB init scripts do). A configuration or start-up problem is one line and exit 1; a
+bad command line is one line and exit 2.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import os
@@ -35,6 +36,7 @@ from agent.aws_clients.wire_log import (
     attach_wire_log,
     wire_log_file_for,
 )
+from agent.command_line import OneLineArgumentParser
 from agent.command_poller.backoff import BackoffPolicy
 from agent.command_poller.loop import LoopStatus, PollLoop, StatusListener
 from agent.command_poller.poller import PollerSettings
@@ -49,6 +51,7 @@ from agent.daemon.pidfile import (
 )
 from agent.daemon.status import (
     DaemonStatus,
+    describe_status,
     read_status_file,
     status_file_for,
     write_status_file,
@@ -58,16 +61,21 @@ from agent.daemon.systemd_notify import (
     status_message,
     watchdog_interval_seconds,
 )
-from agent.deployment_specification.envelope import SignatureSettings
+from agent.deployment_root.folder_modes import restrict_folders_on_disk
+from agent.deployment_specification.envelope import REGION_PLACEHOLDER, SignatureSettings
+from agent.deployment_specification.signature import (
+    check_signer_trust_on_disk,
+    describe_signer_ca_file_on_disk,
+)
 from agent.errors import AgentError
 from agent.host_command.dispatch import EngineSettings
+from agent.logging.printable import escape_control_characters
 from agent.logging.setup import configure_file_logging
 
 log = structlog.get_logger(__name__)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
-EXIT_USAGE = 2
 EXIT_NOT_RUNNING = 3  # LSB: program is not running
 
 VERBS = ("run", "start", "stop", "restart", "status", "version")
@@ -80,9 +88,36 @@ ERROR_BACKOFF_CAP_SECONDS = 300.0
 THROTTLE_BACKOFF_CAP_SECONDS = 900.0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="codedeploy-agent", description="The CodeDeploy host agent (Python work-alike)."
+_EPILOG = f"""verbs:
+  run      the daemon in the foreground (what systemd starts); SIGTERM or Ctrl-C stops
+           polling, lets a running command finish, and exits
+  start    start the daemon in the background and wait until it runs (hosts without systemd)
+  stop     stop the daemon started by start, after its running command (if any) finishes
+  restart  stop, then start
+  status   whether the daemon runs, its pid, what it is doing and for how long, the last
+           command's outcome, and how deployment specifications are verified
+  version  print the version (as --version does)
+
+exit statuses:
+  0  done (status: the daemon is running)
+  1  failed: a bad configuration, the daemon could not start or stop; one line on stderr
+  2  bad command line
+  3  status: the daemon is not running
+
+logs:
+  <log_dir>/<program_name>.log (default /var/log/aws/codedeploy-agent/codedeploy-agent.log),
+  rotated; every hook's output in <root_dir>/deployment-logs/codedeploy-agent-deployments.log
+  and in each deployment's logs/scripts.log. The configuration file is
+  {DEFAULT_CONFIG_FILE} unless --config_file names another.
+"""
+
+
+def build_parser() -> OneLineArgumentParser:
+    parser = OneLineArgumentParser(
+        prog="codedeploy-agent",
+        description="The CodeDeploy host agent (Python work-alike): polls the CodeDeploy"
+        " command service and runs the deployments it hands out on this host.",
+        epilog=_EPILOG,
     )
     parser.add_argument(
         "--config_file",
@@ -92,7 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"agent configuration (default: {DEFAULT_CONFIG_FILE})",
     )
-    parser.add_argument("verb", choices=VERBS, help="what to do")
+    parser.add_argument("--version", action="version", version=f"codedeploy-agent {__version__}")
+    parser.add_argument(
+        "verb", choices=VERBS, metavar="{" + ",".join(VERBS) + "}", help="what to do"
+    )
     return parser
 
 
@@ -109,6 +147,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     environ = dict(os.environ)
     try:
         config = _load_config(args.config_file, environ)
+        if args.verb in ("run", "start", "restart"):
+            # A CA file named but unusable would fail every deployment: refuse to start.
+            check_signer_trust_on_disk(config.deployment_signer_ca_file)
     except AgentError as error:
         print(f"codedeploy-agent: {error.message}", file=sys.stderr)
         return EXIT_FAILED
@@ -128,7 +169,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 # -- the daemon ---------------------------------------------------------------------------
 
 
-def _status_listener(config: AgentConfig, environ: Mapping[str, str], pid: int) -> StatusListener:
+def _status_listener(
+    config: AgentConfig, environ: Mapping[str, str], pid: int, signature_policy: str
+) -> StatusListener:
     status_file = status_file_for(config.pid_file)
 
     def listen(status: LoopStatus) -> None:
@@ -137,7 +180,17 @@ def _status_listener(config: AgentConfig, environ: Mapping[str, str], pid: int) 
         try:
             write_status_file(
                 status_file,
-                DaemonStatus(pid, status.state, line, status.current, status.last, status.since),
+                DaemonStatus(
+                    pid,
+                    status.state,
+                    line,
+                    status.current,
+                    status.last,
+                    status.since,
+                    error=status.error,
+                    next_try=status.next_try,
+                    signature_policy=signature_policy,
+                ),
             )
         except OSError as error:
             log.warning(
@@ -147,10 +200,10 @@ def _status_listener(config: AgentConfig, environ: Mapping[str, str], pid: int) 
     return listen
 
 
-def _build_loop(
-    config: AgentConfig, environ: Mapping[str, str], listener: StatusListener
-) -> PollLoop:
+def _build_loop(config: AgentConfig, environ: Mapping[str, str], pid: int) -> PollLoop:
     identity = resolve_host_identity(config, environ)
+    signature = SignatureSettings.from_config(config, identity.region)
+    log.info("deployment specifications are verified", policy=signature.policy())
     credentials = credentials_for(identity.on_premises) if identity.on_premises else None
     client = new_command_service_client(
         CommandServiceSettings.from_config(config, identity.region), credentials
@@ -175,7 +228,7 @@ def _build_loop(
     settings = PollerSettings(
         host_identifier=identity.host_identifier,
         engine=engine,
-        signature=SignatureSettings.from_config(config, identity.region),
+        signature=signature,
         backoff=BackoffPolicy(
             base_seconds=max(config.wait_after_error, 0.01),
             cap_seconds=max(ERROR_BACKOFF_CAP_SECONDS, config.wait_after_error),
@@ -186,7 +239,7 @@ def _build_loop(
         client,
         settings,
         wait_between_runs=config.wait_between_runs,
-        listener=listener,
+        listener=_status_listener(config, environ, pid, signature.policy()),
     )
 
 
@@ -195,13 +248,22 @@ def run_daemon(config: AgentConfig, environ: Mapping[str, str]) -> int:
     pid = os.getpid()
     try:
         configure_file_logging(
-            config.log_file, verbose=config.verbose, utc=config.time_zone.lower() == "utc"
+            config.log_file,
+            verbose=config.verbose,
+            utc=config.time_zone.lower() == "utc",
+            # In a terminal, an operator running the daemon by hand sees what it does.
+            echo=sys.stderr if sys.stderr.isatty() else None,
         )
     except OSError as error:
         print(
             f"codedeploy-agent: cannot open the log file {config.log_file}: {error.strerror}",
             file=sys.stderr,
         )
+        return EXIT_FAILED
+    try:
+        restrict_folders_on_disk(config, daemon=True)
+    except AgentError as error:
+        print(f"codedeploy-agent: {error.message}", file=sys.stderr)
         return EXIT_FAILED
     stop = threading.Event()
 
@@ -215,6 +277,8 @@ def run_daemon(config: AgentConfig, environ: Mapping[str, str]) -> int:
         version=__version__,
         pid=pid,
         config_file=str(config.config_file) if config.config_file else None,
+        spec_verification=SignatureSettings.from_config(config, REGION_PLACEHOLDER).policy(),
+        signer_ca_file=describe_signer_ca_file_on_disk(config.deployment_signer_ca_file),
     )
     for warning in config.warnings:
         log.warning(warning)
@@ -225,7 +289,7 @@ def run_daemon(config: AgentConfig, environ: Mapping[str, str]) -> int:
         print(f"codedeploy-agent: {error.message}", file=sys.stderr)
         return EXIT_FAILED
     try:
-        loop = _build_loop(config, environ, _status_listener(config, environ, pid))
+        loop = _build_loop(config, environ, pid)
     except AgentError as error:
         log.error("cannot start", error=error.message)
         print(f"codedeploy-agent: {error.message}", file=sys.stderr)
@@ -284,7 +348,16 @@ def start_daemon(config: AgentConfig, config_path: Optional[Path]) -> int:
     command.append("run")
     try:
         config.log_file.parent.mkdir(parents=True, exist_ok=True)
-        with config.log_file.open("ab") as output:
+        output_file = config.log_file.open("ab")
+    except OSError as error:
+        print(
+            f"codedeploy-agent: cannot start the daemon: cannot create the log file"
+            f" {config.log_file}: {error.strerror or error}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    try:
+        with output_file as output:
             child = subprocess.Popen(
                 command,
                 stdin=subprocess.DEVNULL,
@@ -344,13 +417,22 @@ def stop_daemon(config: AgentConfig) -> int:
 
 
 def print_status(config: AgentConfig) -> int:
-    """Whether the daemon runs, its pid and what it is doing; exit 3 when it is not running."""
+    """Whether the daemon runs, its pid, what it is doing and for how long, and how it
+    verifies specifications; exit 3 when it is not running. Text from hooks (an error
+    message, a process name) is shown with its control characters escaped."""
     pid = running_pid(config.pid_file)
     status = read_status_file(status_file_for(config.pid_file))
+    policy = SignatureSettings.from_config(config, REGION_PLACEHOLDER).policy()
+    ca_file = describe_signer_ca_file_on_disk(config.deployment_signer_ca_file)
     if pid is None:
         last = f"; last: {status.last}" if status is not None and status.last else ""
-        print(f"{config.program_name} is not running{last}")
+        print(escape_control_characters(f"{config.program_name} is not running{last}"))
+        print(f"deployment specifications: {policy}; CA file: {ca_file}")
         return EXIT_NOT_RUNNING
-    doing = status.line if status is not None and status.pid == pid else "starting"
-    print(f"{config.program_name} is running (pid {pid}): {doing}")
+    current = status is not None and status.pid == pid
+    doing = describe_status(status, time.time()) if status is not None and current else "starting"
+    if status is not None and current and status.signature_policy:
+        policy = status.signature_policy
+    print(escape_control_characters(f"{config.program_name} is running (pid {pid}): {doing}"))
+    print(f"deployment specifications: {policy}; CA file: {ca_file}")
     return EXIT_OK

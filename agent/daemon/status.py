@@ -1,8 +1,10 @@
 """The daemon's status file: what it is doing, for ``codedeploy-agent status``.
 
 Beside the pid file, ``<program_name>.status.json`` holds the pid, the state, the command
-running now, the last command's outcome and when it changed. The daemon rewrites it
-(write beside, then rename) whenever its state changes; ``status`` only reads it.
+running now, the last command's outcome, when the state began, when the next poll after
+an error is due, and how deployment specifications are verified. The daemon rewrites it
+(write beside, then rename) whenever its state changes; ``status`` only reads it and
+tells durations from those times (:func:`describe_status`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ class DaemonStatus:
     line: str
     current: Optional[str] = None
     last: Optional[str] = None
-    updated: float = 0.0
+    updated: float = 0.0  # when the state began
+    error: Optional[str] = None
+    next_try: Optional[float] = None
+    signature_policy: Optional[str] = None
 
 
 def status_file_for(pid_file: Path) -> Path:
@@ -47,6 +52,40 @@ def read_status_file(path: Path) -> Optional[DaemonStatus]:
             current=document.get("current"),
             last=document.get("last"),
             updated=float(document.get("updated") or 0.0),
+            error=document.get("error"),
+            next_try=float(document["next_try"]) if document.get("next_try") else None,
+            signature_policy=document.get("signature_policy"),
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def duration_text(seconds: float) -> str:
+    """``40s``, ``1m12s``, ``2h05m``, ``3d4h``: short and exact enough for an operator."""
+    whole = max(0, int(seconds))
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    if whole < 86400:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    return f"{whole // 86400}d{whole % 86400 // 3600}h"
+
+
+def describe_status(status: DaemonStatus, now: float) -> str:
+    """What the daemon does and for how long, e.g. ``running ApplicationStart of d-X for
+    1m12s`` or ``waiting after an error for 40s, next try in 35s``."""
+    if status.state == "waiting after error":
+        doing = "waiting after an error"
+    else:
+        doing = status.state if status.current is None else f"{status.state} {status.current}"
+    if status.updated:
+        doing += f" for {duration_text(now - status.updated)}"
+    if status.next_try is not None:
+        doing += f", next try in {duration_text(status.next_try - now)}"
+    parts = [doing]
+    if status.error:
+        parts.append(f"error: {status.error}")
+    if status.last:
+        parts.append(f"last: {status.last}")
+    return "; ".join(parts)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import socket
 from typing import Mapping, Optional
 
+from agent.logging.printable import escape_control_characters
+
 NOTIFY_SOCKET_VARIABLE = "NOTIFY_SOCKET"
 WATCHDOG_USEC_VARIABLE = "WATCHDOG_USEC"
 WATCHDOG_PID_VARIABLE = "WATCHDOG_PID"
@@ -34,8 +36,9 @@ def notify_systemd(message: str, environ: Mapping[str, str]) -> bool:
 
 
 def status_message(line: str) -> str:
-    """A ``STATUS=`` notification; the status is one line, so newlines become spaces."""
-    return "STATUS=" + " ".join(line.split())
+    """A ``STATUS=`` notification; the status is one line, so newlines become spaces, and
+    other control characters (a hook's terminal escapes) are shown escaped."""
+    return "STATUS=" + escape_control_characters(" ".join(line.split()))
 
 
 def watchdog_interval_seconds(environ: Mapping[str, str], pid: int) -> Optional[float]:

@@ -2,8 +2,17 @@
 
 The service signs the specification's JSON into a PEM PKCS#7 SignedData message with the
 content attached. Before any of it is used we check, with ``openssl smime -verify``, that the
-signature matches the content and that the signer's certificate chains to a CA of the
-configured bundle, and then that the certificate's common name is the expected signer's.
+signature matches the content, made by the one certificate the message carries. What else
+is checked depends on the trust the operator configured (:class:`SignerTrust`):
+
+- none (the default): integrity only. No public fact says which CA signs AWS's
+  specifications today (the chain the AWS agents ship expired years ago, and neither AWS
+  agent checks the signer), so the signer's certificate is returned to be logged, for an
+  operator to pin;
+- a PEM bundle, or ``system`` (openssl's default CA paths): the signer's certificate must
+  chain to one of those CAs, and its common name must be the expected signer's when one is
+  configured.
+
 The ``cryptography`` package can build such messages but cannot verify them, hence the CLI.
 """
 
@@ -11,33 +20,73 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Tuple
-
-import structlog
+from typing import List, Literal, Optional, Tuple, Union
 
 from agent.deployment_specification.certificate import (
     CertificateFormatError,
-    subject_common_names,
+    CertificateSummary,
+    summarize_certificate,
 )
 from agent.deployment_specification.model import DeploymentSpecError
-
-logger = structlog.get_logger(__name__)
 
 OPENSSL = "openssl"
 OPENSSL_TIMEOUT_SECONDS = 60.0
 PEM_CERTIFICATE_HEADER = b"-----BEGIN CERTIFICATE-----"
 
+SYSTEM_CA_STORE = "system"
 _CA_FILE_ADVICE = (
-    "copy host-agent-deployment-signer-ca-chain.pem from an existing AWS CodeDeploy agent"
-    " install (/opt/codedeploy-agent/certs/) or from AWS's agent package for the region,"
-    " or point deployment_signer_ca_file at a PEM bundle of the CAs that sign"
-    " deployment specifications"
+    "point deployment_signer_ca_file at a readable PEM bundle of the CAs that sign your"
+    " deployment specifications, set it to system for the host's CA store, or remove it"
+    " to check the signature's integrity only"
 )
+
+# Where the signer's certificate must chain to: a PEM bundle, the host's CA store, or
+# nowhere (integrity only).
+SignerTrust = Union[Path, Literal["system"], None]
 
 
 class SpecSignatureError(DeploymentSpecError):
     """A deployment specification is unsigned, tampered with, or signed by someone else."""
+
+
+@dataclass(frozen=True)
+class SignedContent:
+    """The verified JSON text of a specification, and who signed it."""
+
+    text: str
+    signer: CertificateSummary
+
+
+def describe_signer_trust(trust: SignerTrust, expected_signer: Optional[str]) -> str:
+    """The verification policy in one phrase, for the start-up log and ``status``."""
+    if trust is None:
+        return "integrity only, signer logged"
+    where = "the system CA store" if trust == SYSTEM_CA_STORE else str(trust)
+    name = f"name {expected_signer}" if expected_signer else "any signer name"
+    return f"chain checked against {where}, {name}"
+
+
+def check_signer_trust_on_disk(trust: SignerTrust) -> None:
+    """Fail clearly, before any command, when the configured trust cannot be used: a CA
+    file missing, unreadable or without a certificate, or no ``openssl`` command."""
+    if isinstance(trust, Path):
+        check_signer_ca_file(trust)
+    _run_openssl(["version"], b"")
+
+
+def describe_signer_ca_file_on_disk(trust: SignerTrust) -> str:
+    """Which CA file is configured and whether it can be read now, in a few words."""
+    if trust is None:
+        return "none configured"
+    if not isinstance(trust, Path):
+        return "the system CA store"
+    try:
+        check_signer_ca_file(trust)
+    except SpecSignatureError:
+        return f"{trust} (not readable)"
+    return f"{trust} (readable)"
 
 
 def check_signer_ca_file(ca_file: Path) -> None:
@@ -104,8 +153,9 @@ def _openssl_reasons(stderr: bytes) -> Tuple[str, List[str]]:
     return headline, reasons
 
 
-def _verification_failure(stderr: bytes, ca_file: Path) -> SpecSignatureError:
+def _verification_failure(stderr: bytes, trust: SignerTrust) -> SpecSignatureError:
     headline, reasons = _openssl_reasons(stderr)
+    ca_file = "the system CA store" if trust == SYSTEM_CA_STORE else str(trust)
     verify_errors = [
         r[len("Verify error:") :].strip() for r in reasons if r.startswith("Verify error:")
     ]
@@ -113,6 +163,10 @@ def _verification_failure(stderr: bytes, ca_file: Path) -> SpecSignatureError:
         return SpecSignatureError(
             "deployment specification refused: its signer certificate is not trusted by the"
             f" CAs in {ca_file} ({verify_errors[0]})"
+        )
+    if "signer certificate not found" in reasons or "no signers" in reasons:
+        return SpecSignatureError(
+            "deployment specification refused: it carries no signer certificate"
         )
     if "digest failure" in reasons or "signature failure" in reasons:
         return SpecSignatureError(
@@ -135,30 +189,56 @@ def _verification_failure(stderr: bytes, ca_file: Path) -> SpecSignatureError:
     )
 
 
-def _signer_common_names(certificate: bytes) -> List[str]:
-    """The common names in the subject of the (first) PEM certificate given."""
+def _signer_summary(certificate: bytes) -> CertificateSummary:
+    """What the (first) PEM certificate given says about the signer."""
     try:
-        return subject_common_names(certificate)
+        return summarize_certificate(certificate)
     except (CertificateFormatError, UnicodeDecodeError) as error:
         raise SpecSignatureError(
             f"deployment specification refused: the signer certificate could not be read ({error})"
         ) from None
 
 
-def verify_pkcs7_payload_with_openssl(payload_pem: str, ca_file: Path, expected_signer: str) -> str:
-    """Verify a PEM PKCS#7 signed message and return the JSON text it carries.
+def _trust_arguments(trust: SignerTrust) -> List[str]:
+    if trust is None:
+        # Integrity only: the signature must match the content and be made by the
+        # certificate the message carries; who issued that certificate is not judged.
+        return ["-noverify"]
+    if trust == SYSTEM_CA_STORE:
+        # openssl's default CA file, folder and store (SSL_CERT_FILE / SSL_CERT_DIR).
+        return ["-purpose", "any"]
+    return [
+        "-CAfile",
+        str(trust),
+        # Without these openssl also trusts the system's default CA folder and store
+        # (and SSL_CERT_DIR): only the configured bundle may vouch for a signer.
+        "-no-CApath",
+        "-no-CAstore",
+        "-purpose",
+        "any",
+    ]
+
+
+def verify_pkcs7_payload_with_openssl(
+    payload_pem: str, trust: SignerTrust, expected_signer: Optional[str]
+) -> SignedContent:
+    """Verify a PEM PKCS#7 signed message; return the JSON text it carries and its signer.
 
     Runs ``openssl smime -verify``, which writes the signer certificate to a temporary
-    file; its subject is then read in-process. The signature must match the content; the signer certificate must
-    chain to a CA of ``ca_file`` and to nothing else (no system CA store); the message must
-    have exactly one signer, whose subject common name is ``expected_signer``.
+    file; it is then read in-process. The signature must match the content and the
+    message must have exactly one signer. With a ``trust`` the signer certificate must
+    chain to a CA of that bundle (and to nothing else, no system CA store) or, for
+    ``system``, of openssl's default CA paths; then its subject common name must be
+    ``expected_signer`` when one is given. Without a trust nothing more is checked: the
+    caller logs the signer.
 
     Certificates carried in the message may serve as intermediates, but the chain always
-    ends at a CA of ``ca_file`` and each intermediate must be a CA. No certificate purpose
-    is required of the signer, as with the AWS agent, whose certificates are not known to
+    ends at a trusted CA and each intermediate must be a CA. No certificate purpose is
+    required of the signer, as with the AWS agent, whose certificates are not known to
     carry the S/MIME key usages.
     """
-    check_signer_ca_file(ca_file)
+    if isinstance(trust, Path):
+        check_signer_ca_file(trust)
     with tempfile.TemporaryDirectory(prefix="codedeploy-signer-") as folder:
         signer_file = Path(folder) / "signer.pem"
         completed = _run_openssl(
@@ -168,14 +248,7 @@ def verify_pkcs7_payload_with_openssl(payload_pem: str, ca_file: Path, expected_
                 "-binary",
                 "-inform",
                 "PEM",
-                "-CAfile",
-                str(ca_file),
-                # Without these openssl also trusts the system's default CA folder and store
-                # (and SSL_CERT_DIR): only the configured bundle may vouch for a signer.
-                "-no-CApath",
-                "-no-CAstore",
-                "-purpose",
-                "any",
+                *_trust_arguments(trust),
                 "-signer",
                 str(signer_file),
             ],
@@ -183,7 +256,7 @@ def verify_pkcs7_payload_with_openssl(payload_pem: str, ca_file: Path, expected_
         )
         # openssl prints the content even when verification fails: only the status counts.
         if completed.returncode != 0:
-            raise _verification_failure(completed.stderr, ca_file)
+            raise _verification_failure(completed.stderr, trust)
         try:
             signer_pem = signer_file.read_bytes()
         except OSError:
@@ -194,8 +267,9 @@ def verify_pkcs7_payload_with_openssl(payload_pem: str, ca_file: Path, expected_
         raise SpecSignatureError(
             f"deployment specification refused: it must have exactly one signer, not {signer_count}"
         )
-    names = _signer_common_names(signer_pem)
-    if names != [expected_signer]:
+    signer = _signer_summary(signer_pem)
+    names = list(signer.common_names)
+    if trust is not None and expected_signer is not None and names != [expected_signer]:
         shown = ", ".join(repr(name) for name in names) or "no common name"
         raise SpecSignatureError(
             f"deployment specification refused: it is signed by {shown}, not by the expected"
@@ -207,5 +281,4 @@ def verify_pkcs7_payload_with_openssl(payload_pem: str, ca_file: Path, expected_
         raise SpecSignatureError(
             "deployment specification refused: its signed content is not UTF-8 text"
         ) from None
-    logger.debug("deployment specification signature verified", signer=expected_signer)
-    return content
+    return SignedContent(content, signer)

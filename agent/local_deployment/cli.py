@@ -19,8 +19,10 @@ import structlog
 
 from agent import __version__
 from agent.application_specification.parser import check_hook_events
+from agent.command_line import OneLineArgumentParser
 from agent.configuration.loader import read_agent_config
 from agent.configuration.model import DEFAULT_CONFIG_FILE, AgentConfig
+from agent.deployment_root.folder_modes import restrict_folders_on_disk
 from agent.deployment_root.group_lock import LockHolder, lock_group_for_deployment_on_disk
 from agent.deployment_specification.model import LocalRevision
 from agent.errors import AgentError
@@ -34,6 +36,7 @@ from agent.local_deployment.request import (
     LocalUsageError,
     build_local_request,
 )
+from agent.logging.printable import escape_control_characters
 from agent.logging.setup import configure_logging
 
 EXIT_SUCCEEDED = 0
@@ -42,10 +45,24 @@ EXIT_INVALID = 2
 EXIT_INTERRUPTED = 130
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+_EPILOG = """exit statuses:
+  0    the deployment succeeded
+  1    the deployment failed: the line names the command, the failing script and its log
+  2    refused before anything ran (bad flag, missing bundle, invalid appspec, bad --events)
+  130  interrupted
+
+logs:
+  progress on stderr; every hook's output in the deployment's logs/scripts.log under the
+  deployment root (root_dir, default /opt/codedeploy-agent/deployment-root), and in
+  <root_dir>/deployment-logs/codedeploy-agent-deployments.log.
+"""
+
+
+def build_parser() -> OneLineArgumentParser:
+    parser = OneLineArgumentParser(
         prog="codedeploy-local",
         description="Deploy a revision on this host exactly as the CodeDeploy agent would, with no service.",
+        epilog=_EPILOG,
     )
     parser.add_argument(
         "-l",
@@ -161,6 +178,7 @@ def run_local_deployment(argv: Optional[Sequence[str]] = None) -> int:
     try:
         config, request = _prepare(args)
         _check_root_writable(config)
+        restrict_folders_on_disk(config, daemon=False)
     except AgentError as error:
         print(f"codedeploy-local: {error.message}", file=sys.stderr)
         return EXIT_INVALID
@@ -229,7 +247,8 @@ def _report_failure(deployment_id: str, command: str, error: AgentError, script_
         lines.append(f"Failing script: {error.script_name}")
     if command not in (events.DOWNLOAD_BUNDLE, events.INSTALL) and script_log.exists():
         lines.append(f"Script log: {script_log}")
-    print("\n".join(lines), file=sys.stderr, flush=True)
+    # The message can quote a hook's process names or file names: no terminal escapes.
+    print("\n".join(map(escape_control_characters, lines)), file=sys.stderr, flush=True)
 
 
 def main() -> None:

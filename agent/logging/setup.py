@@ -3,7 +3,9 @@
 Every event is one line: a timestamp, the level, the event text, then ``key=value``
 fields, with ``deployment_id``, ``command`` and ``event`` bound through context
 variables by the engine, so a person can ``grep deployment_id=d-ABC`` through the log.
-Values that look like credentials are masked before rendering, wherever they came from.
+Values that look like credentials are masked before rendering, wherever they came from;
+control characters in text (a hook's carriage returns and terminal escapes) are shown
+escaped, so a line of the log is always one line and cannot repaint a terminal.
 """
 
 from __future__ import annotations
@@ -16,14 +18,19 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, MutableMapping, Optional, TextIO
+from typing import Any, Callable, List, MutableMapping, Optional, TextIO
 
 import structlog
+
+from agent.logging.printable import escape_control_characters
 
 _SECRET_KEYS = re.compile(r"(token|secret|password|credential|authorization|signature)", re.I)
 # Header values and query parameters that carry credentials, e.g. "Authorization: token abc".
 _SECRET_VALUES = re.compile(r"(?i)(\b(?:token|bearer|x-amz-security-token)[ =:]+)[^\s&\"']+")
 
+
+# What makes the console renderer show a text value as its repr().
+_QUOTED_BY_RENDERER = frozenset({" ", "\t", "=", "\r", "\n", '"', "'"})
 
 # The fields the engine binds, always last and in this order, so lines line up for grep.
 # (The lifecycle event is bound as lifecycle_event: "event" is structlog's message key.)
@@ -46,12 +53,33 @@ def order_bound_fields(
 def redact_secrets(
     _logger: Any, _name: str, event: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """Mask fields whose name says they are secret, and token-shaped text in values."""
+    """Mask fields whose name says they are secret, and token-shaped text in values.
+
+    A yes/no or an absent value (``token_refreshed=True``, ``token=None``) carries no
+    secret and is shown as it is.
+    """
     for key, value in list(event.items()):
         if key != "event" and _SECRET_KEYS.search(key):
-            event[key] = "***"
+            if value is not None and not isinstance(value, bool):
+                event[key] = "***"
         elif isinstance(value, str):
             event[key] = _SECRET_VALUES.sub(r"\1***", value)
+    return event
+
+
+def escape_control_text(
+    _logger: Any, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Show control characters of the event text and of text values escaped.
+
+    The renderer already shows a value with a space, a quote, ``=`` or a line break as
+    its ``repr()``, which escapes every unprintable character; escaping those again would
+    double their backslashes, so only the other values (and the event text, which is
+    never quoted) are escaped here.
+    """
+    for key, value in list(event.items()):
+        if isinstance(value, str) and (key == "event" or not _QUOTED_BY_RENDERER & set(value)):
+            event[key] = escape_control_characters(value)
     return event
 
 
@@ -71,6 +99,7 @@ def _configure_structlog(logger_factory: Callable[..., Any], verbose: bool, utc:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=utc),
             redact_secrets,
+            escape_control_text,
             structlog.dev.ConsoleRenderer(colors=False, sort_keys=False),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
@@ -135,9 +164,11 @@ def configure_file_logging(
     utc: bool = False,
     max_bytes: int = LOG_FILE_MAX_BYTES,
     backup_count: int = LOG_FILE_BACKUPS,
+    echo: Optional[TextIO] = None,
 ) -> None:
     """Send structured events to ``log_file`` (created with its folder), rotated by size
-    and age (:class:`BoundedRotatingFileHandler`).
+    and age (:class:`BoundedRotatingFileHandler`), and to ``echo`` too when given (the
+    terminal of an operator who runs the daemon by hand).
 
     The same one-line rendering as :func:`configure_logging`; tracebacks of unexpected
     errors follow their line. Rotation goes through :mod:`logging`'s handler so every
@@ -146,8 +177,13 @@ def configure_file_logging(
     log_file.parent.mkdir(parents=True, exist_ok=True)
     handler = BoundedRotatingFileHandler(log_file, max_bytes=max_bytes, backup_count=backup_count)
     handler.setFormatter(logging.Formatter("%(message)s"))
+    handlers: List[logging.Handler] = [handler]
+    if echo is not None:
+        terminal = logging.StreamHandler(echo)
+        terminal.setFormatter(logging.Formatter("%(message)s"))
+        handlers.append(terminal)
     target = logging.getLogger(f"codedeploy-agent.file.{log_file}")
-    target.handlers = [handler]
+    target.handlers = handlers
     target.propagate = False
     target.setLevel(logging.DEBUG)
     _configure_structlog(lambda *_: target, verbose, utc)

@@ -55,7 +55,9 @@ def test_defaults_match_the_design_table() -> None:
     assert config.ongoing_deployment_tracking == "ongoing-deployment"
     assert config.allow_unsigned_deployment_specs is False
     assert config.ignore_ownership_in_bundle is True
-    assert config.deployment_signer_name == "codedeploy-signer-{region}.amazonaws.com"
+    # No public fact says who signs AWS's specifications: integrity only by default.
+    assert config.deployment_signer_ca_file is None
+    assert config.deployment_signer_name is None
 
 
 def test_unknown_keys_are_warned_about_not_fatal() -> None:
@@ -160,3 +162,58 @@ def test_reading_files(tmp_path: Path) -> None:
     binary.write_bytes(b"\xff\xfe\x00bad")
     with pytest.raises(ConfigError, match="cannot be read"):
         read_agent_config(binary)
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["enable_archive_reuse", "user", "ca_path", "max_runtime", "shared_dir", "children"],
+)
+def test_keys_this_agent_does_not_support_are_named_in_one_warning_each(key: str) -> None:
+    value = "2" if key == "children" else "true"
+    config = parse_agent_config(f":root_dir: /r\n:{key}: {value}\n")
+    assert len(config.warnings) == 1, config.warnings
+    assert key in config.warnings[0]
+
+
+def test_children_1_is_what_this_agent_does_and_is_not_warned_about() -> None:
+    assert parse_agent_config(":children: 1\n").warnings == ()
+
+
+def test_a_signer_name_without_a_ca_file_is_warned_about() -> None:
+    config = parse_agent_config(":deployment_signer_name: signer.example.com\n")
+    [warning] = config.warnings
+    assert "deployment_signer_name" in warning and "deployment_signer_ca_file" in warning
+    pinned = parse_agent_config(
+        ":deployment_signer_name: signer.example.com\n:deployment_signer_ca_file: system\n"
+    )
+    assert pinned.warnings == ()
+    assert pinned.deployment_signer_ca_file == "system"
+
+
+def test_every_key_of_the_configuration_is_read_by_the_agent() -> None:
+    """No key may be a silent no-op: each field is used somewhere in agent/ outside the
+    configuration package (or warned about by the loader)."""
+    import dataclasses
+    import re
+
+    from tests.support import REPO
+
+    sources = "\n".join(
+        path.read_text(encoding="utf-8")
+        for path in (REPO / "agent").rglob("*.py")
+        if "configuration" not in path.parts
+    )
+    # reject_path_traversal_in_bundle is always on (false is warned about);
+    # reject_symlink_permission_targets is implemented in the installer on its own branch.
+    own = {
+        "config_file",
+        "warnings",
+        "reject_path_traversal_in_bundle",
+        "reject_symlink_permission_targets",
+    }
+    unused = [
+        field.name
+        for field in dataclasses.fields(AgentConfig)
+        if field.name not in own and not re.search(rf"\b{field.name}\b", sources)
+    ]
+    assert unused == []

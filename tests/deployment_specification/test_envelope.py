@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Dict
 
 import pytest
+from structlog.testing import capture_logs
 
 from agent.configuration.model import AgentConfig
 from agent.deployment_specification.envelope import (
@@ -29,6 +30,7 @@ from tests.support_signing import (
     make_root_ca,
     make_signer,
     make_signing_kit,
+    openssl_x509_fields,
     pkcs7_der,
     pkcs7_pem,
     replace_in_pkcs7,
@@ -83,7 +85,8 @@ def test_signed_spec_opens_into_the_specification(kit: SigningKit) -> None:
 
 def test_verified_content_is_returned_byte_for_byte(kit: SigningKit) -> None:
     content = spec_json(ApplicationName="app with ünïcode\r\nand CRLF")
-    assert verify_pkcs7_payload_with_openssl(kit.sign(content), kit.ca_bundle, SIGNER) == content
+    signed = verify_pkcs7_payload_with_openssl(kit.sign(content), kit.ca_bundle, SIGNER)
+    assert signed.text == content
 
 
 def test_tampered_content_is_refused(kit: SigningKit) -> None:
@@ -175,7 +178,7 @@ def test_signer_certificate_purpose_is_not_required(kit: SigningKit, tmp_path: P
         tmp_path, kit.root, SIGNER, "tls-only", extensions=["extendedKeyUsage=serverAuth"]
     )
     payload = sign_content(spec_json(), tls_only)
-    assert verify_pkcs7_payload_with_openssl(payload, kit.ca_bundle, SIGNER) == spec_json()
+    assert verify_pkcs7_payload_with_openssl(payload, kit.ca_bundle, SIGNER).text == spec_json()
 
 
 def test_a_non_ca_certificate_cannot_act_as_intermediate(kit: SigningKit, tmp_path: Path) -> None:
@@ -194,7 +197,7 @@ def test_intermediate_carried_in_the_message_is_accepted(tmp_path: Path) -> None
     bundle = write_ca_bundle(tmp_path / "bundle.pem", root)
 
     with_chain = sign_content(spec_json(), signer, extra_certificates=[intermediate])
-    assert verify_pkcs7_payload_with_openssl(with_chain, bundle, SIGNER) == spec_json()
+    assert verify_pkcs7_payload_with_openssl(with_chain, bundle, SIGNER).text == spec_json()
 
     without_chain = sign_content(spec_json(), signer)
     with pytest.raises(SpecSignatureError, match="unable to get local issuer certificate"):
@@ -210,7 +213,7 @@ def test_intermediate_in_the_bundle_is_accepted(tmp_path: Path) -> None:
     bundle = write_ca_bundle(tmp_path / "chain.pem", root, intermediate)
 
     payload = sign_content(spec_json(), signer)
-    assert verify_pkcs7_payload_with_openssl(payload, bundle, SIGNER) == spec_json()
+    assert verify_pkcs7_payload_with_openssl(payload, bundle, SIGNER).text == spec_json()
 
 
 def test_an_intermediate_alone_in_the_bundle_is_not_a_trust_anchor(tmp_path: Path) -> None:
@@ -253,7 +256,10 @@ def test_two_signers_are_refused(kit: SigningKit, tmp_path: Path) -> None:
 
 
 def test_china_region_expects_the_com_cn_name(tmp_path: Path) -> None:
-    config = AgentConfig(deployment_signer_ca_file=tmp_path / "ca.pem")
+    config = AgentConfig(
+        deployment_signer_ca_file=tmp_path / "ca.pem",
+        deployment_signer_name="codedeploy-signer-{region}.amazonaws.com",
+    )
     settings = SignatureSettings.from_config(config, "cn-north-1")
     assert settings.expected_signer == "codedeploy-signer-cn-north-1.amazonaws.com.cn"
     assert settings.ca_file == tmp_path / "ca.pem"
@@ -277,7 +283,7 @@ def test_china_region_expects_the_com_cn_name(tmp_path: Path) -> None:
 
 
 def test_expected_signer_name_rules() -> None:
-    template = AgentConfig().deployment_signer_name
+    template = "codedeploy-signer-{region}.amazonaws.com"
     assert expected_signer_name(template, "eu-west-3") == signer_name_for("eu-west-3")
     assert expected_signer_name(template, "cn-northwest-1") == signer_name_for("cn-northwest-1")
     assert expected_signer_name("deploy-signer.example.com", "cn-north-1") == (
@@ -334,7 +340,7 @@ def test_missing_ca_file_names_the_file_and_where_to_get_it(
         )
     message = caught.value.message
     assert str(absent) in message and "does not exist" in message
-    assert "AWS CodeDeploy agent" in message and "deployment_signer_ca_file" in message
+    assert "deployment_signer_ca_file" in message
 
 
 def test_ca_file_without_certificates_is_refused(kit: SigningKit, tmp_path: Path) -> None:
@@ -380,3 +386,115 @@ def test_missing_openssl_is_a_clear_error(
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(SpecSignatureError, match=r"openssl command .* not on PATH"):
         open_deployment_specification("PKCS7/JSON", payload, settings_for(kit))
+
+
+# -- with no CA file configured (the default): integrity only, the signer logged ----------
+
+
+def _unsigned_certificates_message(kit: SigningKit) -> str:
+    """A valid signature whose message carries no certificate to check it with."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.serialization import pkcs7
+
+    key = serialization.load_pem_private_key(kit.signer.key.read_bytes(), password=None)
+    certificate = x509.load_pem_x509_certificate(kit.signer.certificate.read_bytes())
+    signed = (
+        pkcs7.PKCS7SignatureBuilder()
+        .set_data(spec_json().encode("utf-8"))
+        .add_signer(certificate, key, hashes.SHA256())  # type: ignore[arg-type]
+        .sign(
+            serialization.Encoding.PEM,
+            [pkcs7.PKCS7Options.Binary, pkcs7.PKCS7Options.NoCerts],
+        )
+    )
+    return signed.decode("ascii")
+
+
+def test_without_a_ca_file_any_signer_is_accepted_and_logged(tmp_path: Path) -> None:
+    stranger = make_signing_kit(tmp_path, signer_name="someone-else.example.com")
+    with capture_logs() as logs:
+        spec = open_deployment_specification(
+            "PKCS7/JSON", stranger.sign(spec_json()), SignatureSettings()
+        )
+    assert spec.deployment_id == "d-ABCDEFGHI"
+    [entry] = [e for e in logs if e["event"] == "deployment specification signed by"]
+    assert entry["deployment_id"] == "d-ABCDEFGHI"
+    assert entry["signer_subject"] == "C=US, O=CodeDeploy Test, CN=someone-else.example.com"
+    assert entry["signer_issuer"] == "C=US, O=CodeDeploy Test, CN=CodeDeploy Test Root CA"
+    assert entry["verified"] == "integrity only, signer logged"
+    certificate = stranger.signer.certificate
+    fingerprint = openssl_x509_fields(certificate, "-fingerprint", "-sha256")
+    assert fingerprint.endswith("=" + entry["signer_sha256"])
+    dates = openssl_x509_fields(certificate, "-dates", "-dateopt", "iso_8601")
+    assert entry["signer_not_before"].replace("T", " ") in dates
+    assert entry["signer_not_after"].replace("T", " ") in dates
+
+
+def test_without_a_ca_file_altered_content_is_refused(kit: SigningKit) -> None:
+    payload = replace_in_pkcs7(kit.sign(spec_json()), b'"group-a"', b'"group-b"')
+    with pytest.raises(SpecSignatureError, match="does not match its content"):
+        open_deployment_specification("PKCS7/JSON", payload, SignatureSettings())
+
+
+def test_without_a_ca_file_a_broken_signature_is_refused(kit: SigningKit) -> None:
+    der = bytearray(pkcs7_der(kit.sign(spec_json())))
+    der[-1] ^= 0x01
+    with pytest.raises(SpecSignatureError, match="does not match its content"):
+        open_deployment_specification("PKCS7/JSON", pkcs7_pem(bytes(der)), SignatureSettings())
+
+
+def test_without_a_ca_file_a_message_without_its_certificate_is_refused(kit: SigningKit) -> None:
+    with pytest.raises(SpecSignatureError, match="carries no signer certificate") as caught:
+        open_deployment_specification(
+            "PKCS7/JSON", _unsigned_certificates_message(kit), SignatureSettings()
+        )
+    assert "\n" not in caught.value.message
+
+
+def test_the_signer_name_is_checked_only_with_a_ca_file(tmp_path: Path) -> None:
+    config = AgentConfig(deployment_signer_name="signer-{region}.example.com")
+    assert SignatureSettings.from_config(config, "us-east-1") == SignatureSettings()
+    assert SignatureSettings().policy() == "integrity only, signer logged"
+    pinned = AgentConfig(
+        deployment_signer_ca_file=tmp_path / "ca.pem",
+        deployment_signer_name="signer-{region}.example.com",
+    )
+    settings = SignatureSettings.from_config(pinned, "us-east-1")
+    assert settings.policy() == (
+        f"chain checked against {tmp_path / 'ca.pem'}, name signer-us-east-1.example.com"
+    )
+
+
+# -- deployment_signer_ca_file: system (openssl's default CA paths) -------------------------
+
+
+def test_system_store_refuses_a_ca_that_is_not_in_it(
+    kit: SigningKit, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = make_signing_kit(tmp_path / "other", root_common_name="Another Root CA")
+    empty = tmp_path / "empty-certs"
+    empty.mkdir()
+    monkeypatch.setenv("SSL_CERT_FILE", str(other.ca_bundle))
+    monkeypatch.setenv("SSL_CERT_DIR", str(empty))
+    with pytest.raises(SpecSignatureError, match="not trusted by the CAs in the system CA store"):
+        open_deployment_specification(
+            "PKCS7/JSON", kit.sign(spec_json()), SignatureSettings("system", SIGNER)
+        )
+
+
+def test_system_store_accepts_a_ca_that_is_in_it(
+    kit: SigningKit, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    empty = tmp_path / "empty-certs"
+    empty.mkdir()
+    monkeypatch.setenv("SSL_CERT_FILE", str(kit.ca_bundle))
+    monkeypatch.setenv("SSL_CERT_DIR", str(empty))
+    spec = open_deployment_specification(
+        "PKCS7/JSON", kit.sign(spec_json()), SignatureSettings("system", SIGNER)
+    )
+    assert spec.application_name == "app"
+    with pytest.raises(SpecSignatureError, match="not by the expected signer"):
+        open_deployment_specification(
+            "PKCS7/JSON", kit.sign(spec_json()), SignatureSettings("system", "other.example.com")
+        )

@@ -65,3 +65,41 @@ def test_log_files_rotate_by_size_and_by_age_and_old_ones_go(tmp_path: Path) -> 
         assert log_file.read_text().startswith("xxx")
     finally:
         handler.close()
+
+
+def test_a_yes_or_no_under_a_secret_sounding_key_is_shown() -> None:
+    stream = io.StringIO()
+    configure_logging(stream=stream)
+    log = structlog.get_logger("test")
+    try:
+        log.info("refreshed", token_refreshed=True, imds_token=False, session_token=None)
+        log.info("secret", session_token="abc123", password=1234)
+    finally:
+        structlog.reset_defaults()
+    first, second = stream.getvalue().splitlines()
+    assert "token_refreshed=True" in first and "imds_token=False" in first
+    assert "session_token=None" in first
+    assert "abc123" not in second and "session_token=***" in second
+    assert "1234" not in second and "password=***" in second
+
+
+def test_control_characters_are_shown_escaped_in_every_value_and_the_event() -> None:
+    stream = io.StringIO()
+    configure_logging(stream=stream)
+    log = structlog.get_logger("test")
+    try:
+        log.info(
+            "hook said\r\x1b[2J",
+            bare="a\x1b]0;title\x07b",
+            spaced="clear \x1b[2J now",
+            c1="\x9b31m",
+            bidi="abc\u202edef",
+        )
+    finally:
+        structlog.reset_defaults()
+    [line] = stream.getvalue().splitlines()
+    assert not any(ch in line for ch in "\r\x1b\x07\x9b\u202e")
+    assert "hook said\\r\\x1b[2J" in line
+    assert "bare=a\\x1b]0;title\\x07b" in line
+    assert "spaced='clear \\x1b[2J now'" in line
+    assert "c1=\\x9b31m" in line and "bidi=abc\\u202edef" in line
