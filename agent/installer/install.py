@@ -60,12 +60,15 @@ def install_revision_on_disk(
     cleanup_file = root.cleanup_file(group_id)
     previous = read_previous_install_from_disk(cleanup_file, key=os.urandom(16))
     kept = check_plan_on_disk(entries, permissions, previous, file_exists_behavior, identity)
-    removed = replay_cleanup_file_on_disk(cleanup_file, tools.semanage, kept, previous.free)
-    del previous
+    removed = replay_cleanup_file_on_disk(
+        cleanup_file, tools.semanage, kept, previous.free, identity.uid
+    )
     root.instructions_dir.mkdir(parents=True, exist_ok=True)
     install_file = root.install_instructions_file(group_id)
     with CleanupFileWriter(cleanup_file) as cleanup, InstructionsFileWriter(install_file) as steps:
-        counts = copy_entries_on_disk(entries, file_exists_behavior, kept, identity, cleanup, steps)
+        counts = copy_entries_on_disk(
+            entries, file_exists_behavior, kept, previous.free, identity, cleanup, steps
+        )
         installed = iter_recorded_paths_from_disk(cleanup_file, cleanup.size)
         permission_paths = apply_permissions_on_disk(permissions, installed, tools, cleanup, steps)
     result = InstallResult(
