@@ -105,13 +105,19 @@ def check_plan_on_disk(
     previous: PreviousInstall,
     behavior: FileExistsBehavior,
     identity: Identity,
+    reject_symlink_targets: bool = False,
 ) -> PathSet:
     """Walk every entry as the copy will and raise InstallError at the first conflict.
 
     The paths the group's previous install created (``previous.free``) are removed before
     the copy, so they are no conflict. Returns those of them that already look like what
     the copy would produce: they are kept instead of being removed and copied again.
+    ``reject_symlink_targets``: a permissions object reached through a symlink, or a
+    symlink the permissions would match, refuses the install.
     """
+    if reject_symlink_targets:
+        for permission in permissions:
+            _check_object_without_symlink_on_disk(permission)
     kept = PathSetBuilder(previous.free.key)
     plan = _Plan(
         tuple(entries),
@@ -121,6 +127,7 @@ def check_plan_on_disk(
         identity,
         kept,
         reuse=not previous.has_contexts and len(previous.free) > 0,
+        reject_symlink_targets=reject_symlink_targets,
     )
     for entry in entries:
         _check_entry_on_disk(plan, entry)
@@ -136,6 +143,7 @@ class _Plan:
     identity: Identity
     kept: PathSetBuilder
     reuse: bool
+    reject_symlink_targets: bool = False
 
 
 class _Folder(NamedTuple):
@@ -144,6 +152,9 @@ class _Folder(NamedTuple):
     exists: bool  # it exists now: what goes below it must be looked at
     doomed: bool  # the previous install's and not kept: removed, so nothing below is kept
     status: Optional[os.stat_result]  # its status when it exists
+    # No folder of the previous install on the way to it: symlinks below it are followed
+    # as the copy will (see agent.installer.folders).
+    resolved: bool = False
 
 
 _MISSING = _Folder(False, False, None)
@@ -180,7 +191,7 @@ def _resolve_entry_on_disk(
 
 
 def _check_entry_on_disk(plan: _Plan, entry: ResolvedEntry) -> None:
-    folder = _Folder(True, False, os.stat("/"))
+    folder = _Folder(True, False, os.stat("/"), resolved=True)
     for path in folder_chain(entry.destination):
         folder = _check_folder_on_disk(plan, entry, path, folder)
     if entry.kind is SourceKind.FILE:
@@ -261,12 +272,18 @@ def _check_folder_on_disk(plan: _Plan, entry: ResolvedEntry, path: str, parent: 
                 if folder_is_fresh_like_on_disk(path, status, parent.status, plan.identity):
                     plan.kept.add(path)
                     doomed = False
-            folder = _Folder(True, doomed, status)
+            folder = _Folder(True, doomed, status, parent.resolved and not installed)
         elif path in plan.free:
             pass  # a file or symlink of the previous install: removed first
         elif stat.S_ISLNK(status.st_mode) and os.path.isdir(path):
+            if not parent.resolved and status.st_uid != plan.identity.uid:
+                raise InstallError(
+                    f"{path} is a symlink owned by uid {status.st_uid}, below a folder this"
+                    f" agent made, where {entry.describe()} needs a folder: not followed;"
+                    " remove it"
+                )
             # e.g. /var/www -> /srv/www: installing through it is what the AWS agent does.
-            folder = _Folder(True, False, os.stat(path))
+            folder = _Folder(True, False, os.stat(path), parent.resolved)
             installed = False
         else:
             raise InstallError(
@@ -390,8 +407,32 @@ def _produced_by_on_disk(entry: ResolvedEntry, path: str) -> Optional[TargetType
     return None
 
 
+def _check_object_without_symlink_on_disk(permission: ResolvedPermission) -> None:
+    for folder in folder_chain(permission.object):
+        try:
+            is_link = stat.S_ISLNK(os.lstat(folder).st_mode)
+        except (FileNotFoundError, NotADirectoryError):
+            return  # created by the install: a real folder
+        if is_link:
+            raise InstallError(
+                f"{permission.describe()}: {folder} is a symlink and"
+                " reject_symlink_permission_targets is set, so permissions are never applied"
+                " through a symlink"
+            )
+
+
 def _check_permissions(plan: _Plan, path: str, kind: TargetType) -> None:
-    if not plan.permissions or kind is TargetType.SYMLINK:
+    if not plan.permissions:
+        return
+    if kind is TargetType.SYMLINK:
+        if plan.reject_symlink_targets:
+            for permission in plan.permissions:
+                if permission.matches(path, False):
+                    raise InstallError(
+                        f"{path} is a symlink matched by {permission.describe()};"
+                        " reject_symlink_permission_targets is set, so permissions are never"
+                        " applied to a symlink"
+                    )
         return
     is_dir = kind is TargetType.FOLDER
     matched: Optional[ResolvedPermission] = None

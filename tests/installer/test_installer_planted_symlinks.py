@@ -168,3 +168,94 @@ def test_a_destination_that_was_a_symlink_before_the_first_install_still_works(
     third = _deploy(local_agent, _revision(area / "rev", dest, ["new.txt"]))
     assert third.returncode == 0, third.stderr
     assert sorted(os.listdir(real / "app")) == ["new.txt"]
+
+
+_SWAP_TOOL = """#!/bin/sh
+# Stands for setfacl; meanwhile the owner of {dest} swaps a folder for a symlink.
+mv {dest}/b {dest}/b-moved && ln -s {victim} {dest}/b
+"""
+
+
+def test_permissions_never_follow_a_symlink_planted_while_they_are_applied(
+    local_agent: LocalAgent, area: Path
+) -> None:
+    dest = area / "dest"
+    victim = _victim(area)
+    tools = area / "tools"
+    tools.mkdir()
+    (tools / "setfacl").write_text(_SWAP_TOOL.format(dest=dest, victim=victim), encoding="utf-8")
+    (tools / "setfacl").chmod(0o755)
+    appspec = f"""version: 0.0
+os: linux
+files:
+  - source: app
+    destination: {dest}
+permissions:
+  - object: {dest}/a
+    acls:
+      - "u:nobody:r"
+  - object: {dest}/b
+    mode: 0606
+    owner: nobody
+    type:
+      - file
+"""
+    revision = write_tree(
+        area / "rev", {"appspec.yml": appspec, "app/a/f": "a\n", "app/b/file": "b\n"}
+    )
+    run = local_agent.run(
+        "-l", str(revision), "-t", "directory", env={"PATH": f"{tools}:{os.environ['PATH']}"}
+    )
+    assert (dest / "b").is_symlink(), run.stderr
+    status = (victim / "file").stat()
+    assert (status.st_mode & 0o7777, status.st_uid) == (0o640, 0)
+    # The file the install made got its permissions, in the folder it was moved to.
+    moved = (dest / "b-moved" / "file").stat()
+    assert (moved.st_mode & 0o7777, moved.st_uid) == (0o606, pwd.getpwnam("nobody").pw_uid)
+    assert run.returncode == 0, run.stderr
+
+
+_PLANT_NEW = """
+import os, sys
+os.symlink(sys.argv[2], os.path.join(sys.argv[1], "new"))
+"""
+
+
+@pytest.mark.parametrize("behavior", [None, "OVERWRITE"])
+def test_a_symlink_planted_by_a_user_below_an_installed_folder_refuses_the_install(
+    local_agent: LocalAgent, area: Path, behavior: Optional[str]
+) -> None:
+    dest = area / "www" / "dest"
+    victim = _victim(area)
+    first = _deploy(local_agent, _revision(area / "rev", dest, ["sub/file"]))
+    assert first.returncode == 0, first.stderr
+
+    _as_nobody(_PLANT_NEW, str(dest), str(victim))
+    run = _deploy(local_agent, _revision(area / "rev", dest, ["sub/file", "new/file"]), behavior)
+
+    assert run.returncode == 1
+    assert f"{dest}/new is a symlink owned by uid {pwd.getpwnam('nobody').pw_uid}" in run.stderr
+    assert (victim / "file").read_text(encoding="utf-8") == "victim\n"
+    assert sorted(os.listdir(victim)) == ["file"]
+    # Refused while planning: the previous revision is still in place.
+    assert (dest / "sub" / "file").is_file()
+
+
+def test_an_administrators_symlink_below_an_installed_folder_is_installed_through(
+    local_agent: LocalAgent, area: Path
+) -> None:
+    dest = area / "www" / "dest"
+    storage = area / "efs" / "storage"
+    storage.mkdir(parents=True)
+    first = _deploy(local_agent, _revision(area / "rev", dest, ["sub/file"]))
+    assert first.returncode == 0, first.stderr
+    (dest / "storage").symlink_to(storage)  # made by root, as an administrator would
+
+    second = _deploy(local_agent, _revision(area / "rev", dest, ["sub/file", "storage/x"]))
+    assert second.returncode == 0, second.stderr
+    assert (storage / "x").read_text(encoding="utf-8") == "revision storage/x\n"
+
+    third = _deploy(local_agent, _revision(area / "rev", dest, ["sub/file"]))
+    assert third.returncode == 0, third.stderr
+    assert os.listdir(storage) == []
+    assert (dest / "storage").is_symlink()
