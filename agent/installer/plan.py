@@ -14,10 +14,12 @@ from __future__ import annotations
 import enum
 import os
 import stat
+import struct
+from array import array
 from dataclasses import dataclass, replace
 from operator import attrgetter
 from pathlib import Path
-from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 from agent.application_specification.model import (
     ApplicationSpecification,
@@ -111,8 +113,10 @@ def check_plan_on_disk(
 
     The paths the group's previous install created (``previous.free``) are removed before
     the copy, so they are no conflict. Returns those of them that already look like what
-    the copy would produce: they are kept instead of being removed and copied again.
-    ``reject_symlink_targets``: a permissions object reached through a symlink, or a
+    the copy would produce: they are kept instead of being removed and copied again. A
+    folder that still holds something the previous install did not make is left out: it
+    stays anyway (its removal fails), and, as with the AWS agent, the cleanup file lists
+    only what an install made. ``reject_symlink_targets``: a permissions object reached through a symlink, or a
     symlink the permissions would match, refuses the install.
     """
     if reject_symlink_targets:
@@ -126,12 +130,13 @@ def check_plan_on_disk(
         behavior,
         identity,
         kept,
+        PathSetBuilder(previous.free.key),
         reuse=not previous.has_contexts and len(previous.free) > 0,
         reject_symlink_targets=reject_symlink_targets,
     )
     for entry in entries:
         _check_entry_on_disk(plan, entry)
-    return kept.build()
+    return _without(kept.build(), plan.holders.build())
 
 
 @dataclass(frozen=True)
@@ -142,6 +147,8 @@ class _Plan:
     behavior: FileExistsBehavior
     identity: Identity
     kept: PathSetBuilder
+    # Folders of the previous install holding (or above) something it did not make.
+    holders: PathSetBuilder
     reuse: bool
     reject_symlink_targets: bool = False
 
@@ -192,8 +199,15 @@ def _resolve_entry_on_disk(
 
 def _check_entry_on_disk(plan: _Plan, entry: ResolvedEntry) -> None:
     folder = _Folder(True, False, os.stat("/"), resolved=True)
-    for path in folder_chain(entry.destination):
-        folder = _check_folder_on_disk(plan, entry, path, folder)
+    chain = folder_chain(entry.destination)
+    for index, path in enumerate(chain):
+        if index + 1 < len(chain):
+            visited: Callable[[str], bool] = os.path.basename(chain[index + 1]).__eq__
+        elif entry.kind is SourceKind.FOLDER:
+            visited = _folder_in(entry.source)
+        else:
+            visited = _nothing
+        folder = _check_folder_on_disk(plan, entry, path, folder, visited)
     if entry.kind is SourceKind.FILE:
         kind = _target_type(entry.source, os.lstat(entry.source).st_mode)
         _check_leaf_on_disk(plan, entry, entry.source, entry.root, kind, folder)
@@ -209,7 +223,10 @@ def _check_entry_on_disk(plan: _Plan, entry: ResolvedEntry) -> None:
         if worker is not None:
             # collect_share reaps the worker whatever it answers.
             finished, worker = worker, None
-            plan.kept.add_sorted_hashes(collect_share(finished))
+            reply = collect_share(finished)
+            (split,) = struct.unpack_from("=Q", reply)
+            plan.kept.add_sorted_hashes(reply[8 : 8 + split])
+            plan.holders.add_sorted_hashes(reply[8 + split :])
     finally:
         if worker is not None:
             abandon_share(worker)
@@ -218,10 +235,13 @@ def _check_entry_on_disk(plan: _Plan, entry: ResolvedEntry) -> None:
 def _check_share_on_disk(
     plan: _Plan, entry: ResolvedEntry, share: List[os.DirEntry[str]], folder: _Folder
 ) -> bytes:  # pragma: no cover - runs in the worker process
-    """The worker's half of the top level; the paths it keeps, as sorted 64-bit hashes."""
-    own = replace(plan, kept=PathSetBuilder(plan.free.key))
+    """The worker's half of the top level: the paths it keeps and the folders holding
+    foreign paths it found, as sorted 64-bit hashes, the first set's size in front."""
+    key = plan.free.key
+    own = replace(plan, kept=PathSetBuilder(key), holders=PathSetBuilder(key))
     _walk_plan_on_disk(own, entry, [(iter(share), entry.source, entry.destination, folder)])
-    return own.kept.build().hashes.tobytes()
+    kept = own.kept.build().hashes.tobytes()
+    return struct.pack("=Q", len(kept)) + kept + own.holders.build().hashes.tobytes()
 
 
 _PlanLevel = Tuple[Iterator["os.DirEntry[str]"], str, str, "_Folder"]
@@ -235,7 +255,7 @@ def _walk_plan_on_disk(plan: _Plan, entry: ResolvedEntry, stack: List[_PlanLevel
             destination = join(destination_dir, child.name)
             _check_name(destination)
             if child.is_dir(follow_symlinks=False):
-                inner = _check_folder_on_disk(plan, entry, destination, folder)
+                inner = _check_folder_on_disk(plan, entry, destination, folder, _folder_in(source))
                 stack.append((_sorted_entries_on_disk(source), source, destination, inner))
                 break
             if child.is_file(follow_symlinks=False):
@@ -249,8 +269,17 @@ def _walk_plan_on_disk(plan: _Plan, entry: ResolvedEntry, stack: List[_PlanLevel
             stack.pop()
 
 
-def _check_folder_on_disk(plan: _Plan, entry: ResolvedEntry, path: str, parent: _Folder) -> _Folder:
-    """Check a folder the entry needs, below ``parent``; returns what is known of it."""
+def _check_folder_on_disk(
+    plan: _Plan,
+    entry: ResolvedEntry,
+    path: str,
+    parent: _Folder,
+    visited: Callable[[str], bool],
+) -> _Folder:
+    """Check a folder the entry needs, below ``parent``; returns what is known of it.
+
+    ``visited`` tells which of its sub-folders (by name) the plan walks on its own.
+    """
     _check_overlaps_on_disk(plan, entry, path, TargetType.FOLDER)
     folder = _MISSING
     installed = True  # created, or kept, by this install
@@ -267,6 +296,8 @@ def _check_folder_on_disk(plan: _Plan, entry: ResolvedEntry, path: str, parent: 
             # checked path by path.
             installed = path in plan.free
             doomed = installed
+            if installed:
+                _note_foreign_content_on_disk(plan, path, visited)
             if installed and _keeps(plan, parent):
                 assert parent.status is not None
                 if folder_is_fresh_like_on_disk(path, status, parent.status, plan.identity):
@@ -338,6 +369,49 @@ def _check_leaf_on_disk(
             )
     if copied:
         _check_permissions(plan, path, kind)
+
+
+def _note_foreign_content_on_disk(plan: _Plan, folder: str, visited: Callable[[str], bool]) -> None:
+    """Note ``folder`` and those above it when it holds a path the previous install did not make.
+
+    Such a folder survives the cleanup replay (its removal fails), so this install does not
+    create it. Sub-folders the plan walks are looked at when it gets there; the others
+    (gone from the revision) are looked into here.
+    """
+    pending = [(folder, visited)]
+    while pending:
+        current, walked = pending.pop()
+        with os.scandir(current) as listing:
+            for child in listing:
+                if child.path not in plan.free:
+                    for above in folder_chain(folder):
+                        plan.holders.add(above)
+                    return
+                if child.is_dir(follow_symlinks=False) and not walked(child.name):
+                    pending.append((child.path, _nothing))
+
+
+def _folder_in(source: str) -> Callable[[str], bool]:
+    """Whether the revision folder ``source`` has a real sub-folder of that name."""
+
+    def has_folder(name: str) -> bool:
+        try:
+            return stat.S_ISDIR(os.lstat(join(source, name)).st_mode)
+        except OSError:
+            return False
+
+    return has_folder
+
+
+def _nothing(name: str) -> bool:
+    return False
+
+
+def _without(paths: PathSet, removed: PathSet) -> PathSet:
+    if not len(removed):
+        return paths
+    remaining = array("q", (value for value in paths.hashes if not removed.contains_hash(value)))
+    return PathSet(paths.key, remaining)
 
 
 def _keeps(plan: _Plan, parent: _Folder) -> bool:
