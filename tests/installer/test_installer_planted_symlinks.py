@@ -19,10 +19,21 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Iterator, List, Optional, Tuple
 
 import pytest
 
+from agent.application_specification.model import (
+    ApplicationSpecification,
+    FileExistsBehavior,
+    FileMapping,
+)
+from agent.installer.cleanup import CleanupFileWriter, PathSetBuilder
+from agent.installer.copy import copy_entries_on_disk
+from agent.installer.instructions import InstructionsFileWriter
+from agent.installer.plan import resolve_entries_on_disk
+from agent.installer.result import InstallError
+from agent.installer.reuse import read_identity_from_os
 from tests.support import LocalAgent, LocalRun, write_tree
 
 pytestmark = pytest.mark.root
@@ -180,10 +191,12 @@ def test_permissions_never_follow_a_symlink_planted_while_they_are_applied(
     local_agent: LocalAgent, area: Path
 ) -> None:
     dest = area / "dest"
+    # One folder at the top: no second copying process, so the order of the steps is fixed.
+    inner = dest / "w"
     victim = _victim(area)
     tools = area / "tools"
     tools.mkdir()
-    (tools / "setfacl").write_text(_SWAP_TOOL.format(dest=dest, victim=victim), encoding="utf-8")
+    (tools / "setfacl").write_text(_SWAP_TOOL.format(dest=inner, victim=victim), encoding="utf-8")
     (tools / "setfacl").chmod(0o755)
     appspec = f"""version: 0.0
 os: linux
@@ -191,26 +204,26 @@ files:
   - source: app
     destination: {dest}
 permissions:
-  - object: {dest}/a
+  - object: {inner}/a
     acls:
       - "u:nobody:r"
-  - object: {dest}/b
+  - object: {inner}/b
     mode: 0606
     owner: nobody
     type:
       - file
 """
     revision = write_tree(
-        area / "rev", {"appspec.yml": appspec, "app/a/f": "a\n", "app/b/file": "b\n"}
+        area / "rev", {"appspec.yml": appspec, "app/w/a/f": "a\n", "app/w/b/file": "b\n"}
     )
     run = local_agent.run(
         "-l", str(revision), "-t", "directory", env={"PATH": f"{tools}:{os.environ['PATH']}"}
     )
-    assert (dest / "b").is_symlink(), run.stderr
+    assert (inner / "b").is_symlink(), run.stderr
     status = (victim / "file").stat()
     assert (status.st_mode & 0o7777, status.st_uid) == (0o640, 0)
     # The file the install made got its permissions, in the folder it was moved to.
-    moved = (dest / "b-moved" / "file").stat()
+    moved = (inner / "b-moved" / "file").stat()
     assert (moved.st_mode & 0o7777, moved.st_uid) == (0o606, pwd.getpwnam("nobody").pw_uid)
     assert run.returncode == 0, run.stderr
 
@@ -259,3 +272,155 @@ def test_an_administrators_symlink_below_an_installed_folder_is_installed_throug
     assert third.returncode == 0, third.stderr
     assert os.listdir(storage) == []
     assert (dest / "storage").is_symlink()
+
+
+def _reject_symlink_targets(agent: LocalAgent) -> None:
+    with agent.config.open("a", encoding="utf-8") as config:
+        config.write(":reject_symlink_permission_targets: true\n")
+
+
+def _symlinked_object_revision(area: Path) -> Tuple[Path, Path]:
+    real = area / "srv" / "www"
+    real.mkdir(parents=True)
+    (area / "www").symlink_to(real)
+    appspec = f"""version: 0.0
+os: linux
+files:
+  - source: app
+    destination: {area}/www/app
+permissions:
+  - object: {area}/www
+    mode: 0604
+    type:
+      - file
+"""
+    return write_tree(area / "rev", {"appspec.yml": appspec, "app/file": "f\n"}), real
+
+
+@pytest.mark.parametrize("reject", [False, True])
+def test_reject_symlink_permission_targets_refuses_an_object_behind_a_symlink(
+    local_agent: LocalAgent, area: Path, reject: bool
+) -> None:
+    revision, real = _symlinked_object_revision(area)
+    if reject:
+        _reject_symlink_targets(local_agent)
+    run = _deploy(local_agent, revision)
+    if not reject:
+        assert run.returncode == 0, run.stderr
+        assert (real / "app" / "file").stat().st_mode & 0o7777 == 0o604
+        return
+    assert run.returncode == 1
+    assert (
+        f"permissions entry 1 (object '{area}/www'): {area}/www is a symlink and"
+        " reject_symlink_permission_targets is set" in run.stderr
+    )
+    assert not (real / "app").exists()  # refused while planning
+
+
+@pytest.mark.parametrize("reject", [False, True])
+def test_reject_symlink_permission_targets_refuses_a_matched_symlink(
+    local_agent: LocalAgent, area: Path, reject: bool
+) -> None:
+    dest = area / "dest"
+    appspec = f"""version: 0.0
+os: linux
+files:
+  - source: app
+    destination: {dest}
+permissions:
+  - object: {dest}
+    mode: 0600
+    type:
+      - file
+"""
+    revision = write_tree(area / "rev", {"appspec.yml": appspec, "app/file": "f\n"})
+    (revision / "app" / "link").symlink_to("file")
+    if reject:
+        _reject_symlink_targets(local_agent)
+    run = _deploy(local_agent, revision)
+    if not reject:
+        assert run.returncode == 0, run.stderr
+        assert (dest / "link").is_symlink()
+        return
+    assert run.returncode == 1
+    assert f"{dest}/link is a symlink matched by permissions entry 1" in run.stderr
+    assert not dest.exists()
+
+
+def test_reject_symlink_permission_targets_refuses_a_symlink_planted_while_applying(
+    local_agent: LocalAgent, area: Path
+) -> None:
+    _reject_symlink_targets(local_agent)
+    dest = area / "dest"
+    # One folder at the top: no second copying process, so the order of the steps is fixed.
+    inner = dest / "w"
+    victim = _victim(area)
+    tools = area / "tools"
+    tools.mkdir()
+    (tools / "setfacl").write_text(_SWAP_TOOL.format(dest=inner, victim=victim), encoding="utf-8")
+    (tools / "setfacl").chmod(0o755)
+    appspec = f"""version: 0.0
+os: linux
+files:
+  - source: app
+    destination: {dest}
+permissions:
+  - object: {inner}/a
+    acls:
+      - "u:nobody:r"
+  - object: {inner}
+    pattern: "b"
+    mode: 0700
+    type:
+      - directory
+  - object: {inner}/b
+    mode: 0606
+    type:
+      - file
+"""
+    revision = write_tree(
+        area / "rev", {"appspec.yml": appspec, "app/w/a/f": "a\n", "app/w/b/file": "b\n"}
+    )
+    run = local_agent.run(
+        "-l", str(revision), "-t", "directory", env={"PATH": f"{tools}:{os.environ['PATH']}"}
+    )
+    assert run.returncode == 1
+    assert f"{inner}/b is a symlink" in run.stderr
+    assert "reject_symlink_permission_targets is set" in run.stderr
+    status = (victim / "file").stat()
+    assert (status.st_mode & 0o7777, status.st_uid) == (0o640, 0)
+    assert victim.stat().st_mode & 0o777 == 0o755
+
+
+def test_the_copy_never_enters_a_symlink_where_the_previous_install_made_a_folder(
+    tmp_path: Path,
+) -> None:
+    # The replay removes such a link as a link; one planted after it, while the copy
+    # runs, must stop the copy rather than send files through it.
+    archive = write_tree(tmp_path / "rev", {"sub/file": "new\n"})
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    victim = _victim(tmp_path)
+    (dest / "sub").symlink_to(victim)
+    spec = ApplicationSpecification(files=(FileMapping("/", str(dest)),))
+    entries = resolve_entries_on_disk(spec, archive, tmp_path / "root")
+    key = os.urandom(16)
+    made = PathSetBuilder(key)
+    for path in (dest, dest / "sub", dest / "sub" / "file"):
+        made.add(str(path))
+    with (
+        CleanupFileWriter(tmp_path / "cleanup") as cleanup,
+        InstructionsFileWriter(tmp_path / "install.json") as steps,
+        pytest.raises(InstallError, match="sub is a symlink where this agent made a folder"),
+    ):
+        copy_entries_on_disk(
+            entries,
+            FileExistsBehavior.OVERWRITE,
+            PathSetBuilder(key).build(),
+            made.build(),
+            read_identity_from_os(),
+            cleanup,
+            steps,
+        )
+    assert (victim / "file").read_text(encoding="utf-8") == "victim\n"
+    assert sorted(os.listdir(victim)) == ["file"]
