@@ -162,6 +162,7 @@ class _Folder(NamedTuple):
     # No folder of the previous install on the way to it: symlinks below it are followed
     # as the copy will (see agent.installer.folders).
     resolved: bool = False
+    listed: bool = False  # something the previous install made is there (of any type)
 
 
 _MISSING = _Folder(False, False, None)
@@ -207,7 +208,9 @@ def _check_entry_on_disk(plan: _Plan, entry: ResolvedEntry) -> None:
             visited = _folder_in(entry.source)
         else:
             visited = _nothing
-        folder = _check_folder_on_disk(plan, entry, path, folder, visited)
+        folder = _check_folder_on_disk(plan, entry, path, folder)
+        if folder.exists and folder.listed:
+            _note_foreign_content_on_disk(plan, path, visited)
     if entry.kind is SourceKind.FILE:
         kind = _target_type(entry.source, os.lstat(entry.source).st_mode)
         _check_leaf_on_disk(plan, entry, entry.source, entry.root, kind, folder)
@@ -219,7 +222,8 @@ def _check_entry_on_disk(plan: _Plan, entry: ResolvedEntry) -> None:
         worker = start_share_in_child(lambda: _check_share_on_disk(plan, entry, share, folder))
         top = top[0::2]
     try:
-        _walk_plan_on_disk(plan, entry, [(iter(top), entry.source, entry.destination, folder)])
+        top_level = (iter(top), entry.source, entry.destination, folder, None)
+        _walk_plan_on_disk(plan, entry, [top_level])
         if worker is not None:
             # collect_share reaps the worker whatever it answers.
             finished, worker = worker, None
@@ -239,24 +243,29 @@ def _check_share_on_disk(
     foreign paths it found, as sorted 64-bit hashes, the first set's size in front."""
     key = plan.free.key
     own = replace(plan, kept=PathSetBuilder(key), holders=PathSetBuilder(key))
-    _walk_plan_on_disk(own, entry, [(iter(share), entry.source, entry.destination, folder)])
+    _walk_plan_on_disk(own, entry, [(iter(share), entry.source, entry.destination, folder, None)])
     kept = own.kept.build().hashes.tobytes()
     return struct.pack("=Q", len(kept)) + kept + own.holders.build().hashes.tobytes()
 
 
-_PlanLevel = Tuple[Iterator["os.DirEntry[str]"], str, str, "_Folder"]
+# A level's last item counts the paths of the previous install found below its folder
+# (None for the top level, which is looked into as a whole).
+_PlanLevel = Tuple[Iterator["os.DirEntry[str]"], str, str, "_Folder", Optional[List[int]]]
 
 
 def _walk_plan_on_disk(plan: _Plan, entry: ResolvedEntry, stack: List[_PlanLevel]) -> None:
     while stack:
-        children, source_dir, destination_dir, folder = stack[-1]
+        children, source_dir, destination_dir, folder, listed = stack[-1]
         for child in children:
             source = join(source_dir, child.name)
             destination = join(destination_dir, child.name)
             _check_name(destination)
             if child.is_dir(follow_symlinks=False):
-                inner = _check_folder_on_disk(plan, entry, destination, folder, _folder_in(source))
-                stack.append((_sorted_entries_on_disk(source), source, destination, inner))
+                inner = _check_folder_on_disk(plan, entry, destination, folder)
+                if listed is not None and inner.listed:
+                    listed[0] += 1
+                level = (_sorted_entries_on_disk(source), source, destination, inner, [0])
+                stack.append(level)
                 break
             if child.is_file(follow_symlinks=False):
                 kind = TargetType.FILE
@@ -264,22 +273,23 @@ def _walk_plan_on_disk(plan: _Plan, entry: ResolvedEntry, stack: List[_PlanLevel
                 kind = TargetType.SYMLINK
             else:
                 kind = _target_type(source, child.stat(follow_symlinks=False).st_mode)
-            _check_leaf_on_disk(plan, entry, source, destination, kind, folder)
+            if _check_leaf_on_disk(plan, entry, source, destination, kind, folder) and listed:
+                listed[0] += 1
         else:
             stack.pop()
+            # Anything there beyond what the walk found of the previous install is looked
+            # at one by one; a redeployment of the same tree never gets there.
+            if (
+                listed is not None
+                and folder.exists
+                and folder.listed
+                and listed[0] != len(os.listdir(destination_dir))
+            ):
+                _note_foreign_content_on_disk(plan, destination_dir, _folder_in(source_dir))
 
 
-def _check_folder_on_disk(
-    plan: _Plan,
-    entry: ResolvedEntry,
-    path: str,
-    parent: _Folder,
-    visited: Callable[[str], bool],
-) -> _Folder:
-    """Check a folder the entry needs, below ``parent``; returns what is known of it.
-
-    ``visited`` tells which of its sub-folders (by name) the plan walks on its own.
-    """
+def _check_folder_on_disk(plan: _Plan, entry: ResolvedEntry, path: str, parent: _Folder) -> _Folder:
+    """Check a folder the entry needs, below ``parent``; returns what is known of it."""
     _check_overlaps_on_disk(plan, entry, path, TargetType.FOLDER)
     folder = _MISSING
     installed = True  # created, or kept, by this install
@@ -296,16 +306,15 @@ def _check_folder_on_disk(
             # checked path by path.
             installed = path in plan.free
             doomed = installed
-            if installed:
-                _note_foreign_content_on_disk(plan, path, visited)
             if installed and _keeps(plan, parent):
                 assert parent.status is not None
                 if folder_is_fresh_like_on_disk(path, status, parent.status, plan.identity):
                     plan.kept.add(path)
                     doomed = False
-            folder = _Folder(True, doomed, status, parent.resolved and not installed)
+            folder = _Folder(True, doomed, status, parent.resolved and not installed, installed)
         elif path in plan.free:
-            pass  # a file or symlink of the previous install: removed first
+            # A file or symlink of the previous install: removed first.
+            folder = _Folder(False, False, None, listed=True)
         elif stat.S_ISLNK(status.st_mode) and os.path.isdir(path):
             if not parent.resolved and status.st_uid != plan.identity.uid:
                 raise InstallError(
@@ -333,10 +342,14 @@ def _check_leaf_on_disk(
     path: str,
     kind: TargetType,
     parent: _Folder,
-) -> None:
-    """Check a file or symlink the entry would copy from ``source`` to ``path``."""
+) -> bool:
+    """Check a file or symlink the entry would copy from ``source`` to ``path``.
+
+    Returns whether something the previous install made is at ``path``.
+    """
     _check_overlaps_on_disk(plan, entry, path, kind)
     copied = True
+    listed = False
     if parent.exists:
         try:
             status: Optional[os.stat_result] = os.lstat(path)
@@ -346,6 +359,7 @@ def _check_leaf_on_disk(
         if status is None:
             pass
         elif plan.free.contains_hash(hashed):
+            listed = True
             if stat.S_ISDIR(status.st_mode):
                 _check_emptied_by_cleanup_on_disk(plan, entry, path)
             elif _keeps(plan, parent):
@@ -369,6 +383,7 @@ def _check_leaf_on_disk(
             )
     if copied:
         _check_permissions(plan, path, kind)
+    return listed
 
 
 def _note_foreign_content_on_disk(plan: _Plan, folder: str, visited: Callable[[str], bool]) -> None:
