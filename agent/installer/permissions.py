@@ -24,7 +24,7 @@ import shutil
 import stat
 import subprocess
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Pattern, Sequence, Set, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Pattern, Sequence, Set, Tuple
 
 import structlog
 
@@ -206,19 +206,10 @@ class _Targets:
 
     def mode_on_disk(self, path: str, permissions: Sequence[ResolvedPermission]) -> Optional[int]:
         """The type and mode of ``path``, None when it is gone or cannot be reached safely."""
-        folder, name = os.path.split(path)
-        try:
-            folder_fd = self.walker.open_folder_on_disk(folder)
-            mode = os.stat(name, dir_fd=folder_fd, follow_symlinks=False).st_mode
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        except SymlinkNotFollowed as refused:
-            self.refuse(refused.path, refused.message)
-            return None
-        except OSError as error:
-            raise _permission_error(path, error) from error
+        mode = self._reach_on_disk(path, _mode_in)
         if (
-            stat.S_ISLNK(mode)
+            mode is not None
+            and stat.S_ISLNK(mode)
             and self.reject_symlinks
             and any(p.matches(path, False) for p in permissions)
         ):
@@ -239,9 +230,19 @@ class _Targets:
     def open_leaf_on_disk(self, path: str) -> Optional[int]:
         """An ``O_PATH`` descriptor of ``path`` itself (never a link's target); None when
         it vanished or became a symlink."""
+        fd = self._reach_on_disk(path, _open_in)
+        if fd is not None and stat.S_ISLNK(os.fstat(fd).st_mode):
+            os.close(fd)
+            self.refuse(path, f"{path} is a symlink")
+            return None
+        return fd
+
+    def _reach_on_disk(self, path: str, action: Callable[[int, str], int]) -> Optional[int]:
+        """``action(folder descriptor, name)`` on ``path``; None when it is gone or behind
+        a symlink that is not followed."""
         folder, name = os.path.split(path)
         try:
-            fd = os.open(name, _LEAF_FLAGS, dir_fd=self.walker.open_folder_on_disk(folder))
+            return action(self.walker.open_folder_on_disk(folder), name)
         except (FileNotFoundError, NotADirectoryError):
             return None
         except SymlinkNotFollowed as refused:
@@ -249,11 +250,14 @@ class _Targets:
             return None
         except OSError as error:
             raise _permission_error(path, error) from error
-        if stat.S_ISLNK(os.fstat(fd).st_mode):
-            os.close(fd)
-            self.refuse(path, f"{path} is a symlink")
-            return None
-        return fd
+
+
+def _mode_in(folder_fd: int, name: str) -> int:
+    return os.stat(name, dir_fd=folder_fd, follow_symlinks=False).st_mode
+
+
+def _open_in(folder_fd: int, name: str) -> int:
+    return os.open(name, _LEAF_FLAGS, dir_fd=folder_fd)
 
 
 def _apply_batch_on_disk(

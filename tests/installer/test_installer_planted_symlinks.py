@@ -187,38 +187,50 @@ mv {dest}/b {dest}/b-moved && ln -s {victim} {dest}/b
 """
 
 
-def test_permissions_never_follow_a_symlink_planted_while_they_are_applied(
-    local_agent: LocalAgent, area: Path
-) -> None:
-    dest = area / "dest"
+def _swapping_setfacl(area: Path) -> Tuple[Path, Path, Path]:
+    """The installed folder whose ``b`` gets swapped, the victim, the tools folder."""
     # One folder at the top: no second copying process, so the order of the steps is fixed.
-    inner = dest / "w"
+    inner = area / "dest" / "w"
     victim = _victim(area)
     tools = area / "tools"
     tools.mkdir()
     (tools / "setfacl").write_text(_SWAP_TOOL.format(dest=inner, victim=victim), encoding="utf-8")
     (tools / "setfacl").chmod(0o755)
+    return inner, victim, tools
+
+
+def _deploy_with_tools(
+    agent: LocalAgent, area: Path, tools: Path, more_permissions: str
+) -> LocalRun:
+    """Deploy with the tools first on PATH; permissions entry 1 sets an ACL (the swap)."""
     appspec = f"""version: 0.0
 os: linux
 files:
   - source: app
-    destination: {dest}
+    destination: {area}/dest
 permissions:
-  - object: {inner}/a
+  - object: {area}/dest/w/a
     acls:
       - "u:nobody:r"
-  - object: {inner}/b
+{more_permissions}"""
+    revision = write_tree(
+        area / "rev", {"appspec.yml": appspec, "app/w/a/f": "a\n", "app/w/b/file": "b\n"}
+    )
+    path = f"{tools}:{os.environ['PATH']}"
+    return agent.run("-l", str(revision), "-t", "directory", env={"PATH": path})
+
+
+def test_permissions_never_follow_a_symlink_planted_while_they_are_applied(
+    local_agent: LocalAgent, area: Path
+) -> None:
+    inner, victim, tools = _swapping_setfacl(area)
+    more_permissions = f"""  - object: {inner}/b
     mode: 0606
     owner: nobody
     type:
       - file
 """
-    revision = write_tree(
-        area / "rev", {"appspec.yml": appspec, "app/w/a/f": "a\n", "app/w/b/file": "b\n"}
-    )
-    run = local_agent.run(
-        "-l", str(revision), "-t", "directory", env={"PATH": f"{tools}:{os.environ['PATH']}"}
-    )
+    run = _deploy_with_tools(local_agent, area, tools, more_permissions)
     assert (inner / "b").is_symlink(), run.stderr
     status = (victim / "file").stat()
     assert (status.st_mode & 0o7777, status.st_uid) == (0o640, 0)
@@ -351,24 +363,8 @@ def test_reject_symlink_permission_targets_refuses_a_symlink_planted_while_apply
     local_agent: LocalAgent, area: Path
 ) -> None:
     _reject_symlink_targets(local_agent)
-    dest = area / "dest"
-    # One folder at the top: no second copying process, so the order of the steps is fixed.
-    inner = dest / "w"
-    victim = _victim(area)
-    tools = area / "tools"
-    tools.mkdir()
-    (tools / "setfacl").write_text(_SWAP_TOOL.format(dest=inner, victim=victim), encoding="utf-8")
-    (tools / "setfacl").chmod(0o755)
-    appspec = f"""version: 0.0
-os: linux
-files:
-  - source: app
-    destination: {dest}
-permissions:
-  - object: {inner}/a
-    acls:
-      - "u:nobody:r"
-  - object: {inner}
+    inner, victim, tools = _swapping_setfacl(area)
+    more_permissions = f"""  - object: {inner}
     pattern: "b"
     mode: 0700
     type:
@@ -378,12 +374,7 @@ permissions:
     type:
       - file
 """
-    revision = write_tree(
-        area / "rev", {"appspec.yml": appspec, "app/w/a/f": "a\n", "app/w/b/file": "b\n"}
-    )
-    run = local_agent.run(
-        "-l", str(revision), "-t", "directory", env={"PATH": f"{tools}:{os.environ['PATH']}"}
-    )
+    run = _deploy_with_tools(local_agent, area, tools, more_permissions)
     assert run.returncode == 1
     assert f"{inner}/b is a symlink" in run.stderr
     assert "reject_symlink_permission_targets is set" in run.stderr
