@@ -40,6 +40,7 @@ log = structlog.get_logger(__name__)
 # setfacl and restorecon take many paths per call; this bounds one command line.
 _BATCH_SIZE = 256
 _LEAF_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+_FD_NAME = re.compile(r"/proc/self/fd/[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -275,7 +276,8 @@ def _apply_batch_on_disk(
             _set_on_disk(targets, path, mode=permission.mode)
             instructions.chmod(path, mode_text)
     if permission.acls and tools.setfacl is not None:
-        _run_tool([tools.setfacl, "--modify", ",".join(permission.acls)], paths, resolved)
+        command = [tools.setfacl, "--modify", ",".join(permission.acls)]
+        _run_tool_on_open_paths_on_disk(command, paths, resolved, targets)
         for path in paths:
             instructions.setfacl(path, permission.acls)
     context = permission.context
@@ -324,8 +326,37 @@ def _permission_error(path: str, error: OSError) -> InstallError:
     return InstallError(f"cannot set the permissions of {path}: {error.strerror}")
 
 
-def _run_tool(command: List[str], paths: Sequence[str], resolved: ResolvedPermission) -> None:
-    """Run ``command`` on ``paths``; a failure names the entry, the tool and a path."""
+def _run_tool_on_open_paths_on_disk(
+    command: List[str], paths: Sequence[str], resolved: ResolvedPermission, targets: _Targets
+) -> None:
+    """Run ``command`` on the files and folders ``paths`` name, opened without following a
+    link: the tool is given their ``/proc/self/fd`` names, which lead to those very inodes."""
+    fds: List[int] = []
+    names: Dict[str, str] = {}
+    try:
+        for path in paths:
+            fd = targets.open_leaf_on_disk(path)
+            if fd is not None:
+                fds.append(fd)
+                names[f"/proc/self/fd/{fd}"] = path
+        if fds:
+            _run_tool(command, list(names), resolved, shown=names, pass_fds=fds)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _run_tool(
+    command: List[str],
+    paths: Sequence[str],
+    resolved: ResolvedPermission,
+    shown: Optional[Dict[str, str]] = None,
+    pass_fds: Sequence[int] = (),
+) -> None:
+    """Run ``command`` on ``paths``; a failure names the entry, the tool and a path.
+
+    ``shown`` maps the ``/proc/self/fd`` names given to the tool back to the paths.
+    """
     argv = [*command, *paths]
     try:
         completed = subprocess.run(
@@ -334,6 +365,7 @@ def _run_tool(command: List[str], paths: Sequence[str], resolved: ResolvedPermis
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             check=False,
+            pass_fds=tuple(pass_fds),
         )
     except OSError as error:
         raise InstallError(
@@ -342,10 +374,13 @@ def _run_tool(command: List[str], paths: Sequence[str], resolved: ResolvedPermis
     if completed.returncode != 0:
         lines = completed.stderr.decode("utf-8", "replace").strip().splitlines()
         reason = lines[-1] if lines else f"exit code {completed.returncode}"
+        first = paths[0]
+        if shown:
+            first = shown[first]
+            reason = _FD_NAME.sub(lambda found: shown.get(found.group(0), found.group(0)), reason)
         more = f" (and {len(paths) - 1} more paths)" if len(paths) > 1 else ""
         raise InstallError(
-            f"{resolved.describe()}: {os.path.basename(argv[0])} failed on {paths[0]}{more}:"
-            f" {reason}"
+            f"{resolved.describe()}: {os.path.basename(argv[0])} failed on {first}{more}: {reason}"
         )
 
 

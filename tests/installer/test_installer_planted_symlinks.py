@@ -182,8 +182,10 @@ def test_a_destination_that_was_a_symlink_before_the_first_install_still_works(
 
 
 _SWAP_TOOL = """#!/bin/sh
-# Stands for setfacl; meanwhile the owner of {dest} swaps a folder for a symlink.
-mv {dest}/b {dest}/b-moved && ln -s {victim} {dest}/b
+# Stands in front of setfacl; the first time, the owner of {dest} swaps a folder for a
+# symlink meanwhile.
+[ -L {dest}/b ] || {{ mv {dest}/b {dest}/b-moved && ln -s {victim} {dest}/b; }}
+exec {setfacl} "$@"
 """
 
 
@@ -194,7 +196,10 @@ def _swapping_setfacl(area: Path) -> Tuple[Path, Path, Path]:
     victim = _victim(area)
     tools = area / "tools"
     tools.mkdir()
-    (tools / "setfacl").write_text(_SWAP_TOOL.format(dest=inner, victim=victim), encoding="utf-8")
+    real = shutil.which("setfacl")
+    assert real is not None
+    swap = _SWAP_TOOL.format(dest=inner, victim=victim, setfacl=real)
+    (tools / "setfacl").write_text(swap, encoding="utf-8")
     (tools / "setfacl").chmod(0o755)
     return inner, victim, tools
 
@@ -227,6 +232,8 @@ def test_permissions_never_follow_a_symlink_planted_while_they_are_applied(
     more_permissions = f"""  - object: {inner}/b
     mode: 0606
     owner: nobody
+    acls:
+      - "u:nobody:rw"
     type:
       - file
 """
@@ -234,9 +241,15 @@ def test_permissions_never_follow_a_symlink_planted_while_they_are_applied(
     assert (inner / "b").is_symlink(), run.stderr
     status = (victim / "file").stat()
     assert (status.st_mode & 0o7777, status.st_uid) == (0o640, 0)
+    assert not [name for name in os.listxattr(victim / "file") if "posix_acl" in name]
     # The file the install made got its permissions, in the folder it was moved to.
     moved = (inner / "b-moved" / "file").stat()
-    assert (moved.st_mode & 0o7777, moved.st_uid) == (0o606, pwd.getpwnam("nobody").pw_uid)
+    # (The group bits show the ACL mask.)
+    assert (moved.st_mode & 0o7707, moved.st_uid) == (0o606, pwd.getpwnam("nobody").pw_uid)
+    acl = subprocess.run(
+        ["getfacl", "-p", str(inner / "b-moved" / "file")], capture_output=True, text=True
+    )
+    assert "user:nobody:rw-" in acl.stdout
     assert run.returncode == 0, run.stderr
 
 
