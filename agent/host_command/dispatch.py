@@ -66,6 +66,7 @@ class EngineSettings:
     hook_settings: HookRunSettings = field(default_factory=HookRunSettings)
     enable_deployments_log: bool = True
     fetch: FetchSettings = field(default_factory=FetchSettings)
+    reject_symlink_permission_targets: bool = False
 
     @classmethod
     def from_config(cls, config: AgentConfig) -> EngineSettings:
@@ -87,6 +88,7 @@ class EngineSettings:
             ),
             enable_deployments_log=config.enable_deployments_log,
             fetch=FetchSettings.from_config(config, os.environ.get("AWS_REGION") or None),
+            reject_symlink_permission_targets=config.reject_symlink_permission_targets,
         )
 
 
@@ -171,7 +173,12 @@ def _install(
     behavior = appspec.file_exists_behavior or spec.file_exists_behavior
     started = time.monotonic()
     result = install_revision_on_disk(
-        appspec, deployment.archive, settings.root, spec.deployment_group_id, behavior
+        appspec,
+        deployment.archive,
+        settings.root,
+        spec.deployment_group_id,
+        behavior,
+        reject_symlink_permission_targets=settings.reject_symlink_permission_targets,
     )
     settings.root.write_last_successful_marker(spec.deployment_group_id, deployment.path)
     log.info(

@@ -13,18 +13,21 @@ from __future__ import annotations
 
 import bisect
 import errno
+import functools
 import hashlib
 import heapq
 import os
+import stat
 import subprocess
 from array import array
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple, Type
+from typing import Iterator, List, Optional, Set, Tuple, Type
 
 import structlog
 
+from agent.installer.folders import FolderWalker, SymlinkNotFollowed
 from agent.installer.result import InstallError
 
 log = structlog.get_logger(__name__)
@@ -141,13 +144,20 @@ def read_previous_install_from_disk(cleanup_file: Path, key: bytes) -> PreviousI
 
 
 def replay_cleanup_file_on_disk(
-    cleanup_file: Path, semanage: Optional[str], kept: PathSet, previous_paths: PathSet
+    cleanup_file: Path,
+    semanage: Optional[str],
+    kept: PathSet,
+    previous_paths: PathSet,
+    trusted_uid: int,
 ) -> int:
     """Undo the previous install of the group, newest path first, except what is ``kept``.
 
     Files and symlinks are removed, folders only when empty, paths already gone are
     skipped, and SELinux records are dropped with ``semanage fcontext -d`` when semanage
-    is installed. The ``kept`` paths (already what the new revision installs) stay, and the
+    is installed. Paths are reached through :class:`FolderWalker` (``previous_paths`` are
+    the folders the agent made, ``trusted_uid`` whose symlinks may be followed below
+    them): what lies behind a symlink planted where the previous install made a folder is
+    left alone, and the link itself is removed as the line naming that folder comes. The ``kept`` paths (already what the new revision installs) stay, and the
     cleanup file is atomically replaced by the list of them, in their original order, for
     the copy to append to; with nothing kept it is deleted. Returns how many paths were
     removed.
@@ -160,7 +170,11 @@ def replay_cleanup_file_on_disk(
         # same tree): nothing to remove, and the file already lists exactly those paths.
         return removed
     window: List[bytes] = []
-    with ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="install-cleanup") as pool:
+    removal = _Removal(previous_paths, trusted_uid)
+    with (
+        ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="install-cleanup") as pool,
+        removal.walker() as folders,
+    ):
         for line in iter_complete_lines_reversed_from_disk(cleanup_file):
             if line.startswith(CONTEXT_RECORD_PREFIX):
                 _remove_file_context_on_disk(line[len(CONTEXT_RECORD_PREFIX) :], semanage)
@@ -168,12 +182,12 @@ def replay_cleanup_file_on_disk(
                 if not kept.contains_encoded(line):
                     window.append(line)
                     if len(window) >= _WINDOW:
-                        removed += _remove_window_on_disk(pool, window)
+                        removed += _remove_window_on_disk(pool, removal, folders, window)
                         window = []
             elif line:
                 # A relative path would be resolved against our working folder: never.
                 log.warning("cleanup line ignored: not an absolute path", line=os.fsdecode(line))
-        removed += _remove_window_on_disk(pool, window)
+        removed += _remove_window_on_disk(pool, removal, folders, window)
     if len(kept):
         _write_kept_paths_on_disk(cleanup_file, kept)
     else:
@@ -296,7 +310,20 @@ def _path_hash(key: bytes, path: bytes) -> int:
     return int.from_bytes(digest, "little", signed=True)
 
 
-def _remove_window_on_disk(pool: ThreadPoolExecutor, paths: List[bytes]) -> int:
+@dataclass(frozen=True)
+class _Removal:
+    """What every thread of the replay needs to reach the paths it removes."""
+
+    previous: PathSet
+    trusted_uid: int
+
+    def walker(self) -> FolderWalker:
+        return FolderWalker(self.previous.__contains__, self.trusted_uid)
+
+
+def _remove_window_on_disk(
+    pool: ThreadPoolExecutor, removal: _Removal, walker: FolderWalker, paths: List[bytes]
+) -> int:
     """Remove a window of consecutive cleanup lines (newest first); returns the count.
 
     Files and symlinks go in parallel chunks, in any order. A folder goes once its chunk
@@ -305,43 +332,88 @@ def _remove_window_on_disk(pool: ThreadPoolExecutor, paths: List[bytes]) -> int:
     """
     chunks = [paths[start : start + _CHUNK] for start in range(0, len(paths), _CHUNK)]
     removed = 0
-    for count, folders in pool.map(_unlink_all_on_disk, chunks):
+    for count, folders in pool.map(functools.partial(_unlink_all_on_disk, removal), chunks):
         removed += count
         for folder in folders:
-            removed += _remove_folder_on_disk(folder)
+            removed += _remove_folder_on_disk(walker, folder)
     return removed
 
 
-def _unlink_all_on_disk(paths: List[bytes]) -> Tuple[int, List[bytes]]:
+def _unlink_all_on_disk(removal: _Removal, paths: List[bytes]) -> Tuple[int, List[bytes]]:
     """Unlink each path (a worker thread); returns the count and the folders met, in order."""
     removed = 0
     folders: List[bytes] = []
-    for path in paths:
-        try:
-            os.unlink(path)
-            removed += 1
-        except (FileNotFoundError, NotADirectoryError):
-            pass
-        except (IsADirectoryError, PermissionError) as error:
-            # Linux answers EISDIR for a folder; POSIX also allows EPERM.
-            if not os.path.isdir(path) or os.path.islink(path):
+    reported: Set[str] = set()
+    with removal.walker() as walker:
+        for path in paths:
+            parent, name = _split(path)
+            folder_fd = _open_folder_on_disk(walker, parent, path, reported)
+            if folder_fd is None:
+                continue
+            try:
+                os.unlink(name, dir_fd=folder_fd)
+                removed += 1
+            except (FileNotFoundError, NotADirectoryError):
+                pass
+            except (IsADirectoryError, PermissionError) as error:
+                # Linux answers EISDIR for a folder; POSIX also allows EPERM.
+                if not _is_folder_on_disk(name, folder_fd):
+                    raise _removal_error(path, error) from error
+                folders.append(path)
+            except OSError as error:
                 raise _removal_error(path, error) from error
-            folders.append(path)
-        except OSError as error:
-            raise _removal_error(path, error) from error
     return removed, folders
 
 
-def _remove_folder_on_disk(path: bytes) -> int:
+def _remove_folder_on_disk(walker: FolderWalker, path: bytes) -> int:
+    parent, name = _split(path)
+    folder_fd = _open_folder_on_disk(walker, parent, path, set())
+    if folder_fd is None:
+        return 0
     try:
-        os.rmdir(path)
-        return 1
+        os.rmdir(name, dir_fd=folder_fd)
     except FileNotFoundError:
         return 0
     except OSError as error:
         if error.errno in _FOLDER_KEPT_ERRNOS:
             return 0
         raise _removal_error(path, error) from error
+    walker.forget(os.fsdecode(path))
+    return 1
+
+
+def _split(path: bytes) -> Tuple[str, bytes]:
+    """The parent folder (as text, for the walker) and the name of an absolute path."""
+    slash = path.rfind(b"/")
+    return os.fsdecode(path[:slash]) or "/", path[slash + 1 :]
+
+
+def _open_folder_on_disk(
+    walker: FolderWalker, folder: str, path: bytes, reported: Set[str]
+) -> Optional[int]:
+    """The folder holding ``path``, or None when it is gone or behind a planted symlink."""
+    try:
+        return walker.open_folder_on_disk(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except SymlinkNotFollowed as refused:
+        if refused.path not in reported:
+            reported.add(refused.path)
+            log.warning(
+                "cleanup: what lies behind a symlink is left alone",
+                reason=refused.message,
+                path=os.fsdecode(path),
+            )
+        return None
+    except OSError as error:
+        raise _removal_error(path, error) from error
+
+
+def _is_folder_on_disk(name: bytes, folder_fd: int) -> bool:
+    try:
+        return stat.S_ISDIR(os.stat(name, dir_fd=folder_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
 
 
 def _removal_error(path: bytes, error: OSError) -> InstallError:

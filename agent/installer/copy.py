@@ -16,16 +16,17 @@ slower on tmpfs (GIL hand-offs at every system call).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import json
 import os
 import stat
-from dataclasses import dataclass
 from operator import attrgetter
 from typing import Iterator, List, Optional, Tuple
 
 from agent.application_specification.model import FileExistsBehavior
 from agent.installer.cleanup import CleanupFileWriter, PathSet
+from agent.installer.folders import open_child_folder_on_disk
 from agent.installer.instructions import InstructionsFileWriter, InstructionsFragmentWriter
 from agent.installer.paths import folder_chain, join
 from agent.installer.plan import ResolvedEntry, SourceKind
@@ -49,7 +50,7 @@ _NO_SENDFILE = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP})
 _CHUNK = 1 << 20
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class CopyCounts:
     files_copied: int
     symlinks_created: int
@@ -80,12 +81,13 @@ class _Tally:
         self.retained = self.overwritten = self.bytes = self.unchanged = 0
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class _Copier:
     """What every step of the copy needs."""
 
     behavior: FileExistsBehavior
     kept: PathSet
+    previous: PathSet  # every path the group's previous install made: never followed
     cleanup: CleanupFileWriter
     instructions: InstructionsFileWriter
     identity: Identity
@@ -96,6 +98,7 @@ def copy_entries_on_disk(
     entries: Tuple[ResolvedEntry, ...],
     behavior: FileExistsBehavior,
     kept: PathSet,
+    previous: PathSet,
     identity: Identity,
     cleanup: CleanupFileWriter,
     instructions: InstructionsFileWriter,
@@ -104,10 +107,12 @@ def copy_entries_on_disk(
 
     ``kept`` are paths of the previous install that the plan found already in place and
     that the cleanup file still lists: they are checked (content, symlink target) and only
-    rewritten when they differ.
+    rewritten when they differ. ``previous`` are all the paths the previous install made:
+    a symlink found where one of its folders was is never followed (see
+    :mod:`agent.installer.folders`).
     """
     tally = _Tally()
-    copier = _Copier(behavior, kept, cleanup, instructions, identity, tally)
+    copier = _Copier(behavior, kept, previous, cleanup, instructions, identity, tally)
     for entry in entries:
         _copy_entry_on_disk(copier, entry)
     return CopyCounts(
@@ -123,57 +128,102 @@ def copy_entries_on_disk(
 
 
 def _copy_entry_on_disk(copier: _Copier, entry: ResolvedEntry) -> None:
-    fresh = _make_folder_chain_on_disk(copier, entry.destination)
+    destination_fd, fresh, resolved = _open_destination_on_disk(copier, entry.destination)
     if entry.kind is SourceKind.FILE:
         source_dir, name = os.path.split(entry.source)
-        fds = _open_pair(entry.describe(), source_dir, entry.destination)
         try:
-            level = _Level(fds, source_dir, entry.destination, fresh)
+            fds = (_open_source_on_disk(entry.describe(), source_dir), destination_fd)
+        except BaseException:
+            os.close(destination_fd)
+            raise
+        try:
+            level = _Level(fds, source_dir, entry.destination, fresh, resolved)
             level.new_owner = _new_owner_on_disk(copier.identity, fds[1])
             _copy_leaf_on_disk(copier, level, name, os.path.islink(entry.source))
         finally:
             _close_pair(fds)
         return
-    _copy_tree_on_disk(copier, entry, fresh)
+    _copy_tree_on_disk(copier, entry, destination_fd, fresh, resolved)
 
 
-def _make_folder_chain_on_disk(copier: _Copier, destination: str) -> bool:
-    """Create the missing folders down to ``destination``; True when it was created now."""
+def _open_destination_on_disk(copier: _Copier, destination: str) -> Tuple[int, bool, bool]:
+    """Create the missing folders down to ``destination`` and open it, one folder at a time.
+
+    Returns its descriptor, whether it was created now, and whether it was reached with no
+    folder of this group's installs on the way (symlinks below it are then followed as
+    path resolution would, see :mod:`agent.installer.folders`).
+    """
+    fd = os.open("/", _FOLDER_FLAGS)
     fresh = False
-    for folder in folder_chain(destination):
-        if not fresh:
-            try:
-                mode = os.stat(folder).st_mode
-            except FileNotFoundError:
-                pass
-            except OSError as error:
-                raise _copy_error(folder, error) from error
-            else:
-                if stat.S_ISDIR(mode):
-                    _note_existing_folder(copier, folder)
-                    continue
-                raise InstallError(f"cannot create folder {folder}: something else is there")
-        copier.cleanup.append_path(folder)
-        try:
-            os.mkdir(folder)
-        except OSError as error:
-            raise _copy_error(folder, error) from error
-        copier.instructions.mkdir(folder)
-        copier.tally.folders += 1
-        fresh = True
-    return fresh
+    resolved = True
+    try:
+        for folder in folder_chain(destination):
+            name = os.path.basename(folder)
+            child = (
+                None if fresh else _open_existing_folder_on_disk(copier, fd, name, folder, resolved)
+            )
+            if child is None:
+                child = _make_folder_on_disk(copier, fd, name, folder)
+                fresh = True
+            resolved = resolved and not fresh and folder not in copier.previous
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, fresh, resolved
+
+
+def _open_existing_folder_on_disk(
+    copier: _Copier, parent_fd: int, name: str, folder: str, resolved: bool
+) -> Optional[int]:
+    """The folder ``name`` of ``parent_fd`` when it exists (None when missing)."""
+    agent_made = folder in copier.previous
+    try:
+        if resolved and not agent_made:
+            fd = os.open(name, _FOLDER_FLAGS, dir_fd=parent_fd)
+        else:
+            fd = open_child_folder_on_disk(
+                parent_fd, name, folder, agent_made=agent_made, trusted_uid=copier.identity.uid
+            )
+    except FileNotFoundError:
+        return None
+    except NotADirectoryError:
+        raise InstallError(f"cannot create folder {folder}: something else is there") from None
+    except OSError as error:
+        raise _copy_error(folder, error) from error
+    _note_existing_folder(copier, folder)
+    return fd
+
+
+def _make_folder_on_disk(copier: _Copier, parent_fd: int, name: str, folder: str) -> int:
+    """Create ``folder`` (recorded first) and open it."""
+    copier.cleanup.append_path(folder)
+    try:
+        os.mkdir(name, dir_fd=parent_fd)
+        fd = os.open(name, _FOLDER_FLAGS | os.O_NOFOLLOW, dir_fd=parent_fd)
+    except OSError as error:
+        raise _copy_error(folder, error) from error
+    copier.instructions.mkdir(folder)
+    copier.tally.folders += 1
+    return fd
 
 
 class _Level:
     """One folder being copied: both descriptors, both paths, its remaining children."""
 
-    __slots__ = ("children", "destination", "fds", "fresh", "new_owner", "source")
+    __slots__ = ("children", "destination", "fds", "fresh", "new_owner", "resolved", "source")
 
-    def __init__(self, fds: Tuple[int, int], source: str, destination: str, fresh: bool) -> None:
+    def __init__(
+        self, fds: Tuple[int, int], source: str, destination: str, fresh: bool, resolved: bool
+    ) -> None:
         self.fds = fds
         self.source = source
         self.destination = destination
         self.fresh = fresh  # created by this install: nothing can be in the way inside
+        # Reached with no folder of this group's installs on the way: its symlinks are
+        # followed as path resolution would.
+        self.resolved = resolved
         # The owner a new file gets here, when owners are kept (root).
         self.new_owner: Optional[Tuple[int, int]] = None
         self.children: Iterator[os.DirEntry[str]] = iter(())
@@ -185,10 +235,16 @@ class _Level:
             self.children = iter(sorted(listing, key=_by_name))
 
 
-def _copy_tree_on_disk(copier: _Copier, entry: ResolvedEntry, fresh: bool) -> None:
-    fds = _open_pair(entry.describe(), entry.source, entry.destination)
+def _copy_tree_on_disk(
+    copier: _Copier, entry: ResolvedEntry, destination_fd: int, fresh: bool, resolved: bool
+) -> None:
+    try:
+        fds = (_open_source_on_disk(entry.describe(), entry.source), destination_fd)
+    except BaseException:
+        os.close(destination_fd)
+        raise
     # Every level's descriptors are on the stack from the moment they are open.
-    stack: List[_Level] = [_Level(fds, entry.source, entry.destination, fresh)]
+    stack: List[_Level] = [_Level(fds, entry.source, entry.destination, fresh, resolved)]
     worker: Optional[ForkedShare] = None
     fragment = copier.instructions.fragment_path()
     try:
@@ -227,11 +283,9 @@ def _copy_share_on_disk(
     """The worker's half of the top level; its counts, as JSON."""
     tally = _Tally()
     with InstructionsFragmentWriter(fragment) as instructions:
-        own = _Copier(
-            copier.behavior, copier.kept, copier.cleanup, instructions, copier.identity, tally
-        )
+        own = dataclasses.replace(copier, instructions=instructions, tally=tally)
         # The descriptors are this process's own copies after fork().
-        level = _Level(top.fds, top.source, top.destination, top.fresh)
+        level = _Level(top.fds, top.source, top.destination, top.fresh, top.resolved)
         level.new_owner = top.new_owner
         level.children = iter(share)
         _walk_on_disk(own, [level], root)
@@ -245,12 +299,9 @@ def _walk_on_disk(copier: _Copier, stack: List[_Level], root: str) -> None:
             level = stack[-1]
             for child in level.children:
                 name = child.name
-                source = join(level.source, name)
                 destination = join(level.destination, name)
                 if child.is_dir(follow_symlinks=False):
-                    created = _make_child_folder_on_disk(copier, level, name, destination)
-                    fds = _open_child_pair(level.fds, name, destination)
-                    stack.append(_Level(fds, source, destination, created))
+                    stack.append(_enter_child_folder_on_disk(copier, level, name, destination))
                     stack[-1].load_on_disk(copier.identity)
                     break
                 _copy_leaf_on_disk(copier, level, name, child.is_symlink())
@@ -270,28 +321,24 @@ def _new_owner_on_disk(identity: Identity, folder_fd: int) -> Optional[Tuple[int
     return identity.uid, folder.st_gid if setgid else identity.gid
 
 
-def _make_child_folder_on_disk(copier: _Copier, level: _Level, name: str, destination: str) -> bool:
-    """Make sure ``destination`` is a folder; True when this install created it."""
+def _enter_child_folder_on_disk(
+    copier: _Copier, level: _Level, name: str, destination: str
+) -> _Level:
+    """Make sure ``destination`` is a folder (creating it when missing) and open both sides."""
+    fd = None
     if not level.fresh:
-        try:
-            mode = os.stat(name, dir_fd=level.fds[1]).st_mode
-        except FileNotFoundError:
-            pass
-        except OSError as error:
-            raise _copy_error(destination, error) from error
-        else:
-            if stat.S_ISDIR(mode):
-                _note_existing_folder(copier, destination)
-                return False
-            raise InstallError(f"cannot create folder {destination}: something else is there")
-    copier.cleanup.append_path(destination)
+        fd = _open_existing_folder_on_disk(copier, level.fds[1], name, destination, level.resolved)
+    created = fd is None
+    if fd is None:
+        fd = _make_folder_on_disk(copier, level.fds[1], name, destination)
     try:
-        os.mkdir(name, dir_fd=level.fds[1])
-    except OSError as error:
-        raise _copy_error(destination, error) from error
-    copier.instructions.mkdir(destination)
-    copier.tally.folders += 1
-    return True
+        # The revision side never follows a symlink.
+        source_fd = os.open(name, _FOLDER_FLAGS | os.O_NOFOLLOW, dir_fd=level.fds[0])
+    except BaseException:
+        os.close(fd)
+        raise
+    resolved = level.resolved and not created and destination not in copier.previous
+    return _Level((source_fd, fd), join(level.source, name), destination, created, resolved)
 
 
 def _note_existing_folder(copier: _Copier, folder: str) -> None:
@@ -458,27 +505,11 @@ def _lstat_or_none(name: str, folder_fd: int) -> Optional[os.stat_result]:
         return None
 
 
-def _open_pair(where: str, source: str, destination: str) -> Tuple[int, int]:
+def _open_source_on_disk(where: str, source: str) -> int:
     try:
-        source_fd = os.open(source, _FOLDER_FLAGS)
+        return os.open(source, _FOLDER_FLAGS)
     except OSError as error:
         raise InstallError(f"{where}: cannot open {source}: {error.strerror}") from error
-    try:
-        return source_fd, os.open(destination, _FOLDER_FLAGS)
-    except OSError as error:
-        os.close(source_fd)
-        raise InstallError(f"{where}: cannot open {destination}: {error.strerror}") from error
-
-
-def _open_child_pair(fds: Tuple[int, int], name: str, destination: str) -> Tuple[int, int]:
-    # The revision side never follows a symlink; the destination side may (a pre-existing
-    # /var/www -> /srv/www is installed through, like the AWS agent does).
-    source_fd = os.open(name, _FOLDER_FLAGS | os.O_NOFOLLOW, dir_fd=fds[0])
-    try:
-        return source_fd, os.open(name, _FOLDER_FLAGS, dir_fd=fds[1])
-    except OSError:
-        os.close(source_fd)
-        raise
 
 
 def _close_pair(fds: Tuple[int, int]) -> None:

@@ -44,12 +44,15 @@ def install_revision_on_disk(
     root: DeploymentRoot,
     group_id: str,
     file_exists_behavior: FileExistsBehavior,
+    reject_symlink_permission_targets: bool = False,
 ) -> InstallResult:
     """Install the unpacked revision at ``archive_root`` for deployment group ``group_id``.
 
     ``file_exists_behavior`` is already resolved (the appspec's own setting over the
-    deployment's). Raises InstallError; when it does so before the copy starts, nothing
-    has changed on disk.
+    deployment's). ``reject_symlink_permission_targets`` (the configuration key): a
+    symlink where ``permissions`` apply refuses the install rather than being skipped.
+    Raises InstallError; when it does so before the copy starts, nothing has changed on
+    disk.
     """
     if spec.os != "linux":
         raise InstallError(f"appspec os {spec.os!r} is not supported by this agent (linux only)")
@@ -59,15 +62,32 @@ def install_revision_on_disk(
     identity = read_identity_from_os()
     cleanup_file = root.cleanup_file(group_id)
     previous = read_previous_install_from_disk(cleanup_file, key=os.urandom(16))
-    kept = check_plan_on_disk(entries, permissions, previous, file_exists_behavior, identity)
-    removed = replay_cleanup_file_on_disk(cleanup_file, tools.semanage, kept, previous.free)
-    del previous
+    kept = check_plan_on_disk(
+        entries,
+        permissions,
+        previous,
+        file_exists_behavior,
+        identity,
+        reject_symlink_targets=reject_symlink_permission_targets,
+    )
+    removed = replay_cleanup_file_on_disk(
+        cleanup_file, tools.semanage, kept, previous.free, identity.uid
+    )
     root.instructions_dir.mkdir(parents=True, exist_ok=True)
     install_file = root.install_instructions_file(group_id)
     with CleanupFileWriter(cleanup_file) as cleanup, InstructionsFileWriter(install_file) as steps:
-        counts = copy_entries_on_disk(entries, file_exists_behavior, kept, identity, cleanup, steps)
+        counts = copy_entries_on_disk(
+            entries, file_exists_behavior, kept, previous.free, identity, cleanup, steps
+        )
         installed = iter_recorded_paths_from_disk(cleanup_file, cleanup.size)
-        permission_paths = apply_permissions_on_disk(permissions, installed, tools, cleanup, steps)
+        permission_paths = apply_permissions_on_disk(
+            permissions,
+            installed,
+            tools,
+            cleanup,
+            steps,
+            reject_symlinks=reject_symlink_permission_targets,
+        )
     result = InstallResult(
         files_copied=counts.files_copied,
         directories_created=counts.directories_created,

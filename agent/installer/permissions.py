@@ -6,7 +6,11 @@ object itself, unless the object is a file the install copied), filtered by ``pa
 (``*`` globs on the name) and ``type``. On each path it sets, in order, the mode, the ACL
 entries (``setfacl``), the SELinux context (``semanage fcontext`` + ``restorecon``) and
 the owner/group. Symlinks are left alone: chmod, setfacl and restorecon would act on
-whatever they point to. Owners, groups and the tools are resolved before anything is
+whatever they point to. Below the object, paths are reached through folder descriptors
+(:mod:`agent.installer.folders`): a symlink planted in place of an installed folder is
+never followed, and mode and owner are set on the file opened without following a link.
+With ``reject_symlink_permission_targets`` such a symlink refuses the install instead of
+being reported and skipped. Owners, groups and the tools are resolved before anything is
 copied, so a typo refuses the install instead of leaving it half done.
 """
 
@@ -20,16 +24,23 @@ import shutil
 import stat
 import subprocess
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Pattern, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Pattern, Sequence, Set, Tuple
+
+import structlog
 
 from agent.application_specification.model import ObjectType, Permission
 from agent.installer.cleanup import CleanupFileWriter
+from agent.installer.folders import FolderWalker, SymlinkNotFollowed
 from agent.installer.instructions import InstructionsFileWriter
 from agent.installer.paths import is_within, normalise_absolute
 from agent.installer.result import InstallError
 
+log = structlog.get_logger(__name__)
+
 # setfacl and restorecon take many paths per call; this bounds one command line.
 _BATCH_SIZE = 256
+_LEAF_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+_FD_NAME = re.compile(r"/proc/self/fd/[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -140,42 +151,114 @@ def apply_permissions_on_disk(
     tools: PermissionTools,
     cleanup: CleanupFileWriter,
     instructions: InstructionsFileWriter,
+    reject_symlinks: bool = False,
 ) -> int:
     """Apply each entry to the installed paths it matches; returns how many paths it set.
 
     The plan has already refused paths matched twice, so the first match is the only one.
     Paths are handled in batches of one entry so that setfacl and restorecon run once per
-    batch rather than once per path.
+    batch rather than once per path. ``reject_symlinks``: a symlink met on the way to a
+    matched path, or as the path, refuses the install (else it is reported and skipped).
     """
     if not permissions:
         return 0
-    applied = 0
-    batch: List[str] = []
-    current: Optional[ResolvedPermission] = None
     objects = tuple(permission.object for permission in permissions)
-    for path in installed_paths:
-        if not any(is_within(path, folder) for folder in objects):
-            continue  # decided by the path alone, without a stat
+    targets = _Targets(objects, reject_symlinks)
+    with targets.walker:
+        applied = 0
+        batch: List[str] = []
+        current: Optional[ResolvedPermission] = None
+        for path in installed_paths:
+            if not any(is_within(path, folder) for folder in objects):
+                continue  # decided by the path alone, without a stat
+            mode = targets.mode_on_disk(path, permissions)
+            if mode is None or stat.S_ISLNK(mode):
+                continue
+            is_dir = stat.S_ISDIR(mode)
+            match = next((p for p in permissions if p.matches(path, is_dir)), None)
+            if match is None:
+                continue
+            if match is not current or len(batch) >= _BATCH_SIZE:
+                if current is not None:
+                    _apply_batch_on_disk(current, batch, tools, cleanup, instructions, targets)
+                applied += len(batch)
+                batch = []
+                current = match
+            batch.append(path)
+        if current is not None:
+            _apply_batch_on_disk(current, batch, tools, cleanup, instructions, targets)
+        return applied + len(batch)
+
+
+class _Targets:
+    """Reaches the paths permissions apply to without following a symlink below an object."""
+
+    def __init__(self, objects: Tuple[str, ...], reject_symlinks: bool) -> None:
+        self.objects = objects
+        self.reject_symlinks = reject_symlinks
+        # Below an object, only the administrator's own symlinks are followed, and none
+        # when symlinks are rejected.
+        trusted = None if reject_symlinks else os.geteuid()
+        self.walker = FolderWalker(self._below_an_object, trusted)
+        self._reported: Set[str] = set()
+
+    def _below_an_object(self, path: str) -> bool:
+        return any(path != folder and is_within(path, folder) for folder in self.objects)
+
+    def mode_on_disk(self, path: str, permissions: Sequence[ResolvedPermission]) -> Optional[int]:
+        """The type and mode of ``path``, None when it is gone or cannot be reached safely."""
+        mode = self._reach_on_disk(path, _mode_in)
+        if (
+            mode is not None
+            and stat.S_ISLNK(mode)
+            and self.reject_symlinks
+            and any(p.matches(path, False) for p in permissions)
+        ):
+            self.refuse(path, f"{path} is a symlink")
+        return mode
+
+    def refuse(self, path: str, reason: str) -> None:
+        """Refuse the install (symlinks rejected) or report ``path`` once and go on."""
+        if self.reject_symlinks:
+            raise InstallError(
+                f"{reason}; reject_symlink_permission_targets is set, so permissions are"
+                " never applied through a symlink"
+            )
+        if path not in self._reported:
+            self._reported.add(path)
+            log.warning("permissions: a symlink is not followed", reason=reason)
+
+    def open_leaf_on_disk(self, path: str) -> Optional[int]:
+        """An ``O_PATH`` descriptor of ``path`` itself (never a link's target); None when
+        it vanished or became a symlink."""
+        fd = self._reach_on_disk(path, _open_in)
+        if fd is not None and stat.S_ISLNK(os.fstat(fd).st_mode):
+            os.close(fd)
+            self.refuse(path, f"{path} is a symlink")
+            return None
+        return fd
+
+    def _reach_on_disk(self, path: str, action: Callable[[int, str], int]) -> Optional[int]:
+        """``action(folder descriptor, name)`` on ``path``; None when it is gone or behind
+        a symlink that is not followed."""
+        folder, name = os.path.split(path)
         try:
-            mode = os.lstat(path).st_mode
-        except FileNotFoundError:
-            continue
-        if stat.S_ISLNK(mode):
-            continue
-        is_dir = stat.S_ISDIR(mode)
-        match = next((p for p in permissions if p.matches(path, is_dir)), None)
-        if match is None:
-            continue
-        if match is not current or len(batch) >= _BATCH_SIZE:
-            if current is not None:
-                _apply_batch_on_disk(current, batch, tools, cleanup, instructions)
-            applied += len(batch)
-            batch = []
-            current = match
-        batch.append(path)
-    if current is not None:
-        _apply_batch_on_disk(current, batch, tools, cleanup, instructions)
-    return applied + len(batch)
+            return action(self.walker.open_folder_on_disk(folder), name)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except SymlinkNotFollowed as refused:
+            self.refuse(refused.path, refused.message)
+            return None
+        except OSError as error:
+            raise _permission_error(path, error) from error
+
+
+def _mode_in(folder_fd: int, name: str) -> int:
+    return os.stat(name, dir_fd=folder_fd, follow_symlinks=False).st_mode
+
+
+def _open_in(folder_fd: int, name: str) -> int:
+    return os.open(name, _LEAF_FLAGS, dir_fd=folder_fd)
 
 
 def _apply_batch_on_disk(
@@ -184,18 +267,17 @@ def _apply_batch_on_disk(
     tools: PermissionTools,
     cleanup: CleanupFileWriter,
     instructions: InstructionsFileWriter,
+    targets: _Targets,
 ) -> None:
     permission = resolved.permission
     mode_text = permission.mode_text()
     if permission.mode is not None and mode_text is not None:
         for path in paths:
-            try:
-                os.chmod(path, permission.mode)
-            except OSError as error:
-                raise _permission_error(path, error) from error
+            _set_on_disk(targets, path, mode=permission.mode)
             instructions.chmod(path, mode_text)
     if permission.acls and tools.setfacl is not None:
-        _run_tool([tools.setfacl, "--modify", ",".join(permission.acls)], paths, resolved)
+        command = [tools.setfacl, "--modify", ",".join(permission.acls)]
+        _run_tool_on_open_paths_on_disk(command, paths, resolved, targets)
         for path in paths:
             instructions.setfacl(path, permission.acls)
     context = permission.context
@@ -213,19 +295,68 @@ def _apply_batch_on_disk(
         _run_tool([tools.restorecon, "-v"], paths, resolved)
     if permission.owner is not None or permission.group is not None:
         for path in paths:
-            try:
-                os.chown(path, resolved.uid, resolved.gid, follow_symlinks=False)
-            except OSError as error:
-                raise _permission_error(path, error) from error
+            _set_on_disk(targets, path, owner=(resolved.uid, resolved.gid))
             instructions.chown(path, permission.owner, permission.group)
+
+
+def _set_on_disk(
+    targets: _Targets,
+    path: str,
+    mode: Optional[int] = None,
+    owner: Optional[Tuple[int, int]] = None,
+) -> None:
+    """chmod or chown the file or folder ``path`` itself, reached without following links."""
+    fd = targets.open_leaf_on_disk(path)
+    if fd is None:
+        return
+    # An O_PATH descriptor takes no fchmod; its /proc name reaches the very same inode.
+    through = f"/proc/self/fd/{fd}"
+    try:
+        if mode is not None:
+            os.chmod(through, mode)
+        if owner is not None:
+            os.chown(through, *owner)
+    except OSError as error:
+        raise _permission_error(path, error) from error
+    finally:
+        os.close(fd)
 
 
 def _permission_error(path: str, error: OSError) -> InstallError:
     return InstallError(f"cannot set the permissions of {path}: {error.strerror}")
 
 
-def _run_tool(command: List[str], paths: Sequence[str], resolved: ResolvedPermission) -> None:
-    """Run ``command`` on ``paths``; a failure names the entry, the tool and a path."""
+def _run_tool_on_open_paths_on_disk(
+    command: List[str], paths: Sequence[str], resolved: ResolvedPermission, targets: _Targets
+) -> None:
+    """Run ``command`` on the files and folders ``paths`` name, opened without following a
+    link: the tool is given their ``/proc/self/fd`` names, which lead to those very inodes."""
+    fds: List[int] = []
+    names: Dict[str, str] = {}
+    try:
+        for path in paths:
+            fd = targets.open_leaf_on_disk(path)
+            if fd is not None:
+                fds.append(fd)
+                names[f"/proc/self/fd/{fd}"] = path
+        if fds:
+            _run_tool(command, list(names), resolved, shown=names, pass_fds=fds)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _run_tool(
+    command: List[str],
+    paths: Sequence[str],
+    resolved: ResolvedPermission,
+    shown: Optional[Dict[str, str]] = None,
+    pass_fds: Sequence[int] = (),
+) -> None:
+    """Run ``command`` on ``paths``; a failure names the entry, the tool and a path.
+
+    ``shown`` maps the ``/proc/self/fd`` names given to the tool back to the paths.
+    """
     argv = [*command, *paths]
     try:
         completed = subprocess.run(
@@ -234,6 +365,7 @@ def _run_tool(command: List[str], paths: Sequence[str], resolved: ResolvedPermis
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             check=False,
+            pass_fds=tuple(pass_fds),
         )
     except OSError as error:
         raise InstallError(
@@ -242,10 +374,13 @@ def _run_tool(command: List[str], paths: Sequence[str], resolved: ResolvedPermis
     if completed.returncode != 0:
         lines = completed.stderr.decode("utf-8", "replace").strip().splitlines()
         reason = lines[-1] if lines else f"exit code {completed.returncode}"
+        first = paths[0]
+        if shown:
+            first = shown[first]
+            reason = _FD_NAME.sub(lambda found: shown.get(found.group(0), found.group(0)), reason)
         more = f" (and {len(paths) - 1} more paths)" if len(paths) > 1 else ""
         raise InstallError(
-            f"{resolved.describe()}: {os.path.basename(argv[0])} failed on {paths[0]}{more}:"
-            f" {reason}"
+            f"{resolved.describe()}: {os.path.basename(argv[0])} failed on {first}{more}: {reason}"
         )
 
 

@@ -14,10 +14,12 @@ from __future__ import annotations
 import enum
 import os
 import stat
+import struct
+from array import array
 from dataclasses import dataclass, replace
 from operator import attrgetter
 from pathlib import Path
-from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 from agent.application_specification.model import (
     ApplicationSpecification,
@@ -105,13 +107,21 @@ def check_plan_on_disk(
     previous: PreviousInstall,
     behavior: FileExistsBehavior,
     identity: Identity,
+    reject_symlink_targets: bool = False,
 ) -> PathSet:
     """Walk every entry as the copy will and raise InstallError at the first conflict.
 
     The paths the group's previous install created (``previous.free``) are removed before
     the copy, so they are no conflict. Returns those of them that already look like what
-    the copy would produce: they are kept instead of being removed and copied again.
+    the copy would produce: they are kept instead of being removed and copied again. A
+    folder that still holds something the previous install did not make is left out: it
+    stays anyway (its removal fails), and, as with the AWS agent, the cleanup file lists
+    only what an install made. ``reject_symlink_targets``: a permissions object reached through a symlink, or a
+    symlink the permissions would match, refuses the install.
     """
+    if reject_symlink_targets:
+        for permission in permissions:
+            _check_object_without_symlink_on_disk(permission)
     kept = PathSetBuilder(previous.free.key)
     plan = _Plan(
         tuple(entries),
@@ -120,11 +130,13 @@ def check_plan_on_disk(
         behavior,
         identity,
         kept,
+        PathSetBuilder(previous.free.key),
         reuse=not previous.has_contexts and len(previous.free) > 0,
+        reject_symlink_targets=reject_symlink_targets,
     )
     for entry in entries:
         _check_entry_on_disk(plan, entry)
-    return kept.build()
+    return _without(kept.build(), plan.holders.build())
 
 
 @dataclass(frozen=True)
@@ -135,7 +147,10 @@ class _Plan:
     behavior: FileExistsBehavior
     identity: Identity
     kept: PathSetBuilder
+    # Folders of the previous install holding (or above) something it did not make.
+    holders: PathSetBuilder
     reuse: bool
+    reject_symlink_targets: bool = False
 
 
 class _Folder(NamedTuple):
@@ -144,6 +159,10 @@ class _Folder(NamedTuple):
     exists: bool  # it exists now: what goes below it must be looked at
     doomed: bool  # the previous install's and not kept: removed, so nothing below is kept
     status: Optional[os.stat_result]  # its status when it exists
+    # No folder of the previous install on the way to it: symlinks below it are followed
+    # as the copy will (see agent.installer.folders).
+    resolved: bool = False
+    listed: bool = False  # something the previous install made is there (of any type)
 
 
 _MISSING = _Folder(False, False, None)
@@ -180,9 +199,18 @@ def _resolve_entry_on_disk(
 
 
 def _check_entry_on_disk(plan: _Plan, entry: ResolvedEntry) -> None:
-    folder = _Folder(True, False, os.stat("/"))
-    for path in folder_chain(entry.destination):
+    folder = _Folder(True, False, os.stat("/"), resolved=True)
+    chain = folder_chain(entry.destination)
+    for index, path in enumerate(chain):
+        if index + 1 < len(chain):
+            visited: Callable[[str], bool] = os.path.basename(chain[index + 1]).__eq__
+        elif entry.kind is SourceKind.FOLDER:
+            visited = _folder_in(entry.source)
+        else:
+            visited = _nothing
         folder = _check_folder_on_disk(plan, entry, path, folder)
+        if folder.exists and folder.listed:
+            _note_foreign_content_on_disk(plan, path, visited)
     if entry.kind is SourceKind.FILE:
         kind = _target_type(entry.source, os.lstat(entry.source).st_mode)
         _check_leaf_on_disk(plan, entry, entry.source, entry.root, kind, folder)
@@ -194,11 +222,15 @@ def _check_entry_on_disk(plan: _Plan, entry: ResolvedEntry) -> None:
         worker = start_share_in_child(lambda: _check_share_on_disk(plan, entry, share, folder))
         top = top[0::2]
     try:
-        _walk_plan_on_disk(plan, entry, [(iter(top), entry.source, entry.destination, folder)])
+        top_level = (iter(top), entry.source, entry.destination, folder, None)
+        _walk_plan_on_disk(plan, entry, [top_level])
         if worker is not None:
             # collect_share reaps the worker whatever it answers.
             finished, worker = worker, None
-            plan.kept.add_sorted_hashes(collect_share(finished))
+            reply = collect_share(finished)
+            (split,) = struct.unpack_from("=Q", reply)
+            plan.kept.add_sorted_hashes(reply[8 : 8 + split])
+            plan.holders.add_sorted_hashes(reply[8 + split :])
     finally:
         if worker is not None:
             abandon_share(worker)
@@ -207,25 +239,33 @@ def _check_entry_on_disk(plan: _Plan, entry: ResolvedEntry) -> None:
 def _check_share_on_disk(
     plan: _Plan, entry: ResolvedEntry, share: List[os.DirEntry[str]], folder: _Folder
 ) -> bytes:  # pragma: no cover - runs in the worker process
-    """The worker's half of the top level; the paths it keeps, as sorted 64-bit hashes."""
-    own = replace(plan, kept=PathSetBuilder(plan.free.key))
-    _walk_plan_on_disk(own, entry, [(iter(share), entry.source, entry.destination, folder)])
-    return own.kept.build().hashes.tobytes()
+    """The worker's half of the top level: the paths it keeps and the folders holding
+    foreign paths it found, as sorted 64-bit hashes, the first set's size in front."""
+    key = plan.free.key
+    own = replace(plan, kept=PathSetBuilder(key), holders=PathSetBuilder(key))
+    _walk_plan_on_disk(own, entry, [(iter(share), entry.source, entry.destination, folder, None)])
+    kept = own.kept.build().hashes.tobytes()
+    return struct.pack("=Q", len(kept)) + kept + own.holders.build().hashes.tobytes()
 
 
-_PlanLevel = Tuple[Iterator["os.DirEntry[str]"], str, str, "_Folder"]
+# A level's last item counts the paths of the previous install found below its folder
+# (None for the top level, which is looked into as a whole).
+_PlanLevel = Tuple[Iterator["os.DirEntry[str]"], str, str, "_Folder", Optional[List[int]]]
 
 
 def _walk_plan_on_disk(plan: _Plan, entry: ResolvedEntry, stack: List[_PlanLevel]) -> None:
     while stack:
-        children, source_dir, destination_dir, folder = stack[-1]
+        children, source_dir, destination_dir, folder, listed = stack[-1]
         for child in children:
             source = join(source_dir, child.name)
             destination = join(destination_dir, child.name)
             _check_name(destination)
             if child.is_dir(follow_symlinks=False):
                 inner = _check_folder_on_disk(plan, entry, destination, folder)
-                stack.append((_sorted_entries_on_disk(source), source, destination, inner))
+                if listed is not None and inner.listed:
+                    listed[0] += 1
+                level = (_sorted_entries_on_disk(source), source, destination, inner, [0])
+                stack.append(level)
                 break
             if child.is_file(follow_symlinks=False):
                 kind = TargetType.FILE
@@ -233,9 +273,19 @@ def _walk_plan_on_disk(plan: _Plan, entry: ResolvedEntry, stack: List[_PlanLevel
                 kind = TargetType.SYMLINK
             else:
                 kind = _target_type(source, child.stat(follow_symlinks=False).st_mode)
-            _check_leaf_on_disk(plan, entry, source, destination, kind, folder)
+            if _check_leaf_on_disk(plan, entry, source, destination, kind, folder) and listed:
+                listed[0] += 1
         else:
             stack.pop()
+            # Anything there beyond what the walk found of the previous install is looked
+            # at one by one; a redeployment of the same tree never gets there.
+            if (
+                listed is not None
+                and folder.exists
+                and folder.listed
+                and listed[0] != len(os.listdir(destination_dir))
+            ):
+                _note_foreign_content_on_disk(plan, destination_dir, _folder_in(source_dir))
 
 
 def _check_folder_on_disk(plan: _Plan, entry: ResolvedEntry, path: str, parent: _Folder) -> _Folder:
@@ -261,12 +311,19 @@ def _check_folder_on_disk(plan: _Plan, entry: ResolvedEntry, path: str, parent: 
                 if folder_is_fresh_like_on_disk(path, status, parent.status, plan.identity):
                     plan.kept.add(path)
                     doomed = False
-            folder = _Folder(True, doomed, status)
+            folder = _Folder(True, doomed, status, parent.resolved and not installed, installed)
         elif path in plan.free:
-            pass  # a file or symlink of the previous install: removed first
+            # A file or symlink of the previous install: removed first.
+            folder = _Folder(False, False, None, listed=True)
         elif stat.S_ISLNK(status.st_mode) and os.path.isdir(path):
+            if not parent.resolved and status.st_uid != plan.identity.uid:
+                raise InstallError(
+                    f"{path} is a symlink owned by uid {status.st_uid}, below a folder this"
+                    f" agent made, where {entry.describe()} needs a folder: not followed;"
+                    " remove it"
+                )
             # e.g. /var/www -> /srv/www: installing through it is what the AWS agent does.
-            folder = _Folder(True, False, os.stat(path))
+            folder = _Folder(True, False, os.stat(path), parent.resolved)
             installed = False
         else:
             raise InstallError(
@@ -285,10 +342,14 @@ def _check_leaf_on_disk(
     path: str,
     kind: TargetType,
     parent: _Folder,
-) -> None:
-    """Check a file or symlink the entry would copy from ``source`` to ``path``."""
+) -> bool:
+    """Check a file or symlink the entry would copy from ``source`` to ``path``.
+
+    Returns whether something the previous install made is at ``path``.
+    """
     _check_overlaps_on_disk(plan, entry, path, kind)
     copied = True
+    listed = False
     if parent.exists:
         try:
             status: Optional[os.stat_result] = os.lstat(path)
@@ -298,6 +359,7 @@ def _check_leaf_on_disk(
         if status is None:
             pass
         elif plan.free.contains_hash(hashed):
+            listed = True
             if stat.S_ISDIR(status.st_mode):
                 _check_emptied_by_cleanup_on_disk(plan, entry, path)
             elif _keeps(plan, parent):
@@ -321,6 +383,50 @@ def _check_leaf_on_disk(
             )
     if copied:
         _check_permissions(plan, path, kind)
+    return listed
+
+
+def _note_foreign_content_on_disk(plan: _Plan, folder: str, visited: Callable[[str], bool]) -> None:
+    """Note ``folder`` and those above it when it holds a path the previous install did not make.
+
+    Such a folder survives the cleanup replay (its removal fails), so this install does not
+    create it. Sub-folders the plan walks are looked at when it gets there; the others
+    (gone from the revision) are looked into here.
+    """
+    pending = [(folder, visited)]
+    while pending:
+        current, walked = pending.pop()
+        with os.scandir(current) as listing:
+            for child in listing:
+                if child.path not in plan.free:
+                    for above in folder_chain(folder):
+                        plan.holders.add(above)
+                    return
+                if child.is_dir(follow_symlinks=False) and not walked(child.name):
+                    pending.append((child.path, _nothing))
+
+
+def _folder_in(source: str) -> Callable[[str], bool]:
+    """Whether the revision folder ``source`` has a real sub-folder of that name."""
+
+    def has_folder(name: str) -> bool:
+        try:
+            return stat.S_ISDIR(os.lstat(join(source, name)).st_mode)
+        except OSError:
+            return False
+
+    return has_folder
+
+
+def _nothing(name: str) -> bool:
+    return False
+
+
+def _without(paths: PathSet, removed: PathSet) -> PathSet:
+    if not len(removed):
+        return paths
+    remaining = array("q", (value for value in paths.hashes if not removed.contains_hash(value)))
+    return PathSet(paths.key, remaining)
 
 
 def _keeps(plan: _Plan, parent: _Folder) -> bool:
@@ -390,8 +496,32 @@ def _produced_by_on_disk(entry: ResolvedEntry, path: str) -> Optional[TargetType
     return None
 
 
+def _check_object_without_symlink_on_disk(permission: ResolvedPermission) -> None:
+    for folder in folder_chain(permission.object):
+        try:
+            is_link = stat.S_ISLNK(os.lstat(folder).st_mode)
+        except (FileNotFoundError, NotADirectoryError):
+            return  # created by the install: a real folder
+        if is_link:
+            raise InstallError(
+                f"{permission.describe()}: {folder} is a symlink and"
+                " reject_symlink_permission_targets is set, so permissions are never applied"
+                " through a symlink"
+            )
+
+
 def _check_permissions(plan: _Plan, path: str, kind: TargetType) -> None:
-    if not plan.permissions or kind is TargetType.SYMLINK:
+    if not plan.permissions:
+        return
+    if kind is TargetType.SYMLINK:
+        if plan.reject_symlink_targets:
+            for permission in plan.permissions:
+                if permission.matches(path, False):
+                    raise InstallError(
+                        f"{path} is a symlink matched by {permission.describe()};"
+                        " reject_symlink_permission_targets is set, so permissions are never"
+                        " applied to a symlink"
+                    )
         return
     is_dir = kind is TargetType.FOLDER
     matched: Optional[ResolvedPermission] = None

@@ -76,12 +76,16 @@ def test_replay_with_everything_kept_leaves_the_file_and_the_tree(tmp_path: Path
     kept.add(str(app / "one"))
     kept.add(str(app))
     everything = kept.build()
-    assert replay_cleanup_file_on_disk(listing, None, everything, _listed(listing)) == 0
+    assert (
+        replay_cleanup_file_on_disk(listing, None, everything, _listed(listing), os.geteuid()) == 0
+    )
     assert listing.read_bytes() == content
     assert (app / "one").exists()
     # An interrupted last line must not be extended by the next append: rewritten instead.
     listing.write_bytes(content + os.fsencode(app / "par"))
-    assert replay_cleanup_file_on_disk(listing, None, everything, _listed(listing)) == 0
+    assert (
+        replay_cleanup_file_on_disk(listing, None, everything, _listed(listing), os.geteuid()) == 0
+    )
     assert listing.read_bytes() == content
 
 
@@ -105,7 +109,9 @@ def test_replay_removes_newest_first_and_spares_what_is_kept(tmp_path: Path) -> 
     kept.add(str(app))
     kept.add(str(app / "two"))
 
-    removed = replay_cleanup_file_on_disk(listing, None, kept.build(), _listed(listing))
+    removed = replay_cleanup_file_on_disk(
+        listing, None, kept.build(), _listed(listing), os.geteuid()
+    )
 
     assert removed == 4
     assert sorted(p.name for p in app.iterdir()) == ["two"]
@@ -118,12 +124,16 @@ def test_replay_without_kept_paths_deletes_the_file(tmp_path: Path) -> None:
     listing = tmp_path / "cleanup"
     listing.write_bytes(os.fsencode(tmp_path / "gone") + b"\n")
     assert (
-        replay_cleanup_file_on_disk(listing, None, PathSetBuilder(KEY).build(), _listed(listing))
+        replay_cleanup_file_on_disk(
+            listing, None, PathSetBuilder(KEY).build(), _listed(listing), os.geteuid()
+        )
         == 0
     )
     assert not listing.exists()
     assert (
-        replay_cleanup_file_on_disk(listing, None, PathSetBuilder(KEY).build(), _listed(listing))
+        replay_cleanup_file_on_disk(
+            listing, None, PathSetBuilder(KEY).build(), _listed(listing), os.geteuid()
+        )
         == 0
     )
 
@@ -162,7 +172,9 @@ def test_replay_of_a_deep_tree_spanning_several_windows(tmp_path: Path) -> None:
     listing.write_bytes(b"".join(os.fsencode(p) + b"\n" for p in created))
 
     assert (
-        replay_cleanup_file_on_disk(listing, None, PathSetBuilder(KEY).build(), _listed(listing))
+        replay_cleanup_file_on_disk(
+            listing, None, PathSetBuilder(KEY).build(), _listed(listing), os.geteuid()
+        )
         == 9001
     )
     assert not top.exists()
