@@ -203,14 +203,8 @@ def test_every_key_of_the_configuration_is_read_by_the_agent() -> None:
         for path in (REPO / "agent").rglob("*.py")
         if "configuration" not in path.parts
     )
-    # reject_path_traversal_in_bundle is always on (false is warned about);
-    # reject_symlink_permission_targets is implemented in the installer on its own branch.
-    own = {
-        "config_file",
-        "warnings",
-        "reject_path_traversal_in_bundle",
-        "reject_symlink_permission_targets",
-    }
+    # reject_path_traversal_in_bundle is always on (false is warned about).
+    own = {"config_file", "warnings", "reject_path_traversal_in_bundle"}
     unused = [
         field.name
         for field in dataclasses.fields(AgentConfig)
