@@ -2,8 +2,9 @@
 
 1. Resolve the appspec's ``files`` and ``permissions`` against this host (sources, owners,
    tools) and read the group's previous cleanup file as a set of free paths.
-2. Plan: walk the revision and refuse the install at the first conflict. Nothing has
-   changed on disk yet, so the previous revision is still in place.
+2. Plan: walk the revision and refuse the install at the first conflict, or when its
+   copies would not fit on a destination's filesystem. Nothing has changed on disk yet,
+   so the previous revision is still in place.
 3. Replay the previous cleanup file (newest path first). Paths the plan found already
    identical to what the copy would produce are kept (and stay listed) rather than deleted
    and copied again: that is most of a redeployment, and deleting is costly.
@@ -34,6 +35,7 @@ from agent.installer.permissions import (
 from agent.installer.plan import check_plan_on_disk, resolve_entries_on_disk
 from agent.installer.result import InstallError, InstallResult
 from agent.installer.reuse import read_identity_from_os
+from agent.installer.space import check_space_on_disk
 
 __all__ = ["InstallError", "InstallResult", "install_revision_on_disk"]
 
@@ -60,6 +62,7 @@ def install_revision_on_disk(
     cleanup_file = root.cleanup_file(group_id)
     previous = read_previous_install_from_disk(cleanup_file, key=os.urandom(16))
     kept = check_plan_on_disk(entries, permissions, previous, file_exists_behavior, identity)
+    check_space_on_disk(entries, kept, cleanup_file)
     removed = replay_cleanup_file_on_disk(cleanup_file, tools.semanage, kept, previous.free)
     del previous
     root.instructions_dir.mkdir(parents=True, exist_ok=True)
