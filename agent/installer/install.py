@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Optional
 
 from agent.application_specification.model import ApplicationSpecification, FileExistsBehavior
 from agent.deployment_root.layout import DeploymentRoot
+from agent.installer.agent_folders import AgentFolders
 from agent.installer.cleanup import (
     CleanupFileWriter,
     iter_recorded_paths_from_disk,
@@ -46,17 +48,19 @@ def install_revision_on_disk(
     root: DeploymentRoot,
     group_id: str,
     file_exists_behavior: FileExistsBehavior,
+    agent_folders: Optional[AgentFolders] = None,
 ) -> InstallResult:
     """Install the unpacked revision at ``archive_root`` for deployment group ``group_id``.
 
     ``file_exists_behavior`` is already resolved (the appspec's own setting over the
-    deployment's). Raises InstallError; when it does so before the copy starts, nothing
+    deployment's); no destination may touch ``agent_folders`` (by default the deployment
+    root). Raises InstallError; when it does so before the copy starts, nothing
     has changed on disk.
     """
     if spec.os != "linux":
         raise InstallError(f"appspec os {spec.os!r} is not supported by this agent (linux only)")
     tools = find_permission_tools()
-    entries = resolve_entries_on_disk(spec, archive_root, root.path)
+    entries = resolve_entries_on_disk(spec, archive_root, root.path, agent_folders)
     permissions = resolve_permissions(spec.permissions, tools)
     identity = read_identity_from_os()
     cleanup_file = root.cleanup_file(group_id)

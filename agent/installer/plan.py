@@ -24,6 +24,7 @@ from agent.application_specification.model import (
     FileExistsBehavior,
     FileMapping,
 )
+from agent.installer.agent_folders import AgentFolders
 from agent.installer.cleanup import PathSet, PathSetBuilder, PreviousInstall
 from agent.installer.paths import folder_chain, is_within, join, normalise_absolute
 from agent.installer.permissions import ResolvedPermission
@@ -76,15 +77,24 @@ class ResolvedEntry:
 
 
 def resolve_entries_on_disk(
-    spec: ApplicationSpecification, archive_root: Path, deployment_root: Path
+    spec: ApplicationSpecification,
+    archive_root: Path,
+    deployment_root: Path,
+    agent_folders: Optional[AgentFolders] = None,
 ) -> Tuple[ResolvedEntry, ...]:
-    """Check each ``files`` entry's source and destination; raises InstallError."""
+    """Check each ``files`` entry's source and destination; raises InstallError.
+
+    No destination may be, contain or lie in one of ``agent_folders`` (by default the
+    deployment root).
+    """
+    folders = AgentFolders.of(deployment_root) if agent_folders is None else agent_folders
     archive = normalise_absolute(os.path.abspath(archive_root))
     archive_real = os.path.realpath(archive)
     guarded = (archive_real, os.path.realpath(deployment_root))
     entries: List[ResolvedEntry] = []
     for number, mapping in enumerate(spec.files, start=1):
         entry = _resolve_entry_on_disk(number, mapping, archive, archive_real)
+        folders.check_destination_on_disk(entry.destination, entry.describe())
         landing = os.path.realpath(entry.root)
         if any(is_within(landing, inside) for inside in guarded):
             raise InstallError(
