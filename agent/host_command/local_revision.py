@@ -23,6 +23,7 @@ from agent.filesystem.sparse_copy import allocated_bytes, copy_file_data
 from agent.host_command.archive_staging import (
     build_archive_dir_on_disk,
     bundle_file_staged_on_disk,
+    check_bundle_fits_on_disk,
     describe_os_error,
     is_disk_full,
 )
@@ -85,8 +86,10 @@ def _place_bundle_on_disk(
         raise BundleError(f"cannot write {bundle_path}: {describe_os_error(error)}") from None
     if existing is not None and _same_file(existing, source):
         return
-    with bundle_file_staged_on_disk(bundle_path, f"local bundle {location}") as partial:
+    what = f"local bundle {location}"
+    with bundle_file_staged_on_disk(bundle_path, what) as partial:
         if not _link_on_disk(location, source, partial):
+            check_bundle_fits_on_disk(allocated_bytes(source), bundle_path, what)
             _copy_file_on_disk(source_fd, partial)
 
 
