@@ -34,14 +34,16 @@ class AgentFolders:
         named = (("deployment root", root_dir), ("log folder", log_dir), ("pid folder", pid_dir))
         return cls(tuple((what, folder) for what, folder in named if folder is not None))
 
-    def check_destination_on_disk(self, destination: str, where: str) -> None:
+    def check_destination_on_disk(
+        self, destination: str, where: str, noun: str = "the destination"
+    ) -> None:
         """Raise InstallError when the absolute ``destination`` is, contains or lies in one of
-        the folders; ``where`` names the ``files`` entry."""
-        conflict = self.conflict_on_disk(destination)
+        the folders; ``where`` names the ``files`` entry, ``noun`` what the path is to it."""
+        conflict = self.conflict_on_disk(destination, noun)
         if conflict is not None:
             raise InstallError(f"{where}: {conflict}")
 
-    def conflict_on_disk(self, destination: str) -> Optional[str]:
+    def conflict_on_disk(self, destination: str, noun: str = "the destination") -> Optional[str]:
         """What is wrong with ``destination``, or None (symlinks are resolved on disk)."""
         real = os.path.realpath(normalise_absolute(destination))
         for what, folder in self.folders:
@@ -53,7 +55,7 @@ class AgentFolders:
             else:
                 continue
             return (
-                f"the destination {destination} {relation} the agent's {what} {folder};"
+                f"{noun} {destination} {relation} the agent's {what} {folder};"
                 " a revision may not install files into the agent's own folders"
             )
         return None

@@ -60,12 +60,15 @@ def install_revision_on_disk(
     if spec.os != "linux":
         raise InstallError(f"appspec os {spec.os!r} is not supported by this agent (linux only)")
     tools = find_permission_tools()
-    entries = resolve_entries_on_disk(spec, archive_root, root.path, agent_folders)
+    folders = AgentFolders.of(root.path) if agent_folders is None else agent_folders
+    entries = resolve_entries_on_disk(spec, archive_root, root.path, folders)
     permissions = resolve_permissions(spec.permissions, tools)
     identity = read_identity_from_os()
     cleanup_file = root.cleanup_file(group_id)
     previous = read_previous_install_from_disk(cleanup_file, key=os.urandom(16))
-    kept = check_plan_on_disk(entries, permissions, previous, file_exists_behavior, identity)
+    kept = check_plan_on_disk(
+        entries, permissions, previous, file_exists_behavior, identity, folders
+    )
     check_space_on_disk(entries, kept, cleanup_file)
     removed = replay_cleanup_file_on_disk(cleanup_file, tools.semanage, kept, previous.free)
     del previous

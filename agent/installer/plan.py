@@ -115,6 +115,7 @@ def check_plan_on_disk(
     previous: PreviousInstall,
     behavior: FileExistsBehavior,
     identity: Identity,
+    agent_folders: Optional[AgentFolders] = None,
 ) -> PathSet:
     """Walk every entry as the copy will and raise InstallError at the first conflict.
 
@@ -131,6 +132,7 @@ def check_plan_on_disk(
         identity,
         kept,
         reuse=not previous.has_contexts and len(previous.free) > 0,
+        agent_folders=AgentFolders() if agent_folders is None else agent_folders,
     )
     for entry in entries:
         _check_entry_on_disk(plan, entry)
@@ -146,6 +148,8 @@ class _Plan:
     identity: Identity
     kept: PathSetBuilder
     reuse: bool
+    # A folder already there as a symlink is installed through: not into these.
+    agent_folders: AgentFolders
 
 
 class _Folder(NamedTuple):
@@ -276,6 +280,7 @@ def _check_folder_on_disk(plan: _Plan, entry: ResolvedEntry, path: str, parent: 
             pass  # a file or symlink of the previous install: removed first
         elif stat.S_ISLNK(status.st_mode) and os.path.isdir(path):
             # e.g. /var/www -> /srv/www: installing through it is what the AWS agent does.
+            plan.agent_folders.check_destination_on_disk(path, entry.describe(), "the folder")
             folder = _Folder(True, False, os.stat(path))
             installed = False
         else:

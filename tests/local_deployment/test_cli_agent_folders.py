@@ -170,3 +170,26 @@ def test_the_daemons_engine_refuses_it_as_a_failed_install(tmp_path: Path) -> No
         message
     )
     assert not log_dir.exists()
+
+
+def test_a_symlink_inside_the_destination_does_not_lead_into_an_agent_folder(
+    local_agent: LocalAgent, tmp_path: Path
+) -> None:
+    log_dir = local_agent.base / "log"
+    log_dir.mkdir(exist_ok=True)
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "deployment-instructions").symlink_to(log_dir)
+    bad = revision(tmp_path / "bad", app, tmp_path / "record.txt")
+
+    run = local_agent.run("--bundle-location", str(bad), "--type", "directory")
+
+    assert run.returncode == 1, run.stderr
+    failures = [line for line in run.stderr.splitlines() if line.startswith("Deployment ")]
+    assert len(failures) == 1, run.stderr
+    assert (
+        f"the folder {app / 'deployment-instructions'} is the agent's log folder {log_dir};"
+        in failures[0]
+    )
+    assert sorted(path.name for path in log_dir.iterdir()) == []
+    assert sorted(path.name for path in app.iterdir()) == ["deployment-instructions"]
