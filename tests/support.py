@@ -108,14 +108,16 @@ def make_bundle(source: Path, bundle: Path, kind: str) -> Path:
 
 
 @contextlib.contextmanager
-def mounted_tmpfs(mount_point: Path, size: str) -> Iterator[Path]:
-    """A tmpfs of ``size`` (``1m``) mounted on the new folder ``mount_point`` while the block
-    runs; the test is skipped when it cannot be mounted (not root, no mount rights)."""
+def mounted_tmpfs(mount_point: Path, size: str, inodes: Optional[int] = None) -> Iterator[Path]:
+    """A tmpfs of ``size`` (``1m``) and at most ``inodes`` inodes mounted on the new folder
+    ``mount_point`` while the block runs; the test is skipped when it cannot be mounted
+    (not root, no mount rights)."""
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
     mount_point.mkdir()
+    options = f"size={size}" + (f",nr_inodes={inodes}" if inodes is not None else "")
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)],
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount_point)],
         capture_output=True,
         check=False,
     )

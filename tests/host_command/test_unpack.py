@@ -32,6 +32,7 @@ from tests.host_command.archive_builders import (
     symlink,
     tree_snapshot,
 )
+from tests.support import mounted_tmpfs
 
 APPSPEC = b"version: 0.0\nos: linux\n"
 
@@ -494,6 +495,21 @@ def test_a_bundle_larger_than_the_free_space_is_refused_and_leaves_nothing(
     # The refusal comes from the sizes the bundle declares, before the disk fills up.
     assert "disk is full" not in message
     assert os.listdir(small_disk) == ["d-FULL"]
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_a_bundle_with_more_files_than_free_inodes_is_refused(kind: str, tmp_path: Path) -> None:
+    with mounted_tmpfs(tmp_path / "few-inodes", "8m", inodes=200) as mount_point:
+        deployment = mount_point / "d-INODES"
+        deployment.mkdir()
+        members = [file("appspec.yml", APPSPEC)] + [
+            file(f"empty/{index}", b"") for index in range(400)
+        ]
+        bundle = KINDS[kind](tmp_path / f"many.{kind}", members)
+        error = refused(bundle, kind, deployment)
+        assert "files and folders, but the filesystem mounted on" in str(error)
+        assert "free inodes" in str(error)
+        assert os.listdir(mount_point) == ["d-INODES"]
 
 
 def test_a_tgz_packed_from_a_real_tree_unpacks(deployment: Path) -> None:
