@@ -82,14 +82,28 @@ def measure_free_space_on_disk(folder: Union[str, Path]) -> FreeSpace:
 class SpaceClaim:
     """The running total of blocks and inodes a write claims on one filesystem."""
 
+    __slots__ = ("block", "bytes", "inodes", "space", "usable_bytes", "usable_inodes")
+
     def __init__(self, space: FreeSpace) -> None:
         self.space = space
         self.bytes = 0
         self.inodes = 0
+        # Copied out of ``space``: claim() runs once per file of a revision.
+        self.block = space.block_size
+        self.usable_bytes = space.usable_bytes
+        usable_inodes = space.usable_inodes
+        self.usable_inodes = usable_inodes if usable_inodes is not None else 1 << 62
 
     def claim(self, data_bytes: int, inodes: int = 1) -> bool:
         """Add a file (or folder) of ``data_bytes``; False once the total no longer fits."""
-        self.bytes += self.space.blocks_for(data_bytes)
+        block = self.block
+        self.bytes += -(-data_bytes // block) * block
+        self.inodes += inodes
+        return self.bytes <= self.usable_bytes and self.inodes <= self.usable_inodes
+
+    def claim_blocks(self, allocated: int, inodes: int) -> bool:
+        """Add files whose sizes the caller already rounded to whole blocks."""
+        self.bytes += allocated
         self.inodes += inodes
         return self.fits()
 
@@ -99,17 +113,12 @@ class SpaceClaim:
         self.inodes -= inodes
 
     def fits(self) -> bool:
-        usable_inodes = self.space.usable_inodes
-        if usable_inodes is not None and self.inodes > usable_inodes:
-            return False
-        return self.bytes <= self.space.usable_bytes
+        return self.bytes <= self.usable_bytes and self.inodes <= self.usable_inodes
 
     def shortfall(self, what: str, *, so_far: bool = False) -> str:
         """One line: ``what`` needs this much, and why it does not fit."""
         needs = "needs at least" if so_far else "needs"
-        usable_inodes = self.space.usable_inodes
-        if usable_inodes is not None and self.inodes > usable_inodes:
-            assert self.space.free_inodes is not None
+        if self.inodes > self.usable_inodes:
             return (
                 f"{what} {needs} {self.inodes} files and folders, but the filesystem mounted"
                 f" on {self.space.mount} has {self.space.free_inodes} free inodes and keeps"

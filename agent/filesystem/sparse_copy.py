@@ -22,21 +22,10 @@ _CHUNK = 1 << 20
 _STAT_BLOCK = 512
 
 
-def may_have_holes(status: os.stat_result) -> bool:
-    """Whether a regular file holds fewer allocated bytes than its size (a hole, or
-    data the filesystem stores compressed or inline: copying range by range is right
-    for all of them)."""
-    return status.st_blocks * _STAT_BLOCK < status.st_size
-
-
 def allocated_bytes(status: os.stat_result) -> int:
     """The bytes a copy of the file that keeps its holes needs at most (before rounding
-    to the target's blocks)."""
-    return (
-        min(status.st_size, status.st_blocks * _STAT_BLOCK)
-        if may_have_holes(status)
-        else status.st_size
-    )
+    to the target's blocks); 0 for a symlink stored in its inode."""
+    return min(status.st_size, status.st_blocks * _STAT_BLOCK)
 
 
 def copy_file_data(source_fd: int, target_fd: int, status: os.stat_result) -> None:
@@ -45,7 +34,9 @@ def copy_file_data(source_fd: int, target_fd: int, status: os.stat_result) -> No
     size = status.st_size
     if not size:
         return
-    if not may_have_holes(status):
+    # Fewer allocated bytes than its size means a hole (or data stored compressed or
+    # inline, which copying range by range also handles).
+    if status.st_blocks * _STAT_BLOCK >= size:
         _copy_range(source_fd, target_fd, 0, size)
         return
     offset = 0
@@ -70,8 +61,10 @@ def copy_file_data(source_fd: int, target_fd: int, status: os.stat_result) -> No
 
 
 def _copy_range(source_fd: int, target_fd: int, start: int, end: int) -> None:
-    """Copy bytes ``[start, end)`` of the source to the same offsets of the target."""
-    os.lseek(target_fd, start, os.SEEK_SET)
+    """Copy bytes ``[start, end)`` of the source to the same offsets of the target, whose
+    position is at the end of the previous range (0 at first)."""
+    if start:
+        os.lseek(target_fd, start, os.SEEK_SET)
     offset = start
     try:
         while offset < end:

@@ -279,7 +279,8 @@ class _Extraction:
         prefix = os.fsencode(self.destination) + b"/"
         room = SpaceClaim(measure_free_space_on_disk(self.destination))
         budget = SizeBudget(policy.max_extraction_size, where, room, str(self.archive_dir))
-        declare, take_room = budget.declare, budget.take_room
+        limited = policy.max_extraction_size is not None
+        claim = room.claim
         check_modes = policy.reject_unsafe_permissions
         symlinks: Set[bytes] = set()
         eof, ok, warn = la.ARCHIVE_EOF, la.ARCHIVE_OK, la.ARCHIVE_WARN
@@ -340,18 +341,22 @@ class _Extraction:
                 if not entry_size_is_set(entry_p):
                     # A zip member streamed with a data descriptor: its size is known
                     # only at its end, so its bytes are counted as they are written.
-                    take_room(0)
+                    if not claim(0):
+                        raise budget.no_room()
                     self._write_counted(entry_p, name, budget)
                     status = read_next_header2(read_p, entry_p)
                     continue
                 size = entry_size(entry_p)
+                stored = size
                 if size >= _SPARSE_CHECK_MIN and hardlink is None:
-                    declare(size, name, stored=_stored_size(entry_p, size))
-                else:
-                    declare(size, name)
-            else:
-                # A folder takes a block on most filesystems; a symlink an inode.
-                take_room(1 if file_type == folder else 0)
+                    stored = _stored_size(entry_p, size)
+                if limited:
+                    budget.declare(size, name, stored=stored)
+                elif not claim(stored):
+                    raise budget.no_room()
+            # A folder takes a block on most filesystems; a symlink an inode.
+            elif not claim(1 if file_type == folder else 0):
+                raise budget.no_room()
             # Header, data and finish in one call. libarchive stops a member at its declared
             # size ("Too much data"), so a declared size is also an enforced one.
             status = read_extract2(read_p, entry_p, write_p)

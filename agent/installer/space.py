@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import os
 import stat
+import struct
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from agent.filesystem.free_space import SpaceClaim, measure_free_space_on_disk
 from agent.filesystem.sparse_copy import allocated_bytes
@@ -26,9 +27,18 @@ from agent.installer.cleanup import PathSet, iter_recorded_paths_from_disk
 from agent.installer.paths import join
 from agent.installer.plan import ResolvedEntry, SourceKind
 from agent.installer.result import InstallError
+from agent.installer.split import (
+    ForkedShare,
+    abandon_share,
+    collect_share,
+    split_top_level,
+    start_share_in_child,
+)
 
 # st_blocks counts 512-byte units.
 _STAT_BLOCK = 512
+# The worker's answer: its bytes and inodes.
+_TOTALS = struct.Struct("<qq")
 
 
 class _Target:
@@ -73,27 +83,65 @@ def _target_on_disk(targets: Dict[int, _Target], destination: str) -> _Target:
 
 
 def _claim_entry_on_disk(claim: SpaceClaim, entry: ResolvedEntry, kept: PathSet) -> None:
-    check_kept = len(kept) > 0
     if entry.kind is SourceKind.FILE:
-        if not (check_kept and entry.root in kept):
-            _claim_leaf(claim, os.lstat(entry.source))
+        if not (len(kept) > 0 and entry.root in kept):
+            claim.claim(allocated_bytes(os.lstat(entry.source)))
         return
-    stack: List[Tuple[str, str]] = [(entry.source, entry.destination)]
+    with os.scandir(entry.source) as listing:
+        top = list(listing)
+    # Like the plan and the copy, a large tree is shared with a second process: this is
+    # a stat() per file.
+    share = split_top_level(top)
+    worker: Optional[ForkedShare] = None
+    if share is not None:
+        worker = start_share_in_child(
+            lambda: _TOTALS.pack(*_sum_on_disk(share, entry.destination, kept, claim.block))
+        )
+        top = top[0::2]
+    try:
+        data, inodes = _sum_on_disk(top, entry.destination, kept, claim.block)
+        if worker is not None:
+            # collect_share reaps the worker whatever it answers.
+            finished, worker = worker, None
+            more_data, more_inodes = _TOTALS.unpack(collect_share(finished))
+            data, inodes = data + more_data, inodes + more_inodes
+    finally:
+        if worker is not None:
+            abandon_share(worker)
+    claim.claim_blocks(data, inodes)
+
+
+def _sum_on_disk(
+    children: List[os.DirEntry[str]], destination: str, kept: PathSet, block: int
+) -> Tuple[int, int]:
+    """(bytes in whole blocks, inodes) that copying ``children`` of a folder installed at
+    ``destination``, and all below them, takes."""
+    check_kept = len(kept) > 0
+    # The hot loop of the check: the totals stay in locals.
+    data = inodes = 0
+    # One folder's listing per level of depth, as the plan walks.
+    stack: List[Tuple[Iterator[os.DirEntry[str]], str]] = [(iter(children), destination)]
     while stack:
-        source, destination = stack.pop()
-        with os.scandir(source) as listing:
-            for child in listing:
-                installed = join(destination, child.name) if check_kept else ""
-                if child.is_dir(follow_symlinks=False):
-                    stack.append((child.path, installed))
-                    if not (check_kept and installed in kept):
-                        claim.claim(1)  # a block on most filesystems
-                elif not (check_kept and installed in kept):
-                    _claim_leaf(claim, child.stat(follow_symlinks=False))
-
-
-def _claim_leaf(claim: SpaceClaim, status: os.stat_result) -> None:
-    claim.claim(allocated_bytes(status) if stat.S_ISREG(status.st_mode) else 0)
+        listing, destination = stack[-1]
+        for child in listing:
+            installed = join(destination, child.name) if check_kept else ""
+            if child.is_dir(follow_symlinks=False):
+                if not (check_kept and installed in kept):
+                    inodes += 1
+                    data += block  # a block on most filesystems
+                with os.scandir(child.path) as inner:
+                    stack.append((iter(list(inner)), installed))
+                break
+            if check_kept and installed in kept:
+                continue
+            inodes += 1
+            status = child.stat(follow_symlinks=False)
+            # allocated_bytes(), rounded up to whole blocks.
+            size = min(status.st_size, status.st_blocks * _STAT_BLOCK)
+            data += -(-size // block) * block
+        else:
+            stack.pop()
+    return data, inodes
 
 
 def _release_previous_install_on_disk(

@@ -207,14 +207,17 @@ def test_an_install_larger_than_its_destination_filesystem_is_refused_before_cop
     with mounted_tmpfs(tmp_path / "small-destination", "1m") as mount_point:
         install = mount_point / "app"
         source = write_tree(tmp_path / "revision", {"appspec.yml": appspec(install)})
-        (source / "data").mkdir()
+        # Four folders: the install's two processes each count half of them.
         for index in range(4):
-            (source / "data" / f"{index}.bin").write_bytes(os.urandom(400_000))
+            (source / "data" / str(index)).mkdir(parents=True)
+            (source / "data" / str(index) / "part.bin").write_bytes(os.urandom(400_000))
 
         run = deploy(local_agent, source, "directory")
 
         line = one_line_failure(run, "Install")
-        assert f"installing the revision into {install} needs 1.5 MiB" in line
+        # 4 x 98 blocks of 4 KiB for the files, a block for each folder.
+        needs = 4 * 98 * 4096 + 4 * 4096
+        assert f"installing the revision into {install} needs 1.5 MiB ({needs} bytes)" in line
         assert f"the filesystem mounted on {mount_point} has" in line
         assert leftovers(mount_point) == []
 
