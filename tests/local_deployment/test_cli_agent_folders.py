@@ -8,9 +8,8 @@ copied; the engine the daemon runs refuses it at Install as a failed command.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Iterator, List
+from typing import List
 
-import boto3
 import pytest
 
 from agent.configuration.model import AgentConfig
@@ -22,13 +21,8 @@ from agent.deployment_specification.model import (
 from agent.errors import AgentError
 from agent.host_command.dispatch import EngineSettings, execute_host_command
 from tests.support import LocalAgent, make_bundle, write_tree
-from tests.support_s3 import REGION, moto_s3_server
+from tests.support_s3 import LOCAL_AGENT_ENV, serve_bundle_from_moto
 
-ENV: Dict[str, str] = {
-    "AWS_ACCESS_KEY_ID": "AKIDTESTTESTTESTTEST",
-    "AWS_SECRET_ACCESS_KEY": "test-secret-key",
-    "AWS_REGION": REGION,
-}
 STOP_SCRIPT = "#!/bin/sh\necho stopped >> {record}\n"
 
 
@@ -107,31 +101,14 @@ def test_the_pid_folder_is_guarded_too(local_agent: LocalAgent, tmp_path: Path) 
     assert not pid_dir.exists()
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    with moto_s3_server() as endpoint:
-        yield endpoint
-
-
 def test_a_remote_revision_is_refused_at_install_before_copying(
     local_agent: LocalAgent, s3_endpoint: str, tmp_path: Path
 ) -> None:
     bad = revision(tmp_path / "bad", local_agent.base, tmp_path / "record.txt")
     bundle = make_bundle(bad, tmp_path / "bad.tgz", "tgz")
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        region_name=REGION,
-        aws_access_key_id=ENV["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=ENV["AWS_SECRET_ACCESS_KEY"],
-    )
-    bucket = f"agent-folders-{tmp_path.name.lower().replace('_', '-')}"[:60]
-    client.create_bucket(Bucket=bucket)
-    client.put_object(Bucket=bucket, Key="bad.tgz", Body=bundle.read_bytes())
-    with local_agent.config.open("a", encoding="utf-8") as config:
-        config.write(f":s3_endpoint_override: '{s3_endpoint}'\n")
+    location = serve_bundle_from_moto(local_agent, s3_endpoint, bundle, tmp_path.name)
 
-    run = local_agent.run("--bundle-location", f"s3://{bucket}/bad.tgz", "--type", "tgz", env=ENV)
+    run = local_agent.run("--bundle-location", location, "--type", "tgz", env=LOCAL_AGENT_ENV)
 
     assert run.returncode == 1, run.stderr
     failures = [line for line in run.stderr.splitlines() if line.startswith("Deployment ")]

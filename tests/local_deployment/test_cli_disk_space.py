@@ -17,11 +17,10 @@ import zipfile
 from pathlib import Path
 from typing import Iterator, List
 
-import boto3
 import pytest
 
 from tests.support import LocalAgent, LocalRun, make_bundle, mounted_tmpfs, write_tree
-from tests.support_s3 import REGION, moto_s3_server
+from tests.support_s3 import LOCAL_AGENT_ENV, serve_bundle_from_moto
 
 HOLE_SIZE = 1 << 30  # 1 GiB
 DATA_OFFSET = 5_000_000
@@ -166,38 +165,16 @@ def test_a_local_bundle_too_large_to_store_is_refused_before_copying(
     assert leftovers(run.deployment_dir) == []
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    with moto_s3_server() as endpoint:
-        yield endpoint
-
-
 def test_an_s3_bundle_too_large_to_store_is_refused_before_downloading(
     small_root: LocalAgent, s3_endpoint: str, tmp_path: Path
 ) -> None:
     bundle = random_bundle(tmp_path, 10 << 20)
-    env = {
-        "AWS_ACCESS_KEY_ID": "AKIDTESTTESTTESTTEST",
-        "AWS_SECRET_ACCESS_KEY": "test-secret-key",
-        "AWS_REGION": REGION,
-    }
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        region_name=REGION,
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-    )
-    bucket = f"disk-space-{tmp_path.name.lower().replace('_', '-')}"[:60]
-    client.create_bucket(Bucket=bucket)
-    client.put_object(Bucket=bucket, Key="big.tgz", Body=bundle.read_bytes())
-    with small_root.config.open("a", encoding="utf-8") as config:
-        config.write(f":s3_endpoint_override: '{s3_endpoint}'\n")
+    location = serve_bundle_from_moto(small_root, s3_endpoint, bundle, tmp_path.name)
 
-    run = small_root.run("--bundle-location", f"s3://{bucket}/big.tgz", "--type", "tgz", env=env)
+    run = small_root.run("--bundle-location", location, "--type", "tgz", env=LOCAL_AGENT_ENV)
 
     line = one_line_failure(run, "DownloadBundle")
-    assert f"s3://{bucket}/big.tgz, stored as {run.deployment_dir / 'bundle.tar'}, needs" in line
+    assert f"{location}, stored as {run.deployment_dir / 'bundle.tar'}, needs" in line
     assert leftovers(run.deployment_dir) == []
 
 
