@@ -19,7 +19,6 @@ import contextlib
 import ctypes
 import os
 import stat
-import zipfile
 from pathlib import Path
 from typing import Callable, Optional, Set, Tuple
 
@@ -59,6 +58,7 @@ from agent.host_command.bundle import (
 
 # The folder copier lives beside the unpacker; callers find all three entry points here.
 from agent.host_command.local_revision import copy_directory_revision_to_disk
+from agent.host_command.zip_directory import iter_zip_member_sizes
 
 log = structlog.get_logger(__name__)
 
@@ -135,26 +135,21 @@ def _extract_on_disk(
         if info.st_size == 0:
             raise BundleError(f"{where} is empty (0 bytes), not a {bundle_type.value} archive")
         if bundle_type is BundleType.ZIP:
-            _check_zip_fits_on_disk(bundle, destination, archive_dir, where)
+            _check_zip_fits_on_disk(fd, destination, archive_dir, where)
         _extract_fd_on_disk(fd, bundle_type, destination, archive_dir, policy, where)
     finally:
         os.close(fd)
 
 
-def _check_zip_fits_on_disk(bundle: Path, destination: Path, archive_dir: Path, where: str) -> None:
+def _check_zip_fits_on_disk(fd: int, destination: Path, archive_dir: Path, where: str) -> None:
     """Refuse a zip whose central directory says it will not fit, before writing anything.
 
     Members whose local headers claim other sizes than the central directory are still
-    bounded while unpacking; an archive Python cannot read is left to libarchive's verdict.
+    bounded while unpacking.
     """
-    try:
-        with zipfile.ZipFile(bundle) as archive:
-            members = archive.infolist()
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
-        return
     room = SpaceClaim(measure_free_space_on_disk(destination))
-    for member in members:
-        room.claim(1 if member.is_dir() else member.file_size)
+    for size, is_folder in iter_zip_member_sizes(fd):
+        room.claim(1 if is_folder else size)
     if not room.fits():
         raise BundleError(room.shortfall(f"{where}, unpacked into {archive_dir},"))
 
