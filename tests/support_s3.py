@@ -13,16 +13,51 @@ import re
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
+import boto3
 from botocore.credentials import Credentials  # type: ignore[import-untyped]
 from moto.server import ThreadedMotoServer
 
 from agent.host_command.download import FetchSettings
+from tests.support import LocalAgent
 
 REGION = "us-east-1"
 # moto accepts any keys; the stub does not check signatures at all.
 TEST_CREDENTIALS = Credentials("AKIDTESTTESTTESTTEST", "test-secret-key")
+
+
+# What a codedeploy-local subprocess needs in its environment to reach moto.
+LOCAL_AGENT_ENV: Dict[str, str] = {
+    "AWS_ACCESS_KEY_ID": TEST_CREDENTIALS.access_key,
+    "AWS_SECRET_ACCESS_KEY": TEST_CREDENTIALS.secret_key,
+    "AWS_REGION": REGION,
+}
+
+
+def put_object_in_moto(endpoint: str, bucket: str, key: str, body: bytes) -> str:
+    """Create ``bucket`` in moto and store ``body`` at ``key``; returns the ETag."""
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id=TEST_CREDENTIALS.access_key,
+        aws_secret_access_key=TEST_CREDENTIALS.secret_key,
+    )
+    client.create_bucket(Bucket=bucket)
+    etag = client.put_object(Bucket=bucket, Key=key, Body=body)["ETag"]
+    return str(etag).strip('"')
+
+
+def serve_bundle_from_moto(agent: LocalAgent, endpoint: str, bundle: Path, name: str) -> str:
+    """Put ``bundle`` in a new bucket named after ``name`` and point ``agent`` at moto;
+    returns the bundle's s3:// location."""
+    bucket = "bundles-" + re.sub(r"[^a-z0-9-]", "-", name.lower())[:50]
+    put_object_in_moto(endpoint, bucket, bundle.name, bundle.read_bytes())
+    with agent.config.open("a", encoding="utf-8") as config:
+        config.write(f":s3_endpoint_override: '{endpoint}'\n")
+    return f"s3://{bucket}/{bundle.name}"
 
 
 def s3_settings(endpoint: str, **overrides: Any) -> FetchSettings:

@@ -20,6 +20,7 @@ from typing import Callable, Iterator, Sequence
 
 import structlog
 
+from agent.filesystem.free_space import SpaceClaim, measure_free_space_on_disk
 from agent.host_command.bundle import BundleError
 
 log = structlog.get_logger(__name__)
@@ -39,6 +40,14 @@ def describe_os_error(error: OSError) -> str:
     if error.errno is not None and is_disk_full(error.errno):
         return "the disk is full (no space left on device)"
     return (error.strerror or str(error)).replace("\n", " ")
+
+
+def check_bundle_fits_on_disk(size: int, bundle_path: Path, what: str) -> None:
+    """Refuse to store a bundle of ``size`` bytes that would leave its filesystem with less
+    than the free-space margin (see :mod:`agent.filesystem.free_space`)."""
+    room = SpaceClaim(measure_free_space_on_disk(bundle_path.parent))
+    if not room.claim(size):
+        raise BundleError(room.shortfall(f"{what}, stored as {bundle_path},"))
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from agent.errors import AgentError
+from agent.filesystem.free_space import SpaceClaim
 
 
 class BundleError(AgentError):
@@ -137,32 +138,54 @@ def check_member_permissions(
 
 
 class SizeBudget:
-    """The running total of bytes a revision puts on disk, against archive_max_extraction_size.
+    """The running total of bytes a revision puts on disk, against archive_max_extraction_size
+    and against the free space of the filesystem it goes to.
 
-    Declared sizes are counted before a member is written, so an honest oversized bundle
-    is refused early; bytes actually written are counted too, because a zip member's
-    declared size is only a claim.
+    Declared sizes are counted before a member is written, so an oversized bundle is
+    refused early; bytes actually written are counted too, because a zip member's
+    declared size is only a claim. ``room`` counts what the members take on disk (whole
+    blocks, only the data of a sparse file, one inode each).
     """
 
-    def __init__(self, limit: Optional[int], where: str) -> None:
+    def __init__(
+        self,
+        limit: Optional[int],
+        where: str,
+        room: Optional[SpaceClaim] = None,
+        target: str = "",
+    ) -> None:
         self.limit = limit
         self.where = where
+        self.room = room
+        self.target = target
         self.declared = 0
         self.written = 0
 
-    def declare(self, size: int, name: bytes) -> None:
-        if self.limit is None:
-            return
-        self.declared += size
-        if self.declared > self.limit:
-            raise self._exceeded(name)
+    def declare(self, size: int, name: bytes, *, stored: Optional[int] = None) -> None:
+        """A regular member of ``size`` bytes, ``stored`` of which are data (sparse)."""
+        if self.limit is not None:
+            self.declared += size
+            if self.declared > self.limit:
+                raise self._exceeded(name)
+        self.take_room(size if stored is None else stored)
+
+    def take_room(self, stored: int, inodes: int = 1) -> None:
+        """A member that takes ``stored`` bytes of data and ``inodes`` inodes on disk."""
+        if self.room is not None and not self.room.claim(stored, inodes):
+            raise self.no_room()
 
     def write(self, size: int, name: bytes) -> None:
-        if self.limit is None:
-            return
-        self.written += size
-        if self.written > self.limit:
-            raise self._exceeded(name)
+        if self.limit is not None:
+            self.written += size
+            if self.written > self.limit:
+                raise self._exceeded(name)
+        self.take_room(size, 0)
+
+    def no_room(self) -> BundleError:
+        assert self.room is not None
+        return BundleError(
+            self.room.shortfall(f"{self.where}, unpacked into {self.target},", so_far=True)
+        )
 
     def _exceeded(self, name: bytes) -> BundleError:
         return BundleError(

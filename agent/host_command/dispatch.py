@@ -31,6 +31,7 @@ from agent.deployment_specification.model import DeploymentSpecError, Deployment
 from agent.errors import AgentError
 from agent.host_command.bundle import UnpackPolicy
 from agent.host_command.download import FetchSettings, download_revision_to_disk
+from agent.installer.agent_folders import AgentFolders
 from agent.installer.install import install_revision_on_disk
 from agent.lifecycle_event import events
 from agent.lifecycle_event.runner import HookRunSettings, OutputsLeftOpenPolicy, run_event_scripts
@@ -67,6 +68,13 @@ class EngineSettings:
     enable_deployments_log: bool = True
     fetch: FetchSettings = field(default_factory=FetchSettings)
     reject_symlink_permission_targets: bool = False
+    # The agent's other folders, which no files entry may install into (with root).
+    log_dir: Optional[Path] = None
+    pid_dir: Optional[Path] = None
+
+    @property
+    def agent_folders(self) -> AgentFolders:
+        return AgentFolders.of(self.root.path, self.log_dir, self.pid_dir)
 
     @classmethod
     def from_config(cls, config: AgentConfig) -> EngineSettings:
@@ -89,6 +97,8 @@ class EngineSettings:
             enable_deployments_log=config.enable_deployments_log,
             fetch=FetchSettings.from_config(config, os.environ.get("AWS_REGION") or None),
             reject_symlink_permission_targets=config.reject_symlink_permission_targets,
+            log_dir=config.log_dir,
+            pid_dir=config.pid_dir,
         )
 
 
@@ -178,6 +188,7 @@ def _install(
         settings.root,
         spec.deployment_group_id,
         behavior,
+        settings.agent_folders,
         reject_symlink_permission_targets=settings.reject_symlink_permission_targets,
     )
     settings.root.write_last_successful_marker(spec.deployment_group_id, deployment.path)

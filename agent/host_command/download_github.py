@@ -23,7 +23,10 @@ import structlog
 
 from agent import __version__
 from agent.deployment_specification.model import BundleType, GitHubRevision
-from agent.host_command.archive_staging import bundle_file_staged_on_disk
+from agent.host_command.archive_staging import (
+    bundle_file_staged_on_disk,
+    check_bundle_fits_on_disk,
+)
 from agent.host_command.bundle import BundleError
 from agent.host_command.download import FetchSettings
 
@@ -157,6 +160,8 @@ def _fetch_once_to_disk(
 
 def _stream_to_disk(response: Any, bundle_path: Path, name: str) -> int:
     announced = response.headers.get("Content-Length")
+    if announced is not None and announced.isdigit():
+        check_bundle_fits_on_disk(int(announced), bundle_path, name)
     written = 0
     with bundle_file_staged_on_disk(bundle_path, name) as partial, open(partial, "xb") as out:
         try:

@@ -40,6 +40,7 @@ from agent.aws_clients.wire_log import WireLogWriter, attach_wire_log
 from agent.deployment_specification.model import S3Revision
 from agent.host_command.archive_staging import (
     bundle_file_staged_on_disk,
+    check_bundle_fits_on_disk,
     is_disk_full,
 )
 from agent.host_command.bundle import BundleError
@@ -153,6 +154,7 @@ def download_s3_bundle_to_disk(
         endpoint=where,
     )
     started = time.monotonic()
+    check_bundle_fits_on_disk(target.size, bundle_path, url)
     with bundle_file_staged_on_disk(bundle_path, url) as partial:
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:

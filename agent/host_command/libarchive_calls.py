@@ -63,6 +63,14 @@ write_disk_set_standard_lookup = _declare(
     "archive_write_disk_set_standard_lookup", ctypes.c_int, _archive
 )
 archive_format = _declare("archive_format", ctypes.c_int, _archive)
+entry_sparse_reset = _declare("archive_entry_sparse_reset", ctypes.c_int, _entry)
+entry_sparse_next = _declare(
+    "archive_entry_sparse_next",
+    ctypes.c_int,
+    _entry,
+    ctypes.POINTER(ctypes.c_int64),
+    ctypes.POINTER(ctypes.c_int64),
+)
 entry_copy_hardlink = _declare("archive_entry_copy_hardlink", None, _entry, ctypes.c_char_p)
 
 

@@ -18,9 +18,12 @@ import stat
 from pathlib import Path
 from typing import List, Optional
 
+from agent.filesystem.free_space import FreeSpace, SpaceClaim, measure_free_space_on_disk
+from agent.filesystem.sparse_copy import allocated_bytes, copy_file_data
 from agent.host_command.archive_staging import (
     build_archive_dir_on_disk,
     bundle_file_staged_on_disk,
+    check_bundle_fits_on_disk,
     describe_os_error,
     is_disk_full,
 )
@@ -38,10 +41,6 @@ _OPEN_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO swapped in after the listing must not hang the open.
 _OPEN_SOURCE_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _CREATE_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-_COPY_CHUNK = 1 << 30
-_FALLBACK_CHUNK = 1 << 20
-# sendfile() cannot copy between these two files; read and write instead.
-_NO_SENDFILE_ERRNOS = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV)
 # link() cannot make this hard link; copy instead.
 _NO_LINK_ERRNOS = (
     errno.EXDEV,
@@ -87,8 +86,10 @@ def _place_bundle_on_disk(
         raise BundleError(f"cannot write {bundle_path}: {describe_os_error(error)}") from None
     if existing is not None and _same_file(existing, source):
         return
-    with bundle_file_staged_on_disk(bundle_path, f"local bundle {location}") as partial:
+    what = f"local bundle {location}"
+    with bundle_file_staged_on_disk(bundle_path, what) as partial:
         if not _link_on_disk(location, source, partial):
+            check_bundle_fits_on_disk(allocated_bytes(source), bundle_path, what)
             _copy_file_on_disk(source_fd, partial)
 
 
@@ -110,7 +111,7 @@ def _link_on_disk(location: Path, source: os.stat_result, link: Path) -> bool:
 def _copy_file_on_disk(source_fd: int, target: Path) -> None:
     target_fd = os.open(target, _CREATE_FILE, 0o644)
     try:
-        _copy_data(source_fd, target_fd, None, b"")
+        copy_file_data(source_fd, target_fd, os.fstat(source_fd))
     finally:
         os.close(target_fd)
 
@@ -136,7 +137,10 @@ def copy_directory_revision_to_disk(
         _refuse_overlap(source, archive_dir, where)
 
         def fill(destination: Path) -> None:
-            _TreeCopy(where, archive_dir, policy).copy_on_disk(source_fd, destination)
+            space = measure_free_space_on_disk(destination)
+            _check_tree_fits_on_disk(source_fd, space, where, archive_dir)
+            room = SpaceClaim(space)
+            _TreeCopy(where, archive_dir, policy, room).copy_on_disk(source_fd, destination)
 
         build_archive_dir_on_disk(archive_dir, fill)
     finally:
@@ -151,6 +155,23 @@ def _refuse_overlap(source: Path, archive_dir: Path, where: str) -> None:
             raise BundleError(
                 f"{where} and {archive_dir} overlap; cannot copy a folder into itself"
             )
+
+
+def _check_tree_fits_on_disk(
+    source_fd: int, space: FreeSpace, where: str, archive_dir: Path
+) -> None:
+    """Refuse a revision folder whose copy would not fit, before copying anything."""
+    room = SpaceClaim(space)
+    try:
+        for _folder, folders, files, folder_fd in os.fwalk(dir_fd=source_fd):
+            for _name in folders:
+                room.claim(1)  # a block on most filesystems
+            for name in files:
+                room.claim(allocated_bytes(os.stat(name, dir_fd=folder_fd, follow_symlinks=False)))
+    except OSError:
+        return  # the copy itself names what cannot be read
+    if not room.fits():
+        raise BundleError(room.shortfall(f"{where}, copied into {archive_dir},"))
 
 
 class _Folder:
@@ -169,11 +190,13 @@ class _Folder:
 class _TreeCopy:
     """One copy of a folder tree, depth first, without recursion (depth is the bundle's)."""
 
-    def __init__(self, where: str, archive_dir: Path, policy: UnpackPolicy) -> None:
+    def __init__(
+        self, where: str, archive_dir: Path, policy: UnpackPolicy, room: SpaceClaim
+    ) -> None:
         self.where = where
         self.archive_dir = archive_dir
         self.policy = policy
-        self.budget = SizeBudget(policy.max_extraction_size, where)
+        self.budget = SizeBudget(policy.max_extraction_size, where, room, str(archive_dir))
         self.current = b"."
 
     def copy_on_disk(self, source_root_fd: int, destination: Path) -> None:
@@ -234,6 +257,7 @@ class _TreeCopy:
         try:
             info = os.fstat(source_fd)
             check_member_permissions(stat.S_IFDIR, info.st_mode, member, self.where, self.policy)
+            self.budget.take_room(1)
             # Owner-only while it is filled; its own mode is applied once it is complete.
             os.mkdir(name, 0o700, dir_fd=parent.target_fd)
             target_fd = os.open(name, _OPEN_FOLDER, dir_fd=parent.target_fd)
@@ -268,11 +292,10 @@ class _TreeCopy:
             if file_type != stat.S_IFREG:
                 raise BundleError(f"{self.where}: member {show_name(member)} changed while copied")
             check_member_permissions(file_type, info.st_mode, member, self.where, self.policy)
-            self.budget.declare(info.st_size, member)
+            self.budget.declare(info.st_size, member, stored=allocated_bytes(info))
             target_fd = os.open(name, _CREATE_FILE, 0o600, dir_fd=folder.target_fd)
             try:
-                if info.st_size:
-                    _copy_data(source_fd, target_fd, self.budget, member)
+                copy_file_data(source_fd, target_fd, info)
                 if self.policy.apply_ownership:
                     # Before the chmod: chown clears setuid and setgid bits.
                     os.fchown(target_fd, info.st_uid, info.st_gid)
@@ -287,6 +310,7 @@ class _TreeCopy:
         name = entry.name
         info = entry.stat(follow_symlinks=False)
         target = os.readlink(name, dir_fd=folder.source_fd)
+        self.budget.take_room(0)
         os.symlink(target, name, dir_fd=folder.target_fd)
         if self.policy.apply_ownership:
             os.chown(name, info.st_uid, info.st_gid, dir_fd=folder.target_fd, follow_symlinks=False)
@@ -296,26 +320,3 @@ class _TreeCopy:
             dir_fd=folder.target_fd,
             follow_symlinks=False,
         )
-
-
-def _copy_data(source_fd: int, target_fd: int, budget: Optional[SizeBudget], member: bytes) -> None:
-    """Copy from ``source_fd``'s position to its end, in the kernel when it can."""
-    try:
-        while True:
-            sent = os.sendfile(target_fd, source_fd, None, _COPY_CHUNK)
-            if sent == 0:
-                return
-            if budget is not None:
-                budget.write(sent, member)
-    except OSError as error:
-        if error.errno not in _NO_SENDFILE_ERRNOS:
-            raise
-    while True:
-        chunk = os.read(source_fd, _FALLBACK_CHUNK)
-        if not chunk:
-            return
-        if budget is not None:
-            budget.write(len(chunk), member)
-        view = memoryview(chunk)
-        while view:
-            view = view[os.write(target_fd, view) :]

@@ -38,6 +38,7 @@ from agent.application_specification.model import (
     FALLBACK_APPSPEC_FILENAME,
 )
 from agent.deployment_specification.model import BundleType
+from agent.filesystem.free_space import SpaceClaim, measure_free_space_on_disk
 from agent.host_command import libarchive_calls as la
 from agent.host_command.archive_staging import (
     build_archive_dir_on_disk,
@@ -57,6 +58,7 @@ from agent.host_command.bundle import (
 
 # The folder copier lives beside the unpacker; callers find all three entry points here.
 from agent.host_command.local_revision import copy_directory_revision_to_disk
+from agent.host_command.zip_directory import iter_zip_member_sizes
 
 log = structlog.get_logger(__name__)
 
@@ -81,6 +83,9 @@ _EXTRACT_FLAGS = EXTRACT_PERM | EXTRACT_TIME | EXTRACT_SECURE_NODOTDOT
 # symlink for it to find, and it is the costliest step of a write: it inspects every
 # component of the absolute path, from /, for every member (a third of the time).
 _SYMLINK_CHECK = EXTRACT_SECURE_SYMLINKS
+# Members at least this large are asked for their sparse map: below it, counting a
+# member's holes as data changes nothing that matters, and costs no call per member.
+_SPARSE_CHECK_MIN = 1 << 20
 
 
 def unpack_bundle_to_disk(
@@ -129,9 +134,24 @@ def _extract_on_disk(
             raise BundleError(f"{where} is not a regular file")
         if info.st_size == 0:
             raise BundleError(f"{where} is empty (0 bytes), not a {bundle_type.value} archive")
+        if bundle_type is BundleType.ZIP:
+            _check_zip_fits_on_disk(fd, destination, archive_dir, where)
         _extract_fd_on_disk(fd, bundle_type, destination, archive_dir, policy, where)
     finally:
         os.close(fd)
+
+
+def _check_zip_fits_on_disk(fd: int, destination: Path, archive_dir: Path, where: str) -> None:
+    """Refuse a zip whose central directory says it will not fit, before writing anything.
+
+    Members whose local headers claim other sizes than the central directory are still
+    bounded while unpacking.
+    """
+    room = SpaceClaim(measure_free_space_on_disk(destination))
+    for size, is_folder in iter_zip_member_sizes(fd):
+        room.claim(1 if is_folder else size)
+    if not room.fits():
+        raise BundleError(room.shortfall(f"{where}, unpacked into {archive_dir},"))
 
 
 def _extract_fd_on_disk(
@@ -252,8 +272,10 @@ class _Extraction:
         # The hot loop: everything it calls per member is bound to a local name first.
         read_p, write_p, where, policy = self.read_p, self.write_p, self.where, self.policy
         prefix = os.fsencode(self.destination) + b"/"
-        budget = SizeBudget(policy.max_extraction_size, where)
+        room = SpaceClaim(measure_free_space_on_disk(self.destination))
+        budget = SizeBudget(policy.max_extraction_size, where, room, str(self.archive_dir))
         limited = policy.max_extraction_size is not None
+        claim = room.claim
         check_modes = policy.reject_unsafe_permissions
         symlinks: Set[bytes] = set()
         eof, ok, warn = la.ARCHIVE_EOF, la.ARCHIVE_OK, la.ARCHIVE_WARN
@@ -264,6 +286,7 @@ class _Extraction:
         entry_hardlink = ffi.entry_hardlink
         entry_filetype = ffi.entry_filetype
         entry_size_is_set = ffi.entry_size_is_set
+        entry_size = ffi.entry_size
         entry_copy_pathname = ffi.entry_copy_pathname
 
         while status != eof:
@@ -309,14 +332,26 @@ class _Extraction:
             entry_copy_pathname(entry_p, prefix + relative)
             if hardlink is not None:
                 la.entry_copy_hardlink(entry_p, prefix + link_relative)
-            if limited and file_type == regular:
+            if file_type == regular:
                 if not entry_size_is_set(entry_p):
                     # A zip member streamed with a data descriptor: its size is known
                     # only at its end, so its bytes are counted as they are written.
+                    if not claim(0):
+                        raise budget.no_room()
                     self._write_counted(entry_p, name, budget)
                     status = read_next_header2(read_p, entry_p)
                     continue
-                budget.declare(ffi.entry_size(entry_p), name)
+                size = entry_size(entry_p)
+                stored = size
+                if size >= _SPARSE_CHECK_MIN and hardlink is None:
+                    stored = _stored_size(entry_p, size)
+                if limited:
+                    budget.declare(size, name, stored=stored)
+                elif not claim(stored):
+                    raise budget.no_room()
+            # A folder takes a block on most filesystems; a symlink an inode.
+            elif not claim(1 if file_type == folder else 0):
+                raise budget.no_room()
             # Header, data and finish in one call. libarchive stops a member at its declared
             # size ("Too much data"), so a declared size is also an enforced one.
             status = read_extract2(read_p, entry_p, write_p)
@@ -400,6 +435,20 @@ class _Extraction:
         )
         member = f" member {show_name(name)}" if name else ""
         return BundleError(f"{self.where}: cannot write{member} into {self.archive_dir}: {message}")
+
+
+def _stored_size(entry_p: int, size: int) -> int:
+    """The data bytes of a member: the sum of its sparse map's ranges when it has one
+    (a sparse tar member), else its size."""
+    if la.entry_sparse_reset(entry_p) <= 0:
+        return size
+    stored = 0
+    offset, length = ctypes.c_int64(), ctypes.c_int64()
+    while (
+        la.entry_sparse_next(entry_p, ctypes.byref(offset), ctypes.byref(length)) == la.ARCHIVE_OK
+    ):
+        stored += length.value
+    return min(stored, size)
 
 
 def _unreadable(where: str, bundle_type: BundleType, read_p: int) -> BundleError:

@@ -25,6 +25,7 @@ from operator import attrgetter
 from typing import Iterator, List, Optional, Tuple
 
 from agent.application_specification.model import FileExistsBehavior
+from agent.filesystem.sparse_copy import copy_file_data
 from agent.installer.cleanup import CleanupFileWriter, PathSet
 from agent.installer.folders import open_child_folder_on_disk
 from agent.installer.instructions import InstructionsFileWriter, InstructionsFragmentWriter
@@ -45,9 +46,6 @@ _FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO slipped into the revision must not hang the install (fstat rejects it).
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-# sendfile is refused by a few filesystems; those get a read/write loop.
-_NO_SENDFILE = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP})
-_CHUNK = 1 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -409,8 +407,7 @@ def _copy_file_on_disk(
             raise OSError(errno.EINVAL, "the revision's file is no longer a regular file")
         target_fd = os.open(name, _CREATE_FLAGS, 0o600, dir_fd=fds[1])
         try:
-            if status.st_size:
-                _copy_data(source_fd, target_fd, status.st_size)
+            copy_file_data(source_fd, target_fd, status)
             if new_owner is not None and (status.st_uid, status.st_gid) != new_owner:
                 os.fchown(target_fd, status.st_uid, status.st_gid)
             # After fchown, which clears set-id bits.
@@ -421,27 +418,6 @@ def _copy_file_on_disk(
     finally:
         os.close(source_fd)
     return status.st_size
-
-
-def _copy_data(source_fd: int, target_fd: int, size: int) -> None:
-    offset = 0
-    try:
-        while offset < size:
-            sent = os.sendfile(target_fd, source_fd, offset, size - offset)
-            if sent == 0:
-                return
-            offset += sent
-        return
-    except OSError as error:
-        if error.errno not in _NO_SENDFILE or offset:
-            raise
-    while True:
-        block = os.read(source_fd, _CHUNK)
-        if not block:
-            return
-        view = memoryview(block)
-        while view:
-            view = view[os.write(target_fd, view) :]
 
 
 def _copy_symlink_on_disk(

@@ -2,8 +2,9 @@
 
 1. Resolve the appspec's ``files`` and ``permissions`` against this host (sources, owners,
    tools) and read the group's previous cleanup file as a set of free paths.
-2. Plan: walk the revision and refuse the install at the first conflict. Nothing has
-   changed on disk yet, so the previous revision is still in place.
+2. Plan: walk the revision and refuse the install at the first conflict, or when its
+   copies would not fit on a destination's filesystem. Nothing has changed on disk yet,
+   so the previous revision is still in place.
 3. Replay the previous cleanup file (newest path first). Paths the plan found already
    identical to what the copy would produce are kept (and stay listed) rather than deleted
    and copied again: that is most of a redeployment, and deleting is costly.
@@ -15,9 +16,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Optional
 
 from agent.application_specification.model import ApplicationSpecification, FileExistsBehavior
 from agent.deployment_root.layout import DeploymentRoot
+from agent.installer.agent_folders import AgentFolders
 from agent.installer.cleanup import (
     CleanupFileWriter,
     iter_recorded_paths_from_disk,
@@ -34,6 +37,7 @@ from agent.installer.permissions import (
 from agent.installer.plan import check_plan_on_disk, resolve_entries_on_disk
 from agent.installer.result import InstallError, InstallResult
 from agent.installer.reuse import read_identity_from_os
+from agent.installer.space import check_space_on_disk
 
 __all__ = ["InstallError", "InstallResult", "install_revision_on_disk"]
 
@@ -44,20 +48,22 @@ def install_revision_on_disk(
     root: DeploymentRoot,
     group_id: str,
     file_exists_behavior: FileExistsBehavior,
+    agent_folders: Optional[AgentFolders] = None,
     reject_symlink_permission_targets: bool = False,
 ) -> InstallResult:
     """Install the unpacked revision at ``archive_root`` for deployment group ``group_id``.
 
     ``file_exists_behavior`` is already resolved (the appspec's own setting over the
-    deployment's). ``reject_symlink_permission_targets`` (the configuration key): a
-    symlink where ``permissions`` apply refuses the install rather than being skipped.
-    Raises InstallError; when it does so before the copy starts, nothing has changed on
-    disk.
+    deployment's); no destination may touch ``agent_folders`` (by default the deployment
+    root). ``reject_symlink_permission_targets`` (the configuration key): a symlink where
+    ``permissions`` apply refuses the install rather than being skipped. Raises
+    InstallError; when it does so before the copy starts, nothing has changed on disk.
     """
     if spec.os != "linux":
         raise InstallError(f"appspec os {spec.os!r} is not supported by this agent (linux only)")
     tools = find_permission_tools()
-    entries = resolve_entries_on_disk(spec, archive_root, root.path)
+    folders = AgentFolders.of(root.path) if agent_folders is None else agent_folders
+    entries = resolve_entries_on_disk(spec, archive_root, root.path, folders)
     permissions = resolve_permissions(spec.permissions, tools)
     identity = read_identity_from_os()
     cleanup_file = root.cleanup_file(group_id)
@@ -68,8 +74,10 @@ def install_revision_on_disk(
         previous,
         file_exists_behavior,
         identity,
+        folders,
         reject_symlink_targets=reject_symlink_permission_targets,
     )
+    check_space_on_disk(entries, kept, cleanup_file)
     removed = replay_cleanup_file_on_disk(
         cleanup_file, tools.semanage, kept, previous.free, identity.uid
     )

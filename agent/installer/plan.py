@@ -26,6 +26,7 @@ from agent.application_specification.model import (
     FileExistsBehavior,
     FileMapping,
 )
+from agent.installer.agent_folders import AgentFolders
 from agent.installer.cleanup import PathSet, PathSetBuilder, PreviousInstall
 from agent.installer.paths import folder_chain, is_within, join, normalise_absolute
 from agent.installer.permissions import ResolvedPermission
@@ -78,15 +79,24 @@ class ResolvedEntry:
 
 
 def resolve_entries_on_disk(
-    spec: ApplicationSpecification, archive_root: Path, deployment_root: Path
+    spec: ApplicationSpecification,
+    archive_root: Path,
+    deployment_root: Path,
+    agent_folders: Optional[AgentFolders] = None,
 ) -> Tuple[ResolvedEntry, ...]:
-    """Check each ``files`` entry's source and destination; raises InstallError."""
+    """Check each ``files`` entry's source and destination; raises InstallError.
+
+    No destination may be, contain or lie in one of ``agent_folders`` (by default the
+    deployment root).
+    """
+    folders = AgentFolders.of(deployment_root) if agent_folders is None else agent_folders
     archive = normalise_absolute(os.path.abspath(archive_root))
     archive_real = os.path.realpath(archive)
     guarded = (archive_real, os.path.realpath(deployment_root))
     entries: List[ResolvedEntry] = []
     for number, mapping in enumerate(spec.files, start=1):
         entry = _resolve_entry_on_disk(number, mapping, archive, archive_real)
+        folders.check_destination_on_disk(entry.destination, entry.describe())
         landing = os.path.realpath(entry.root)
         if any(is_within(landing, inside) for inside in guarded):
             raise InstallError(
@@ -107,6 +117,7 @@ def check_plan_on_disk(
     previous: PreviousInstall,
     behavior: FileExistsBehavior,
     identity: Identity,
+    agent_folders: Optional[AgentFolders] = None,
     reject_symlink_targets: bool = False,
 ) -> PathSet:
     """Walk every entry as the copy will and raise InstallError at the first conflict.
@@ -132,6 +143,7 @@ def check_plan_on_disk(
         kept,
         PathSetBuilder(previous.free.key),
         reuse=not previous.has_contexts and len(previous.free) > 0,
+        agent_folders=AgentFolders() if agent_folders is None else agent_folders,
         reject_symlink_targets=reject_symlink_targets,
     )
     for entry in entries:
@@ -150,6 +162,8 @@ class _Plan:
     # Folders of the previous install holding (or above) something it did not make.
     holders: PathSetBuilder
     reuse: bool
+    # A folder already there as a symlink is installed through: not into these.
+    agent_folders: AgentFolders
     reject_symlink_targets: bool = False
 
 
@@ -323,6 +337,7 @@ def _check_folder_on_disk(plan: _Plan, entry: ResolvedEntry, path: str, parent: 
                     " remove it"
                 )
             # e.g. /var/www -> /srv/www: installing through it is what the AWS agent does.
+            plan.agent_folders.check_destination_on_disk(path, entry.describe(), "the folder")
             folder = _Folder(True, False, os.stat(path), parent.resolved)
             installed = False
         else:

@@ -154,6 +154,12 @@ def _prepare(args: argparse.Namespace) -> tuple[AgentConfig, LocalDeploymentRequ
                 f" is not in the revision's {request.spec.appspec_filename}"
             )
         check_hook_events(appspec, custom, filename=request.spec.appspec_filename)
+        # Before ApplicationStop stops the running application, as any other bad appspec.
+        folders = EngineSettings.from_config(config).agent_folders
+        for number, mapping in enumerate(appspec.files, start=1):
+            if mapping.destination.startswith("/"):
+                where = f"{request.spec.appspec_filename} files entry {number}"
+                folders.check_destination_on_disk(mapping.destination, where)
     # A remote revision's appspec is checked the same way once DownloadBundle has it.
     return config, request
 

@@ -258,6 +258,19 @@ def test_unreachable_api_is_retried_then_reported(tmp_path: Path) -> None:
     assert "refused" in str(raised.value).lower()
 
 
+def test_an_announced_size_beyond_the_free_space_is_refused_before_writing(
+    tmp_path: Path, small_disk: Path
+) -> None:
+    stub = GitHubStub(archive=os.urandom(2 << 20))
+    bundle = small_disk / "bundle.tar"
+    with github_stub(stub) as api, pytest.raises(BundleError) as caught:
+        download_github_bundle_to_disk(_revision(), bundle, _settings(api))
+    message = str(caught.value)
+    assert f", stored as {bundle}, needs 2.0 MiB" in message
+    assert f"the filesystem mounted on {small_disk} has" in message
+    assert os.listdir(small_disk) == []
+
+
 def test_github_tarball_is_unpacked(tmp_path: Path) -> None:
     # GitHub's tarballs are gzipped and hold one folder named after the commit.
     tarball = make_tar(

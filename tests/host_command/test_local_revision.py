@@ -163,7 +163,9 @@ def test_copying_a_folder_into_itself_is_refused(revision: Path) -> None:
     assert tree_snapshot(revision) == before
 
 
-def test_a_full_disk_is_reported_and_leaves_nothing(tmp_path: Path, small_disk: Path) -> None:
+def test_a_folder_larger_than_the_free_space_is_refused_before_copying(
+    tmp_path: Path, small_disk: Path
+) -> None:
     source = tmp_path / "big"
     source.mkdir()
     for index in range(4):
@@ -171,7 +173,9 @@ def test_a_full_disk_is_reported_and_leaves_nothing(tmp_path: Path, small_disk: 
     deployment = small_disk / "d-FULL"
     deployment.mkdir()
     error = refused(source, deployment)
-    assert "disk is full" in str(error)
+    message = str(error)
+    assert message.startswith(f"revision folder {source}, copied into")
+    assert "needs 1.5 MiB" in message and f"mounted on {small_disk}" in message
     assert os.listdir(small_disk) == ["d-FULL"]
 
 
@@ -280,12 +284,12 @@ def _as_nobody(action: Callable[[], None]) -> str:
     return message
 
 
-def test_a_full_disk_while_copying_a_bundle_leaves_nothing(
+def test_a_bundle_larger_than_the_free_space_is_refused_before_copying(
     tmp_path: Path, small_disk: Path
 ) -> None:
     location = tmp_path / "huge.tgz"
     location.write_bytes(os.urandom(3 * 1024 * 1024))
-    with pytest.raises(BundleError, match="disk is full"):
+    with pytest.raises(BundleError, match=r"stored as .*, needs 3\.0 MiB .*, but the filesystem"):
         fetch_local_bundle_to_disk(location, small_disk / "bundle.tar")
     assert os.listdir(small_disk) == []
 

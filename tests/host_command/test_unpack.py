@@ -32,6 +32,7 @@ from tests.host_command.archive_builders import (
     symlink,
     tree_snapshot,
 )
+from tests.support import mounted_tmpfs
 
 APPSPEC = b"version: 0.0\nos: linux\n"
 
@@ -478,7 +479,9 @@ def test_the_directory_type_is_not_an_archive(deployment: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
-def test_a_full_disk_is_reported_and_leaves_nothing(kind: str, small_disk: Path) -> None:
+def test_a_bundle_larger_than_the_free_space_is_refused_and_leaves_nothing(
+    kind: str, small_disk: Path
+) -> None:
     deployment = small_disk / "d-FULL"
     deployment.mkdir()
     members = [file("appspec.yml", APPSPEC)] + [
@@ -486,9 +489,27 @@ def test_a_full_disk_is_reported_and_leaves_nothing(kind: str, small_disk: Path)
     ]
     bundle = KINDS[kind](small_disk.parent / f"big.{kind}", members)
     error = refused(bundle, kind, deployment)
-    assert "disk is full" in str(error) and "no space left" in str(error)
-    assert str(deployment / "deployment-archive") in str(error)
+    message = str(error)
+    assert message.startswith(f"bundle {bundle}, unpacked into {deployment / 'deployment-archive'}")
+    assert f"the filesystem mounted on {small_disk} has" in message
+    # The refusal comes from the sizes the bundle declares, before the disk fills up.
+    assert "disk is full" not in message
     assert os.listdir(small_disk) == ["d-FULL"]
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_a_bundle_with_more_files_than_free_inodes_is_refused(kind: str, tmp_path: Path) -> None:
+    with mounted_tmpfs(tmp_path / "few-inodes", "8m", inodes=200) as mount_point:
+        deployment = mount_point / "d-INODES"
+        deployment.mkdir()
+        members = [file("appspec.yml", APPSPEC)] + [
+            file(f"empty/{index}", b"") for index in range(400)
+        ]
+        bundle = KINDS[kind](tmp_path / f"many.{kind}", members)
+        error = refused(bundle, kind, deployment)
+        assert "files and folders, but the filesystem mounted on" in str(error)
+        assert "free inodes" in str(error)
+        assert os.listdir(mount_point) == ["d-INODES"]
 
 
 def test_a_tgz_packed_from_a_real_tree_unpacks(deployment: Path) -> None:
