@@ -270,6 +270,44 @@ def test_custom_events_run_when_named_and_must_exist(
     assert "Nope" in missing.stderr
 
 
+@pytest.mark.parametrize(
+    ("events", "ran"),
+    [
+        ("DownloadBundle,ApplicationStart", ["ApplicationStart"]),
+        ("DownloadBundle,BeforeInstall,ValidateService", ["BeforeInstall", "ValidateService"]),
+        (
+            "BeforeInstall,Install,ApplicationStart,ApplicationStart",
+            ["BeforeInstall"] + ["ApplicationStart"] * 2,
+        ),
+    ],
+)
+def test_a_missing_step_runs_beside_the_named_one(
+    local_agent: LocalAgent, tmp_path: Path, events: str, ran: List[str]
+) -> None:
+    install, record = tmp_path / "install", tmp_path / "record.log"
+    hooks = "".join(
+        f"  {event}:\n    - location: hooks/seen.sh\n"
+        for event in ("BeforeInstall", "ApplicationStart", "ValidateService")
+    )
+    source = write_tree(
+        tmp_path / "v1",
+        {
+            "appspec.yml": f"version: 0.0\nos: linux\nfiles:\n  - source: app\n"
+            f"    destination: {install}\nhooks:\n{hooks}",
+            # Records each event and whether Install had already put the file in place.
+            "hooks/seen.sh": f"#!/bin/sh\necho $LIFECYCLE_EVENT $(test -e {install}/index.html"
+            f" && echo installed || echo absent) >> {record}\n",
+            "app/index.html": "v1\n",
+        },
+    )
+    result = deploy(local_agent, source, "directory", "--events", events)
+    assert result.returncode == 0, result.stderr
+    seen = records(record)
+    assert [r[0] for r in seen] == ran
+    expected_state = {"BeforeInstall": "absent"}
+    assert [r[1] for r in seen] == [expected_state.get(e, "installed") for e in ran]
+
+
 def test_appspec_event_not_named_is_an_error(local_agent: LocalAgent, tmp_path: Path) -> None:
     install, record = tmp_path / "install", tmp_path / "record.log"
     source = revision(
