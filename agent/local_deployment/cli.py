@@ -33,12 +33,15 @@ from agent.local_deployment.request import (
     LocalUsageError,
     build_local_request,
 )
-from agent.logging.setup import configure_logging
+from agent.logging.setup import configure_tee_logging
 
 EXIT_SUCCEEDED = 0
 EXIT_FAILED = 1
 EXIT_INVALID = 2
 EXIT_INTERRUPTED = 130
+
+# Where the AWS utility writes its log, under log_dir.
+LOCAL_LOG_NAME = "codedeploy-local.log"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,7 +161,9 @@ def run_local_deployment(argv: Optional[Sequence[str]] = None) -> int:
         print(f"codedeploy-local: {error.message}", file=sys.stderr)
         return EXIT_INVALID
 
-    configure_logging(verbose=config.verbose, utc=config.time_zone == "utc")
+    configure_tee_logging(
+        config.log_dir / LOCAL_LOG_NAME, verbose=config.verbose, utc=config.time_zone == "utc"
+    )
     log = structlog.get_logger("codedeploy-local")
     for warning in config.warnings:
         log.warning(warning)

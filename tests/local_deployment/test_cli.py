@@ -526,3 +526,42 @@ def test_an_unusable_deployment_root_is_one_line_before_anything_runs(tmp_path: 
     )
     assert len(result.stderr.strip().splitlines()) == 1
     assert records(record) == []
+
+
+def test_deployments_log_rotates_at_64_mib_and_local_log_is_written(
+    local_agent: LocalAgent, tmp_path: Path
+) -> None:
+    deployments_log = local_agent.root / "deployment-logs" / "codedeploy-agent-deployments.log"
+    deployments_log.parent.mkdir(parents=True)
+    # Just under the AWS agent's 64 MiB, without writing 64 MiB: a sparse file.
+    with deployments_log.open("wb") as handle:
+        handle.truncate(64 * 1024 * 1024 - 20)
+    source = _single_hook_revision(tmp_path / "rev", "#!/bin/sh\necho after the rotation\n")
+    result = deploy(local_agent, source, "directory")
+    assert result.returncode == 0, result.stderr
+    deployment_id = result.deployment_dir.name
+
+    rotated = deployments_log.with_name(deployments_log.name + ".0")
+    assert rotated.stat().st_size == 64 * 1024 * 1024 - 20
+    assert f"[{deployment_id}][stdout]after the rotation" in deployments_log.read_text()
+    assert deployments_log.stat().st_size < 4096
+
+    # What the run logged is in <log_dir>/codedeploy-local.log, where the AWS utility logs.
+    local_log = (local_agent.base / "log" / "codedeploy-local.log").read_text()
+    assert "running scripts" in local_log and f"deployment_id={deployment_id}" in local_log
+
+
+def test_an_unwritable_log_dir_is_one_warning_and_the_deployment_goes_on(
+    tmp_path: Path,
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    agent = LocalAgent(tmp_path)
+    agent.config.write_text(
+        f":root_dir: '{tmp_path / 'root'}'\n:log_dir: '{blocker}/log'\n", encoding="utf-8"
+    )
+    source = _single_hook_revision(tmp_path / "rev", "#!/bin/sh\necho fine\n")
+    result = deploy(agent, source, "directory")
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "cannot write the log file" in line]
+    assert len(warnings) == 1 and f"{blocker}/log/codedeploy-local.log" in warnings[0]
