@@ -18,14 +18,11 @@ from typing import List, Optional, Sequence
 import structlog
 
 from agent import __version__
-from agent.application_specification.parser import check_hook_events
 from agent.configuration.loader import read_agent_config
 from agent.configuration.model import DEFAULT_CONFIG_FILE, AgentConfig
-from agent.deployment_specification.model import LocalRevision
 from agent.errors import AgentError
 from agent.host_command.dispatch import EngineSettings, deployment_dir_of, execute_host_command
 from agent.lifecycle_event import events
-from agent.local_deployment.appspec_preview import preview_application_specification
 from agent.local_deployment.request import (
     DEFAULT_DEPLOYMENT_GROUP_ID,
     DEFAULT_DEPLOYMENT_GROUP_NAME,
@@ -33,6 +30,7 @@ from agent.local_deployment.request import (
     LocalUsageError,
     build_local_request,
 )
+from agent.local_deployment.revision_preflight import check_local_revision_on_disk
 from agent.logging.setup import configure_tee_logging
 
 EXIT_SUCCEEDED = 0
@@ -122,18 +120,7 @@ def _prepare(args: argparse.Namespace) -> tuple[AgentConfig, LocalDeploymentRequ
         events_text=args.events,
         appspec_filename=args.appspec_filename,
     )
-    revision = request.spec.revision
-    if isinstance(revision, LocalRevision):
-        appspec = preview_application_specification(revision, request.spec.appspec_filename)
-        custom = request.custom_events
-        missing = [e for e in custom if e not in appspec.hooks]
-        if missing:
-            raise LocalUsageError(
-                f"--events names {', '.join(missing)}, which is not a standard lifecycle event and"
-                f" is not in the revision's {request.spec.appspec_filename}"
-            )
-        check_hook_events(appspec, custom, filename=request.spec.appspec_filename)
-    # A remote revision's appspec is checked the same way once DownloadBundle has it.
+    check_local_revision_on_disk(request, EngineSettings.from_config(config).unpack_policy)
     return config, request
 
 

@@ -332,10 +332,11 @@ def test_zip_slip_is_refused_and_nothing_lands_outside(
     with zipfile.ZipFile(bundle, "a") as archive:
         archive.writestr("../../evil.txt", "owned")
     result = deploy(local_agent, bundle, "zip")
-    assert result.returncode == 1
-    assert "evil.txt" in result.stderr
+    # Refused by the pre-flight, before any command, as DownloadBundle would refuse it.
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "'../../evil.txt'" in result.stderr
     assert not list(tmp_path.rglob("evil.txt"))
-    assert not (result.deployment_dir / "deployment-archive").exists()
+    assert not local_agent.root.exists()
     assert not install.exists()
 
 
@@ -422,7 +423,7 @@ def test_missing_script_and_output_left_open(local_agent: LocalAgent, tmp_path: 
         },
     )
     result = deploy(local_agent, missing, "directory")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "Script does not exist at specified location: hooks/absent.sh" in result.stderr
 
     pidfile = tmp_path / "holder.pid"
