@@ -5,18 +5,20 @@ of the wrong type, a truncated one, a refused member or a missing hook script is
 before ApplicationStop stops the running application. One streaming pass reads every
 member header (data is skipped, except the appspec's), applies the unpacker's checks on
 the declared type, names, kinds, modes and sizes, and keeps an index of the member
-paths: files and folders as 8-byte hashes (a million members cost 16 MB, not a list of
-names), symbolic links with their targets, so a hook script's path can be followed
-inside the archive exactly as it will be on disk.
+paths: files and folders as 8-byte hashes in sorted arrays (a million members cost 16 MB,
+not a list of names), symbolic links with their targets, so a hook script's path can be
+followed inside the archive exactly as it will be on disk. A hash collision could only
+make the pre-flight miss a missing script, which the hook run still reports.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import ctypes
 import os
-import secrets
 import stat
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Optional, Set, Tuple
@@ -42,7 +44,6 @@ from agent.host_command.unpack import (
     open_bundle_reader,
     read_first_bundle_header,
 )
-from agent.installer.cleanup import PathSet, PathSetBuilder
 
 # No appspec is this large; a member that is cannot be one we would parse.
 MAX_APPSPEC_BYTES = 1024 * 1024
@@ -59,8 +60,8 @@ class BundleScan:
     appspec_member: str
     appspec: bytes
     root: bytes
-    files: PathSet
-    folders: PathSet
+    files: array[int]  # sorted hashes of member paths
+    folders: array[int]
     symlinks: Dict[bytes, bytes] = field(default_factory=dict)
 
     def kind_of(self, revision_path: bytes) -> Tuple[Optional[int], bytes]:
@@ -70,11 +71,17 @@ class BundleScan:
         target = self.symlinks.get(member)
         if target is not None:
             return stat.S_IFLNK, target
-        if self.files.contains_encoded(member):
+        value = hash(member)
+        if _contains(self.files, value):
             return stat.S_IFREG, b""
-        if self.folders.contains_encoded(member):
+        if _contains(self.folders, value):
             return stat.S_IFDIR, b""
         return None, b""
+
+
+def _contains(values: array[int], value: int) -> bool:
+    index = bisect.bisect_left(values, value)
+    return index < len(values) and values[index] == value
 
 
 class _Appspecs:
@@ -139,9 +146,8 @@ class _Scan:
         self.where = where
         self.policy = policy
         self.appspecs = _Appspecs(appspec_names)
-        key = secrets.token_bytes(16)
-        self.files = PathSetBuilder(key)
-        self.folders = PathSetBuilder(key)
+        self.files: array[int] = array("q")
+        self.folders: array[int] = array("q")
         self.symlinks: Dict[bytes, bytes] = {}
 
     def run(self, status: int, bundle: Path) -> BundleScan:
@@ -158,7 +164,7 @@ class _Scan:
             ffi.entry_filetype,
             ffi.entry_hardlink,
         )
-        add_file, add_folder = self.files.add_encoded, self.folders.add_encoded
+        add_file, add_folder = self.files.append, self.folders.append
         symlinks, top_level = self.symlinks, self.appspecs.top_level
         appspec_names = self.appspecs.names
         last_parent = None
@@ -201,11 +207,11 @@ class _Scan:
             if symlinks:
                 symlinks.pop(relative, None)
             if file_type == folder:
-                add_folder(relative)
+                add_folder(hash(relative))
             elif target is not None:
                 symlinks[relative] = target
             else:
-                add_file(relative)
+                add_file(hash(relative))
                 if limited and ffi.entry_size_is_set(entry_p):
                     budget.declare(ffi.entry_size(entry_p), name)
                 if base in appspec_names and hardlink is None and parent.count(b"/") == 0:
@@ -216,15 +222,15 @@ class _Scan:
             appspec_member=os.fsdecode(member),
             appspec=content,
             root=root,
-            files=self.files.build(),
-            folders=self.folders.build(),
+            files=array("q", sorted(self.files)),
+            folders=array("q", sorted(self.folders)),
             symlinks=symlinks,
         )
 
     def _add_folders(self, parent: bytes) -> None:
         # Archives often leave out folder members; a member's parents are folders anyway.
         while parent:
-            self.folders.add_encoded(parent)
+            self.folders.append(hash(parent))
             parent = parent.rpartition(b"/")[0]
 
     def _read_appspec(self, parts: Tuple[bytes, ...], name: bytes) -> None:
