@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-_OPEN_FOR_APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+# Symlinks are followed, as the AWS agent follows them: operators point logs at other disks.
+_OPEN_FOR_APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 _MIB = 1024 * 1024
 
 
@@ -124,7 +125,7 @@ class SharedLogFile:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 locked = os.fstat(fd)
                 try:
-                    named = os.stat(self.path, follow_symlinks=False)
+                    named = os.stat(self.path)
                 except FileNotFoundError:
                     named = None
             except BaseException:

@@ -84,3 +84,19 @@ def test_processes_appending_at_once_lose_and_mix_nothing(tmp_path: Path) -> Non
 def test_a_rotation_needs_a_size_and_a_file() -> None:
     with pytest.raises(ValueError):
         LogRotation(max_bytes=0)
+
+
+def test_a_log_that_is_a_symlink_is_written_through_and_rotated(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "other-disk" / "deployments.log"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text("old line\n")
+    path = tmp_path / "logs" / "deployments.log"
+    path.parent.mkdir()
+    path.symlink_to(elsewhere)
+    log = SharedLogFile(path, LogRotation(max_bytes=30, files=3))
+    log.write("first new line\n")
+    log.write("second new line\n")
+    log.close()
+    assert elsewhere.read_text() == "old line\nfirst new line\n"
+    assert rotated_log_name(path, 0).is_symlink()
+    assert path.read_text() == "second new line\n"
