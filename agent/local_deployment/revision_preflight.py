@@ -41,7 +41,7 @@ def check_local_revision_on_disk(request: LocalDeploymentRequest, policy: Unpack
     spec = request.spec
     revision = spec.revision
     if not isinstance(revision, LocalRevision):
-        return  # a remote revision is checked the same way once DownloadBundle has it
+        return  # a remote revision's appspec is checked once DownloadBundle has it
     filename = spec.appspec_filename
     preview = preview_local_revision_on_disk(revision, filename, policy)
     custom = request.custom_events
