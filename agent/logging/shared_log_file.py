@@ -25,6 +25,10 @@ from typing import Optional
 # Symlinks are followed, as the AWS agent follows them: operators point logs at other disks.
 _OPEN_FOR_APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 _MIB = 1024 * 1024
+# The file's real size (other processes write to it too) is looked up again after this
+# many bytes of our own (a sixteenth of the limit at most), and whenever our own count
+# says the limit is near: N writers at once overshoot the limit by N times that at most.
+_RECHECK_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -73,18 +77,27 @@ class SharedLogFile:
         self.path = path
         self.rotation = rotation
         self._fd: Optional[int] = None
+        # The size last read from the file, and the bytes we wrote since.
+        self._size = 0
+        self._unchecked = 0
+        self._recheck = min(_RECHECK_BYTES, max(1, rotation.max_bytes // 16))
 
     def write(self, text: str) -> None:
         """Append ``text`` (whole lines) in one write."""
         data = text.encode("utf-8", "backslashreplace")
         if self._fd is None:
             self._fd = self._open_on_disk()
-        size = os.fstat(self._fd).st_size
-        if size and size + len(data) > self.rotation.max_bytes:
-            self._rotate_on_disk(len(data))
+            self._unchecked = self._recheck  # read its size now
+        limit = self.rotation.max_bytes
+        if self._unchecked >= self._recheck or self._size + self._unchecked + len(data) > limit:
+            self._size, self._unchecked = os.fstat(self._fd).st_size, 0
+            if self._size and self._size + len(data) > limit:
+                self._rotate_on_disk(len(data))
+                self._size = os.fstat(self._fd).st_size
         view = memoryview(data)
         while view:
             view = view[os.write(self._fd, view) :]
+        self._unchecked += len(data)
 
     def close(self) -> None:
         if self._fd is not None:
