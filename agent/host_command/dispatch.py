@@ -36,6 +36,7 @@ from agent.installer.install import install_revision_on_disk
 from agent.lifecycle_event import events
 from agent.lifecycle_event.runner import HookRunSettings, OutputsLeftOpenPolicy, run_event_scripts
 from agent.lifecycle_event.script_log import open_script_log
+from agent.logging.shared_log_file import DEPLOYMENTS_LOG_ROTATION, LogRotation
 
 log = structlog.get_logger(__name__)
 
@@ -66,6 +67,7 @@ class EngineSettings:
     unpack_policy: UnpackPolicy = field(default_factory=UnpackPolicy)
     hook_settings: HookRunSettings = field(default_factory=HookRunSettings)
     enable_deployments_log: bool = True
+    deployments_log_rotation: LogRotation = DEPLOYMENTS_LOG_ROTATION
     fetch: FetchSettings = field(default_factory=FetchSettings)
     reject_symlink_permission_targets: bool = False
     # The agent's other folders, which no files entry may install into (with root).
@@ -263,7 +265,10 @@ def _run_lifecycle_event(
         log.info("running scripts", scripts=len(scripts), revision=str(source))
         deployments_log = settings.root.deployments_log if settings.enable_deployments_log else None
         with open_script_log(
-            deployment.script_log, spec.deployment_id, deployments_log
+            deployment.script_log,
+            spec.deployment_id,
+            deployments_log,
+            settings.deployments_log_rotation,
         ) as script_log:
             tail = run_event_scripts(
                 event,

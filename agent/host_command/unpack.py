@@ -124,6 +124,17 @@ def _extract_on_disk(
     policy: UnpackPolicy,
 ) -> None:
     where = f"bundle {bundle}"
+    fd = open_bundle_file(bundle, bundle_type, where)
+    try:
+        if bundle_type is BundleType.ZIP:
+            _check_zip_fits_on_disk(fd, destination, archive_dir, where)
+        _extract_fd_on_disk(fd, bundle_type, destination, archive_dir, policy, where)
+    finally:
+        os.close(fd)
+
+
+def open_bundle_file(bundle: Path, bundle_type: BundleType, where: str) -> int:
+    """A descriptor of the bundle file; refuses anything but a non-empty regular file."""
     try:
         fd = os.open(bundle, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as error:
@@ -134,11 +145,10 @@ def _extract_on_disk(
             raise BundleError(f"{where} is not a regular file")
         if info.st_size == 0:
             raise BundleError(f"{where} is empty (0 bytes), not a {bundle_type.value} archive")
-        if bundle_type is BundleType.ZIP:
-            _check_zip_fits_on_disk(fd, destination, archive_dir, where)
-        _extract_fd_on_disk(fd, bundle_type, destination, archive_dir, policy, where)
-    finally:
+    except BaseException:
         os.close(fd)
+        raise
+    return fd
 
 
 def _check_zip_fits_on_disk(fd: int, destination: Path, archive_dir: Path, where: str) -> None:
@@ -167,13 +177,7 @@ def _extract_fd_on_disk(
     read_p = ffi.read_new()
     write_p: Optional[int] = None
     try:
-        for name in _READ_FILTERS:
-            _enable_filter_if_built(read_p, name)
-        for name in _READ_FORMATS:
-            ffi.get_read_format_function(name)(read_p)
-        # Opening reads the first block to recognise the format and compression.
-        if la.read_open_fd(read_p, fd, _READ_BLOCK_SIZE) < la.ARCHIVE_WARN:
-            raise _unreadable(where, bundle_type, read_p)
+        open_bundle_reader(read_p, fd, bundle_type, where)
         write_p = ffi.write_disk_new()
         flags = _EXTRACT_FLAGS | (EXTRACT_OWNER if policy.apply_ownership else 0)
         ffi.write_disk_set_options(write_p, flags)
@@ -191,6 +195,56 @@ def _extract_fd_on_disk(
         if write_p is not None:
             _free_quietly(ffi.write_free, write_p)
         _free_quietly(ffi.read_free, read_p)
+
+
+def open_bundle_reader(read_p: int, fd: int, bundle_type: BundleType, where: str) -> None:
+    """Open the reader ``read_p`` (from ``ffi.read_new``) on ``fd`` for the formats and
+    filters a bundle can be; raises BundleError when the first block fits none."""
+    for name in _READ_FILTERS:
+        _enable_filter_if_built(read_p, name)
+    for name in _READ_FORMATS:
+        ffi.get_read_format_function(name)(read_p)
+    # Opening reads the first block to recognise the format and compression.
+    if la.read_open_fd(read_p, fd, _READ_BLOCK_SIZE) < la.ARCHIVE_WARN:
+        raise _unreadable(where, bundle_type, read_p)
+
+
+def read_first_bundle_header(read_p: int, entry_p: int, bundle_type: BundleType, where: str) -> int:
+    """Read the first member's header and check the bundle's real format against
+    ``bundle_type`` (known only from then on); returns libarchive's status."""
+    status = int(la.read_next_header2(read_p, entry_p))
+    if status < la.ARCHIVE_WARN:
+        raise _unreadable(where, bundle_type, read_p)
+    check_declared_bundle_type(read_p, bundle_type, where)
+    return status
+
+
+def check_declared_bundle_type(read_p: int, bundle_type: BundleType, where: str) -> None:
+    """Refuse a bundle whose real format is not what its declared type says."""
+    family = la.archive_format(read_p) & la.FORMAT_FAMILY_MASK
+    compressed = ffi.filter_count(read_p) > 1
+    if bundle_type is BundleType.ZIP:
+        matches = family == la.FORMAT_ZIP and not compressed
+    else:
+        # GNU tar, which the AWS agent runs, recognises any compression for both.
+        matches = family == la.FORMAT_TAR
+    if matches:
+        return
+    found = {la.FORMAT_TAR: "a tar archive", la.FORMAT_ZIP: "a zip archive"}.get(
+        family, "not a tar or zip archive"
+    )
+    if compressed:
+        filter_name = ffi.filter_name(read_p, 0) or b"?"
+        found += f" compressed with {filter_name.decode('ascii', 'replace')}"
+    raise BundleError(
+        f"{where} is {found}, but the revision says its bundle type is {bundle_type.value}"
+    )
+
+
+def corrupt_bundle_error(read_p: int, where: str, name: Optional[bytes]) -> BundleError:
+    """The error for a bundle libarchive cannot read on from member ``name``."""
+    at = f" at member {show_name(name)}" if name else ""
+    return BundleError(f"{where} is truncated or corrupt{at}: {la.error_message(read_p)}")
 
 
 def _enable_filter_if_built(read_p: int, name: str) -> None:
@@ -237,36 +291,12 @@ class _Extraction:
     def run(self) -> None:
         entry_p = ffi.entry_new()
         try:
-            status = la.read_next_header2(self.read_p, entry_p)
-            if status < la.ARCHIVE_WARN:
-                raise _unreadable(self.where, self.bundle_type, self.read_p)
-            self._check_declared_type()
+            status = read_first_bundle_header(self.read_p, entry_p, self.bundle_type, self.where)
             self._extract_all(entry_p, status)
             if la.write_close(self.write_p) != la.ARCHIVE_OK:
                 raise self._write_failure(None)
         finally:
             ffi.entry_free(entry_p)
-
-    def _check_declared_type(self) -> None:
-        family = la.archive_format(self.read_p) & la.FORMAT_FAMILY_MASK
-        compressed = ffi.filter_count(self.read_p) > 1
-        if self.bundle_type is BundleType.ZIP:
-            matches = family == la.FORMAT_ZIP and not compressed
-        else:
-            # GNU tar, which the AWS agent runs, recognises any compression for both.
-            matches = family == la.FORMAT_TAR
-        if matches:
-            return
-        found = {la.FORMAT_TAR: "a tar archive", la.FORMAT_ZIP: "a zip archive"}.get(
-            family, "not a tar or zip archive"
-        )
-        if compressed:
-            filter_name = ffi.filter_name(self.read_p, 0) or b"?"
-            found += f" compressed with {filter_name.decode('ascii', 'replace')}"
-        raise BundleError(
-            f"{self.where} is {found}, but the revision says its bundle type is"
-            f" {self.bundle_type.value}"
-        )
 
     def _extract_all(self, entry_p: int, status: int) -> None:
         # The hot loop: everything it calls per member is bound to a local name first.
@@ -398,10 +428,7 @@ class _Extraction:
         return relative
 
     def _corrupt(self, name: Optional[bytes]) -> BundleError:
-        at = f" at member {show_name(name)}" if name else ""
-        return BundleError(
-            f"{self.where} is truncated or corrupt{at}: {la.error_message(self.read_p)}"
-        )
+        return corrupt_bundle_error(self.read_p, self.where, name)
 
     def _extract_failure(self, name: bytes, status: int) -> BundleError:
         # archive_read_extract2 reports a failed write as a warning, with the writer's

@@ -21,6 +21,7 @@ import structlog
 
 from agent.errors import LOG_TAIL_CHARACTERS, ErrorCode
 from agent.lifecycle_event.settings import LifecycleEventError
+from agent.logging.shared_log_file import DEPLOYMENTS_LOG_ROTATION, LogRotation, SharedLogFile
 
 _log = structlog.get_logger(__name__)
 
@@ -32,17 +33,23 @@ class ScriptLog:
     """Appends one deployment's hook entries to its script log and the deployments log.
 
     Files are opened at the first entry, so an event without scripts leaves no trace.
-    Every entry is flushed at once. Use :func:`open_script_log` and ``with``.
+    Every entry is flushed at once. The deployments log is shared with other processes
+    and rotated by ``deployments_log_rotation``. Use :func:`open_script_log` and ``with``.
     """
 
     def __init__(
-        self, script_log_path: Path, deployment_id: str, deployments_log_path: Optional[Path]
+        self,
+        script_log_path: Path,
+        deployment_id: str,
+        deployments_log_path: Optional[Path],
+        deployments_log_rotation: LogRotation = DEPLOYMENTS_LOG_ROTATION,
     ) -> None:
         self._script_log_path = script_log_path
         self._deployment_id = deployment_id
         self._deployments_log_path = deployments_log_path
+        self._deployments_log_rotation = deployments_log_rotation
         self._script_file: Optional[TextIO] = None
-        self._deployments_file: Optional[TextIO] = None
+        self._deployments_file: Optional[SharedLogFile] = None
         self._write_failed = False
         self._tail: Deque[str] = collections.deque()
         self._tail_characters = 0
@@ -98,13 +105,6 @@ class ScriptLog:
                 if self._script_file is not None:
                     self._script_file.write(script_line)
                     self._script_file.flush()
-                if self._deployments_file is not None:
-                    # The AWS agent strips the entry in this log; tools split on the id.
-                    stamp = f"{now:%Y-%m-%d %H:%M:%S}.{now.microsecond // 1000:03d}"
-                    self._deployments_file.write(
-                        f"[{stamp}] [{self._deployment_id}]{entry.strip()}\n"
-                    )
-                    self._deployments_file.flush()
             except OSError as error:
                 # A full log disk must not fail the deployment; the tail still reports.
                 if not self._write_failed:
@@ -112,6 +112,26 @@ class ScriptLog:
                     _log.warning(
                         "script log write failed", path=str(self._script_log_path), error=str(error)
                     )
+            if self._deployments_file is not None:
+                # The AWS agent strips the entry in this log; tools split on the id.
+                stamp = f"{now:%Y-%m-%d %H:%M:%S}.{now.microsecond // 1000:03d}"
+                line = f"[{stamp}] [{self._deployment_id}]{entry.strip()}\n"
+                self._write_deployments_log(self._deployments_file, line)
+
+    def _write_deployments_log(self, log_file: SharedLogFile, line: str) -> None:
+        try:
+            log_file.write(line)
+        except OSError as error:
+            # The deployments log is a convenience copy; the script log is the record.
+            _log.warning(
+                "deployments log unavailable",
+                path=str(log_file.path),
+                error=error.strerror or str(error),
+            )
+            with contextlib.suppress(OSError):
+                log_file.close()
+            self._deployments_file = None
+            self._deployments_log_path = None
 
     def _remember(self, entry: str) -> None:
         self._tail.append(entry)
@@ -123,21 +143,20 @@ class ScriptLog:
         if self._script_file is None:
             self._script_file = _open_for_append(self._script_log_path, "script log")
         if self._deployments_file is None and self._deployments_log_path is not None:
-            try:
-                self._deployments_file = _open_for_append(
-                    self._deployments_log_path, "deployments log"
-                )
-            except LifecycleEventError as error:
-                # The deployments log is a convenience copy; the script log is the record.
-                _log.warning("deployments log unavailable", error=error.message)
-                self._deployments_log_path = None
+            # Opened (and created) by its first write; a failure there is a failed write.
+            self._deployments_file = SharedLogFile(
+                self._deployments_log_path, self._deployments_log_rotation
+            )
 
 
 def open_script_log(
-    script_log_path: Path, deployment_id: str, deployments_log_path: Optional[Path]
+    script_log_path: Path,
+    deployment_id: str,
+    deployments_log_path: Optional[Path],
+    deployments_log_rotation: LogRotation = DEPLOYMENTS_LOG_ROTATION,
 ) -> ScriptLog:
     """A script log for one deployment; nothing touches the disk before the first entry."""
-    return ScriptLog(script_log_path, deployment_id, deployments_log_path)
+    return ScriptLog(script_log_path, deployment_id, deployments_log_path, deployments_log_rotation)
 
 
 def _open_for_append(path: Path, what: str) -> TextIO:

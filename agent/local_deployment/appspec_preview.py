@@ -1,17 +1,21 @@
-"""Reading a revision's appspec before anything runs.
+"""Reading a local revision before anything runs: its appspec and the paths it holds.
 
-``codedeploy-local`` validates the new revision's appspec, and the events it names,
-before the first command: otherwise ApplicationStop of the previous revision would stop
-the running application and only then would a typo in the new appspec be found. For an
-archive this reads the archive's member list once, streaming, and keeps only the appspec.
+``codedeploy-local`` validates the new revision's appspec, the events it names and the
+scripts they will run before the first command: otherwise ApplicationStop of the
+previous revision would stop the running application and only then would a typo in the
+new appspec, a missing script or a bundle of the wrong type be found. A folder is read
+where it is. An archive is read through once, streaming, as DownloadBundle would unpack
+it (see :mod:`agent.host_command.bundle_scan`), keeping its appspec and an index of its
+member paths.
 """
 
 from __future__ import annotations
 
+import os
+import stat
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Set, Tuple
-
-import libarchive
+from typing import Callable, Optional, Tuple
 
 from agent.application_specification.model import (
     DEFAULT_APPSPEC_FILENAME,
@@ -24,9 +28,20 @@ from agent.application_specification.parser import (
     read_application_specification,
 )
 from agent.deployment_specification.model import BundleType, LocalRevision
+from agent.host_command.bundle import DEFAULT_POLICY, UnpackPolicy
 
-# No appspec is this large; a member that is cannot be one we would parse.
-_MAX_APPSPEC_BYTES = 1024 * 1024
+# (S_IFMT kind or None when absent, symlink target) of a path relative to the revision root.
+PathKind = Callable[[bytes], Tuple[Optional[int], bytes]]
+
+
+@dataclass(frozen=True)
+class RevisionPreview:
+    """A local revision as it will be once DownloadBundle has put it on disk."""
+
+    appspec: ApplicationSpecification
+    kind_of: PathKind
+    # How a path of the revision is named in a message: a file or an archive member.
+    describe: Callable[[str], str]
 
 
 def _candidate_names(filename: str) -> Tuple[str, ...]:
@@ -35,52 +50,57 @@ def _candidate_names(filename: str) -> Tuple[str, ...]:
     return (filename,)
 
 
-def _read_appspec_member_from_archive(bundle: Path, filename: str) -> Tuple[str, bytes]:
-    """(member name, content) of the appspec the unpacker will use as the revision's own."""
-    names = _candidate_names(filename)
-    top_level: Set[str] = set()
-    at_root: Dict[str, bytes] = {}
-    nested: Dict[Tuple[str, str], bytes] = {}
+def preview_local_revision_on_disk(
+    revision: LocalRevision, filename: str, policy: UnpackPolicy = DEFAULT_POLICY
+) -> RevisionPreview:
+    """Parse the appspec of a local revision and index its paths, without unpacking it.
+
+    Raises AppSpecError for the appspec, BundleError for an archive DownloadBundle would
+    refuse.
+    """
+    if revision.bundle_type is BundleType.DIRECTORY:
+        root = revision.location
+        return RevisionPreview(
+            appspec=read_application_specification(root, filename),
+            kind_of=_folder_path_kinds(root),
+            describe=lambda path: str(root / path),
+        )
+    # libarchive is loaded only for an archive revision.
+    from agent.host_command.bundle_scan import scan_bundle_on_disk
+
+    bundle = revision.location
+    scan = scan_bundle_on_disk(bundle, revision.bundle_type, _candidate_names(filename), policy)
     try:
-        with libarchive.file_reader(str(bundle)) as archive:
-            for entry in archive:
-                parts = [p for p in str(entry.pathname).split("/") if p not in ("", ".")]
-                if not parts:
-                    continue
-                top_level.add(parts[0])
-                wanted = len(parts) in (1, 2) and parts[-1] in names and entry.isfile
-                if not wanted or (entry.size or 0) > _MAX_APPSPEC_BYTES:
-                    continue
-                data = b"".join(entry.get_blocks())
-                if len(parts) == 1:
-                    if parts[0] == names[0]:
-                        # The preferred name at the top level wins whatever follows.
-                        return parts[0], data
-                    at_root[parts[0]] = data
-                else:
-                    nested[(parts[0], parts[1])] = data
-    except libarchive.ArchiveError as error:
-        raise AppSpecError(f"bundle {bundle} cannot be read: {error.msg}") from None
-    for name in names:
-        if name in at_root:
-            return name, at_root[name]
-    if len(top_level) == 1:
-        (top,) = top_level
-        for name in names:
-            if (top, name) in nested:
-                return f"{top}/{name}", nested[(top, name)]
-    raise AppSpecError(f"bundle {bundle} has no {' or '.join(names)} at its top level")
+        text = scan.appspec.decode("utf-8")
+    except UnicodeDecodeError:
+        raise AppSpecError(f"{scan.appspec_member} in bundle {bundle} is not UTF-8 text") from None
+    prefix = os.fsdecode(scan.root) + "/" if scan.root else ""
+    return RevisionPreview(
+        appspec=parse_application_specification(text, filename=Path(scan.appspec_member).name),
+        kind_of=scan.kind_of,
+        describe=lambda path: f"member {prefix}{path} of bundle {bundle}",
+    )
 
 
 def preview_application_specification(
     revision: LocalRevision, filename: str
 ) -> ApplicationSpecification:
     """Parse the appspec of a local revision without unpacking it (reads the disk)."""
-    if revision.bundle_type is BundleType.DIRECTORY:
-        return read_application_specification(revision.location, filename)
-    member, content = _read_appspec_member_from_archive(revision.location, filename)
-    try:
-        text = content.decode("utf-8")
-    except UnicodeDecodeError:
-        raise AppSpecError(f"{member} in bundle {revision.location} is not UTF-8 text") from None
-    return parse_application_specification(text, filename=Path(member).name)
+    return preview_local_revision_on_disk(revision, filename).appspec
+
+
+def _folder_path_kinds(root: Path) -> PathKind:
+    base = os.fsencode(root)
+
+    def kind_of(path: bytes) -> Tuple[Optional[int], bytes]:
+        full = os.path.join(base, path)
+        try:
+            info = os.lstat(full)
+        except OSError:
+            # Missing, or unreachable: DownloadBundle could not copy it either.
+            return None, b""
+        if stat.S_ISLNK(info.st_mode):
+            return stat.S_IFLNK, os.readlink(full)
+        return stat.S_IFMT(info.st_mode), b""
+
+    return kind_of

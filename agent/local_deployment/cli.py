@@ -18,17 +18,14 @@ from typing import List, Optional, Sequence
 import structlog
 
 from agent import __version__
-from agent.application_specification.parser import check_hook_events
 from agent.command_line import OneLineArgumentParser
 from agent.configuration.loader import read_agent_config
 from agent.configuration.model import DEFAULT_CONFIG_FILE, AgentConfig
 from agent.deployment_root.folder_modes import restrict_folders_on_disk
 from agent.deployment_root.group_lock import LockHolder, lock_group_for_deployment_on_disk
-from agent.deployment_specification.model import LocalRevision
 from agent.errors import AgentError
 from agent.host_command.dispatch import EngineSettings, deployment_dir_of, execute_host_command
 from agent.lifecycle_event import events
-from agent.local_deployment.appspec_preview import preview_application_specification
 from agent.local_deployment.request import (
     DEFAULT_DEPLOYMENT_GROUP_ID,
     DEFAULT_DEPLOYMENT_GROUP_NAME,
@@ -36,13 +33,17 @@ from agent.local_deployment.request import (
     LocalUsageError,
     build_local_request,
 )
+from agent.local_deployment.revision_preflight import check_local_revision_on_disk
 from agent.logging.printable import escape_control_characters
-from agent.logging.setup import configure_logging
+from agent.logging.setup import configure_tee_logging
 
 EXIT_SUCCEEDED = 0
 EXIT_FAILED = 1
 EXIT_INVALID = 2
 EXIT_INTERRUPTED = 130
+
+# Where the AWS utility writes its log, under log_dir.
+LOCAL_LOG_NAME = "codedeploy-local.log"
 
 
 _EPILOG = """exit statuses:
@@ -52,7 +53,8 @@ _EPILOG = """exit statuses:
   130  interrupted
 
 logs:
-  progress on stderr; every hook's output in the deployment's logs/scripts.log under the
+  progress on stderr and in <log_dir>/codedeploy-local.log (log_dir from the configuration,
+  default /var/log/aws/codedeploy-agent); every hook's output in the deployment's logs/scripts.log under the
   deployment root (root_dir, default /opt/codedeploy-agent/deployment-root), and in
   <root_dir>/deployment-logs/codedeploy-agent-deployments.log.
 """
@@ -143,24 +145,8 @@ def _prepare(args: argparse.Namespace) -> tuple[AgentConfig, LocalDeploymentRequ
         appspec_filename=args.appspec_filename,
         reserved_root_names=(config.ongoing_deployment_tracking,),
     )
-    revision = request.spec.revision
-    if isinstance(revision, LocalRevision):
-        appspec = preview_application_specification(revision, request.spec.appspec_filename)
-        custom = request.custom_events
-        missing = [e for e in custom if e not in appspec.hooks]
-        if missing:
-            raise LocalUsageError(
-                f"--events names {', '.join(missing)}, which is not a standard lifecycle event and"
-                f" is not in the revision's {request.spec.appspec_filename}"
-            )
-        check_hook_events(appspec, custom, filename=request.spec.appspec_filename)
-        # Before ApplicationStop stops the running application, as any other bad appspec.
-        folders = EngineSettings.from_config(config).agent_folders
-        for number, mapping in enumerate(appspec.files, start=1):
-            if mapping.destination.startswith("/"):
-                where = f"{request.spec.appspec_filename} files entry {number}"
-                folders.check_destination_on_disk(mapping.destination, where)
-    # A remote revision's appspec is checked the same way once DownloadBundle has it.
+    engine = EngineSettings.from_config(config)
+    check_local_revision_on_disk(request, engine.unpack_policy, engine.agent_folders)
     return config, request
 
 
@@ -189,7 +175,9 @@ def run_local_deployment(argv: Optional[Sequence[str]] = None) -> int:
         print(f"codedeploy-local: {error.message}", file=sys.stderr)
         return EXIT_INVALID
 
-    configure_logging(verbose=config.verbose, utc=config.time_zone == "utc")
+    configure_tee_logging(
+        config.log_dir / LOCAL_LOG_NAME, verbose=config.verbose, utc=config.time_zone == "utc"
+    )
     log = structlog.get_logger("codedeploy-local")
     for warning in config.warnings:
         log.warning(warning)

@@ -42,6 +42,7 @@ _NEW_REVISION_EVENTS = frozenset(
         "AfterAllowTraffic",
     }
 )
+_BEFORE_INSTALL = "BeforeInstall"
 
 
 class LocalUsageError(AgentError):
@@ -55,7 +56,7 @@ class LocalDeploymentRequest:
 
     @property
     def custom_events(self) -> Tuple[str, ...]:
-        return tuple(c for c in self.commands if not events.is_standard(c))
+        return tuple(dict.fromkeys(c for c in self.commands if not events.is_standard(c)))
 
 
 def new_local_deployment_id() -> str:
@@ -64,32 +65,50 @@ def new_local_deployment_id() -> str:
 
 
 def order_events(named: Sequence[str]) -> Tuple[str, ...]:
-    """The commands to run for ``--events`` (empty: the default order), checked."""
+    """The commands to run for ``--events`` (empty: the default order), checked.
+
+    As in the AWS developer utility, only the order the user wrote is checked, events may
+    be named more than once (they run each time), and the two steps that always run are
+    added when missing: both in front when neither is named, ``Install`` right after a
+    named ``DownloadBundle``, ``DownloadBundle`` right before a named ``Install``. A
+    ``BeforeInstall`` written between them keeps its place in the standard order, before
+    ``Install`` and after ``DownloadBundle``.
+    """
     if not named:
         return events.DEFAULT_LOCAL_EVENTS
-    duplicates = sorted({e for e in named if list(named).count(e) > 1})
-    if duplicates:
-        raise LocalUsageError(f"--events names {', '.join(duplicates)} more than once")
-    required = [e for e in (events.DOWNLOAD_BUNDLE, events.INSTALL) if e not in named]
-    ordered = tuple(required) + tuple(named)
-    for position, event in enumerate(ordered):
-        later = ordered[position + 1 :]
-        if event == events.INSTALL:
-            blocking = [events.DOWNLOAD_BUNDLE] if events.DOWNLOAD_BUNDLE in later else []
-        elif event in _NEW_REVISION_EVENTS:
-            blocking = [r for r in (events.DOWNLOAD_BUNDLE, events.INSTALL) if r in later]
-        else:
+    _check_written_order(named)
+    ordered = list(named)
+    if events.DOWNLOAD_BUNDLE not in ordered and events.INSTALL not in ordered:
+        return (events.DOWNLOAD_BUNDLE, events.INSTALL, *ordered)
+    if events.INSTALL not in ordered:
+        at = ordered.index(events.DOWNLOAD_BUNDLE) + 1
+        while at < len(ordered) and ordered[at] == _BEFORE_INSTALL:
+            at += 1
+        ordered.insert(at, events.INSTALL)
+    elif events.DOWNLOAD_BUNDLE not in ordered:
+        at = ordered.index(events.INSTALL)
+        while at > 0 and ordered[at - 1] == _BEFORE_INSTALL:
+            at -= 1
+        ordered.insert(at, events.DOWNLOAD_BUNDLE)
+    return tuple(ordered)
+
+
+def _check_written_order(named: Sequence[str]) -> None:
+    """Refuse an event that needs the new revision written before the step providing it."""
+    previous = "ApplicationStop, BeforeBlockTraffic, AfterBlockTraffic, BeforeInstall"
+    rules = (
+        (events.DOWNLOAD_BUNDLE, _NEW_REVISION_EVENTS | {events.INSTALL}, "custom events and "),
+        (events.INSTALL, _NEW_REVISION_EVENTS, "custom events, DownloadBundle, "),
+    )
+    for step, needs_step, allowed in rules:
+        if step not in named:
             continue
-        if blocking:
-            allowed = "ApplicationStop, BeforeBlockTraffic, AfterBlockTraffic, BeforeInstall"
-            if blocking[0] == events.DOWNLOAD_BUNDLE:
-                allowed = "custom events and " + allowed
-            else:
-                allowed = "custom events, DownloadBundle, " + allowed
+        early = [e for e in named[: list(named).index(step)] if e in needs_step]
+        if early:
             raise LocalUsageError(
-                f"--events runs {event} before {blocking[0]}; only {allowed} may come before {blocking[0]}"
+                f"--events runs {early[0]} before {step}; only {allowed}{previous} may come"
+                f" before {step}"
             )
-    return ordered
 
 
 def _split_events(text: Optional[str]) -> List[str]:
@@ -245,6 +264,6 @@ def build_local_request(
         revision=revision,
         appspec_filename=appspec_filename,
         file_exists_behavior=behavior,
-        all_possible_lifecycle_events=commands,
+        all_possible_lifecycle_events=tuple(dict.fromkeys(commands)),
     )
     return LocalDeploymentRequest(spec=spec, commands=commands)

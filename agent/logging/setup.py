@@ -23,6 +23,7 @@ from typing import Any, Callable, List, MutableMapping, Optional, TextIO
 import structlog
 
 from agent.logging.printable import escape_control_characters
+from agent.logging.shared_log_file import LogRotation, SharedLogFile
 
 _SECRET_KEYS = re.compile(r"(token|secret|password|credential|authorization|signature)", re.I)
 # Header values and query parameters that carry credentials, e.g. "Authorization: token abc".
@@ -187,3 +188,52 @@ def configure_file_logging(
     target.propagate = False
     target.setLevel(logging.DEBUG)
     _configure_structlog(lambda *_: target, verbose, utc)
+
+
+class _TeeLogger:
+    """A structlog logger writing each rendered line to a stream and to a shared log file.
+
+    The file is appended to by every process that logs there (``codedeploy-local`` runs
+    may overlap), and rotated by :class:`~agent.logging.shared_log_file.SharedLogFile`. A
+    file that cannot be written is reported once on the stream and then left alone.
+    """
+
+    def __init__(self, stream: TextIO, log_file: SharedLogFile) -> None:
+        self._stream = stream
+        self._log_file: Optional[SharedLogFile] = log_file
+
+    def msg(self, message: str) -> None:
+        print(message, file=self._stream, flush=True)
+        if self._log_file is None:
+            return
+        try:
+            self._log_file.write(message + "\n")
+        except OSError as error:
+            path, self._log_file = self._log_file.path, None
+            print(
+                f"cannot write the log file {path}: {error.strerror or error}; logging to"
+                " the terminal only",
+                file=self._stream,
+                flush=True,
+            )
+
+    log = debug = info = warn = warning = fatal = failure = err = error = critical = msg
+    exception = msg
+
+
+# codedeploy-local.log: bounded like the daemon's own log (five old files of 10 MiB).
+LOCAL_LOG_ROTATION = LogRotation(max_bytes=LOG_FILE_MAX_BYTES, files=LOG_FILE_BACKUPS + 1)
+
+
+def configure_tee_logging(
+    log_file: Path,
+    *,
+    stream: Optional[TextIO] = None,
+    verbose: bool = False,
+    utc: bool = False,
+    rotation: LogRotation = LOCAL_LOG_ROTATION,
+) -> None:
+    """Send structured events to ``stream`` (stderr by default) and append them to
+    ``log_file``, shared with other processes and rotated by ``rotation``."""
+    tee = _TeeLogger(stream or sys.stderr, SharedLogFile(log_file, rotation))
+    _configure_structlog(lambda *_: tee, verbose, utc)

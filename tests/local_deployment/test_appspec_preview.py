@@ -8,6 +8,7 @@ import pytest
 
 from agent.application_specification.model import AppSpecError
 from agent.deployment_specification.model import BundleType, LocalRevision
+from agent.host_command.bundle import BundleError
 from agent.local_deployment.appspec_preview import preview_application_specification
 from tests.support import make_bundle, write_tree
 
@@ -51,7 +52,7 @@ def test_custom_name_and_broken_archive(tmp_path: Path) -> None:
     assert spec.scripts_for("ApplicationStart")[0].location == "c.sh"
     garbage = tmp_path / "garbage.tgz"
     garbage.write_bytes(b"\x1f\x8b" + b"not really gzip" * 10)
-    with pytest.raises(AppSpecError, match="cannot be read"):
+    with pytest.raises(BundleError, match="cannot be read as a tgz archive"):
         preview_application_specification(LocalRevision(garbage, BundleType.TGZ), "appspec.yml")
 
 

@@ -270,6 +270,44 @@ def test_custom_events_run_when_named_and_must_exist(
     assert "Nope" in missing.stderr
 
 
+@pytest.mark.parametrize(
+    ("events", "ran"),
+    [
+        ("DownloadBundle,ApplicationStart", ["ApplicationStart"]),
+        ("DownloadBundle,BeforeInstall,ValidateService", ["BeforeInstall", "ValidateService"]),
+        (
+            "BeforeInstall,Install,ApplicationStart,ApplicationStart",
+            ["BeforeInstall"] + ["ApplicationStart"] * 2,
+        ),
+    ],
+)
+def test_a_missing_step_runs_beside_the_named_one(
+    local_agent: LocalAgent, tmp_path: Path, events: str, ran: List[str]
+) -> None:
+    install, record = tmp_path / "install", tmp_path / "record.log"
+    hooks = "".join(
+        f"  {event}:\n    - location: hooks/seen.sh\n"
+        for event in ("BeforeInstall", "ApplicationStart", "ValidateService")
+    )
+    source = write_tree(
+        tmp_path / "v1",
+        {
+            "appspec.yml": f"version: 0.0\nos: linux\nfiles:\n  - source: app\n"
+            f"    destination: {install}\nhooks:\n{hooks}",
+            # Records each event and whether Install had already put the file in place.
+            "hooks/seen.sh": f"#!/bin/sh\necho $LIFECYCLE_EVENT $(test -e {install}/index.html"
+            f" && echo installed || echo absent) >> {record}\n",
+            "app/index.html": "v1\n",
+        },
+    )
+    result = deploy(local_agent, source, "directory", "--events", events)
+    assert result.returncode == 0, result.stderr
+    seen = records(record)
+    assert [r[0] for r in seen] == ran
+    expected_state = {"BeforeInstall": "absent"}
+    assert [r[1] for r in seen] == [expected_state.get(e, "installed") for e in ran]
+
+
 def test_appspec_event_not_named_is_an_error(local_agent: LocalAgent, tmp_path: Path) -> None:
     install, record = tmp_path / "install", tmp_path / "record.log"
     source = revision(
@@ -294,10 +332,11 @@ def test_zip_slip_is_refused_and_nothing_lands_outside(
     with zipfile.ZipFile(bundle, "a") as archive:
         archive.writestr("../../evil.txt", "owned")
     result = deploy(local_agent, bundle, "zip")
-    assert result.returncode == 1
-    assert "evil.txt" in result.stderr
+    # Refused by the pre-flight, before any command, as DownloadBundle would refuse it.
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "'../../evil.txt'" in result.stderr
     assert not list(tmp_path.rglob("evil.txt"))
-    assert not (result.deployment_dir / "deployment-archive").exists()
+    assert not local_agent.root.exists()
     assert not install.exists()
 
 
@@ -384,7 +423,7 @@ def test_missing_script_and_output_left_open(local_agent: LocalAgent, tmp_path: 
         },
     )
     result = deploy(local_agent, missing, "directory")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "Script does not exist at specified location: hooks/absent.sh" in result.stderr
 
     pidfile = tmp_path / "holder.pid"
@@ -488,3 +527,42 @@ def test_an_unusable_deployment_root_is_one_line_before_anything_runs(tmp_path: 
     )
     assert len(result.stderr.strip().splitlines()) == 1
     assert records(record) == []
+
+
+def test_deployments_log_rotates_at_64_mib_and_local_log_is_written(
+    local_agent: LocalAgent, tmp_path: Path
+) -> None:
+    deployments_log = local_agent.root / "deployment-logs" / "codedeploy-agent-deployments.log"
+    deployments_log.parent.mkdir(parents=True)
+    # Just under the AWS agent's 64 MiB, without writing 64 MiB: a sparse file.
+    with deployments_log.open("wb") as handle:
+        handle.truncate(64 * 1024 * 1024 - 20)
+    source = _single_hook_revision(tmp_path / "rev", "#!/bin/sh\necho after the rotation\n")
+    result = deploy(local_agent, source, "directory")
+    assert result.returncode == 0, result.stderr
+    deployment_id = result.deployment_dir.name
+
+    rotated = deployments_log.with_name(deployments_log.name + ".0")
+    assert rotated.stat().st_size == 64 * 1024 * 1024 - 20
+    assert f"[{deployment_id}][stdout]after the rotation" in deployments_log.read_text()
+    assert deployments_log.stat().st_size < 4096
+
+    # What the run logged is in <log_dir>/codedeploy-local.log, where the AWS utility logs.
+    local_log = (local_agent.base / "log" / "codedeploy-local.log").read_text()
+    assert "running scripts" in local_log and f"deployment_id={deployment_id}" in local_log
+
+
+def test_an_unwritable_log_dir_is_one_warning_and_the_deployment_goes_on(
+    tmp_path: Path,
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    agent = LocalAgent(tmp_path)
+    agent.config.write_text(
+        f":root_dir: '{tmp_path / 'root'}'\n:log_dir: '{blocker}/log'\n", encoding="utf-8"
+    )
+    source = _single_hook_revision(tmp_path / "rev", "#!/bin/sh\necho fine\n")
+    result = deploy(agent, source, "directory")
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "cannot write the log file" in line]
+    assert len(warnings) == 1 and f"{blocker}/log/codedeploy-local.log" in warnings[0]

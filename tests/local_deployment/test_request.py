@@ -88,9 +88,57 @@ def test_wrong_order_is_a_clear_error_naming_allowed_events(
     assert "ApplicationStop" in message and "BeforeInstall" in message
 
 
-def test_duplicates_are_refused() -> None:
-    with pytest.raises(LocalUsageError, match="more than once"):
-        order_events(["ApplicationStart", "ApplicationStart"])
+def test_a_missing_step_is_added_beside_the_named_one() -> None:
+    # Install right after a named DownloadBundle, DownloadBundle right before a named Install.
+    assert order_events(["DownloadBundle", "ApplicationStart"]) == (
+        "DownloadBundle",
+        "Install",
+        "ApplicationStart",
+    )
+    assert order_events(["ApplicationStop", "MyPre", "Install", "AfterInstall"]) == (
+        "ApplicationStop",
+        "MyPre",
+        "DownloadBundle",
+        "Install",
+        "AfterInstall",
+    )
+    # BeforeInstall written next to the named step keeps its standard place.
+    assert order_events(["DownloadBundle", "BeforeInstall", "AfterInstall"]) == (
+        "DownloadBundle",
+        "BeforeInstall",
+        "Install",
+        "AfterInstall",
+    )
+    assert order_events(["BeforeInstall", "Install", "ValidateService"]) == (
+        "DownloadBundle",
+        "BeforeInstall",
+        "Install",
+        "ValidateService",
+    )
+
+
+def test_only_the_written_order_is_checked() -> None:
+    # Standard events in any order among themselves, as the AWS utility allows.
+    assert order_events(["ApplicationStart", "ApplicationStop"]) == (
+        "DownloadBundle",
+        "Install",
+        "ApplicationStart",
+        "ApplicationStop",
+    )
+    with pytest.raises(LocalUsageError, match="runs ApplicationStart before DownloadBundle"):
+        order_events(["ApplicationStart", "DownloadBundle"])
+    with pytest.raises(LocalUsageError, match="runs ValidateService before Install"):
+        order_events(["ValidateService", "Install"])
+
+
+def test_events_named_twice_run_twice() -> None:
+    assert order_events(["ApplicationStart", "MyCheck", "ApplicationStart"]) == (
+        "DownloadBundle",
+        "Install",
+        "ApplicationStart",
+        "MyCheck",
+        "ApplicationStart",
+    )
 
 
 def test_locations(tmp_path: Path) -> None:

@@ -1,0 +1,142 @@
+"""Checking a local revision as a whole before the first command of ``codedeploy-local``.
+
+The previous revision's ApplicationStop runs first and stops the application; whatever
+would make this deployment fail later and can be known now is refused before it, in one
+line, with exit status 2: an archive that is not of its declared type, truncated, or
+holding a member the unpacker refuses; an invalid appspec; events the appspec and the
+request disagree on; and every script that the run will take from this revision and
+that is missing, not a file, reached through a link that leaves the revision, or meant
+to run as a user this host does not have; and a files destination over the agent's own
+folders.
+"""
+
+from __future__ import annotations
+
+import stat
+from typing import Iterator, List, Optional, Tuple, Union
+
+from agent.application_specification.parser import check_hook_events
+from agent.deployment_specification.model import LocalRevision
+from agent.errors import ErrorCode
+from agent.host_command.bundle import UnpackPolicy
+from agent.installer.agent_folders import AgentFolders
+from agent.lifecycle_event import events
+from agent.lifecycle_event.hook_identity import look_up_hook_user
+from agent.lifecycle_event.settings import LifecycleEventError
+from agent.local_deployment.appspec_preview import (
+    PathKind,
+    RevisionPreview,
+    preview_local_revision_on_disk,
+)
+from agent.local_deployment.request import LocalDeploymentRequest, LocalUsageError
+
+# As the kernel: a path through more links than this is not followed.
+_MAX_LINKS = 40
+
+_OUTSIDE = "outside"
+_MISSING = "missing"
+
+
+def check_local_revision_on_disk(
+    request: LocalDeploymentRequest, policy: UnpackPolicy, agent_folders: AgentFolders
+) -> None:
+    """Refuse the request when its local revision would fail the deployment (reads the
+    disk); raises an AgentError whose message is the one line to show. No files entry may
+    install into ``agent_folders``."""
+    spec = request.spec
+    revision = spec.revision
+    if not isinstance(revision, LocalRevision):
+        return  # a remote revision's appspec is checked once DownloadBundle has it
+    filename = spec.appspec_filename
+    preview = preview_local_revision_on_disk(revision, filename, policy)
+    custom = request.custom_events
+    missing = [e for e in custom if e not in preview.appspec.hooks]
+    if missing:
+        raise LocalUsageError(
+            f"--events names {', '.join(missing)}, which is not a standard lifecycle event and"
+            f" is not in the revision's {filename}"
+        )
+    check_hook_events(preview.appspec, custom, filename=filename)
+    for number, mapping in enumerate(preview.appspec.files, start=1):
+        if mapping.destination.startswith("/"):
+            agent_folders.check_destination_on_disk(
+                mapping.destination, f"{filename} files entry {number}"
+            )
+    for event in events_run_from_new_revision(request.commands):
+        for script in preview.appspec.scripts_for(event):
+            where = f"{filename}: hooks.{event}"
+            _check_script(preview, script.location, where)
+            try:
+                look_up_hook_user(script.runas, script.sudo, script.location)
+            except LifecycleEventError as error:
+                raise LifecycleEventError(
+                    f"{where}: {error.message}",
+                    error_code=error.error_code,
+                    script_name=error.script_name,
+                ) from None
+
+
+def events_run_from_new_revision(commands: Tuple[str, ...]) -> Iterator[str]:
+    """The lifecycle events of ``commands`` that take their scripts from the new revision:
+    those after DownloadBundle. Before it, ApplicationStop and the block-traffic events
+    run the previous revision's scripts and every other event has none to run."""
+    seen = set()
+    after_download = False
+    for command in commands:
+        if command == events.DOWNLOAD_BUNDLE:
+            after_download = True
+        elif after_download and command != events.INSTALL and command not in seen:
+            seen.add(command)
+            yield command
+
+
+def _check_script(preview: RevisionPreview, location: str, where: str) -> None:
+    found = _follow_in_revision(location, preview.kind_of)
+    looked = preview.describe(location)
+    if found == _OUTSIDE:
+        message = f"Script location {location} leads outside the revision ({looked})"
+    elif found == _MISSING:
+        message = f"Script does not exist at specified location: {location} (looked for {looked})"
+    elif found != stat.S_IFREG:
+        message = f"Script at specified location: {location} is not a file ({looked})"
+    else:
+        return
+    raise LifecycleEventError(
+        f"{where}: {message}", error_code=ErrorCode.SCRIPT_MISSING, script_name=location
+    )
+
+
+def _follow_in_revision(location: str, kind_of: PathKind) -> Union[int, str]:
+    """What ``location`` leads to inside the revision, following its symbolic links:
+    an S_IFMT kind, ``_MISSING``, or ``_OUTSIDE`` when a link climbs out of the revision."""
+    pending: List[bytes] = _components(location.encode("utf-8", "surrogateescape"))
+    current: List[bytes] = []
+    kind: Optional[int] = stat.S_IFDIR
+    links = 0
+    while pending:
+        part = pending.pop(0)
+        if part == b"..":
+            if not current:
+                return _OUTSIDE
+            current.pop()
+            kind = stat.S_IFDIR
+            continue
+        if kind != stat.S_IFDIR:
+            return _MISSING  # a component below something that is not a folder
+        kind, target = kind_of(b"/".join([*current, part]))
+        if kind is None:
+            return _MISSING
+        if kind == stat.S_IFLNK:
+            links += 1
+            if links > _MAX_LINKS or target.startswith(b"/"):
+                # An absolute link names the host's file system, never the revision.
+                return _OUTSIDE if target.startswith(b"/") else _MISSING
+            pending = _components(target) + pending
+            kind = stat.S_IFDIR
+            continue
+        current.append(part)
+    return stat.S_IFDIR if kind is None else kind
+
+
+def _components(path: bytes) -> List[bytes]:
+    return [part for part in path.split(b"/") if part not in (b"", b".")]
