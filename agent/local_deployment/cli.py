@@ -53,9 +53,10 @@ _EPILOG = """exit statuses:
   130  interrupted
 
 logs:
-  progress on stderr and in <log_dir>/codedeploy-local.log (log_dir from the configuration,
-  default /var/log/aws/codedeploy-agent); every hook's output in the deployment's logs/scripts.log under the
-  deployment root (root_dir, default /opt/codedeploy-agent/deployment-root), and in
+  progress on stderr and in <log_dir>/codedeploy-local.log (log_dir from the
+  configuration, default /var/log/aws/codedeploy-agent); every hook's output in the
+  deployment's logs/scripts.log under the deployment root (root_dir, default
+  /opt/codedeploy-agent/deployment-root), and in
   <root_dir>/deployment-logs/codedeploy-agent-deployments.log.
 """
 
