@@ -4,13 +4,15 @@ Flags and defaults match the AWS developer utility so existing scripts keep work
 Everything that can be checked before the first command is checked first (flags, the
 bundle, its appspec and the events it names); then the commands run in order, and the
 first failure stops the deployment with the failing script and the path of its log.
-Exit status: 0 success, 1 the deployment failed, 2 the request was invalid, 130 interrupted.
+Exit status: 0 success, 1 the deployment failed, 2 the request was invalid, 128 plus the
+signal's number when a signal stopped it (130 for Ctrl-C; see :mod:`.entry`).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
@@ -26,6 +28,7 @@ from agent.errors import AgentError
 from agent.host_command.dispatch import EngineSettings, deployment_dir_of, execute_host_command
 from agent.lifecycle_event import events
 from agent.local_deployment.appspec_preview import preview_application_specification
+from agent.local_deployment.entry import interrupted_by
 from agent.local_deployment.request import (
     DEFAULT_DEPLOYMENT_GROUP_ID,
     DEFAULT_DEPLOYMENT_GROUP_NAME,
@@ -38,7 +41,6 @@ from agent.logging.setup import configure_logging
 EXIT_SUCCEEDED = 0
 EXIT_FAILED = 1
 EXIT_INVALID = 2
-EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -173,10 +175,21 @@ def run_local_deployment(argv: Optional[Sequence[str]] = None) -> int:
         except AgentError as error:
             _report_failure(spec.deployment_id, command, error, deployment.script_log)
             return EXIT_FAILED
-        except KeyboardInterrupt:
-            # The hook runner has already ended the interrupted script's process tree.
-            print(f"Deployment {spec.deployment_id} interrupted in {command}", file=sys.stderr)
-            return EXIT_INTERRUPTED
+        except KeyboardInterrupt as error:
+            # The hook runner has already ended the interrupted script's process tree, and
+            # the install its second process.
+            interrupted = interrupted_by(error)
+            named = (
+                ""
+                if interrupted.signal_number == signal.SIGINT
+                else f" ({interrupted.signal_name})"
+            )
+            print(
+                f"Deployment {spec.deployment_id} interrupted in {command}{named}",
+                file=sys.stderr,
+                flush=True,
+            )
+            return interrupted.exit_status
         except OSError as error:
             # The host refused something the agent needed (permissions, disk): one line.
             where = f" ({error.filename})" if error.filename else ""
@@ -201,4 +214,7 @@ def _report_failure(deployment_id: str, command: str, error: AgentError, script_
 
 
 def main() -> None:
-    sys.exit(run_local_deployment())
+    """Kept for installs whose console script still names it; see :func:`.entry.main`."""
+    from agent.local_deployment.entry import main as entry_main
+
+    entry_main()
