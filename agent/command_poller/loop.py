@@ -32,6 +32,7 @@ from agent.command_poller.poller import (
     poll_once,
     report_commands_interrupted_by_restart,
 )
+from agent.lifecycle_event.process_tree import reap_adopted_orphans
 
 log = structlog.get_logger(__name__)
 
@@ -209,6 +210,9 @@ class PollLoop:
             with self._lock:
                 self._handling = False
                 self._lock.notify_all()
+        # Processes that hooks left running and the agent adopted (see process_tree) and
+        # that ended since; between commands, so no script of ours is waited for now.
+        reap_adopted_orphans()
         self._schedule(delay)
 
     def _announce(

@@ -4,6 +4,9 @@ While a command runs, ``<root_dir>/<ongoing_deployment_tracking>/<deployment-id>
 its host command id, as the AWS agent keeps it (DESIGN section 4). A record still there at
 start-up means the agent stopped in the middle of that command; the poll loop reports
 such commands as failed (``FailedAfterRestart``) when the record is recent, and clears them.
+Beside it, ``.<deployment-id>.hook-cgroup`` names the cgroup of the script running now (the
+leading dot keeps it out of the records); at start-up the daemon ends and removes every
+cgroup so named, before anything else, so that a crash leaves no hook running.
 Every function here reads or writes the deployment root, as its name says.
 """
 
@@ -17,6 +20,9 @@ from typing import List, Optional
 
 from agent.deployment_root.layout import DeploymentRoot
 from agent.errors import AgentError
+from agent.lifecycle_event.process_tree import end_recorded_hook_cgroup_on_disk
+
+_HOOK_CGROUP_SUFFIX = ".hook-cgroup"
 
 # A record older than this is too old to report: the service has given up on it anyway.
 RECORD_MAX_AGE_SECONDS = 24 * 60 * 60
@@ -44,6 +50,26 @@ def _record_path(root: DeploymentRoot, deployment_id: str) -> Path:
     if not deployment_id or "/" in deployment_id or deployment_id in (".", ".."):
         raise OngoingRecordError(f"deployment id {deployment_id[:80]!r} cannot name a file")
     return root.ongoing_dir / deployment_id
+
+
+def hook_cgroup_record_path(root: DeploymentRoot, deployment_id: str) -> Path:
+    """Where the cgroup of ``deployment_id``'s running script is named (nothing is written)."""
+    record = _record_path(root, deployment_id)
+    return record.with_name(f".{record.name}{_HOOK_CGROUP_SUFFIX}")
+
+
+def end_hook_cgroups_left_on_disk(root: DeploymentRoot) -> List[Path]:
+    """End and remove every hook cgroup a previous run of the agent left named; their paths."""
+    folder = root.ongoing_dir
+    if not folder.is_dir():
+        return []
+    ended: List[Path] = []
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") and path.name.endswith(_HOOK_CGROUP_SUFFIX):
+            cgroup = end_recorded_hook_cgroup_on_disk(path)
+            if cgroup is not None:
+                ended.append(cgroup)
+    return ended
 
 
 def write_ongoing_record_to_disk(

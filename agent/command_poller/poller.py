@@ -10,6 +10,7 @@ start-up calls :func:`report_commands_interrupted_by_restart`.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from agent.aws_clients.command_service import (
 from agent.command_poller.backoff import BackoffPolicy
 from agent.command_poller.ongoing import (
     clear_ongoing_record_files,
+    hook_cgroup_record_path,
     read_ongoing_records_from_disk,
     remove_ongoing_record_from_disk,
     write_ongoing_record_to_disk,
@@ -281,7 +283,9 @@ def _run_and_complete(
         write_ongoing_record_to_disk(root, spec.deployment_id, command.host_command_identifier)
         recorded = True
         log.info("running command")
-        tail = execute_host_command(command.command_name, spec, settings.engine)
+        tail = execute_host_command(
+            command.command_name, spec, _engine_for(settings.engine, spec.deployment_id)
+        )
         status, diagnostics = CommandStatus.SUCCEEDED, Diagnostics.succeeded(tail)
         log.info("command succeeded")
     except AgentError as error:
@@ -302,6 +306,13 @@ def _run_and_complete(
     if recorded:
         remove_ongoing_record_from_disk(root, spec.deployment_id)
     return CommandOutcome(command, spec.deployment_id, status, diagnostics, True, noop, reported)
+
+
+def _engine_for(engine: EngineSettings, deployment_id: str) -> EngineSettings:
+    """The engine settings of one command: its script's cgroup is named beside its record."""
+    record = hook_cgroup_record_path(engine.root, deployment_id)
+    hooks = dataclasses.replace(engine.hook_settings, cgroup_record_file=record)
+    return dataclasses.replace(engine, hook_settings=hooks)
 
 
 def report_commands_interrupted_by_restart(
