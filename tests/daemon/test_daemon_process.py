@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional
 
@@ -18,6 +19,11 @@ import pytest
 from agent.command_poller.ongoing import read_ongoing_records_from_disk
 from agent.daemon.pidfile import process_is_running, read_pid_file
 from agent.deployment_root.layout import DeploymentRoot
+from agent.lifecycle_event.process_tree import (
+    create_hook_cgroup,
+    find_unified_cgroup_mount,
+    own_cgroup_v2_path,
+)
 from tests.command_poller.poller_helpers import (
     HOST,
     completion_of,
@@ -321,3 +327,71 @@ def test_version_needs_no_configuration(daemon: Daemon) -> None:
     result = daemon.manage("version", config=daemon.base / "missing.yml")
     assert result.returncode == 0
     assert result.stdout.startswith("codedeploy-agent ")
+
+
+def _pids_with_marker(marker: str) -> List[int]:
+    found: List[int] = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = Path(entry.path, "cmdline").read_bytes()
+            state = Path(entry.path, "stat").read_text(encoding="utf-8").rsplit(")", 1)[1]
+        except OSError:
+            continue
+        if marker.encode() in command and state.split()[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.root
+def test_a_restart_after_sigkill_ends_the_hook_and_its_cgroup_left_behind(
+    daemon: Daemon, stub: CommandServiceStub, kit: SigningKit
+) -> None:
+    if create_hook_cgroup() is None:
+        pytest.skip("this host does not let us create a cgroup v2")
+    marker = f"marker-{uuid.uuid4().hex}"
+    started, cgroup_file = daemon.base / "hook-started", daemon.base / "hook.cgroup"
+    revision = make_revision(
+        daemon.base / "revision",
+        daemon.trace,
+        daemon.base / "www",
+        events=("BeforeInstall",),
+        scripts={
+            "BeforeInstall": f"cat /proc/self/cgroup > {cgroup_file}\n"
+            f"setsid sh -c 'sleep 600; :' {marker} &\n"
+            f'touch "{started}"\nsleep 600'
+        },
+        timeout=600,
+    )
+    killed = queue_deployment(
+        stub,
+        "d-CRASHED01",
+        kit.sign(spec_json("d-CRASHED01", revision)),
+        commands=("DownloadBundle", "BeforeInstall"),
+    )
+    process = daemon.run()
+    try:
+        assert wait_until(lambda: started.exists() and bool(_pids_with_marker(marker)))
+        process.kill()
+        process.wait(timeout=30)
+        relative = own_cgroup_v2_path(cgroup_file.read_text(encoding="utf-8"))
+        mount = find_unified_cgroup_mount(Path("/proc/self/mountinfo").read_text(encoding="utf-8"))
+        assert relative is not None and mount is not None
+        hook_cgroup = mount[0] / relative.lstrip("/")
+        assert hook_cgroup.name.startswith("codedeploy-hook-")
+        # What the crash left: the hook's tree, in its cgroup.
+        assert hook_cgroup.is_dir() and _pids_with_marker(marker)
+
+        restarted = daemon.run()
+        assert wait_until(lambda: len(completion_of(stub, killed[1])) == 1)
+        [report] = completion_of(stub, killed[1])
+        payload = report["payload"]
+        assert isinstance(payload, dict) and payload["error_code"] == 7
+        assert wait_until(lambda: not _pids_with_marker(marker))
+        assert not hook_cgroup.exists()
+        restarted.send_signal(signal.SIGTERM)
+        assert restarted.wait(timeout=60) == 0
+    finally:
+        for pid in _pids_with_marker(marker):
+            os.kill(pid, signal.SIGKILL)

@@ -1,0 +1,302 @@
+"""codedeploy-local and signals: at any moment, one line, a status, and nothing left behind.
+
+SIGINT, SIGTERM and SIGHUP end the program the same way (exit 128 plus the signal's
+number): during the imports, the pre-flight of an archive, the install's two-process copy
+or a hook. The hook's whole tree (found by a unique marker of the test's own) and its
+cgroup are gone afterwards; the install's second process dies with the program even when
+the program is killed with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import pytest
+
+from agent.lifecycle_event.process_tree import find_unified_cgroup_mount, own_cgroup_v2_path
+from tests.support import LocalAgent, write_tree
+
+# Bounds on waiting for something that happens at once when the code is right.
+_WAIT_SECONDS = 30.0
+
+
+def _start(agent: LocalAgent, *arguments: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "agent.local_deployment", "-c", str(agent.config), *arguments],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=agent.base,
+    )
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float = _WAIT_SECONDS) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return text.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _pids_with_marker(marker: str) -> List[int]:
+    found: List[int] = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = Path(entry.path, "cmdline").read_bytes()
+        except OSError:
+            continue
+        if marker.encode() in command and _alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+def _children_of(pid: int) -> List[int]:
+    children: List[int] = []
+    try:
+        for task in os.scandir(f"/proc/{pid}/task"):
+            with_text = Path(task.path, "children").read_text(encoding="ascii")
+            children.extend(int(word) for word in with_text.split())
+    except OSError:
+        pass
+    return children
+
+
+def _catches(pid: int, number: int) -> bool:
+    """Whether ``pid`` has a handler for signal ``number`` (SigCgt in its status)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text(encoding="utf-8")
+    except OSError:
+        return False
+    for line in status.splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & (1 << (number - 1)))
+    return False
+
+
+def _kill_leftovers(marker: str) -> None:
+    for pid in _pids_with_marker(marker):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _cgroup_dir(cgroup_line: str) -> Optional[Path]:
+    relative = own_cgroup_v2_path(cgroup_line)
+    mount = find_unified_cgroup_mount(Path("/proc/self/mountinfo").read_text(encoding="utf-8"))
+    if relative is None or mount is None or mount[1] != "/":
+        return None
+    return mount[0] / relative.lstrip("/")
+
+
+@pytest.mark.parametrize(
+    ("number", "status"),
+    [(signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGINT, 130)],
+)
+def test_a_signal_during_a_hook_ends_its_tree_and_cgroup_in_one_line(
+    local_agent: LocalAgent, tmp_path: Path, number: int, status: int
+) -> None:
+    marker = f"marker-{uuid.uuid4().hex}"
+    cgroup_file, started = tmp_path / "hook.cgroup", tmp_path / "started"
+    source = write_tree(
+        tmp_path / "rev",
+        {
+            "appspec.yml": "version: 0.0\nos: linux\nhooks:\n  ApplicationStart:\n"
+            "    - location: hooks/start.sh\n      timeout: 300\n",
+            "hooks/start.sh": f"""#!/bin/sh
+cat /proc/self/cgroup > {cgroup_file}
+setsid sh -c 'sleep 600; :' {marker}-grandchild &
+sh -c 'sleep 600; : {marker}' &
+touch {started}
+exec sleep 600
+""",
+        },
+    )
+    process = _start(local_agent, "-l", str(source))
+    try:
+        assert _wait_for(lambda: started.exists() and len(_pids_with_marker(marker)) == 2)
+        process.send_signal(number)
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == status
+        assert "Traceback" not in stderr
+        reports = [line for line in stderr.splitlines() if "interrupted" in line]
+        assert len(reports) == 1 and "interrupted in ApplicationStart" in reports[0]
+        assert _wait_for(lambda: not _pids_with_marker(marker))
+        hook_cgroup = _cgroup_dir(cgroup_file.read_text(encoding="utf-8"))
+        if hook_cgroup is not None and hook_cgroup.name.startswith("codedeploy-hook-"):
+            assert not hook_cgroup.exists()
+    finally:
+        process.kill()
+        process.wait()
+        _kill_leftovers(marker)
+
+
+def test_sigint_during_the_imports_is_one_line_and_130(
+    local_agent: LocalAgent, tmp_path: Path
+) -> None:
+    source = write_tree(tmp_path / "rev", {"appspec.yml": "version: 0.0\nos: linux\n"})
+    for _ in range(3):
+        process = _start(local_agent, "-l", str(source))
+        try:
+            # Our handlers are the first thing the program sets up (Python catches SIGINT
+            # itself, never SIGTERM); from then on the imports run.
+            pid = process.pid
+            assert _wait_for(lambda: _catches(pid, signal.SIGTERM), 10)  # noqa: B023
+            process.send_signal(signal.SIGINT)
+            _, stderr = process.communicate(timeout=60)
+        finally:
+            process.kill()
+            process.wait()
+        assert process.returncode == 130, stderr
+        assert len(stderr.splitlines()) == 1, stderr
+        assert "interrupted" in stderr and "Traceback" not in stderr
+
+
+def _large_archive_with_appspec_last(path: Path) -> Path:
+    """A tgz that takes a moment to read through: 256 MiB of zeros, then the appspec."""
+    with (
+        gzip.open(path, "wb", compresslevel=1) as packed,
+        tarfile.open(fileobj=packed, mode="w") as archive,
+    ):
+        member = tarfile.TarInfo("app/zeros.bin")
+        member.size = 256 << 20
+        archive.addfile(member, io.BufferedReader(_Zeros(member.size)))  # type: ignore[arg-type]
+        appspec = b"version: 0.0\nos: linux\n"
+        info = tarfile.TarInfo("appspec.yml")
+        info.size = len(appspec)
+        archive.addfile(info, io.BytesIO(appspec))
+    return path
+
+
+class _Zeros(io.RawIOBase):
+    def __init__(self, size: int) -> None:
+        self._left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        count = min(len(buffer), self._left)
+        buffer[:count] = bytes(count)
+        self._left -= count
+        return count
+
+
+def _has_open(pid: int, path: Path) -> bool:
+    try:
+        return any(
+            os.readlink(f"/proc/{pid}/fd/{fd}") == str(path) for fd in os.listdir(f"/proc/{pid}/fd")
+        )
+    except OSError:
+        return False
+
+
+def test_sigint_during_the_preflight_of_a_large_archive_is_one_line_and_130(
+    local_agent: LocalAgent, tmp_path: Path
+) -> None:
+    bundle = _large_archive_with_appspec_last(tmp_path / "large.tgz")
+    process = _start(local_agent, "-l", str(bundle), "-t", "tgz")
+    try:
+        assert _wait_for(lambda: _has_open(process.pid, bundle))
+        process.send_signal(signal.SIGINT)
+        out, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    if "Starting to execute" not in out:
+        # Still in the pre-flight: nothing else was printed.
+        assert len(stderr.splitlines()) == 1, stderr
+    assert "interrupted" in stderr.splitlines()[-1]
+
+
+def _worker_of(agent_pid: int) -> Optional[int]:
+    """The install's second process: a child of the agent in the agent's own session."""
+    for child in _children_of(agent_pid):
+        try:
+            if os.getsid(child) == os.getsid(agent_pid):
+                return child
+        except OSError:
+            continue
+    return None
+
+
+def _held_worker_of(agent_pid: int) -> Optional[int]:
+    """A worker of the agent, stopped (SIGSTOP) once it has set itself up; None if none.
+
+    A worker resets its SIGTERM handler once it is armed to die with its parent; stopped
+    after that, it cannot finish on its own before its parent is gone.
+    """
+    worker = _worker_of(agent_pid)
+    if worker is None:
+        return None
+    while _alive(worker) and _catches(worker, signal.SIGTERM):
+        time.sleep(0.0005)
+    try:
+        os.kill(worker, signal.SIGSTOP)
+    except ProcessLookupError:
+        return None
+    # A helper the agent runs (ldconfig, setfacl) has exec'd another program by now.
+    if not _alive(worker) or _command_line(worker) != _command_line(agent_pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker, signal.SIGCONT)
+        return None
+    return worker
+
+
+def _command_line(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+@pytest.mark.parametrize("number", [signal.SIGKILL, signal.SIGTERM])
+def test_the_installs_second_process_dies_with_the_program(
+    local_agent: LocalAgent, tmp_path: Path, number: int
+) -> None:
+    files = {
+        f"app/{folder}/f{index}.txt": f"{folder} {index}\n"
+        for folder in ("a", "b", "c", "d")
+        for index in range(1500)
+    }
+    files["appspec.yml"] = (
+        f"version: 0.0\nos: linux\nfiles:\n  - source: app\n    destination: {tmp_path / 'www'}\n"
+    )
+    source = write_tree(tmp_path / "rev", files)
+    process = _start(local_agent, "-l", str(source))
+    worker: Optional[int] = None
+    try:
+        deadline = time.monotonic() + _WAIT_SECONDS
+        while worker is None and process.poll() is None and time.monotonic() < deadline:
+            worker = _held_worker_of(process.pid)
+        assert worker is not None, "the install was never split between two processes"
+        process.send_signal(number)
+        process.communicate(timeout=60)
+        assert process.returncode == (-number if number == signal.SIGKILL else 128 + number)
+        assert _wait_for(lambda: not _alive(worker or 0))
+    finally:
+        process.kill()
+        process.wait()
+        if worker is not None and _alive(worker):
+            os.kill(worker, signal.SIGKILL)
