@@ -14,10 +14,10 @@ import os
 import signal
 from typing import Collection, Iterator
 
+from agent.interrupts import INTERRUPTING_SIGNALS
+
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
-# The signals codedeploy-local turns into an exception (agent.local_deployment.entry).
-_INTERRUPTING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def _prctl(option: int, value: int) -> bool:
@@ -68,7 +68,7 @@ def interrupts_held() -> Iterator[Collection[int]]:
     dropped: the interrupt would be lost. Held back, the signal arrives when the block
     ends, in ordinary code. A child must restore the yielded mask before it execs or works.
     """
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _INTERRUPTING_SIGNALS)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPTING_SIGNALS)
     try:
         yield previous
     finally:

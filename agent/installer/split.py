@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Callable, List, Optional
 
 from agent.installer.result import InstallError
+from agent.interrupts import INTERRUPTING_SIGNALS
 from agent.process_control import die_with_parent, interrupts_held
 
 # A tree whose top level has this many folders is split between two processes.
@@ -54,7 +55,7 @@ def start_share_in_child(work: Callable[[], bytes]) -> ForkedShare:
             die_with_parent(parent)
             # The parent's handlers turn signals into exceptions for its own clean-up; the
             # worker just ends, and the parent (which kills it anyway) reports the failure.
-            for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            for number in INTERRUPTING_SIGNALS:
                 signal.signal(number, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             os.close(read_fd)

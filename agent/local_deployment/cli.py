@@ -5,7 +5,7 @@ Everything that can be checked before the first command is checked first (flags,
 bundle, its appspec and the events it names); then the commands run in order, and the
 first failure stops the deployment with the failing script and the path of its log.
 Exit status: 0 success, 1 the deployment failed, 2 the request was invalid, 128 plus the
-signal's number when a signal stopped it (130 for Ctrl-C; see :mod:`.entry`).
+signal's number when a signal stopped it (130 for Ctrl-C; see :mod:`agent.interrupts`).
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from agent.configuration.model import DEFAULT_CONFIG_FILE, AgentConfig
 from agent.deployment_specification.model import LocalRevision
 from agent.errors import AgentError
 from agent.host_command.dispatch import EngineSettings, deployment_dir_of, execute_host_command
+from agent.interrupts import interrupted_by
 from agent.lifecycle_event import events
 from agent.local_deployment.appspec_preview import preview_application_specification
-from agent.local_deployment.entry import interrupted_by
 from agent.local_deployment.request import (
     DEFAULT_DEPLOYMENT_GROUP_ID,
     DEFAULT_DEPLOYMENT_GROUP_NAME,

@@ -34,6 +34,7 @@ from tests.command_poller.poller_helpers import (
 )
 from tests.support import REPO
 from tests.support_command_service import CommandServiceStub
+from tests.support_signals import hold_once_handlers_are_set
 from tests.support_signing import SigningKit
 
 
@@ -395,3 +396,25 @@ def test_a_restart_after_sigkill_ends_the_hook_and_its_cgroup_left_behind(
     finally:
         for pid in _pids_with_marker(marker):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_ctrl_c_during_the_imports_is_one_line_and_130(daemon: Daemon) -> None:
+    process = subprocess.Popen(
+        daemon.command("status"),
+        env=daemon.environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=daemon.base,
+    )
+    try:
+        assert hold_once_handlers_are_set(process.pid)
+        process.send_signal(signal.SIGINT)
+        os.kill(process.pid, signal.SIGCONT)
+        out, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 130, stderr
+    assert stderr.splitlines() == ["codedeploy-agent: interrupted (SIGINT)"]
+    assert out == ""

@@ -26,6 +26,7 @@ import pytest
 
 from agent.lifecycle_event.process_tree import find_unified_cgroup_mount, own_cgroup_v2_path
 from tests.support import LocalAgent, write_tree
+from tests.support_signals import catches, hold_once_handlers_are_set
 
 # Bounds on waiting for something that happens at once when the code is right.
 _WAIT_SECONDS = 30.0
@@ -81,18 +82,6 @@ def _children_of(pid: int) -> List[int]:
     except OSError:
         pass
     return children
-
-
-def _catches(pid: int, number: int) -> bool:
-    """Whether ``pid`` has a handler for signal ``number`` (SigCgt in its status)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text(encoding="utf-8")
-    except OSError:
-        return False
-    for line in status.splitlines():
-        if line.startswith("SigCgt:"):
-            return bool(int(line.split()[1], 16) & (1 << (number - 1)))
-    return False
 
 
 def _kill_leftovers(marker: str) -> None:
@@ -157,11 +146,9 @@ def test_sigint_during_the_imports_is_one_line_and_130(
     for _ in range(3):
         process = _start(local_agent, "-l", str(source))
         try:
-            # Our handlers are the first thing the program sets up (Python catches SIGINT
-            # itself, never SIGTERM); from then on the imports run.
-            pid = process.pid
-            assert _wait_for(lambda: _catches(pid, signal.SIGTERM), 10)  # noqa: B023
+            assert hold_once_handlers_are_set(process.pid)
             process.send_signal(signal.SIGINT)
+            os.kill(process.pid, signal.SIGCONT)
             _, stderr = process.communicate(timeout=60)
         finally:
             process.kill()
@@ -250,7 +237,7 @@ def _held_worker_of(agent_pid: int) -> Optional[int]:
     worker = _worker_of(agent_pid)
     if worker is None:
         return None
-    while _alive(worker) and _catches(worker, signal.SIGTERM):
+    while _alive(worker) and catches(worker, signal.SIGTERM):
         time.sleep(0.0005)
     try:
         os.kill(worker, signal.SIGSTOP)
