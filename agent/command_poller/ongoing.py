@@ -5,14 +5,15 @@ its host command id, as the AWS agent keeps it (DESIGN section 4). A record stil
 start-up means the agent stopped in the middle of that command; the poll loop reports
 such commands as failed (``FailedAfterRestart``) when the record is recent, and clears them.
 Beside it, ``.<deployment-id>.hook-cgroup`` names the cgroup of the script running now (the
-leading dot keeps it out of the records); at start-up the daemon ends and removes every
-cgroup so named, before anything else, so that a crash leaves no hook running.
+leading dot keeps it out of the records); at start-up the daemon (and ``codedeploy-local``) ends and
+removes every cgroup so named whose agent is gone, so that a crash leaves no hook running.
 Every function here reads or writes the deployment root, as its name says.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import List, Optional
 
 from agent.deployment_root.layout import DeploymentRoot
 from agent.errors import AgentError
+from agent.host_command.dispatch import EngineSettings
 from agent.lifecycle_event.process_tree import end_recorded_hook_cgroup_on_disk
 
 _HOOK_CGROUP_SUFFIX = ".hook-cgroup"
@@ -58,8 +60,20 @@ def hook_cgroup_record_path(root: DeploymentRoot, deployment_id: str) -> Path:
     return record.with_name(f".{record.name}{_HOOK_CGROUP_SUFFIX}")
 
 
+def engine_naming_hook_cgroups(engine: EngineSettings, deployment_id: str) -> EngineSettings:
+    """The engine settings of ``deployment_id``: its scripts' cgroups are named beside its
+    record, so that the next start of an agent can end what a crash leaves in them."""
+    record = hook_cgroup_record_path(engine.root, deployment_id)
+    hooks = dataclasses.replace(engine.hook_settings, cgroup_record_file=record)
+    return dataclasses.replace(engine, hook_settings=hooks)
+
+
 def end_hook_cgroups_left_on_disk(root: DeploymentRoot) -> List[Path]:
-    """End and remove every hook cgroup a previous run of the agent left named; their paths."""
+    """End and remove every hook cgroup that an agent gone since left named; their paths.
+
+    A cgroup whose recording process still runs (another ``codedeploy-local`` on the same
+    deployment root) is left alone.
+    """
     folder = root.ongoing_dir
     if not folder.is_dir():
         return []

@@ -10,7 +10,6 @@ start-up calls :func:`report_commands_interrupted_by_restart`.
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import time
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from agent.aws_clients.command_service import (
 from agent.command_poller.backoff import BackoffPolicy
 from agent.command_poller.ongoing import (
     clear_ongoing_record_files,
-    hook_cgroup_record_path,
+    engine_naming_hook_cgroups,
     read_ongoing_records_from_disk,
     remove_ongoing_record_from_disk,
     write_ongoing_record_to_disk,
@@ -284,7 +283,9 @@ def _run_and_complete(
         recorded = True
         log.info("running command")
         tail = execute_host_command(
-            command.command_name, spec, _engine_for(settings.engine, spec.deployment_id)
+            command.command_name,
+            spec,
+            engine_naming_hook_cgroups(settings.engine, spec.deployment_id),
         )
         status, diagnostics = CommandStatus.SUCCEEDED, Diagnostics.succeeded(tail)
         log.info("command succeeded")
@@ -306,13 +307,6 @@ def _run_and_complete(
     if recorded:
         remove_ongoing_record_from_disk(root, spec.deployment_id)
     return CommandOutcome(command, spec.deployment_id, status, diagnostics, True, noop, reported)
-
-
-def _engine_for(engine: EngineSettings, deployment_id: str) -> EngineSettings:
-    """The engine settings of one command: its script's cgroup is named beside its record."""
-    record = hook_cgroup_record_path(engine.root, deployment_id)
-    hooks = dataclasses.replace(engine.hook_settings, cgroup_record_file=record)
-    return dataclasses.replace(engine, hook_settings=hooks)
 
 
 def report_commands_interrupted_by_restart(

@@ -211,7 +211,7 @@ def create_hook_cgroup(record_file: Optional[Path] = None) -> Optional[HookCgrou
         try:
             partial = record_file.with_name(record_file.name + ".partial")
             partial.parent.mkdir(parents=True, exist_ok=True)
-            partial.write_text(str(path), encoding="utf-8")
+            partial.write_text(f"{path}\n{_owner_of_this_process()}\n", encoding="utf-8")
             partial.replace(record_file)
         except OSError as error:
             _log.warning(
@@ -234,16 +234,21 @@ def create_hook_cgroup(record_file: Optional[Path] = None) -> Optional[HookCgrou
 def end_recorded_hook_cgroup_on_disk(record_file: Path) -> Optional[Path]:
     """Kill every process in the hook cgroup ``record_file`` names, remove it and the record.
 
-    For a daemon that starts after a crash: the script that ran then, and all it started,
+    For an agent that starts after a crash: the script that ran then, and all it started,
     must not outlive the command reported as failed. Only a cgroup named as ours
-    (``codedeploy-hook-*``, in the cgroup v2 hierarchy) is touched. Returns its path when
-    one was ended.
+    (``codedeploy-hook-*``, in the cgroup v2 hierarchy) is touched, and only when the
+    process that recorded it is gone (another agent's running hook is left alone). Returns
+    its path when one was ended.
     """
     try:
-        text = record_file.read_text(encoding="utf-8").strip()
+        lines = record_file.read_text(encoding="utf-8").splitlines()
     except OSError:
         return None
-    path = Path(text)
+    if not lines:
+        return None
+    if len(lines) > 1 and _owner_is_alive(lines[1]):
+        return None
+    path = Path(lines[0].strip())
     mount = _unified_mount_point()
     ended: Optional[Path] = None
     if (
@@ -266,6 +271,34 @@ def end_recorded_hook_cgroup_on_disk(record_file: Path) -> Optional[Path]:
         with contextlib.suppress(FileNotFoundError):
             record_file.unlink()
     return ended
+
+
+def _owner_of_this_process() -> str:
+    """This process as "pid start-time": a pid alone could be reused after a crash."""
+    return f"{os.getpid()} {_start_time_of(os.getpid())}"
+
+
+def _owner_is_alive(owner: str) -> bool:
+    words = owner.split()
+    if len(words) != 2 or not words[0].isdigit():
+        return False
+    return _start_time_of(int(words[0])) == words[1]
+
+
+def _start_time_of(pid: int) -> str:
+    """The start time in ``/proc/<pid>/stat`` (clock ticks after boot), or ""."""
+    fields = _stat_fields_after_command(pid)
+    # Field 22 of the whole line; the list starts at field 3 (the state).
+    return fields[19] if len(fields) > 19 else ""
+
+
+def _stat_fields_after_command(pid: int) -> List[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command name (which may hold spaces)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    return text.rsplit(")", 1)[-1].split()
 
 
 def _unified_mount_point() -> Optional[Path]:
@@ -616,11 +649,7 @@ def _own_child_pids() -> List[int]:
 
 
 def _is_zombie(pid: int) -> bool:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    fields = text.rsplit(")", 1)[-1].split()
+    fields = _stat_fields_after_command(pid)
     return bool(fields) and fields[0] == "Z"
 
 

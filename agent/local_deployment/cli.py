@@ -21,6 +21,7 @@ import structlog
 
 from agent import __version__
 from agent.application_specification.parser import check_hook_events
+from agent.command_poller.ongoing import end_hook_cgroups_left_on_disk, engine_naming_hook_cgroups
 from agent.configuration.loader import read_agent_config
 from agent.configuration.model import DEFAULT_CONFIG_FILE, AgentConfig
 from agent.deployment_specification.model import LocalRevision
@@ -166,7 +167,9 @@ def run_local_deployment(argv: Optional[Sequence[str]] = None) -> int:
         log.warning(warning)
 
     spec = request.spec
-    settings = EngineSettings.from_config(config)
+    settings = engine_naming_hook_cgroups(EngineSettings.from_config(config), spec.deployment_id)
+    for cgroup in end_hook_cgroups_left_on_disk(settings.root):
+        log.warning("ended the hook cgroup a killed agent left behind", cgroup=str(cgroup))
     deployment = deployment_dir_of(spec, settings.root)
     print(f"Starting to execute deployment from within folder {deployment.path}", flush=True)
     for command in request.commands:

@@ -287,3 +287,66 @@ def test_the_installs_second_process_dies_with_the_program(
         process.wait()
         if worker is not None and _alive(worker):
             os.kill(worker, signal.SIGKILL)
+
+
+def _long_hook_revision(where: Path, marker: str, cgroup_file: Path, started: Path) -> Path:
+    return write_tree(
+        where,
+        {
+            "appspec.yml": "version: 0.0\nos: linux\nhooks:\n  ApplicationStart:\n"
+            "    - location: hooks/start.sh\n      timeout: 300\n",
+            "hooks/start.sh": f"""#!/bin/sh
+cat /proc/self/cgroup > {cgroup_file}
+setsid sh -c 'sleep 600; :' {marker} > /dev/null 2>&1 &
+touch {started}
+exec sleep 600
+""",
+        },
+    )
+
+
+@pytest.mark.root
+def test_the_next_run_ends_a_hook_cgroup_that_a_sigkill_left_and_spares_a_live_one(
+    local_agent: LocalAgent, tmp_path: Path
+) -> None:
+    marker, live_marker = f"marker-{uuid.uuid4().hex}", f"marker-{uuid.uuid4().hex}"
+    cgroup_file, started = tmp_path / "killed.cgroup", tmp_path / "killed.started"
+    live_cgroup_file, live_started = tmp_path / "live.cgroup", tmp_path / "live.started"
+    killed = _start(
+        local_agent, "-l", str(_long_hook_revision(tmp_path / "a", marker, cgroup_file, started))
+    )
+    live: Optional[subprocess.Popen[str]] = None
+    try:
+        assert _wait_for(lambda: started.exists() and bool(_pids_with_marker(marker)))
+        hook_cgroup = _cgroup_dir(cgroup_file.read_text(encoding="utf-8"))
+        if hook_cgroup is None or not hook_cgroup.name.startswith("codedeploy-hook-"):
+            pytest.skip("this host does not let us create a cgroup v2")
+        killed.kill()
+        killed.wait()
+        # What SIGKILL leaves: the hook's tree, in its cgroup.
+        assert hook_cgroup.is_dir() and _pids_with_marker(marker)
+
+        live = _start(
+            local_agent,
+            "-l",
+            str(_long_hook_revision(tmp_path / "b", live_marker, live_cgroup_file, live_started)),
+            "-g",
+            "another-group",
+        )
+        assert _wait_for(lambda: live_started.exists() and bool(_pids_with_marker(live_marker)))
+        assert _wait_for(lambda: not _pids_with_marker(marker))
+        assert not hook_cgroup.exists()
+
+        # A third run while the second one's hook runs leaves that hook alone.
+        empty = write_tree(tmp_path / "c", {"appspec.yml": "version: 0.0\nos: linux\n"})
+        assert local_agent.run("-l", str(empty), "-g", "third-group").returncode == 0
+        assert _pids_with_marker(live_marker)
+        live.send_signal(signal.SIGTERM)
+        assert live.wait(timeout=60) == 143
+    finally:
+        for process in (killed, live):
+            if process is not None:
+                process.kill()
+                process.wait()
+        _kill_leftovers(marker)
+        _kill_leftovers(live_marker)
