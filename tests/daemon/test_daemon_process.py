@@ -34,7 +34,7 @@ from tests.command_poller.poller_helpers import (
 )
 from tests.support import REPO
 from tests.support_command_service import CommandServiceStub
-from tests.support_signals import hold_once_handlers_are_set
+from tests.support_processes import interrupt_during_imports, kill_marked, pids_with_marker
 from tests.support_signing import SigningKit
 
 
@@ -330,21 +330,6 @@ def test_version_needs_no_configuration(daemon: Daemon) -> None:
     assert result.stdout.startswith("codedeploy-agent ")
 
 
-def _pids_with_marker(marker: str) -> List[int]:
-    found: List[int] = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            command = Path(entry.path, "cmdline").read_bytes()
-            state = Path(entry.path, "stat").read_text(encoding="utf-8").rsplit(")", 1)[1]
-        except OSError:
-            continue
-        if marker.encode() in command and state.split()[0] != "Z":
-            found.append(int(entry.name))
-    return found
-
-
 @pytest.mark.root
 def test_a_restart_after_sigkill_ends_the_hook_and_its_cgroup_left_behind(
     daemon: Daemon, stub: CommandServiceStub, kit: SigningKit
@@ -373,7 +358,7 @@ def test_a_restart_after_sigkill_ends_the_hook_and_its_cgroup_left_behind(
     )
     process = daemon.run()
     try:
-        assert wait_until(lambda: started.exists() and bool(_pids_with_marker(marker)))
+        assert wait_until(lambda: started.exists() and bool(pids_with_marker(marker)))
         process.kill()
         process.wait(timeout=30)
         relative = own_cgroup_v2_path(cgroup_file.read_text(encoding="utf-8"))
@@ -382,20 +367,19 @@ def test_a_restart_after_sigkill_ends_the_hook_and_its_cgroup_left_behind(
         hook_cgroup = mount[0] / relative.lstrip("/")
         assert hook_cgroup.name.startswith("codedeploy-hook-")
         # What the crash left: the hook's tree, in its cgroup.
-        assert hook_cgroup.is_dir() and _pids_with_marker(marker)
+        assert hook_cgroup.is_dir() and pids_with_marker(marker)
 
         restarted = daemon.run()
         assert wait_until(lambda: len(completion_of(stub, killed[1])) == 1)
         [report] = completion_of(stub, killed[1])
         payload = report["payload"]
         assert isinstance(payload, dict) and payload["error_code"] == 7
-        assert wait_until(lambda: not _pids_with_marker(marker))
+        assert wait_until(lambda: not pids_with_marker(marker))
         assert not hook_cgroup.exists()
         restarted.send_signal(signal.SIGTERM)
         assert restarted.wait(timeout=60) == 0
     finally:
-        for pid in _pids_with_marker(marker):
-            os.kill(pid, signal.SIGKILL)
+        kill_marked(marker)
 
 
 def test_ctrl_c_during_the_imports_is_one_line_and_130(daemon: Daemon) -> None:
@@ -407,14 +391,7 @@ def test_ctrl_c_during_the_imports_is_one_line_and_130(daemon: Daemon) -> None:
         text=True,
         cwd=daemon.base,
     )
-    try:
-        assert hold_once_handlers_are_set(process.pid)
-        process.send_signal(signal.SIGINT)
-        os.kill(process.pid, signal.SIGCONT)
-        out, stderr = process.communicate(timeout=60)
-    finally:
-        process.kill()
-        process.wait()
+    out, stderr = interrupt_during_imports(process)
     assert process.returncode == 130, stderr
     assert stderr.splitlines() == ["codedeploy-agent: interrupted (SIGINT)"]
     assert out == ""

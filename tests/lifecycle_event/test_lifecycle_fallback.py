@@ -10,60 +10,26 @@ must not outlive its timeout; what an earlier hook started on purpose must outli
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
-from typing import Callable, Iterator, List
+from typing import Iterator, List
 
 import pytest
 
 from agent.lifecycle_event.process_tree import find_unified_cgroup_mount, reap_adopted_orphans
 from agent.process_control import become_child_subreaper
+from tests.command_poller.poller_helpers import wait_until
 from tests.support import REPO, LocalAgent, write_tree
-
-_WAIT_SECONDS = 30.0
-
-
-def _wait_for(condition: Callable[[], bool]) -> bool:
-    deadline = time.monotonic() + _WAIT_SECONDS
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
-    except OSError:
-        return False
-    return text.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _pids_with_marker(marker: str) -> List[int]:
-    found: List[int] = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            command = Path(entry.path, "cmdline").read_bytes()
-        except OSError:
-            continue
-        if marker.encode() in command and _alive(int(entry.name)):
-            found.append(int(entry.name))
-    return found
+from tests.support_processes import alive, kill_marked, pids_with_marker
 
 
 @pytest.fixture
 def marker() -> Iterator[str]:
     name = f"marker-{uuid.uuid4().hex}"
     yield name
-    for pid in _pids_with_marker(name):
-        os.kill(pid, signal.SIGKILL)
+    kill_marked(name)
 
 
 def _unshared_prefix() -> List[str]:
@@ -147,7 +113,7 @@ exec sleep 600
     assert "failed to complete in 2 seconds" in result.stderr
     # The fallback path indeed: the script ran in no cgroup of its own.
     assert "codedeploy-hook-" not in cgroup_file.read_text(encoding="utf-8")
-    assert _wait_for(lambda: not _pids_with_marker(marker)), _pids_with_marker(marker)
+    assert wait_until(lambda: not pids_with_marker(marker)), pids_with_marker(marker)
 
 
 @pytest.mark.parametrize("how", FALLBACKS)
@@ -173,8 +139,8 @@ exec sleep 600
     result = _run_agent(local_agent, how, "-l", str(source))
     assert result.returncode == 1, result.stderr
     assert "failed to complete in 2 seconds" in result.stderr
-    assert _wait_for(lambda: not _pids_with_marker(f"{marker}-validate"))
-    assert len(_pids_with_marker(f"{marker}-application")) == 1
+    assert wait_until(lambda: not pids_with_marker(f"{marker}-validate"))
+    assert len(pids_with_marker(f"{marker}-application")) == 1
 
 
 def test_reaping_adopted_orphans_leaves_the_agents_own_children_alone(marker: str) -> None:
@@ -191,10 +157,10 @@ def test_reaping_adopted_orphans_leaves_the_agents_own_children_alone(marker: st
         return [
             int(pid)
             for pid in children
-            if int(pid) != own.pid and not _alive(int(pid)) and os.getsid(int(pid)) != os.getsid(0)
+            if int(pid) != own.pid and not alive(int(pid)) and os.getsid(int(pid)) != os.getsid(0)
         ]
 
-    assert _wait_for(lambda: bool(adopted_zombies()) and not _alive(own.pid))
+    assert wait_until(lambda: bool(adopted_zombies()) and not alive(own.pid))
     assert reap_adopted_orphans() >= 1
     assert adopted_zombies() == []
     # The agent's own child keeps its exit status for whoever waits for it.

@@ -20,13 +20,20 @@ import tarfile
 import time
 import uuid
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import List, Optional
 
 import pytest
 
 from agent.lifecycle_event.process_tree import find_unified_cgroup_mount, own_cgroup_v2_path
+from tests.command_poller.poller_helpers import wait_until
 from tests.support import LocalAgent, write_tree
-from tests.support_signals import catches, hold_once_handlers_are_set
+from tests.support_processes import (
+    alive,
+    catches,
+    interrupt_during_imports,
+    kill_marked,
+    pids_with_marker,
+)
 
 # Bounds on waiting for something that happens at once when the code is right.
 _WAIT_SECONDS = 30.0
@@ -42,37 +49,6 @@ def _start(agent: LocalAgent, *arguments: str) -> subprocess.Popen[str]:
     )
 
 
-def _wait_for(condition: Callable[[], bool], seconds: float = _WAIT_SECONDS) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
-    except OSError:
-        return False
-    return text.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _pids_with_marker(marker: str) -> List[int]:
-    found: List[int] = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            command = Path(entry.path, "cmdline").read_bytes()
-        except OSError:
-            continue
-        if marker.encode() in command and _alive(int(entry.name)):
-            found.append(int(entry.name))
-    return found
-
-
 def _children_of(pid: int) -> List[int]:
     children: List[int] = []
     try:
@@ -82,11 +58,6 @@ def _children_of(pid: int) -> List[int]:
     except OSError:
         pass
     return children
-
-
-def _kill_leftovers(marker: str) -> None:
-    for pid in _pids_with_marker(marker):
-        os.kill(pid, signal.SIGKILL)
 
 
 def _cgroup_dir(cgroup_line: str) -> Optional[Path]:
@@ -122,21 +93,21 @@ exec sleep 600
     )
     process = _start(local_agent, "-l", str(source))
     try:
-        assert _wait_for(lambda: started.exists() and len(_pids_with_marker(marker)) == 2)
+        assert wait_until(lambda: started.exists() and len(pids_with_marker(marker)) == 2)
         process.send_signal(number)
         _, stderr = process.communicate(timeout=120)
         assert process.returncode == status
         assert "Traceback" not in stderr
         reports = [line for line in stderr.splitlines() if "interrupted" in line]
         assert len(reports) == 1 and "interrupted in ApplicationStart" in reports[0]
-        assert _wait_for(lambda: not _pids_with_marker(marker))
+        assert wait_until(lambda: not pids_with_marker(marker))
         hook_cgroup = _cgroup_dir(cgroup_file.read_text(encoding="utf-8"))
         if hook_cgroup is not None and hook_cgroup.name.startswith("codedeploy-hook-"):
             assert not hook_cgroup.exists()
     finally:
         process.kill()
         process.wait()
-        _kill_leftovers(marker)
+        kill_marked(marker)
 
 
 def test_sigint_during_the_imports_is_one_line_and_130(
@@ -145,14 +116,7 @@ def test_sigint_during_the_imports_is_one_line_and_130(
     source = write_tree(tmp_path / "rev", {"appspec.yml": "version: 0.0\nos: linux\n"})
     for _ in range(3):
         process = _start(local_agent, "-l", str(source))
-        try:
-            assert hold_once_handlers_are_set(process.pid)
-            process.send_signal(signal.SIGINT)
-            os.kill(process.pid, signal.SIGCONT)
-            _, stderr = process.communicate(timeout=60)
-        finally:
-            process.kill()
-            process.wait()
+        _, stderr = interrupt_during_imports(process)
         assert process.returncode == 130, stderr
         assert len(stderr.splitlines()) == 1, stderr
         assert "interrupted" in stderr and "Traceback" not in stderr
@@ -203,7 +167,7 @@ def test_sigint_during_the_preflight_of_a_large_archive_is_one_line_and_130(
     bundle = _large_archive_with_appspec_last(tmp_path / "large.tgz")
     process = _start(local_agent, "-l", str(bundle), "-t", "tgz")
     try:
-        assert _wait_for(lambda: _has_open(process.pid, bundle))
+        assert wait_until(lambda: _has_open(process.pid, bundle))
         process.send_signal(signal.SIGINT)
         out, stderr = process.communicate(timeout=60)
     finally:
@@ -237,14 +201,14 @@ def _held_worker_of(agent_pid: int) -> Optional[int]:
     worker = _worker_of(agent_pid)
     if worker is None:
         return None
-    while _alive(worker) and catches(worker, signal.SIGTERM):
+    while alive(worker) and catches(worker, signal.SIGTERM):
         time.sleep(0.0005)
     try:
         os.kill(worker, signal.SIGSTOP)
     except ProcessLookupError:
         return None
     # A helper the agent runs (ldconfig, setfacl) has exec'd another program by now.
-    if not _alive(worker) or _command_line(worker) != _command_line(agent_pid):
+    if not alive(worker) or _command_line(worker) != _command_line(agent_pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(worker, signal.SIGCONT)
         return None
@@ -281,11 +245,11 @@ def test_the_installs_second_process_dies_with_the_program(
         process.send_signal(number)
         process.communicate(timeout=60)
         assert process.returncode == (-number if number == signal.SIGKILL else 128 + number)
-        assert _wait_for(lambda: not _alive(worker or 0))
+        assert wait_until(lambda: not alive(worker or 0))
     finally:
         process.kill()
         process.wait()
-        if worker is not None and _alive(worker):
+        if worker is not None and alive(worker):
             os.kill(worker, signal.SIGKILL)
 
 
@@ -317,14 +281,14 @@ def test_the_next_run_ends_a_hook_cgroup_that_a_sigkill_left_and_spares_a_live_o
     )
     live: Optional[subprocess.Popen[str]] = None
     try:
-        assert _wait_for(lambda: started.exists() and bool(_pids_with_marker(marker)))
+        assert wait_until(lambda: started.exists() and bool(pids_with_marker(marker)))
         hook_cgroup = _cgroup_dir(cgroup_file.read_text(encoding="utf-8"))
         if hook_cgroup is None or not hook_cgroup.name.startswith("codedeploy-hook-"):
             pytest.skip("this host does not let us create a cgroup v2")
         killed.kill()
         killed.wait()
         # What SIGKILL leaves: the hook's tree, in its cgroup.
-        assert hook_cgroup.is_dir() and _pids_with_marker(marker)
+        assert hook_cgroup.is_dir() and pids_with_marker(marker)
 
         live = _start(
             local_agent,
@@ -333,14 +297,14 @@ def test_the_next_run_ends_a_hook_cgroup_that_a_sigkill_left_and_spares_a_live_o
             "-g",
             "another-group",
         )
-        assert _wait_for(lambda: live_started.exists() and bool(_pids_with_marker(live_marker)))
-        assert _wait_for(lambda: not _pids_with_marker(marker))
+        assert wait_until(lambda: live_started.exists() and bool(pids_with_marker(live_marker)))
+        assert wait_until(lambda: not pids_with_marker(marker))
         assert not hook_cgroup.exists()
 
         # A third run while the second one's hook runs leaves that hook alone.
         empty = write_tree(tmp_path / "c", {"appspec.yml": "version: 0.0\nos: linux\n"})
         assert local_agent.run("-l", str(empty), "-g", "third-group").returncode == 0
-        assert _pids_with_marker(live_marker)
+        assert pids_with_marker(live_marker)
         live.send_signal(signal.SIGTERM)
         assert live.wait(timeout=60) == 143
     finally:
@@ -348,5 +312,5 @@ def test_the_next_run_ends_a_hook_cgroup_that_a_sigkill_left_and_spares_a_live_o
             if process is not None:
                 process.kill()
                 process.wait()
-        _kill_leftovers(marker)
-        _kill_leftovers(live_marker)
+        kill_marked(marker)
+        kill_marked(live_marker)
