@@ -5,20 +5,25 @@ signal at any moment (the imports, the pre-flight of a large archive, a copy, a 
 unwinds through the same clean-up as Ctrl-C: the running hook's whole tree is ended and its
 cgroup removed, the install's second process is killed, and the program prints one line
 and exits with 128 plus the signal's number (130 for Ctrl-C, 143 for SIGTERM, 129 for
-SIGHUP), as a shell reports a program a signal ended. Only the first signal interrupts;
-those that follow while the clean-up runs are ignored, so that a second Ctrl-C cannot cut
-it short. This module imports only the smallest standard modules, to keep the moment before
-the handlers as short as the interpreter's own start.
+SIGHUP), as a shell reports a program a signal ended. A signal that follows within
+:data:`REPEAT_IGNORED_SECONDS` of the one that interrupted is ignored, so that a second
+Ctrl-C does not cut the clean-up short; a later one interrupts again (Python drops an
+exception raised inside a finalizer, so an interrupt can in rare cases be lost: the next
+signal still works). This module imports only the smallest standard modules, to keep the
+moment before the handlers as short as the interpreter's own start.
 """
 
 from __future__ import annotations
 
 import signal
 import sys
+import time
 from types import FrameType
 from typing import Callable, Optional, Sequence
 
 INTERRUPTING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# Longer than ending a hook's tree takes with the default grace period (5 s).
+REPEAT_IGNORED_SECONDS = 10.0
 
 
 class Interrupted(KeyboardInterrupt):
@@ -46,13 +51,14 @@ def interrupted_by(error: KeyboardInterrupt) -> Interrupted:
 
 
 def install_interrupt_handlers(numbers: Sequence[int] = INTERRUPTING_SIGNALS) -> None:
-    """Turn the first of these signals into :class:`Interrupted`; ignore the rest."""
-    seen: list[int] = []
+    """Turn these signals into :class:`Interrupted`, but not again soon after one did."""
+    interrupted_at: list[float] = []
 
     def interrupt(number: int, _frame: Optional[FrameType]) -> None:
-        if seen:
+        now = time.monotonic()
+        if interrupted_at and now - interrupted_at[-1] < REPEAT_IGNORED_SECONDS:
             return
-        seen.append(number)
+        interrupted_at.append(now)
         raise Interrupted(number)
 
     for number in numbers:

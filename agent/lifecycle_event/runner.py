@@ -74,6 +74,8 @@ _AFTER_KILL_SECONDS = 5.0
 # A holder may close the pipe just as we look; this is how long we give that a chance.
 _HOLDER_RECHECK_SECONDS = 0.5
 _READ_SIZE = 64 * 1024
+# Passes at closing a script's tree when interrupts land in the middle of it.
+_CLOSE_ATTEMPTS = 3
 
 
 def run_event_scripts(
@@ -130,14 +132,18 @@ def _run_script(
 def _close_tree(tree: ProcessTree) -> None:
     """Close the tree even when an interrupt lands in the middle of it.
 
-    ``codedeploy-local`` turns only the first signal into an exception, so a second pass
-    runs to its end; the interrupt is raised again afterwards.
+    ``codedeploy-local`` ignores a signal that follows soon after one that interrupted,
+    so another pass runs to its end; the interrupt is raised again afterwards.
     """
-    try:
-        tree.close()
-    except KeyboardInterrupt:
-        tree.close()
-        raise
+    interrupted: Optional[KeyboardInterrupt] = None
+    for _ in range(_CLOSE_ATTEMPTS):
+        try:
+            tree.close()
+            break
+        except KeyboardInterrupt as error:
+            interrupted = interrupted or error
+    if interrupted is not None:
+        raise interrupted
 
 
 def _locate_script(location: str, revision_root: Path, script_log: ScriptLog) -> Path:
