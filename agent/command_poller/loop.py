@@ -171,6 +171,9 @@ class PollLoop:
         with self._lock:
             if self._stopping:
                 return
+        # Processes that hooks left running and the agent adopted (see process_tree) and
+        # that ended since; between commands, so no script of ours is waited for now.
+        reap_adopted_orphans()
         delay = self._wait_between_runs
         try:
             if not self._restart_reported:
@@ -210,9 +213,6 @@ class PollLoop:
             with self._lock:
                 self._handling = False
                 self._lock.notify_all()
-        # Processes that hooks left running and the agent adopted (see process_tree) and
-        # that ended since; between commands, so no script of ours is waited for now.
-        reap_adopted_orphans()
         self._schedule(delay)
 
     def _announce(
