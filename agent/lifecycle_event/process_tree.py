@@ -29,7 +29,7 @@ parent waits for them. :func:`reap_adopted_orphans` waits only for ended childre
 session other than the agent's, minus the pids the caller still waits for itself (the
 script's own process, which the runner reaps), so it never steals the exit status of a
 child the agent started (``subprocess`` would read it as 0). The runner calls it while it
-tracks a script, the daemon after each command.
+tracks a script, the daemon before each poll.
 
 The caller must not reap the script's own process before the last signal was sent: that
 keeps its pid, which is also the number of its process group and session, from being reused.
@@ -190,7 +190,7 @@ class HookCgroup:
                 last_error = error
             time.sleep(_REMOVE_PAUSE_SECONDS)
         else:
-            # The record stays, so that the daemon's next start tries again.
+            # The record stays, so that the next start of an agent tries again.
             _log.warning("cannot remove hook cgroup", cgroup=str(self.path), error=str(last_error))
             return
         if self.record_file is not None:
