@@ -33,6 +33,7 @@ from agent.command_poller.poller import (
     report_commands_interrupted_by_restart,
 )
 from agent.deployment_root.group_lock import DaemonGroupLocks
+from agent.lifecycle_event.process_tree import reap_adopted_orphans
 
 log = structlog.get_logger(__name__)
 
@@ -181,6 +182,9 @@ class PollLoop:
         with self._lock:
             if self._stopping:
                 return
+        # Processes that hooks left running and the agent adopted (see process_tree) and
+        # that ended since; between commands, so no script of ours is waited for now.
+        reap_adopted_orphans()
         delay = self._wait_between_runs
         try:
             if not self._restart_reported:

@@ -26,6 +26,7 @@ from agent.aws_clients.command_service import (
 from agent.command_poller.backoff import BackoffPolicy
 from agent.command_poller.ongoing import (
     clear_ongoing_record_files,
+    engine_naming_hook_cgroups,
     read_ongoing_records_from_disk,
     remove_ongoing_record_from_disk,
     write_ongoing_record_to_disk,
@@ -324,7 +325,11 @@ def _run_and_complete(
                 spec.deployment_group_id, spec.deployment_id, cancelled=cancelled
             )
         log.info("running command")
-        tail = execute_host_command(command.command_name, spec, settings.engine)
+        tail = execute_host_command(
+            command.command_name,
+            spec,
+            engine_naming_hook_cgroups(settings.engine, spec.deployment_id),
+        )
         status, diagnostics = CommandStatus.SUCCEEDED, Diagnostics.succeeded(tail)
         log.info("command succeeded")
     except AgentError as error:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
+from agent.daemon.entry import main
 
-from agent.daemon.cli import main
-
-sys.exit(main())
+main()

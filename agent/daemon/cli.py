@@ -39,6 +39,7 @@ from agent.aws_clients.wire_log import (
 from agent.command_line import OneLineArgumentParser
 from agent.command_poller.backoff import BackoffPolicy
 from agent.command_poller.loop import LoopStatus, PollLoop, StatusListener
+from agent.command_poller.ongoing import end_hook_cgroups_left_on_disk
 from agent.command_poller.poller import PollerSettings
 from agent.configuration.loader import read_agent_config
 from agent.configuration.model import DEFAULT_CONFIG_FILE, AgentConfig
@@ -62,6 +63,7 @@ from agent.daemon.systemd_notify import (
     watchdog_interval_seconds,
 )
 from agent.deployment_root.folder_modes import restrict_folders_on_disk
+from agent.deployment_root.layout import DeploymentRoot
 from agent.deployment_specification.envelope import REGION_PLACEHOLDER, SignatureSettings
 from agent.deployment_specification.signature import (
     check_signer_trust_on_disk,
@@ -288,6 +290,10 @@ def run_daemon(config: AgentConfig, environ: Mapping[str, str]) -> int:
         log.error("cannot start", error=error.message)
         print(f"codedeploy-agent: {error.message}", file=sys.stderr)
         return EXIT_FAILED
+    # Only now that the pid file is ours: what a crashed run left is no other agent's.
+    root = DeploymentRoot(config.root_dir, config.ongoing_deployment_tracking)
+    for cgroup in end_hook_cgroups_left_on_disk(root):
+        log.warning("ended the hook cgroup a previous run left behind", cgroup=str(cgroup))
     try:
         loop = _build_loop(config, environ, pid)
     except AgentError as error:

@@ -4,7 +4,9 @@ With many small files the install's per-file Python work dominates; a second pro
 unlike a thread, does not wait for this one's interpreter lock, so the plan and the copy
 hand every other top-level folder of a large tree to a forked worker. The worker answers
 through a pipe with bytes (its result) or an error message; a worker whose parent gives up
-is killed before anything else touches the tree.
+is killed before anything else touches the tree, and a worker whose parent dies (SIGKILL,
+or a signal it does not handle) is killed by the kernel: nothing copies as root for a
+program that is gone.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from dataclasses import dataclass
 from typing import Callable, List, Optional
 
 from agent.installer.result import InstallError
+from agent.interrupts import INTERRUPTING_SIGNALS
+from agent.process_control import die_with_parent, interrupts_held
 
 # A tree whose top level has this many folders is split between two processes.
 MIN_FOLDERS_TO_SPLIT = 2
@@ -44,10 +48,18 @@ def split_top_level(
 def start_share_in_child(work: Callable[[], bytes]) -> ForkedShare:
     """Run ``work`` in a forked child; its bytes come back through :func:`collect_share`."""
     read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the worker process, which never returns
-        os.close(read_fd)
-        _serve_in_child(work, write_fd)
+    parent = os.getpid()
+    with interrupts_held() as mask:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the worker process, which never returns
+            die_with_parent(parent)
+            # The parent's handlers turn signals into exceptions for its own clean-up; the
+            # worker just ends, and the parent (which kills it anyway) reports the failure.
+            for number in INTERRUPTING_SIGNALS:
+                signal.signal(number, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            os.close(read_fd)
+            _serve_in_child(work, write_fd)
     os.close(write_fd)
     return ForkedShare(pid, read_fd)
 

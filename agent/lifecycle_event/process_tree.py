@@ -4,9 +4,32 @@ A hook that times out must end with everything it started, including daemons tha
 ``setsid()`` and were reparented to init; a hook that succeeds must leave behind what it
 started on purpose (the application). A cgroup v2 per script run gives both: nothing can
 leave it without privileges, ``cgroup.kill`` ends it atomically, and on success the members
-are moved to the agent's own cgroup. Where no cgroup can be made (read-only cgroupfs, no
-cgroup2, no rights) the run falls back to its process group plus continuous tracking of its
-descendants and sessions with psutil.
+are moved to the agent's own cgroup. A run that ends any other way (timeout, interruption,
+an error of ours) has its members killed before the cgroup is removed: no exit path leaves
+a hook cgroup behind.
+
+Where no cgroup can be made (``hook_use_cgroups: false``, a read-only cgroupfs, a host with
+cgroup v1 only, no rights) the run falls back to its process group plus tracking of its
+descendants and sessions by polling ``/proc``. Polling alone misses a process that lives
+between two polls: ``sh -c 'setsid sleep 1000 &'`` forks and exits at once, and its child,
+in a new session, would be reparented to init and never seen. So the fallback first makes
+the agent a *child subreaper*: every orphan of a hook is reparented to the agent instead of
+init and stays visible. The tracker then counts as the run's own, besides the script's
+descendants and sessions, every child of the agent that (1) is in a session other than
+the agent's (the agent's own helpers, openssl, setfacl, the install's worker, share its
+session; a hook and everything it starts never do) and (2) was not already a child of the
+agent, or in the session of one, when the run began. (2) protects what earlier hooks
+left running on purpose (the application, adopted by the agent when its launcher exited):
+a later hook's timeout never touches it. An application that orphans a process in a new
+session while a hook runs is the one case attributed to that hook; it is killed only if
+that hook times out.
+
+Being a subreaper means reaping: adopted processes that exit stay zombies until their new
+parent waits for them. :func:`reap_adopted_orphans` waits only for ended children in a
+session other than the agent's, minus the pids the caller still waits for itself (the
+script's own process, which the runner reaps), so it never steals the exit status of a
+child the agent started (``subprocess`` would read it as 0). The runner calls it while it
+tracks a script, the daemon before each poll.
 
 The caller must not reap the script's own process before the last signal was sent: that
 keeps its pid, which is also the number of its process group and session, from being reused.
@@ -21,10 +44,12 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Optional, Set, Tuple
+from typing import Callable, Collection, Dict, FrozenSet, List, Mapping, Optional, Set, Tuple
 
 import psutil
 import structlog
+
+from agent.process_control import become_child_subreaper
 
 _log = structlog.get_logger(__name__)
 
@@ -36,6 +61,8 @@ _RELEASE_ATTEMPTS = 50
 _REMOVE_ATTEMPTS = 100
 _REMOVE_PAUSE_SECONDS = 0.02
 _COMMAND_LINE_CHARACTERS = 200
+# Rounds of "find, SIGKILL" in the fallback: each round kills what the last one found forking.
+_KILL_ROUNDS = 50
 
 
 def find_unified_cgroup_mount(mountinfo_text: str) -> Optional[Tuple[Path, str]]:
@@ -88,11 +115,16 @@ def read_own_cgroup_dir() -> Optional[Path]:
 
 
 class HookCgroup:
-    """A cgroup v2 made for one script run, below the agent's own cgroup."""
+    """A cgroup v2 made for one script run, below the agent's own cgroup.
 
-    def __init__(self, path: Path) -> None:
+    ``record_file``, when given, names this cgroup for as long as it exists (see
+    :func:`end_recorded_hook_cgroup_on_disk`).
+    """
+
+    def __init__(self, path: Path, record_file: Optional[Path] = None) -> None:
         self.path = path
         self.parent = path.parent
+        self.record_file = record_file
 
     def open_procs_for_joining(self) -> int:
         """A descriptor on ``cgroup.procs``, opened with our rights so a child that already
@@ -151,28 +183,186 @@ class HookCgroup:
         for _ in range(_REMOVE_ATTEMPTS):
             try:
                 self.path.rmdir()
-                return
+                break
             except FileNotFoundError:
-                return
+                break
             except OSError as error:
                 last_error = error
             time.sleep(_REMOVE_PAUSE_SECONDS)
-        _log.warning("cannot remove hook cgroup", cgroup=str(self.path), error=str(last_error))
+        else:
+            # The record stays, so that the next start of an agent tries again.
+            _log.warning("cannot remove hook cgroup", cgroup=str(self.path), error=str(last_error))
+            return
+        if self.record_file is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.record_file.unlink()
 
 
-def create_hook_cgroup() -> Optional[HookCgroup]:
-    """Make a fresh cgroup below ours (touches cgroupfs); None when the host does not allow it."""
+def create_hook_cgroup(record_file: Optional[Path] = None) -> Optional[HookCgroup]:
+    """Make a fresh cgroup below ours (touches cgroupfs, and ``record_file`` when given);
+    None when the host does not allow it."""
     own = read_own_cgroup_dir()
     if own is None:
         _log.debug("no writable cgroup v2 hierarchy; using process groups")
         return None
     path = own / (CGROUP_NAME_PREFIX + secrets.token_hex(8))
+    if record_file is not None:
+        # Written before the cgroup exists: a crash at any later moment leaves it named.
+        try:
+            partial = record_file.with_name(record_file.name + ".partial")
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_text(f"{path}\n{_owner_of_this_process()}\n", encoding="utf-8")
+            partial.replace(record_file)
+        except OSError as error:
+            _log.warning(
+                "cannot record the hook cgroup; using process groups",
+                record=str(record_file),
+                error=str(error),
+            )
+            return None
     try:
         path.mkdir()
     except OSError as error:
         _log.debug("cannot create hook cgroup", cgroup=str(path), error=str(error))
+        if record_file is not None:
+            with contextlib.suppress(OSError):
+                record_file.unlink()
         return None
-    return HookCgroup(path)
+    return HookCgroup(path, record_file)
+
+
+def end_recorded_hook_cgroup_on_disk(record_file: Path) -> Optional[Path]:
+    """Kill every process in the hook cgroup ``record_file`` names, remove it and the record.
+
+    For an agent that starts after a crash: the script that ran then, and all it started,
+    must not outlive the command reported as failed. Only a cgroup named as ours
+    (``codedeploy-hook-*``, in the cgroup v2 hierarchy) is touched, and only when the
+    process that recorded it is gone (another agent's running hook is left alone). Returns
+    its path when one was ended.
+    """
+    try:
+        lines = record_file.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    if not lines:
+        return None
+    if len(lines) > 1 and _owner_is_alive(lines[1]):
+        return None
+    path = Path(lines[0].strip())
+    mount = _unified_mount_point()
+    ended: Optional[Path] = None
+    if (
+        path.is_absolute()
+        and path.name.startswith(CGROUP_NAME_PREFIX)
+        and ".." not in path.parts
+        and mount is not None
+        and mount in path.parents
+        and (path / "cgroup.procs").is_file()
+    ):
+        cgroup = HookCgroup(path)
+        for _ in range(_REMOVE_ATTEMPTS):
+            cgroup.kill_members()
+            if not cgroup.is_populated():
+                break
+            time.sleep(_REMOVE_PAUSE_SECONDS)
+        cgroup.remove()
+        ended = path
+    if not path.exists():
+        with contextlib.suppress(FileNotFoundError):
+            record_file.unlink()
+    return ended
+
+
+def _owner_of_this_process() -> str:
+    """This process as "pid start-time": a pid alone could be reused after a crash."""
+    return f"{os.getpid()} {_start_time_of(os.getpid())}"
+
+
+def _owner_is_alive(owner: str) -> bool:
+    words = owner.split()
+    if len(words) != 2 or not words[0].isdigit():
+        return False
+    return _start_time_of(int(words[0])) == words[1]
+
+
+def _start_time_of(pid: int) -> str:
+    """The start time in ``/proc/<pid>/stat`` (clock ticks after boot), or ""."""
+    fields = _stat_fields_after_command(pid)
+    # Field 22 of the whole line; the list starts at field 3 (the state).
+    return fields[19] if len(fields) > 19 else ""
+
+
+def _stat_fields_after_command(pid: int) -> List[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command name (which may hold spaces)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    return text.rsplit(")", 1)[-1].split()
+
+
+def _unified_mount_point() -> Optional[Path]:
+    try:
+        found = find_unified_cgroup_mount(Path("/proc/self/mountinfo").read_text(encoding="utf-8"))
+    except OSError:
+        return None
+    return None if found is None else found[0]
+
+
+@dataclass(frozen=True)
+class AdoptedBefore:
+    """The agent's children in other sessions when a run began, and their sessions.
+
+    They (and anything else in their sessions) belong to earlier runs: to the application,
+    not to the run that starts now.
+    """
+
+    processes: Mapping[int, float]
+    sessions: FrozenSet[int]
+
+    @classmethod
+    def read_from_proc(cls) -> AdoptedBefore:
+        own_session = _session_of(0)
+        processes: Dict[int, float] = {}
+        sessions: Set[int] = set()
+        for pid in _own_child_pids():
+            session = _session_of(pid)
+            if session is None or session == own_session:
+                continue
+            with contextlib.suppress(psutil.Error):
+                processes[pid] = psutil.Process(pid).create_time()
+                sessions.add(session)
+        return cls(processes, frozenset(sessions))
+
+    def includes(self, process: psutil.Process, session: int) -> bool:
+        if session in self.sessions:
+            return True
+        started = self.processes.get(process.pid)
+        try:
+            return started is not None and started == process.create_time()
+        except psutil.Error:
+            return False
+
+
+def reap_adopted_orphans(keep: Collection[int] = ()) -> int:
+    """Wait for the ended children of this process that a subreaper adopted; how many.
+
+    Only children in a session other than ours are waited for (the agent's own helpers
+    share its session, and their exit status belongs to whoever started them), and never
+    those in ``keep``. Reads ``/proc``.
+    """
+    own_session = _session_of(0)
+    reaped = 0
+    for pid in _own_child_pids():
+        if pid in keep or not _is_zombie(pid):
+            continue
+        session = _session_of(pid)
+        if session is None or session == own_session:
+            continue
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                reaped += 1
+    return reaped
 
 
 class DescendantTracker:
@@ -183,10 +373,11 @@ class DescendantTracker:
     parent is seen, and stays known after that parent died and init adopted it.
     """
 
-    def __init__(self, root_pid: int) -> None:
+    def __init__(self, root_pid: int, earlier: Optional[AdoptedBefore] = None) -> None:
         self._own_pid = os.getpid()
         self._own_session = _session_of(0)
         self._root_pid = root_pid
+        self._earlier = earlier
         self._known: Dict[int, psutil.Process] = {}
         with contextlib.suppress(psutil.Error):
             self._known[root_pid] = psutil.Process(root_pid)
@@ -195,6 +386,8 @@ class DescendantTracker:
     def refresh(self) -> None:
         """Look for new members (reads ``/proc``)."""
         self._forget_ended()
+        if self._earlier is not None:
+            reap_adopted_orphans(keep=(self._root_pid,))
         candidates: List[Tuple[psutil.Process, Optional[int]]] = []
         for process in psutil.process_iter(["ppid"]):
             if process.pid != self._own_pid and process.pid not in self._known:
@@ -205,7 +398,11 @@ class DescendantTracker:
             for process, parent_pid in candidates:
                 if process.pid in self._known:
                     continue
-                if parent_pid in self._known or _session_of(process.pid) in self._sessions:
+                if (
+                    parent_pid in self._known
+                    or _session_of(process.pid) in self._sessions
+                    or (parent_pid == self._own_pid and self._adopted_during_run(process))
+                ):
                     self._known[process.pid] = process
                     changed = True
         sessions = {self._root_pid}
@@ -222,9 +419,25 @@ class DescendantTracker:
             with contextlib.suppress(psutil.Error, OSError):
                 process.send_signal(signal_number)
 
+    def kill_all(self) -> None:
+        """SIGKILL everything, again and again while something forks as fast as we kill."""
+        for _ in range(_KILL_ROUNDS):
+            self.signal_all(signal.SIGKILL)
+            if self.all_gone():
+                return
+
     def all_gone(self) -> bool:
         self.refresh()
         return not any(_is_alive(process) for process in self._known.values())
+
+    def _adopted_during_run(self, process: psutil.Process) -> bool:
+        """A child of the agent that is an orphan of this run (see the module's text)."""
+        if self._earlier is None or process.pid == self._root_pid:
+            return False
+        session = _session_of(process.pid)
+        if session is None or session == self._own_session:
+            return False
+        return not self._earlier.includes(process, session)
 
     def _forget_ended(self) -> None:
         for pid, process in list(self._known.items()):
@@ -240,11 +453,22 @@ class ProcessTree:
         self._join_descriptor: Optional[int] = None
         self._tracker: Optional[DescendantTracker] = None
         self._root_pid: Optional[int] = None
+        self._earlier: Optional[AdoptedBefore] = None
+        self._keep_survivors = False
+        if cgroup is None:
+            self._prepare_fallback()
 
     @classmethod
-    def create_on_host(cls, use_cgroups: bool) -> ProcessTree:
+    def create_on_host(cls, use_cgroups: bool, record_file: Optional[Path] = None) -> ProcessTree:
         """A tree for the next script; makes its cgroup when asked and allowed."""
-        return cls(create_hook_cgroup() if use_cgroups else None)
+        return cls(create_hook_cgroup(record_file) if use_cgroups else None)
+
+    def _prepare_fallback(self) -> None:
+        # Before the script starts, so that none of its orphans can reach init.
+        if become_child_subreaper():
+            self._earlier = AdoptedBefore.read_from_proc()
+        else:
+            _log.warning("cannot become a child subreaper; a hook's orphans may escape it")
 
     @property
     def uses_cgroup(self) -> bool:
@@ -277,13 +501,14 @@ class ProcessTree:
         if self._cgroup is not None:
             self._cgroup.remove()
             self._cgroup = None
+        self._prepare_fallback()
 
     def attach(self, pid: int) -> None:
         """The script's own process was started; begin following it."""
         self._close_join_descriptor()
         self._root_pid = pid
         if self._cgroup is None:
-            self._tracker = DescendantTracker(pid)
+            self._tracker = DescendantTracker(pid, self._earlier)
 
     def refresh(self) -> None:
         if self._tracker is not None:
@@ -303,6 +528,8 @@ class ProcessTree:
         if self._cgroup is not None:
             self._cgroup.kill_members()
         self.signal_all(signal.SIGKILL)
+        if self._tracker is not None:
+            self._tracker.kill_all()
 
     def all_gone(self) -> bool:
         if self._cgroup is not None:
@@ -313,15 +540,22 @@ class ProcessTree:
 
     def release_survivors(self) -> None:
         """Let what the script left running live on beyond this run."""
+        self._keep_survivors = True
         if self._cgroup is not None:
             self._cgroup.release_members_to_parent()
 
     def close(self) -> None:
-        """Remove the cgroup (after :meth:`release_survivors` or :meth:`kill_all`)."""
+        """End the run: what is left is killed unless :meth:`release_survivors` kept it,
+        then the cgroup is removed. Safe to call again after an interruption."""
         self._close_join_descriptor()
+        if not self._keep_survivors and self._root_pid is not None and not self.all_gone():
+            self.kill_all()
         if self._cgroup is not None:
             if self._cgroup.is_populated():
-                self._cgroup.release_members_to_parent()
+                if self._keep_survivors:
+                    self._cgroup.release_members_to_parent()
+                else:
+                    self._cgroup.kill_members()
             self._cgroup.remove()
             self._cgroup = None
 
@@ -394,6 +628,29 @@ def _session_of(pid: int) -> Optional[int]:
         return os.getsid(pid)
     except OSError:
         return None
+
+
+def _own_child_pids() -> List[int]:
+    """The pids of this process's children, from every thread's ``children`` list."""
+    pids: List[int] = []
+    read = False
+    with contextlib.suppress(OSError):
+        for task in os.scandir("/proc/self/task"):
+            with contextlib.suppress(OSError):
+                text = Path(task.path, "children").read_text(encoding="ascii")
+                pids.extend(int(word) for word in text.split())
+                read = True
+    if read:
+        return pids
+    # Kernels built without CONFIG_PROC_CHILDREN: look at every process's parent.
+    with contextlib.suppress(psutil.Error):
+        return [child.pid for child in psutil.Process().children()]
+    return pids
+
+
+def _is_zombie(pid: int) -> bool:
+    fields = _stat_fields_after_command(pid)
+    return bool(fields) and fields[0] == "Z"
 
 
 def _is_alive(process: psutil.Process) -> bool:

@@ -11,6 +11,7 @@ process, instead of after the timeout as the AWS agent does.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import errno
 import os
@@ -20,7 +21,17 @@ import stat
 import subprocess
 import time
 from pathlib import Path
-from typing import BinaryIO, Dict, List, Mapping, Optional, Sequence, cast
+from typing import (
+    BinaryIO,
+    Callable,
+    Collection,
+    Dict,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    cast,
+)
 
 import structlog
 
@@ -39,6 +50,7 @@ from agent.lifecycle_event.settings import (
     LifecycleEventError,
     OutputsLeftOpenPolicy,
 )
+from agent.process_control import interrupts_held
 
 __all__ = [
     "HookRunSettings",
@@ -62,6 +74,8 @@ _AFTER_KILL_SECONDS = 5.0
 # A holder may close the pipe just as we look; this is how long we give that a chance.
 _HOLDER_RECHECK_SECONDS = 0.5
 _READ_SIZE = 64 * 1024
+# Passes at closing a script's tree when interrupts land in the middle of it.
+_CLOSE_ATTEMPTS = 3
 
 
 def run_event_scripts(
@@ -102,7 +116,7 @@ def _run_script(
         raise _with_tail(error, script_log) from None
     _make_executable_if_needed(path, location, user, script_log)
     hook_environment = compose_hook_environment(environment, settings, user)
-    tree = ProcessTree.create_on_host(settings.use_cgroups)
+    tree = ProcessTree.create_on_host(settings.use_cgroups, settings.cgroup_record_file)
     try:
         process = _spawn_script(path, location, hook_environment, user, tree, script_log)
         tree.attach(process.pid)
@@ -112,7 +126,24 @@ def _run_script(
         finally:
             run.close()
     finally:
-        tree.close()
+        _close_tree(tree)
+
+
+def _close_tree(tree: ProcessTree) -> None:
+    """Close the tree even when an interrupt lands in the middle of it.
+
+    ``codedeploy-local`` ignores a signal that follows soon after one that interrupted,
+    so another pass runs to its end; the interrupt is raised again afterwards.
+    """
+    interrupted: Optional[KeyboardInterrupt] = None
+    for _ in range(_CLOSE_ATTEMPTS):
+        try:
+            tree.close()
+            break
+        except KeyboardInterrupt as error:
+            interrupted = interrupted or error
+    if interrupted is not None:
+        raise interrupted
 
 
 def _locate_script(location: str, revision_root: Path, script_log: ScriptLog) -> Path:
@@ -198,20 +229,24 @@ def _spawn_script(
     switch = user is not None and user.switch
     while True:
         try:
-            return subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=environment,
-                close_fds=True,
-                start_new_session=True,
-                preexec_fn=tree.child_setup(),
-                bufsize=0,
-                user=user.uid if switch and user is not None else None,
-                group=user.gid if switch and user is not None else None,
-                extra_groups=list(user.groups) if switch and user is not None else None,
-            )
+            setup = tree.child_setup()
+            # With a preexec_fn, Python runs its at-fork callbacks, where an interrupt
+            # would be lost; held back, it arrives once the script is ours to end.
+            with interrupts_held() if setup is not None else contextlib.nullcontext(()) as mask:
+                return subprocess.Popen(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    env=environment,
+                    close_fds=True,
+                    start_new_session=True,
+                    preexec_fn=None if setup is None else _with_signal_mask(setup, mask),
+                    bufsize=0,
+                    user=user.uid if switch and user is not None else None,
+                    group=user.gid if switch and user is not None else None,
+                    extra_groups=list(user.groups) if switch and user is not None else None,
+                )
         except subprocess.SubprocessError:
             # Only the cgroup join runs in the child before exec; without it, fall back.
             if not tree.uses_cgroup:
@@ -234,6 +269,16 @@ def _spawn_script(
                 script_name=location,
                 log=script_log.tail(),
             ) from error
+
+
+def _with_signal_mask(setup: Callable[[], None], mask: Collection[int]) -> Callable[[], None]:
+    """The child's preparation, then the signal mask the script must start with."""
+
+    def prepare_child() -> None:
+        setup()
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+    return prepare_child
 
 
 class _Outcome(enum.Enum):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from pathlib import Path
 from typing import FrozenSet, Optional
 
 from agent.errors import AgentError, ErrorCode
@@ -46,3 +47,6 @@ class HookRunSettings:
     strip_loader_env: bool = False
     # ``restrict_hook_env_to_allowlist``: keep only these inherited names (+ hook variables).
     env_allowlist: Optional[FrozenSet[str]] = None
+    # While a script's cgroup exists, its path (and this process) is kept in this file, so
+    # that the next agent to start after a crash ends and removes what the crash left running.
+    cgroup_record_file: Optional[Path] = None

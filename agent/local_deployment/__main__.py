@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from agent.local_deployment.cli import main
+from agent.local_deployment.entry import main
 
 main()

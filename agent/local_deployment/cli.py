@@ -4,13 +4,15 @@ Flags and defaults match the AWS developer utility so existing scripts keep work
 Everything that can be checked before the first command is checked first (flags, the
 bundle, its appspec and the events it names); then the commands run in order, and the
 first failure stops the deployment with the failing script and the path of its log.
-Exit status: 0 success, 1 the deployment failed, 2 the request was invalid, 130 interrupted.
+Exit status: 0 success, 1 the deployment failed, 2 the request was invalid, 128 plus the
+signal's number when a signal stopped it (130 for Ctrl-C; see :mod:`agent.interrupts`).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
@@ -19,12 +21,14 @@ import structlog
 
 from agent import __version__
 from agent.command_line import OneLineArgumentParser
+from agent.command_poller.ongoing import end_hook_cgroups_left_on_disk, engine_naming_hook_cgroups
 from agent.configuration.loader import read_agent_config
 from agent.configuration.model import DEFAULT_CONFIG_FILE, AgentConfig
 from agent.deployment_root.folder_modes import restrict_folders_on_disk
 from agent.deployment_root.group_lock import LockHolder, lock_group_for_deployment_on_disk
 from agent.errors import AgentError
 from agent.host_command.dispatch import EngineSettings, deployment_dir_of, execute_host_command
+from agent.interrupts import Interrupted, interrupted_by
 from agent.lifecycle_event import events
 from agent.local_deployment.request import (
     DEFAULT_DEPLOYMENT_GROUP_ID,
@@ -40,7 +44,6 @@ from agent.logging.setup import configure_tee_logging
 EXIT_SUCCEEDED = 0
 EXIT_FAILED = 1
 EXIT_INVALID = 2
-EXIT_INTERRUPTED = 130
 
 # Where the AWS utility writes its log, under log_dir.
 LOCAL_LOG_NAME = "codedeploy-local.log"
@@ -50,7 +53,8 @@ _EPILOG = """exit statuses:
   0    the deployment succeeded
   1    the deployment failed: the line names the command, the failing script and its log
   2    refused before anything ran (bad flag, missing bundle, invalid appspec, bad --events)
-  130  interrupted
+  128+n stopped by signal n: 130 Ctrl-C (SIGINT), 143 SIGTERM, 129 SIGHUP; the running
+        hook's whole process tree is ended first
 
 logs:
   progress on stderr and in <log_dir>/codedeploy-local.log (log_dir from the
@@ -184,7 +188,9 @@ def run_local_deployment(argv: Optional[Sequence[str]] = None) -> int:
         log.warning(warning)
 
     spec = request.spec
-    settings = EngineSettings.from_config(config)
+    settings = engine_naming_hook_cgroups(EngineSettings.from_config(config), spec.deployment_id)
+    for cgroup in end_hook_cgroups_left_on_disk(settings.root):
+        log.warning("ended the hook cgroup a killed agent left behind", cgroup=str(cgroup))
     deployment = deployment_dir_of(spec, settings.root)
     try:
         # Held until this process exits, however it exits: the kernel lets go of it.
@@ -199,9 +205,14 @@ def run_local_deployment(argv: Optional[Sequence[str]] = None) -> int:
     except AgentError as error:
         print(f"codedeploy-local: {error.message}", file=sys.stderr)
         return EXIT_INVALID
-    except KeyboardInterrupt:
-        print(f"Deployment {spec.deployment_id} interrupted before it started", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as error:
+        interrupted = interrupted_by(error)
+        print(
+            f"Deployment {spec.deployment_id} interrupted before it started{_signal_named(interrupted)}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return interrupted.exit_status
     print(f"Starting to execute deployment from within folder {deployment.path}", flush=True)
     for command in request.commands:
         try:
@@ -209,10 +220,16 @@ def run_local_deployment(argv: Optional[Sequence[str]] = None) -> int:
         except AgentError as error:
             _report_failure(spec.deployment_id, command, error, deployment.script_log)
             return EXIT_FAILED
-        except KeyboardInterrupt:
-            # The hook runner has already ended the interrupted script's process tree.
-            print(f"Deployment {spec.deployment_id} interrupted in {command}", file=sys.stderr)
-            return EXIT_INTERRUPTED
+        except KeyboardInterrupt as error:
+            # The hook runner has already ended the interrupted script's process tree, and
+            # the install its second process.
+            interrupted = interrupted_by(error)
+            print(
+                f"Deployment {spec.deployment_id} interrupted in {command}{_signal_named(interrupted)}",
+                file=sys.stderr,
+                flush=True,
+            )
+            return interrupted.exit_status
         except OSError as error:
             # The host refused something the agent needed (permissions, disk): one line.
             where = f" ({error.filename})" if error.filename else ""
@@ -225,6 +242,13 @@ def run_local_deployment(argv: Optional[Sequence[str]] = None) -> int:
             return EXIT_FAILED
     print(f"Deployment {spec.deployment_id} succeeded", flush=True)
     return EXIT_SUCCEEDED
+
+
+def _signal_named(interrupted: Interrupted) -> str:
+    """Ctrl-C goes without saying; another signal is named."""
+    if interrupted.signal_number == signal.SIGINT:
+        return ""
+    return f" ({interrupted.signal_name})"
 
 
 def _say_waiting(holder: LockHolder, group_id: str) -> None:
@@ -247,4 +271,7 @@ def _report_failure(deployment_id: str, command: str, error: AgentError, script_
 
 
 def main() -> None:
-    sys.exit(run_local_deployment())
+    """Kept for installs whose console script still names it; see :func:`.entry.main`."""
+    from agent.local_deployment.entry import main as entry_main
+
+    entry_main()

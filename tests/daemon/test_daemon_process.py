@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional
 
@@ -18,6 +19,11 @@ import pytest
 from agent.command_poller.ongoing import read_ongoing_records_from_disk
 from agent.daemon.pidfile import process_is_running, read_pid_file
 from agent.deployment_root.layout import DeploymentRoot
+from agent.lifecycle_event.process_tree import (
+    create_hook_cgroup,
+    find_unified_cgroup_mount,
+    own_cgroup_v2_path,
+)
 from tests.command_poller.poller_helpers import (
     HOST,
     completion_of,
@@ -28,6 +34,7 @@ from tests.command_poller.poller_helpers import (
 )
 from tests.support import REPO
 from tests.support_command_service import CommandServiceStub
+from tests.support_processes import interrupt_during_imports, kill_marked, pids_with_marker
 from tests.support_signing import SigningKit
 
 
@@ -321,3 +328,70 @@ def test_version_needs_no_configuration(daemon: Daemon) -> None:
     result = daemon.manage("version", config=daemon.base / "missing.yml")
     assert result.returncode == 0
     assert result.stdout.startswith("codedeploy-agent ")
+
+
+@pytest.mark.root
+def test_a_restart_after_sigkill_ends_the_hook_and_its_cgroup_left_behind(
+    daemon: Daemon, stub: CommandServiceStub, kit: SigningKit
+) -> None:
+    if create_hook_cgroup() is None:
+        pytest.skip("this host does not let us create a cgroup v2")
+    marker = f"marker-{uuid.uuid4().hex}"
+    started, cgroup_file = daemon.base / "hook-started", daemon.base / "hook.cgroup"
+    revision = make_revision(
+        daemon.base / "revision",
+        daemon.trace,
+        daemon.base / "www",
+        events=("BeforeInstall",),
+        scripts={
+            "BeforeInstall": f"cat /proc/self/cgroup > {cgroup_file}\n"
+            f"setsid sh -c 'sleep 600; :' {marker} &\n"
+            f'touch "{started}"\nsleep 600'
+        },
+        timeout=600,
+    )
+    killed = queue_deployment(
+        stub,
+        "d-CRASHED01",
+        kit.sign(spec_json("d-CRASHED01", revision)),
+        commands=("DownloadBundle", "BeforeInstall"),
+    )
+    process = daemon.run()
+    try:
+        assert wait_until(lambda: started.exists() and bool(pids_with_marker(marker)))
+        process.kill()
+        process.wait(timeout=30)
+        relative = own_cgroup_v2_path(cgroup_file.read_text(encoding="utf-8"))
+        mount = find_unified_cgroup_mount(Path("/proc/self/mountinfo").read_text(encoding="utf-8"))
+        assert relative is not None and mount is not None
+        hook_cgroup = mount[0] / relative.lstrip("/")
+        assert hook_cgroup.name.startswith("codedeploy-hook-")
+        # What the crash left: the hook's tree, in its cgroup.
+        assert hook_cgroup.is_dir() and pids_with_marker(marker)
+
+        restarted = daemon.run()
+        assert wait_until(lambda: len(completion_of(stub, killed[1])) == 1)
+        [report] = completion_of(stub, killed[1])
+        payload = report["payload"]
+        assert isinstance(payload, dict) and payload["error_code"] == 7
+        assert wait_until(lambda: not pids_with_marker(marker))
+        assert not hook_cgroup.exists()
+        restarted.send_signal(signal.SIGTERM)
+        assert restarted.wait(timeout=60) == 0
+    finally:
+        kill_marked(marker)
+
+
+def test_ctrl_c_during_the_imports_is_one_line_and_130(daemon: Daemon) -> None:
+    process = subprocess.Popen(
+        daemon.command("status"),
+        env=daemon.environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=daemon.base,
+    )
+    out, stderr = interrupt_during_imports(process)
+    assert process.returncode == 130, stderr
+    assert stderr.splitlines() == ["codedeploy-agent: interrupted (SIGINT)"]
+    assert out == ""

@@ -1,0 +1,23 @@
+"""Where ``codedeploy-local`` starts: the signal handlers before anything else is imported.
+
+See :mod:`agent.interrupts`: SIGINT, SIGTERM and SIGHUP at any moment end the program with
+its clean-up, one line and 128 plus the signal's number. This is the console script's
+entry and ``python -m agent.local_deployment``'s.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from agent.interrupts import install_interrupt_handlers, run_interruptible
+
+
+def main() -> None:
+    install_interrupt_handlers()
+    sys.exit(run_interruptible("codedeploy-local", _run))
+
+
+def _run() -> int:
+    from agent.local_deployment.cli import run_local_deployment
+
+    return run_local_deployment()
