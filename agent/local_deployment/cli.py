@@ -28,7 +28,7 @@ from agent.deployment_root.folder_modes import restrict_folders_on_disk
 from agent.deployment_root.group_lock import LockHolder, lock_group_for_deployment_on_disk
 from agent.errors import AgentError
 from agent.host_command.dispatch import EngineSettings, deployment_dir_of, execute_host_command
-from agent.interrupts import Interrupted, interrupted_by
+from agent.interrupts import interrupted_by
 from agent.lifecycle_event import events
 from agent.local_deployment.request import (
     DEFAULT_DEPLOYMENT_GROUP_ID,
@@ -206,13 +206,7 @@ def run_local_deployment(argv: Optional[Sequence[str]] = None) -> int:
         print(f"codedeploy-local: {error.message}", file=sys.stderr)
         return EXIT_INVALID
     except KeyboardInterrupt as error:
-        interrupted = interrupted_by(error)
-        print(
-            f"Deployment {spec.deployment_id} interrupted before it started{_signal_named(interrupted)}",
-            file=sys.stderr,
-            flush=True,
-        )
-        return interrupted.exit_status
+        return _say_interrupted(spec.deployment_id, "before it started", error)
     print(f"Starting to execute deployment from within folder {deployment.path}", flush=True)
     for command in request.commands:
         try:
@@ -223,13 +217,7 @@ def run_local_deployment(argv: Optional[Sequence[str]] = None) -> int:
         except KeyboardInterrupt as error:
             # The hook runner has already ended the interrupted script's process tree, and
             # the install its second process.
-            interrupted = interrupted_by(error)
-            print(
-                f"Deployment {spec.deployment_id} interrupted in {command}{_signal_named(interrupted)}",
-                file=sys.stderr,
-                flush=True,
-            )
-            return interrupted.exit_status
+            return _say_interrupted(spec.deployment_id, f"in {command}", error)
         except OSError as error:
             # The host refused something the agent needed (permissions, disk): one line.
             where = f" ({error.filename})" if error.filename else ""
@@ -244,11 +232,13 @@ def run_local_deployment(argv: Optional[Sequence[str]] = None) -> int:
     return EXIT_SUCCEEDED
 
 
-def _signal_named(interrupted: Interrupted) -> str:
-    """Ctrl-C goes without saying; another signal is named."""
-    if interrupted.signal_number == signal.SIGINT:
-        return ""
-    return f" ({interrupted.signal_name})"
+def _say_interrupted(deployment_id: str, where: str, error: KeyboardInterrupt) -> int:
+    """One line for the signal that stopped the deployment; returns the exit status."""
+    interrupted = interrupted_by(error)
+    # Ctrl-C goes without saying; another signal is named.
+    named = "" if interrupted.signal_number == signal.SIGINT else f" ({interrupted.signal_name})"
+    print(f"Deployment {deployment_id} interrupted {where}{named}", file=sys.stderr, flush=True)
+    return interrupted.exit_status
 
 
 def _say_waiting(holder: LockHolder, group_id: str) -> None:

@@ -14,23 +14,23 @@ from tests.support_command_service import CommandServiceStub
 
 @pytest.mark.parametrize("content", ["9" * 30, "4194305", "0"])
 def test_a_pid_file_holding_no_possible_pid_means_not_running(
-    daemon_host: Daemon, content: str
+    agent_daemon: Daemon, content: str
 ) -> None:
-    daemon_host.pid_file.parent.mkdir(parents=True, exist_ok=True)
-    daemon_host.pid_file.write_text(content, encoding="ascii")
-    status = daemon_host.manage("status")
+    agent_daemon.pid_file.parent.mkdir(parents=True, exist_ok=True)
+    agent_daemon.pid_file.write_text(content, encoding="ascii")
+    status = agent_daemon.manage("status")
     assert status.returncode == 3, status.stderr
     assert "is not running" in status.stdout
     assert "Traceback" not in status.stderr
-    stop = daemon_host.manage("stop")
+    stop = agent_daemon.manage("stop")
     assert stop.returncode == 0, stop.stderr
     assert "Traceback" not in stop.stderr
 
 
 def test_an_absurd_watchdog_timeout_neither_crashes_nor_spins(
-    daemon_host: Daemon, stub: CommandServiceStub
+    agent_daemon: Daemon, stub: CommandServiceStub
 ) -> None:
-    process = daemon_host.run({"WATCHDOG_USEC": "1" + "0" * 30})
+    process = agent_daemon.run({"WATCHDOG_USEC": "1" + "0" * 30})
     assert wait_until(lambda: len(stub.requests_for("PollHostCommand")) > 0)
     assert process.poll() is None
     process.send_signal(signal.SIGTERM)

@@ -26,23 +26,23 @@ GROUP = "group-1"  # the group of spec_json's specifications
 EVENTS = ["ApplicationStop", "DownloadBundle", "BeforeInstall", "Install", "ApplicationStart"]
 
 
-def _held_revision(daemon_host: Daemon, name: str) -> Path:
+def _held_revision(agent_daemon: Daemon, name: str) -> Path:
     """A revision whose BeforeInstall waits (at most a minute) for ``<name>-release``."""
-    started, release = daemon_host.base / f"{name}-started", daemon_host.base / f"{name}-release"
+    started, release = agent_daemon.base / f"{name}-started", agent_daemon.base / f"{name}-release"
     wait = (
         f'touch "{started}"\n'
         f'i=0; while [ ! -e "{release}" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done\n'
     )
     return make_revision(
-        daemon_host.base / f"{name}-revision",
-        daemon_host.trace,
-        daemon_host.base / "www",
+        agent_daemon.base / f"{name}-revision",
+        agent_daemon.trace,
+        agent_daemon.base / "www",
         events=("BeforeInstall", "ApplicationStart"),
         scripts={"BeforeInstall": wait},
     )
 
 
-def _local(daemon_host: Daemon, revision: Path, *extra: str) -> subprocess.Popen[str]:
+def _local(agent_daemon: Daemon, revision: Path, *extra: str) -> subprocess.Popen[str]:
     # The daemon's configuration file also serves codedeploy-local: same root, same group.
     return subprocess.Popen(
         [
@@ -50,7 +50,7 @@ def _local(daemon_host: Daemon, revision: Path, *extra: str) -> subprocess.Popen
             "-m",
             "agent.local_deployment",
             "-c",
-            str(daemon_host.config),
+            str(agent_daemon.config),
             "--bundle-location",
             str(revision),
             "--deployment-group",
@@ -62,23 +62,25 @@ def _local(daemon_host: Daemon, revision: Path, *extra: str) -> subprocess.Popen
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        cwd=daemon_host.base,
+        cwd=agent_daemon.base,
     )
 
 
-def _log(daemon_host: Daemon) -> str:
-    return daemon_host.log_file.read_text(encoding="utf-8") if daemon_host.log_file.exists() else ""
+def _log(agent_daemon: Daemon) -> str:
+    return (
+        agent_daemon.log_file.read_text(encoding="utf-8") if agent_daemon.log_file.exists() else ""
+    )
 
 
 def test_the_daemon_waits_for_codedeploy_local_then_deploys(
-    daemon_host: Daemon, stub: CommandServiceStub, kit: SigningKit
+    agent_daemon: Daemon, stub: CommandServiceStub, kit: SigningKit
 ) -> None:
-    local_revision = _held_revision(daemon_host, "local")
-    local = _local(daemon_host, local_revision)
+    local_revision = _held_revision(agent_daemon, "local")
+    local = _local(agent_daemon, local_revision)
     try:
-        assert wait_until((daemon_host.base / "local-started").exists)
+        assert wait_until((agent_daemon.base / "local-started").exists)
         revision = make_revision(
-            daemon_host.base / "revision", daemon_host.trace, daemon_host.base / "www"
+            agent_daemon.base / "revision", agent_daemon.trace, agent_daemon.base / "www"
         )
         ids = queue_deployment(
             stub,
@@ -86,40 +88,40 @@ def test_the_daemon_waits_for_codedeploy_local_then_deploys(
             kit.sign(spec_json("d-DAEMON001", revision, AllPossibleLifecycleEvents=EVENTS)),
             commands=EVENTS,
         )
-        daemon = daemon_host.run()
-        assert wait_until(lambda: "waiting for the deployment group's lock" in _log(daemon_host))
-        log = _log(daemon_host)
+        daemon = agent_daemon.run()
+        assert wait_until(lambda: "waiting for the deployment group's lock" in _log(agent_daemon))
+        log = _log(agent_daemon)
         assert f"pid {local.pid}" in log and "codedeploy-local" in log
         assert all(completion_of(stub, i) == [] for i in ids)
-        (daemon_host.base / "local-release").touch()
+        (agent_daemon.base / "local-release").touch()
         assert local.wait(timeout=120) == 0, local.stderr.read() if local.stderr else ""
         assert wait_until(lambda: all(completion_of(stub, i) for i in ids))
         assert [completion_of(stub, i)[0]["CommandStatus"] for i in ids] == ["Succeeded"] * 5
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=60) == 0
     finally:
-        (daemon_host.base / "local-release").touch()
+        (agent_daemon.base / "local-release").touch()
         local.wait(timeout=120)
-    ids_in_trace = [line.split()[1] for line in daemon_host.trace.read_text().splitlines()]
+    ids_in_trace = [line.split()[1] for line in agent_daemon.trace.read_text().splitlines()]
     first_daemon_line = ids_in_trace.index("d-DAEMON001")
     assert all(i != "d-DAEMON001" for i in ids_in_trace[:first_daemon_line])
     assert all(i == "d-DAEMON001" for i in ids_in_trace[first_daemon_line:])
 
 
 def test_codedeploy_local_is_refused_while_the_daemon_deploys_and_runs_after_it(
-    daemon_host: Daemon, stub: CommandServiceStub, kit: SigningKit
+    agent_daemon: Daemon, stub: CommandServiceStub, kit: SigningKit
 ) -> None:
-    revision = _held_revision(daemon_host, "daemon")
+    revision = _held_revision(agent_daemon, "daemon")
     ids = queue_deployment(
         stub,
         "d-DAEMON002",
         kit.sign(spec_json("d-DAEMON002", revision, AllPossibleLifecycleEvents=EVENTS)),
         commands=EVENTS,
     )
-    daemon = daemon_host.run()
+    daemon = agent_daemon.run()
     try:
-        assert wait_until((daemon_host.base / "daemon-started").exists)
-        refused = _local(daemon_host, revision, "--no-wait")
+        assert wait_until((agent_daemon.base / "daemon-started").exists)
+        refused = _local(agent_daemon, revision, "--no-wait")
         out, err = refused.communicate(timeout=120)
         assert refused.returncode == 2, err
         assert out == ""
@@ -127,13 +129,13 @@ def test_codedeploy_local_is_refused_while_the_daemon_deploys_and_runs_after_it(
             f"codedeploy-local: deployment group {GROUP} is being deployed by deployment"
             f" d-DAEMON002 (codedeploy-agent, pid {daemon.pid})\n"
         )
-        (daemon_host.base / "daemon-release").touch()
+        (agent_daemon.base / "daemon-release").touch()
         assert wait_until(lambda: all(completion_of(stub, i) for i in ids))
         # Its last lifecycle event done, the daemon lets go of the group at once.
-        after = _local(daemon_host, revision, "--no-wait")
+        after = _local(agent_daemon, revision, "--no-wait")
         out, err = after.communicate(timeout=120)
         assert after.returncode == 0, err
     finally:
-        (daemon_host.base / "daemon-release").touch()
+        (agent_daemon.base / "daemon-release").touch()
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=60)

@@ -63,7 +63,8 @@ def test_help_explains_verbs_exit_statuses_and_logs() -> None:
     local = program("codedeploy-local", "--help")
     assert local.returncode == 0
     assert "exit statuses:" in local.stdout
-    assert "130  interrupted" in local.stdout and "scripts.log" in local.stdout
+    assert "130 Ctrl-C" in local.stdout and "scripts.log" in local.stdout
+    assert "codedeploy-local.log" in local.stdout
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, List, Optional
 
 import pytest
 
@@ -126,12 +126,9 @@ class Daemon:
 
 
 @pytest.fixture
-def daemon(tmp_path: Path, stub: CommandServiceStub, kit: SigningKit) -> Iterator[Daemon]:
-    agent = Daemon(tmp_path, stub, kit)
-    try:
-        yield agent
-    finally:
-        agent.cleanup()
+def daemon(agent_daemon: Daemon) -> Daemon:
+    """The shared daemon fixture (tests/conftest.py), under this file's shorter name."""
+    return agent_daemon
 
 
 def test_sigterm_during_a_hook_lets_it_finish_reports_it_and_exits_0(
