@@ -1,7 +1,7 @@
 """Signals that stop a program, turned into one exception before anything else is imported.
 
 Both programs install these handlers as their very first step (their entry modules), so a
-signal at any moment (the imports, the pre-flight of a large archive, a copy, a hook)
+signal at any moment (the imports, the early unpack of a local archive, a copy, a hook)
 unwinds through the same clean-up as Ctrl-C: the running hook's whole tree is ended and its
 cgroup removed, the install's second process is killed, and the program prints one line
 and exits with 128 plus the signal's number (130 for Ctrl-C, 143 for SIGTERM, 129 for

@@ -126,14 +126,15 @@ def execute_host_command(
     settings: EngineSettings,
     *,
     environ: Optional[Mapping[str, str]] = None,
+    revision_unpacked: Optional[bool] = None,
 ) -> str:
     """Run one command of ``spec``'s deployment; return the script-log tail for the report.
 
+    ``revision_unpacked`` says whether this deployment's DownloadBundle has run yet (see
+    :func:`script_source_dir`); None judges by the disk.
     Raises an :class:`~agent.errors.AgentError` whose diagnostics say what went wrong.
     """
-    check_names_fit_the_root(spec, settings.root)
-    deployment = deployment_dir_of(spec, settings.root)
-    deployment.path.mkdir(parents=True, exist_ok=True)
+    deployment = _deployment_dir_on_disk(spec, settings.root)
     with structlog.contextvars.bound_contextvars(deployment_id=spec.deployment_id, command=command):
         if command == events.DOWNLOAD_BUNDLE:
             _download_bundle(spec, deployment, settings)
@@ -142,16 +143,33 @@ def execute_host_command(
             _install(spec, deployment, settings)
             return ""
         return _run_lifecycle_event(
-            command, spec, deployment, settings, os.environ if environ is None else environ
+            command,
+            spec,
+            deployment,
+            settings,
+            os.environ if environ is None else environ,
+            revision_unpacked,
         )
 
 
-def _download_bundle(
-    spec: DeploymentSpecification, deployment: DeploymentDir, settings: EngineSettings
-) -> None:
-    root, group = settings.root, spec.deployment_group_id
-    started = time.monotonic()
-    prune_old_deployments_on_disk(root, group, deployment.path, settings.max_revisions)
+def _deployment_dir_on_disk(spec: DeploymentSpecification, root: DeploymentRoot) -> DeploymentDir:
+    check_names_fit_the_root(spec, root)
+    deployment = deployment_dir_of(spec, root)
+    deployment.path.mkdir(parents=True, exist_ok=True)
+    return deployment
+
+
+def fetch_revision_to_disk(
+    spec: DeploymentSpecification, settings: EngineSettings
+) -> DeploymentDir:
+    """DownloadBundle's work without its checks and its marker: make the deployment's
+    folder, prune the group's oldest ones, fetch the revision and unpack it into
+    ``deployment-archive`` (disk, network). ``codedeploy-local`` calls it on its own for a
+    local archive, to check the unpacked revision before ApplicationStop."""
+    deployment = _deployment_dir_on_disk(spec, settings.root)
+    prune_old_deployments_on_disk(
+        settings.root, spec.deployment_group_id, deployment.path, settings.max_revisions
+    )
     download_revision_to_disk(
         spec.revision,
         deployment,
@@ -159,6 +177,22 @@ def _download_bundle(
         policy=settings.unpack_policy,
         fetch=settings.fetch,
     )
+    return deployment
+
+
+def record_downloaded_revision_on_disk(
+    spec: DeploymentSpecification, settings: EngineSettings
+) -> None:
+    """DownloadBundle's last step: the group's most recent deployment is this one."""
+    deployment = deployment_dir_of(spec, settings.root)
+    settings.root.write_most_recent_marker(spec.deployment_group_id, deployment.path)
+
+
+def _download_bundle(
+    spec: DeploymentSpecification, deployment: DeploymentDir, settings: EngineSettings
+) -> None:
+    started = time.monotonic()
+    fetch_revision_to_disk(spec, settings)
     # Catch an appspec naming events nobody will run, or a deployment naming custom events
     # the appspec lacks, before any of the new revision's scripts runs.
     appspec = read_application_specification(deployment.archive, spec.appspec_filename)
@@ -170,7 +204,7 @@ def _download_bundle(
             f"{spec.appspec_filename} has no hooks for {', '.join(missing)}, which the"
             " deployment names as custom lifecycle events"
         )
-    root.write_most_recent_marker(group, deployment.path)
+    record_downloaded_revision_on_disk(spec, settings)
     log.info(
         "revision downloaded",
         archive=str(deployment.archive),
@@ -208,14 +242,21 @@ def _custom_events(spec: DeploymentSpecification) -> FrozenSet[str]:
 
 
 def script_source_dir(
-    event: str, spec: DeploymentSpecification, deployment: DeploymentDir, root: DeploymentRoot
+    event: str,
+    spec: DeploymentSpecification,
+    deployment: DeploymentDir,
+    root: DeploymentRoot,
+    revision_unpacked: Optional[bool] = None,
 ) -> Optional[Path]:
     """The deployment folder whose revision provides ``event``'s scripts (None: no revision).
 
-    Events before the new revision is unpacked use the last successful deployment's
-    scripts, so a first deployment runs no ApplicationStop. A blue/green rollback runs the
-    block-traffic events of the most recent deployment and the allow-traffic events of the
-    last successful one.
+    Events before the deployment's DownloadBundle use the last successful deployment's
+    scripts (so a first deployment runs no ApplicationStop) or none. A blue/green rollback
+    runs the block-traffic events of the most recent deployment and the allow-traffic
+    events of the last successful one. ``revision_unpacked`` says whether DownloadBundle
+    has run; None judges by the disk, as the daemon must (its commands come one by one,
+    and ``deployment-archive`` exists exactly when DownloadBundle ran). ``codedeploy-local``
+    unpacks a local archive before ApplicationStop, so it says.
     """
     group = spec.deployment_group_id
     if spec.is_blue_green_rollback:
@@ -223,9 +264,11 @@ def script_source_dir(
             return root.read_most_recent_deployment_dir(group)
         if event in events.ROLLBACK_LAST_SUCCESSFUL_EVENTS:
             return root.read_last_successful_deployment_dir(group)
-    if events.uses_previous_revision(event) and not deployment.archive.is_dir():
+    unpacked = deployment.archive.is_dir() if revision_unpacked is None else revision_unpacked
+    if events.uses_previous_revision(event) and not unpacked:
         return root.read_last_successful_deployment_dir(group)
-    return deployment.path
+    # Judged by the disk, this folder has no revision yet: no script runs from it.
+    return deployment.path if unpacked or revision_unpacked is None else None
 
 
 def hook_environment(
@@ -250,9 +293,10 @@ def _run_lifecycle_event(
     deployment: DeploymentDir,
     settings: EngineSettings,
     environ: Mapping[str, str],
+    revision_unpacked: Optional[bool],
 ) -> str:
     with structlog.contextvars.bound_contextvars(lifecycle_event=event):
-        source = script_source_dir(event, spec, deployment, settings.root)
+        source = script_source_dir(event, spec, deployment, settings.root, revision_unpacked)
         archive = DeploymentDir(source).archive if source is not None else None
         if archive is None or not archive.is_dir():
             log.debug("no revision to take scripts from; nothing to run")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import structlog
@@ -129,10 +130,13 @@ def download_revision_to_disk(
     from agent.host_command.unpack import unpack_bundle_to_disk
 
     log.info("unpacking bundle", bundle=str(deployment.bundle), type=revision.bundle_type.value)
+    # A local bundle's messages name the user's file, not its hard link in the deployment.
+    shown_as: Optional[Path] = revision.location if isinstance(revision, LocalRevision) else None
     unpack_bundle_to_disk(
         deployment.bundle,
         revision.bundle_type,
         deployment.archive,
         appspec_filename=appspec_filename,
         policy=policy,
+        shown_as=shown_as,
     )

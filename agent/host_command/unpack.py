@@ -95,12 +95,15 @@ def unpack_bundle_to_disk(
     *,
     appspec_filename: str = DEFAULT_APPSPEC_FILENAME,
     policy: UnpackPolicy = DEFAULT_POLICY,
+    shown_as: Optional[Path] = None,
 ) -> None:
     """Unpack ``bundle`` (a tar, tgz or zip) into ``archive_dir``, all or nothing.
 
     A stale ``archive_dir`` is removed first. When the archive's top level is a single
     folder holding the appspec file (and no appspec beside it), that folder becomes
-    ``archive_dir``. Any failure raises :class:`BundleError` and leaves no folder behind.
+    ``archive_dir``. Any failure raises :class:`BundleError` and leaves no folder behind;
+    its message names the bundle ``shown_as`` (default: ``bundle``), such as the file a
+    user gave when ``bundle`` is its hard link.
     """
     if bundle_type is BundleType.DIRECTORY:
         raise BundleError(
@@ -110,8 +113,10 @@ def unpack_bundle_to_disk(
     if appspec_filename == DEFAULT_APPSPEC_FILENAME:
         names = (DEFAULT_APPSPEC_FILENAME, FALLBACK_APPSPEC_FILENAME)
 
+    where = f"bundle {bundle if shown_as is None else shown_as}"
+
     def fill(destination: Path) -> None:
-        _extract_on_disk(bundle, bundle_type, destination, archive_dir, policy)
+        _extract_on_disk(bundle, bundle_type, destination, archive_dir, policy, where)
 
     build_archive_dir_on_disk(archive_dir, fill, appspec_names=names)
 
@@ -122,9 +127,9 @@ def _extract_on_disk(
     destination: Path,
     archive_dir: Path,
     policy: UnpackPolicy,
+    where: str,
 ) -> None:
-    where = f"bundle {bundle}"
-    fd = open_bundle_file(bundle, bundle_type, where)
+    fd = _open_bundle_file(bundle, bundle_type, where)
     try:
         if bundle_type is BundleType.ZIP:
             _check_zip_fits_on_disk(fd, destination, archive_dir, where)
@@ -133,7 +138,7 @@ def _extract_on_disk(
         os.close(fd)
 
 
-def open_bundle_file(bundle: Path, bundle_type: BundleType, where: str) -> int:
+def _open_bundle_file(bundle: Path, bundle_type: BundleType, where: str) -> int:
     """A descriptor of the bundle file; refuses anything but a non-empty regular file."""
     try:
         fd = os.open(bundle, os.O_RDONLY | os.O_CLOEXEC)
@@ -177,7 +182,7 @@ def _extract_fd_on_disk(
     read_p = ffi.read_new()
     write_p: Optional[int] = None
     try:
-        open_bundle_reader(read_p, fd, bundle_type, where)
+        _open_bundle_reader(read_p, fd, bundle_type, where)
         write_p = ffi.write_disk_new()
         flags = _EXTRACT_FLAGS | (EXTRACT_OWNER if policy.apply_ownership else 0)
         ffi.write_disk_set_options(write_p, flags)
@@ -197,7 +202,7 @@ def _extract_fd_on_disk(
         _free_quietly(ffi.read_free, read_p)
 
 
-def open_bundle_reader(read_p: int, fd: int, bundle_type: BundleType, where: str) -> None:
+def _open_bundle_reader(read_p: int, fd: int, bundle_type: BundleType, where: str) -> None:
     """Open the reader ``read_p`` (from ``ffi.read_new``) on ``fd`` for the formats and
     filters a bundle can be; raises BundleError when the first block fits none."""
     for name in _READ_FILTERS:
@@ -209,17 +214,19 @@ def open_bundle_reader(read_p: int, fd: int, bundle_type: BundleType, where: str
         raise _unreadable(where, bundle_type, read_p)
 
 
-def read_first_bundle_header(read_p: int, entry_p: int, bundle_type: BundleType, where: str) -> int:
+def _read_first_bundle_header(
+    read_p: int, entry_p: int, bundle_type: BundleType, where: str
+) -> int:
     """Read the first member's header and check the bundle's real format against
     ``bundle_type`` (known only from then on); returns libarchive's status."""
     status = int(la.read_next_header2(read_p, entry_p))
     if status < la.ARCHIVE_WARN:
         raise _unreadable(where, bundle_type, read_p)
-    check_declared_bundle_type(read_p, bundle_type, where)
+    _check_declared_bundle_type(read_p, bundle_type, where)
     return status
 
 
-def check_declared_bundle_type(read_p: int, bundle_type: BundleType, where: str) -> None:
+def _check_declared_bundle_type(read_p: int, bundle_type: BundleType, where: str) -> None:
     """Refuse a bundle whose real format is not what its declared type says."""
     family = la.archive_format(read_p) & la.FORMAT_FAMILY_MASK
     compressed = ffi.filter_count(read_p) > 1
@@ -241,7 +248,7 @@ def check_declared_bundle_type(read_p: int, bundle_type: BundleType, where: str)
     )
 
 
-def corrupt_bundle_error(read_p: int, where: str, name: Optional[bytes]) -> BundleError:
+def _corrupt_bundle_error(read_p: int, where: str, name: Optional[bytes]) -> BundleError:
     """The error for a bundle libarchive cannot read on from member ``name``."""
     at = f" at member {show_name(name)}" if name else ""
     return BundleError(f"{where} is truncated or corrupt{at}: {la.error_message(read_p)}")
@@ -291,7 +298,7 @@ class _Extraction:
     def run(self) -> None:
         entry_p = ffi.entry_new()
         try:
-            status = read_first_bundle_header(self.read_p, entry_p, self.bundle_type, self.where)
+            status = _read_first_bundle_header(self.read_p, entry_p, self.bundle_type, self.where)
             self._extract_all(entry_p, status)
             if la.write_close(self.write_p) != la.ARCHIVE_OK:
                 raise self._write_failure(None)
@@ -428,7 +435,7 @@ class _Extraction:
         return relative
 
     def _corrupt(self, name: Optional[bytes]) -> BundleError:
-        return corrupt_bundle_error(self.read_p, self.where, name)
+        return _corrupt_bundle_error(self.read_p, self.where, name)
 
     def _extract_failure(self, name: bytes, status: int) -> BundleError:
         # archive_read_extract2 reports a failed write as a warning, with the writer's

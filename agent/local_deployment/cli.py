@@ -2,8 +2,12 @@
 
 Flags and defaults match the AWS developer utility so existing scripts keep working.
 Everything that can be checked before the first command is checked first (flags, the
-bundle, its appspec and the events it names); then the commands run in order, and the
-first failure stops the deployment with the failing script and the path of its log.
+bundle, its appspec and the events it names): a folder revision where it is, before the
+group's lock; a local archive once the deployment holds the lock, by carrying out its
+DownloadBundle first and checking the unpacked revision (see
+:mod:`.revision_preflight`), so the archive is read only once. Then the commands run in
+order (that DownloadBundle is not run again), and the first failure stops the deployment
+with the failing script and the path of its log.
 Exit status: 0 success, 1 the deployment failed, 2 the request was invalid, 128 plus the
 signal's number when a signal stopped it (130 for Ctrl-C; see :mod:`agent.interrupts`).
 """
@@ -11,9 +15,11 @@ signal's number when a signal stopped it (130 for Ctrl-C; see :mod:`agent.interr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import List, Optional, Sequence
 
@@ -26,8 +32,21 @@ from agent.configuration.loader import read_agent_config
 from agent.configuration.model import DEFAULT_CONFIG_FILE, AgentConfig
 from agent.deployment_root.folder_modes import restrict_folders_on_disk
 from agent.deployment_root.group_lock import LockHolder, lock_group_for_deployment_on_disk
+from agent.deployment_root.layout import DeploymentDir
+from agent.deployment_specification.model import (
+    BundleType,
+    DeploymentSpecification,
+    LocalRevision,
+)
 from agent.errors import AgentError
-from agent.host_command.dispatch import EngineSettings, deployment_dir_of, execute_host_command
+from agent.host_command.archive_staging import remove_tree_on_disk
+from agent.host_command.dispatch import (
+    EngineSettings,
+    deployment_dir_of,
+    execute_host_command,
+    fetch_revision_to_disk,
+    record_downloaded_revision_on_disk,
+)
 from agent.interrupts import interrupted_by
 from agent.lifecycle_event import events
 from agent.local_deployment.request import (
@@ -39,7 +58,7 @@ from agent.local_deployment.request import (
 )
 from agent.local_deployment.revision_preflight import check_local_revision_on_disk
 from agent.logging.printable import escape_control_characters
-from agent.logging.setup import configure_tee_logging
+from agent.logging.setup import TeeLogger, configure_tee_logging
 
 EXIT_SUCCEEDED = 0
 EXIT_FAILED = 1
@@ -150,8 +169,10 @@ def _prepare(args: argparse.Namespace) -> tuple[AgentConfig, LocalDeploymentRequ
         appspec_filename=args.appspec_filename,
         reserved_root_names=(config.ongoing_deployment_tracking,),
     )
-    engine = EngineSettings.from_config(config)
-    check_local_revision_on_disk(request, engine.unpack_policy, engine.agent_folders)
+    revision = request.spec.revision
+    if isinstance(revision, LocalRevision) and revision.bundle_type is BundleType.DIRECTORY:
+        agent_folders = EngineSettings.from_config(config).agent_folders
+        check_local_revision_on_disk(request, revision.location, agent_folders)
     return config, request
 
 
@@ -180,7 +201,7 @@ def run_local_deployment(argv: Optional[Sequence[str]] = None) -> int:
         print(f"codedeploy-local: {error.message}", file=sys.stderr)
         return EXIT_INVALID
 
-    configure_tee_logging(
+    tee = configure_tee_logging(
         config.log_dir / LOCAL_LOG_NAME, verbose=config.verbose, utc=config.time_zone == "utc"
     )
     log = structlog.get_logger("codedeploy-local")
@@ -207,10 +228,26 @@ def run_local_deployment(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_INVALID
     except KeyboardInterrupt as error:
         return _say_interrupted(spec.deployment_id, "before it started", error)
+    # None: each event finds the new revision on disk once DownloadBundle put it there.
+    revision_unpacked: Optional[bool] = None
+    if (
+        isinstance(spec.revision, LocalRevision)
+        and spec.revision.bundle_type is not BundleType.DIRECTORY
+    ):
+        refused = _download_early(request, spec.revision.location, settings, deployment, tee)
+        if refused is not None:
+            return refused
+        # Unpacked already; the events before DownloadBundle's place still run the last
+        # successful revision's scripts (or none), as if it were not.
+        revision_unpacked = False
     print(f"Starting to execute deployment from within folder {deployment.path}", flush=True)
     for command in request.commands:
         try:
-            execute_host_command(command, spec, settings)
+            if command == events.DOWNLOAD_BUNDLE and revision_unpacked is False:
+                _finish_early_download(spec, settings)
+                revision_unpacked = True
+                continue
+            execute_host_command(command, spec, settings, revision_unpacked=revision_unpacked)
         except AgentError as error:
             _report_failure(spec.deployment_id, command, error, deployment.script_log)
             return EXIT_FAILED
@@ -220,16 +257,89 @@ def run_local_deployment(argv: Optional[Sequence[str]] = None) -> int:
             return _say_interrupted(spec.deployment_id, f"in {command}", error)
         except OSError as error:
             # The host refused something the agent needed (permissions, disk): one line.
-            where = f" ({error.filename})" if error.filename else ""
             _report_failure(
-                spec.deployment_id,
-                command,
-                AgentError(f"{error.strerror or error}{where}"),
-                deployment.script_log,
+                spec.deployment_id, command, AgentError(_describe(error)), deployment.script_log
             )
             return EXIT_FAILED
     print(f"Deployment {spec.deployment_id} succeeded", flush=True)
     return EXIT_SUCCEEDED
+
+
+def _download_early(
+    request: LocalDeploymentRequest,
+    bundle: Path,
+    settings: EngineSettings,
+    deployment: DeploymentDir,
+    tee: TeeLogger,
+) -> Optional[int]:
+    """Carry out the DownloadBundle of a local archive and check the unpacked revision,
+    before the first command; None when all is well, else the exit status of the refusal
+    (or of the interrupt), said in one line, the deployment's folder removed."""
+    spec = request.spec
+    group_dir = settings.root.group_dir(spec.deployment_group_id)
+    group_is_new = not group_dir.exists()
+    # Refused, the request is one line: what the download logged on the way is dropped.
+    tee.hold_lines()
+    try:
+        _fetch_and_check(request, bundle, settings)
+    except (AgentError, OSError, KeyboardInterrupt) as error:
+        tee.release_lines(write=False)
+        _remove_refused_deployment_on_disk(deployment, group_dir if group_is_new else None)
+        if isinstance(error, KeyboardInterrupt):
+            return _say_interrupted(spec.deployment_id, "before it started", error)
+        message = error.message if isinstance(error, AgentError) else _describe(error)
+        print(f"codedeploy-local: {escape_control_characters(message)}", file=sys.stderr)
+        return EXIT_INVALID
+    tee.release_lines(write=True)
+    return None
+
+
+def _fetch_and_check(
+    request: LocalDeploymentRequest, bundle: Path, settings: EngineSettings
+) -> None:
+    spec = request.spec
+    with structlog.contextvars.bound_contextvars(
+        deployment_id=spec.deployment_id, command=events.DOWNLOAD_BUNDLE
+    ):
+        started = time.monotonic()
+        deployment = fetch_revision_to_disk(spec, settings)
+        check_local_revision_on_disk(
+            request, deployment.archive, settings.agent_folders, bundle=bundle
+        )
+        structlog.get_logger("codedeploy-local").info(
+            "revision downloaded and checked before the first command",
+            archive=str(deployment.archive),
+            seconds=round(time.monotonic() - started, 3),
+        )
+
+
+def _finish_early_download(spec: DeploymentSpecification, settings: EngineSettings) -> None:
+    """DownloadBundle's place in the order, when it was carried out before the first
+    command: only its record is left to write."""
+    with structlog.contextvars.bound_contextvars(
+        deployment_id=spec.deployment_id, command=events.DOWNLOAD_BUNDLE
+    ):
+        record_downloaded_revision_on_disk(spec, settings)
+        structlog.get_logger("codedeploy-local").info(
+            "DownloadBundle was carried out before the first command; not run again"
+        )
+
+
+def _remove_refused_deployment_on_disk(
+    deployment: DeploymentDir, new_group: Optional[Path]
+) -> None:
+    """Remove what a refused early download made: the deployment's folder, and the
+    group's folder when this run created it (the group's lock keeps others out of both)."""
+    with contextlib.suppress(OSError):
+        remove_tree_on_disk(deployment.path)
+    if new_group is not None:
+        with contextlib.suppress(OSError):
+            new_group.rmdir()
+
+
+def _describe(error: OSError) -> str:
+    where = f" ({error.filename})" if error.filename else ""
+    return f"{error.strerror or error}{where}"
 
 
 def _say_interrupted(deployment_id: str, where: str, error: KeyboardInterrupt) -> int:

@@ -2,70 +2,92 @@
 
 The previous revision's ApplicationStop runs first and stops the application; whatever
 would make this deployment fail later and can be known now is refused before it, in one
-line, with exit status 2: an archive that is not of its declared type, truncated, or
-holding a member the unpacker refuses; an invalid appspec; events the appspec and the
-request disagree on; and every script that the run will take from this revision and
-that is missing, not a file, reached through a link that leaves the revision, or meant
-to run as a user this host does not have; and a files destination over the agent's own
-folders.
+line, with exit status 2. A folder revision is read where it is. A local archive is
+unpacked first, by the deployment's own DownloadBundle, which ``codedeploy-local``
+carries out before ApplicationStop (so the archive is read once, and whatever the
+unpacker refuses is refused there); it is then checked in ``deployment-archive``. The
+checks: the appspec, the events it and the request name, every script that the run will
+take from this revision and that is missing, not a file, reached through a link that
+leaves the revision, or meant to run as a user this host does not have, and a files
+destination over the agent's own folders.
 """
 
 from __future__ import annotations
 
+import os
 import stat
-from typing import Iterator, List, Optional, Tuple, Union
+from pathlib import Path
+from typing import Callable, Iterator, List, Optional, Tuple, Union
 
-from agent.application_specification.parser import check_hook_events
-from agent.deployment_specification.model import LocalRevision
-from agent.errors import ErrorCode
-from agent.host_command.bundle import UnpackPolicy
+from agent.application_specification.parser import (
+    check_hook_events,
+    read_application_specification,
+)
+from agent.errors import AgentError, ErrorCode
 from agent.installer.agent_folders import AgentFolders
 from agent.lifecycle_event import events
 from agent.lifecycle_event.hook_identity import look_up_hook_user
 from agent.lifecycle_event.settings import LifecycleEventError
-from agent.local_deployment.appspec_preview import (
-    PathKind,
-    RevisionPreview,
-    preview_local_revision_on_disk,
-)
 from agent.local_deployment.request import LocalDeploymentRequest, LocalUsageError
 
 # As the kernel: a path through more links than this is not followed.
 _MAX_LINKS = 40
+
+# (S_IFMT kind or None when absent, symlink target) of a path relative to the revision root.
+PathKind = Callable[[bytes], Tuple[Optional[int], bytes]]
 
 _OUTSIDE = "outside"
 _MISSING = "missing"
 
 
 def check_local_revision_on_disk(
-    request: LocalDeploymentRequest, policy: UnpackPolicy, agent_folders: AgentFolders
+    request: LocalDeploymentRequest,
+    revision_root: Path,
+    agent_folders: AgentFolders,
+    *,
+    bundle: Optional[Path] = None,
 ) -> None:
-    """Refuse the request when its local revision would fail the deployment (reads the
-    disk); raises an AgentError whose message is the one line to show. No files entry may
-    install into ``agent_folders``."""
+    """Refuse the request when the local revision in the folder ``revision_root`` would
+    fail the deployment (reads the disk); raises an AgentError whose message is the one
+    line to show. No files entry may install into ``agent_folders``. ``bundle`` is the
+    archive ``revision_root`` was unpacked from: messages name it, not a folder that the
+    refusal removes."""
+    try:
+        _check_revision_on_disk(request, revision_root, agent_folders)
+    except AgentError as error:
+        if bundle is None:
+            raise
+        raise LocalUsageError(
+            error.message.replace(str(revision_root), f"bundle {bundle}")
+        ) from None
+
+
+def _check_revision_on_disk(
+    request: LocalDeploymentRequest,
+    revision_root: Path,
+    agent_folders: AgentFolders,
+) -> None:
     spec = request.spec
-    revision = spec.revision
-    if not isinstance(revision, LocalRevision):
-        return  # a remote revision's appspec is checked once DownloadBundle has it
     filename = spec.appspec_filename
-    preview = preview_local_revision_on_disk(revision, filename, policy)
+    appspec = read_application_specification(revision_root, filename)
     custom = request.custom_events
-    missing = [e for e in custom if e not in preview.appspec.hooks]
+    missing = [e for e in custom if e not in appspec.hooks]
     if missing:
         raise LocalUsageError(
             f"--events names {', '.join(missing)}, which is not a standard lifecycle event and"
             f" is not in the revision's {filename}"
         )
-    check_hook_events(preview.appspec, custom, filename=filename)
-    for number, mapping in enumerate(preview.appspec.files, start=1):
+    check_hook_events(appspec, custom, filename=filename)
+    for number, mapping in enumerate(appspec.files, start=1):
         if mapping.destination.startswith("/"):
             agent_folders.check_destination_on_disk(
                 mapping.destination, f"{filename} files entry {number}"
             )
+    kind_of = _folder_path_kinds(revision_root)
     for event in events_run_from_new_revision(request.commands):
-        for script in preview.appspec.scripts_for(event):
+        for script in appspec.scripts_for(event):
             where = f"{filename}: hooks.{event}"
-            _check_script(preview, script.location, where)
+            _check_script(kind_of, str(revision_root / script.location), script.location, where)
             try:
                 look_up_hook_user(script.runas, script.sudo, script.location)
             except LifecycleEventError as error:
@@ -90,9 +112,8 @@ def events_run_from_new_revision(commands: Tuple[str, ...]) -> Iterator[str]:
             yield command
 
 
-def _check_script(preview: RevisionPreview, location: str, where: str) -> None:
-    found = _follow_in_revision(location, preview.kind_of)
-    looked = preview.describe(location)
+def _check_script(kind_of: PathKind, looked: str, location: str, where: str) -> None:
+    found = _follow_in_revision(location, kind_of)
     if found == _OUTSIDE:
         message = f"Script location {location} leads outside the revision ({looked})"
     elif found == _MISSING:
@@ -140,3 +161,20 @@ def _follow_in_revision(location: str, kind_of: PathKind) -> Union[int, str]:
 
 def _components(path: bytes) -> List[bytes]:
     return [part for part in path.split(b"/") if part not in (b"", b".")]
+
+
+def _folder_path_kinds(root: Path) -> PathKind:
+    base = os.fsencode(root)
+
+    def kind_of(path: bytes) -> Tuple[Optional[int], bytes]:
+        full = os.path.join(base, path)
+        try:
+            info = os.lstat(full)
+        except OSError:
+            # Missing, or unreachable: DownloadBundle could not copy it either.
+            return None, b""
+        if stat.S_ISLNK(info.st_mode):
+            return stat.S_IFLNK, os.readlink(full)
+        return stat.S_IFMT(info.st_mode), b""
+
+    return kind_of

@@ -190,19 +190,36 @@ def configure_file_logging(
     _configure_structlog(lambda *_: target, verbose, utc)
 
 
-class _TeeLogger:
+class TeeLogger:
     """A structlog logger writing each rendered line to a stream and to a shared log file.
 
     The file is appended to by every process that logs there (``codedeploy-local`` runs
     may overlap), and rotated by :class:`~agent.logging.shared_log_file.SharedLogFile`. A
-    file that cannot be written is reported once on the stream and then left alone.
+    file that cannot be written is reported once on the stream and then left alone. Lines
+    can be held back for a while (:meth:`hold_lines`), then written or dropped: a request
+    that ends up refused is one line, whatever its checks logged on the way.
     """
 
     def __init__(self, stream: TextIO, log_file: SharedLogFile) -> None:
         self._stream = stream
         self._log_file: Optional[SharedLogFile] = log_file
+        self._held: Optional[List[str]] = None
+
+    def hold_lines(self) -> None:
+        """Keep every line from now on until :meth:`release_lines`."""
+        self._held = []
+
+    def release_lines(self, *, write: bool) -> None:
+        """Stop holding lines; write those held (``write``) or drop them."""
+        held, self._held = self._held or [], None
+        if write:
+            for message in held:
+                self.msg(message)
 
     def msg(self, message: str) -> None:
+        if self._held is not None:
+            self._held.append(message)
+            return
         print(message, file=self._stream, flush=True)
         if self._log_file is None:
             return
@@ -232,8 +249,10 @@ def configure_tee_logging(
     verbose: bool = False,
     utc: bool = False,
     rotation: LogRotation = LOCAL_LOG_ROTATION,
-) -> None:
+) -> TeeLogger:
     """Send structured events to ``stream`` (stderr by default) and append them to
-    ``log_file``, shared with other processes and rotated by ``rotation``."""
-    tee = _TeeLogger(stream or sys.stderr, SharedLogFile(log_file, rotation))
+    ``log_file``, shared with other processes and rotated by ``rotation``; returns the
+    logger, which can hold lines back."""
+    tee = TeeLogger(stream or sys.stderr, SharedLogFile(log_file, rotation))
     _configure_structlog(lambda *_: tee, verbose, utc)
+    return tee

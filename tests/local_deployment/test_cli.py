@@ -336,7 +336,8 @@ def test_zip_slip_is_refused_and_nothing_lands_outside(
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "'../../evil.txt'" in result.stderr
     assert not list(tmp_path.rglob("evil.txt"))
-    assert not local_agent.root.exists()
+    # No deployment folder is left (only the group's lock file, taken before the unpack).
+    assert not (local_agent.root / "default-local-deployment-group").exists()
     assert not install.exists()
 
 
@@ -456,12 +457,14 @@ def test_tar_writing_through_a_symlink_to_outside_is_refused(
         payload.size = 5
         archive.addfile(payload, io.BytesIO(b"owned"))
     result = deploy(local_agent, bundle, "tar")
-    assert result.returncode == 1
-    failure = [line for line in result.stderr.splitlines() if line.startswith("Deployment ")]
-    assert len(failure) == 1
-    assert "failed in DownloadBundle" in failure[0] and "escape/planted.txt" in failure[0]
+    # DownloadBundle of a local archive runs before the first command: refused there.
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    failure = result.stderr.splitlines()
+    assert len(failure) == 1 and failure[0].startswith("codedeploy-local: "), result.stderr
+    assert f"bundle {bundle}: member 'escape/planted.txt'" in failure[0]
     assert not (outside / "planted.txt").exists()
-    assert not (result.deployment_dir / "deployment-archive").exists()
+    assert not (local_agent.root / "default-local-deployment-group").exists()
 
 
 def test_truncated_bundle_is_a_clear_failure(local_agent: LocalAgent, tmp_path: Path) -> None:

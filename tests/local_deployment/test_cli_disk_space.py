@@ -44,6 +44,22 @@ def one_line_failure(run: LocalRun, command: str) -> str:
     return failures[0]
 
 
+def one_line_refusal(run: LocalRun) -> str:
+    """A local archive's DownloadBundle runs before the first command: what it refuses
+    is one line and exit 2, before anything ran."""
+    assert run.returncode == 2, run.stderr
+    assert run.stdout == ""
+    lines = run.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("codedeploy-local: "), run.stderr
+    return lines[0]
+
+
+def no_deployment_left(root: Path) -> bool:
+    """Whether the group has no deployment folder under ``root`` (its first deployment
+    was refused: the group's folder is gone too)."""
+    return not (root / "default-local-deployment-group").exists()
+
+
 def allocated(path: Path) -> int:
     return path.stat().st_blocks * 512
 
@@ -115,12 +131,11 @@ def test_a_tgz_of_zeros_larger_than_the_free_space_is_refused_before_unpacking(
 
     run = deploy(small_root, bundle, "tgz")
 
-    line = one_line_failure(run, "DownloadBundle")
-    archive_dir = run.deployment_dir / "deployment-archive"
-    assert f"bundle {run.deployment_dir / 'bundle.tar'}, unpacked into {archive_dir}," in line
+    line = one_line_refusal(run)
+    assert f"bundle {bundle}, unpacked into " in line and "/deployment-archive," in line
     assert "needs at least 64.0 MiB" in line
     assert f"the filesystem mounted on {tmp_path / 'small-root'} has " in line
-    assert leftovers(run.deployment_dir) == ["bundle.tar"]
+    assert no_deployment_left(tmp_path / "small-root" / "root")
 
 
 def test_a_zip_bomb_is_refused_from_its_central_directory(
@@ -139,9 +154,9 @@ def test_a_zip_bomb_is_refused_from_its_central_directory(
 
     run = deploy(small_root, bundle, "zip")
 
-    line = one_line_failure(run, "DownloadBundle")
+    line = one_line_refusal(run)
     assert "unpacked into" in line and "needs 256.0 MiB" in line
-    assert leftovers(run.deployment_dir) == ["bundle.tar"]
+    assert no_deployment_left(tmp_path / "small-root" / "root")
 
 
 def random_bundle(tmp_path: Path, size: int) -> Path:
@@ -159,10 +174,10 @@ def test_a_local_bundle_too_large_to_store_is_refused_before_copying(
 
     run = deploy(small_root, bundle, "tgz")
 
-    line = one_line_failure(run, "DownloadBundle")
-    assert f"local bundle {bundle}, stored as {run.deployment_dir / 'bundle.tar'}, needs" in line
+    line = one_line_refusal(run)
+    assert f"local bundle {bundle}, stored as " in line and "/bundle.tar, needs" in line
     assert f"the filesystem mounted on {tmp_path / 'small-root'} has " in line
-    assert leftovers(run.deployment_dir) == []
+    assert no_deployment_left(tmp_path / "small-root" / "root")
 
 
 def test_an_s3_bundle_too_large_to_store_is_refused_before_downloading(

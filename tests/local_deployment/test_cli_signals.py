@@ -1,10 +1,10 @@
 """codedeploy-local and signals: at any moment, one line, a status, and nothing left behind.
 
 SIGINT, SIGTERM and SIGHUP end the program the same way (exit 128 plus the signal's
-number): during the imports, the pre-flight of an archive, the install's two-process copy
-or a hook. The hook's whole tree (found by a unique marker of the test's own) and its
-cgroup are gone afterwards; the install's second process dies with the program even when
-the program is killed with SIGKILL.
+number): during the imports, the early unpack of a local archive, the install's
+two-process copy or a hook. The hook's whole tree (found by a unique marker of the
+test's own) and its cgroup are gone afterwards; the install's second process dies with
+the program even when the program is killed with SIGKILL.
 """
 
 from __future__ import annotations
@@ -152,22 +152,18 @@ class _Zeros(io.RawIOBase):
         return count
 
 
-def _has_open(pid: int, path: Path) -> bool:
-    try:
-        return any(
-            os.readlink(f"/proc/{pid}/fd/{fd}") == str(path) for fd in os.listdir(f"/proc/{pid}/fd")
-        )
-    except OSError:
-        return False
+def _unpacking(root: Path) -> bool:
+    """Whether a revision is being unpacked under the deployment root ``root``."""
+    return any(root.glob("*/*/.deployment-archive.partial-*"))
 
 
-def test_sigint_during_the_preflight_of_a_large_archive_is_one_line_and_130(
+def test_sigint_during_the_early_unpack_of_a_large_archive_is_one_line_and_130(
     local_agent: LocalAgent, tmp_path: Path
 ) -> None:
     bundle = _large_archive_with_appspec_last(tmp_path / "large.tgz")
     process = _start(local_agent, "-l", str(bundle), "-t", "tgz")
     try:
-        assert wait_until(lambda: _has_open(process.pid, bundle))
+        assert wait_until(lambda: _unpacking(local_agent.root))
         process.send_signal(signal.SIGINT)
         out, stderr = process.communicate(timeout=60)
     finally:
@@ -175,10 +171,12 @@ def test_sigint_during_the_preflight_of_a_large_archive_is_one_line_and_130(
         process.wait()
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr
-    if "Starting to execute" not in out:
-        # Still in the pre-flight: nothing else was printed.
-        assert len(stderr.splitlines()) == 1, stderr
-    assert "interrupted" in stderr.splitlines()[-1]
+    # Still before the first command: nothing else was printed, and the deployment's
+    # folder (its partial unpack with it) is gone.
+    assert out == ""
+    assert len(stderr.splitlines()) == 1, stderr
+    assert "interrupted before it started" in stderr
+    assert not (local_agent.root / "default-local-deployment-group").exists()
 
 
 def _worker_of(agent_pid: int) -> Optional[int]:

@@ -3,17 +3,21 @@
 Each test deploys a first revision whose ApplicationStop script leaves a marker file,
 then a second, broken revision on the same group: it must be refused in one line with
 exit status 2 before any command runs, so the marker never appears (the running
-application was not stopped) and no deployment folder is made.
+application was not stopped) and no deployment folder is left. A local archive is
+unpacked once, by the DownloadBundle carried out before ApplicationStop: it is read once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import shutil
+import struct
 import tarfile
 import zipfile
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict, Iterator, List
 
 import pytest
 
@@ -226,3 +230,75 @@ def test_a_zip_member_the_unpacker_refuses_is_refused_before_application_stop(
         archive.writestr("/etc/planted.txt", "owned")
     result = _deploy(local_agent, bundle, "zip")
     _refused(local_agent, deployed, result, "'/etc/planted.txt' has an absolute path")
+
+
+# inotify(7): the events of one watched file.
+_IN_ACCESS, _IN_CLOSE_WRITE, _IN_CLOSE_NOWRITE, _IN_OPEN = 0x1, 0x8, 0x10, 0x20
+_EVENT_HEADER = struct.Struct("iIII")  # wd, mask, cookie, len
+
+
+@contextlib.contextmanager
+def _opens_that_read(path: Path) -> Iterator[List[bool]]:
+    """Watch the file ``path`` (its inode, whatever name it is opened by) while the block
+    runs; the list then holds, for each time the file was opened and closed again,
+    whether anything was read from it in between."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+    assert fd >= 0, os.strerror(ctypes.get_errno())
+    sessions: List[bool] = []
+    try:
+        mask = _IN_ACCESS | _IN_OPEN | _IN_CLOSE_WRITE | _IN_CLOSE_NOWRITE
+        assert libc.inotify_add_watch(fd, os.fsencode(path), mask) >= 0
+        yield sessions
+        data = b""
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                data += os.read(fd, 1 << 16)
+        read_since_open = False
+        offset = 0
+        while offset < len(data):
+            _wd, event, _cookie, length = _EVENT_HEADER.unpack_from(data, offset)
+            offset += _EVENT_HEADER.size + length
+            if event & _IN_OPEN:
+                read_since_open = False
+            if event & _IN_ACCESS:
+                read_since_open = True
+            if event & (_IN_CLOSE_WRITE | _IN_CLOSE_NOWRITE):
+                sessions.append(read_since_open)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("kind", ["tgz", "zip"])
+def test_a_local_archive_is_read_once(
+    local_agent: LocalAgent, deployed: Path, tmp_path: Path, kind: str
+) -> None:
+    bundle = make_bundle(_good(tmp_path / "v2", deployed), tmp_path / f"b.{kind}", kind)
+    with _opens_that_read(bundle) as sessions:
+        result = _deploy(local_agent, bundle, kind)
+    assert result.returncode == 0, result.stderr
+    assert deployed.read_text().split() == list(HOOKS)
+    # Opened more than once (looked at, then hard-linked or copied, and unpacked), but
+    # its bytes were read during one of those opens only.
+    assert sessions.count(True) == 1, sessions
+    assert "DownloadBundle was carried out before the first command" in result.stderr
+
+
+@pytest.mark.parametrize("kind", ["directory", "tgz"])
+def test_events_written_before_download_bundle_run_nothing_of_the_new_revision(
+    local_agent: LocalAgent, deployed: Path, tmp_path: Path, kind: str
+) -> None:
+    hooks = {event: f"hooks/{event}.sh" for event in HOOKS}
+    hooks["SmokeTest"] = "hooks/SmokeTest.sh"
+    source = _revision(tmp_path / "v2", deployed, hooks)
+    location = source if kind == "directory" else make_bundle(source, tmp_path / "b.tgz", kind)
+    result = _deploy(
+        local_agent,
+        location,
+        kind,
+        "--events",
+        "SmokeTest,BeforeInstall,DownloadBundle,Install,SmokeTest,ValidateService",
+    )
+    assert result.returncode == 0, result.stderr
+    # Before DownloadBundle the new revision provides no script, unpacked early or not.
+    assert deployed.read_text().split() == ["SmokeTest", "ValidateService"]
