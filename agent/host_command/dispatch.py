@@ -160,16 +160,16 @@ def _deployment_dir_on_disk(spec: DeploymentSpecification, root: DeploymentRoot)
 
 
 def fetch_revision_to_disk(
-    spec: DeploymentSpecification, settings: EngineSettings
+    spec: DeploymentSpecification, settings: EngineSettings, *, prune_first: bool = True
 ) -> DeploymentDir:
     """DownloadBundle's work without its checks and its marker: make the deployment's
-    folder, prune the group's oldest ones, fetch the revision and unpack it into
-    ``deployment-archive`` (disk, network). ``codedeploy-local`` calls it on its own for a
-    local archive, to check the unpacked revision before ApplicationStop."""
+    folder, prune the group's oldest ones (``prune_first``), fetch the revision and unpack
+    it into ``deployment-archive`` (disk, network). ``codedeploy-local`` calls it on its
+    own for a local archive, without pruning, to check the unpacked revision before
+    ApplicationStop: a revision it then refuses has changed nothing of the group."""
     deployment = _deployment_dir_on_disk(spec, settings.root)
-    prune_old_deployments_on_disk(
-        settings.root, spec.deployment_group_id, deployment.path, settings.max_revisions
-    )
+    if prune_first:
+        prune_old_deployments_of_group_on_disk(spec, settings)
     download_revision_to_disk(
         spec.revision,
         deployment,
@@ -178,6 +178,17 @@ def fetch_revision_to_disk(
         fetch=settings.fetch,
     )
     return deployment
+
+
+def prune_old_deployments_of_group_on_disk(
+    spec: DeploymentSpecification, settings: EngineSettings
+) -> None:
+    """Keep the group's newest ``max_revisions`` deployment folders (and the last
+    successful one), this deployment's among them."""
+    deployment = deployment_dir_of(spec, settings.root)
+    prune_old_deployments_on_disk(
+        settings.root, spec.deployment_group_id, deployment.path, settings.max_revisions
+    )
 
 
 def record_downloaded_revision_on_disk(

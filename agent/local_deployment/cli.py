@@ -45,6 +45,7 @@ from agent.host_command.dispatch import (
     deployment_dir_of,
     execute_host_command,
     fetch_revision_to_disk,
+    prune_old_deployments_of_group_on_disk,
     record_downloaded_revision_on_disk,
 )
 from agent.interrupts import interrupted_by
@@ -302,7 +303,7 @@ def _fetch_and_check(
         deployment_id=spec.deployment_id, command=events.DOWNLOAD_BUNDLE
     ):
         started = time.monotonic()
-        deployment = fetch_revision_to_disk(spec, settings)
+        deployment = fetch_revision_to_disk(spec, settings, prune_first=False)
         check_local_revision_on_disk(
             request, deployment.archive, settings.agent_folders, bundle=bundle
         )
@@ -315,10 +316,11 @@ def _fetch_and_check(
 
 def _finish_early_download(spec: DeploymentSpecification, settings: EngineSettings) -> None:
     """DownloadBundle's place in the order, when it was carried out before the first
-    command: only its record is left to write."""
+    command: the group's old folders are pruned and its record written, nothing else."""
     with structlog.contextvars.bound_contextvars(
         deployment_id=spec.deployment_id, command=events.DOWNLOAD_BUNDLE
     ):
+        prune_old_deployments_of_group_on_disk(spec, settings)
         record_downloaded_revision_on_disk(spec, settings)
         structlog.get_logger("codedeploy-local").info(
             "DownloadBundle was carried out before the first command; not run again"

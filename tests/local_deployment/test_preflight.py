@@ -302,3 +302,27 @@ def test_events_written_before_download_bundle_run_nothing_of_the_new_revision(
     assert result.returncode == 0, result.stderr
     # Before DownloadBundle the new revision provides no script, unpacked early or not.
     assert deployed.read_text().split() == ["SmokeTest", "ValidateService"]
+
+
+def test_a_refused_archive_prunes_none_of_the_groups_folders(
+    local_agent: LocalAgent, tmp_path: Path
+) -> None:
+    # With max_revisions 2, a third deployment that got as far as DownloadBundle would
+    # remove the oldest folder; one refused in the pre-flight must leave both in place.
+    local_agent.config.write_text(
+        local_agent.config.read_text(encoding="utf-8") + ":max_revisions: 2\n", encoding="utf-8"
+    )
+    marker = tmp_path / "ran.log"
+    for number in (1, 2):
+        run = _deploy(local_agent, _good(tmp_path / f"v{number}", marker), "directory")
+        assert run.returncode == 0, run.stderr
+    group = local_agent.root / "default-local-deployment-group"
+    before = sorted(path.name for path in group.iterdir())
+    assert len(before) == 2
+    marker.unlink()
+    source = _good(tmp_path / "v3", marker)
+    (source / "hooks" / "ValidateService.sh").unlink()
+    result = _deploy(local_agent, _tgz_of(source, tmp_path), "tgz")
+    assert result.returncode == 2, result.stderr
+    assert not marker.exists()
+    assert sorted(path.name for path in group.iterdir()) == before
