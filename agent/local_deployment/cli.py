@@ -205,14 +205,8 @@ def run_local_deployment(argv: Optional[Sequence[str]] = None) -> int:
     tee = configure_tee_logging(
         config.log_dir / LOCAL_LOG_NAME, verbose=config.verbose, utc=config.time_zone == "utc"
     )
-    log = structlog.get_logger("codedeploy-local")
-    for warning in config.warnings:
-        log.warning(warning)
-
     spec = request.spec
-    settings = engine_naming_hook_cgroups(EngineSettings.from_config(config), spec.deployment_id)
-    for cgroup in end_hook_cgroups_left_on_disk(settings.root):
-        log.warning("ended the hook cgroup a killed agent left behind", cgroup=str(cgroup))
+    settings = _engine_settings_on_disk(config, spec.deployment_id)
     deployment = deployment_dir_of(spec, settings.root)
     try:
         # Held until this process exits, however it exits: the kernel lets go of it.
@@ -242,6 +236,21 @@ def run_local_deployment(argv: Optional[Sequence[str]] = None) -> int:
         # successful revision's scripts (or none), as if it were not.
         revision_unpacked = False
     print(f"Starting to execute deployment from within folder {deployment.path}", flush=True)
+    return _run_commands(request, settings, deployment, revision_unpacked)
+
+
+def _run_commands(
+    request: LocalDeploymentRequest,
+    settings: EngineSettings,
+    deployment: DeploymentDir,
+    revision_unpacked: Optional[bool],
+) -> int:
+    """Run the request's commands in order; the first failure ends the deployment.
+
+    ``revision_unpacked`` is False when the pre-flight already carried out DownloadBundle
+    (a local archive): at its place only its record is written.
+    """
+    spec = request.spec
     for command in request.commands:
         try:
             if command == events.DOWNLOAD_BUNDLE and revision_unpacked is False:
@@ -264,6 +273,18 @@ def run_local_deployment(argv: Optional[Sequence[str]] = None) -> int:
             return EXIT_FAILED
     print(f"Deployment {spec.deployment_id} succeeded", flush=True)
     return EXIT_SUCCEEDED
+
+
+def _engine_settings_on_disk(config: AgentConfig, deployment_id: str) -> EngineSettings:
+    """The engine's settings for this run, once the configuration's warnings are logged and
+    the hook cgroups a killed agent left behind are ended (reads and writes cgroupfs)."""
+    log = structlog.get_logger("codedeploy-local")
+    for warning in config.warnings:
+        log.warning(warning)
+    settings = engine_naming_hook_cgroups(EngineSettings.from_config(config), deployment_id)
+    for cgroup in end_hook_cgroups_left_on_disk(settings.root):
+        log.warning("ended the hook cgroup a killed agent left behind", cgroup=str(cgroup))
+    return settings
 
 
 def _download_early(
