@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, TypeVar
+from typing import Callable, List, Optional, Tuple, TypeVar
 
 import structlog
 
@@ -21,6 +21,7 @@ from agent.aws_clients.command_service import (
     CommandServiceClient,
     CommandServiceError,
     CommandStatus,
+    DeploymentSpecificationEnvelope,
     HostCommand,
 )
 from agent.command_poller.backoff import BackoffPolicy
@@ -208,18 +209,7 @@ def process_host_command(
             settings,
             chance,
         )
-        spec: Optional[DeploymentSpecification] = None
-        failure: Optional[Diagnostics] = None
-        try:
-            _check_command_name(command.command_name)
-            spec = open_deployment_specification(
-                envelope.format, envelope.payload, settings.signature
-            )
-        except Exception as error:
-            # Whatever is wrong with the command or its specification, it is reported as
-            # a failed command; the poll loop goes on.
-            failure = diagnostics_for_exception(error, command.command_name)
-            log.error("deployment specification refused", error=failure.message)
+        spec, failure = _open_specification(command, envelope, settings)
         deployment_id = spec.deployment_id if spec is not None else ""
         with structlog.contextvars.bound_contextvars(deployment_id=deployment_id or None):
             noop = spec is not None and _is_noop(command.command_name, spec, settings.engine)
@@ -238,22 +228,49 @@ def process_host_command(
                 )
             if spec is None or failure is not None:
                 diagnostics = failure or Diagnostics(ErrorCode.UNKNOWN_ERROR, "no specification")
-                reported = complete_command_with_retries(
-                    client,
-                    command.host_command_identifier,
-                    CommandStatus.FAILED,
-                    diagnostics,
-                    settings,
-                    rng=chance,
-                )
-                return CommandOutcome(
-                    command, "", CommandStatus.FAILED, diagnostics, False, False, reported
-                )
+                return _report_refused(client, command, diagnostics, settings, chance)
             if on_start is not None:
                 on_start(command, deployment_id)
             return _run_and_complete(
                 client, command, spec, noop, settings, chance, locks, cancelled
             )
+
+
+def _open_specification(
+    command: HostCommand, envelope: DeploymentSpecificationEnvelope, settings: PollerSettings
+) -> Tuple[Optional[DeploymentSpecification], Optional[Diagnostics]]:
+    """The command's verified specification, or the diagnostics of why it is refused.
+
+    Whatever is wrong with the command or its specification is reported as a failed
+    command; the poll loop goes on.
+    """
+    try:
+        _check_command_name(command.command_name)
+        spec = open_deployment_specification(envelope.format, envelope.payload, settings.signature)
+    except Exception as error:
+        failure = diagnostics_for_exception(error, command.command_name)
+        log.error("deployment specification refused", error=failure.message)
+        return None, failure
+    return spec, None
+
+
+def _report_refused(
+    client: CommandServiceClient,
+    command: HostCommand,
+    diagnostics: Diagnostics,
+    settings: PollerSettings,
+    chance: random.Random,
+) -> CommandOutcome:
+    """Complete a command that never ran as failed (network)."""
+    reported = complete_command_with_retries(
+        client,
+        command.host_command_identifier,
+        CommandStatus.FAILED,
+        diagnostics,
+        settings,
+        rng=chance,
+    )
+    return CommandOutcome(command, "", CommandStatus.FAILED, diagnostics, False, False, reported)
 
 
 def _check_command_name(name: str) -> None:

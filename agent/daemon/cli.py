@@ -303,6 +303,20 @@ def run_daemon(config: AgentConfig, environ: Mapping[str, str]) -> int:
         _exit_now(EXIT_FAILED)
     loop.start()
     notify_systemd("READY=1", environ)
+    _serve_until_stopped(config, environ, pid, loop, stop)
+    release_pid_file(config.pid_file, pid)
+    _exit_now(EXIT_OK)
+
+
+def _serve_until_stopped(
+    config: AgentConfig,
+    environ: Mapping[str, str],
+    pid: int,
+    loop: PollLoop,
+    stop: threading.Event,
+) -> None:
+    """Ping systemd's watchdog until ``stop`` is set, then let the running command finish
+    (up to ``kill_agent_max_wait_time_seconds``) and shut the loop down."""
     watchdog = watchdog_interval_seconds(environ, pid)
     while not stop.wait(watchdog or 3600.0):
         if watchdog:
@@ -325,8 +339,6 @@ def run_daemon(config: AgentConfig, environ: Mapping[str, str]) -> int:
             "agent stopped while a command still runs; it will be reported as failed at the next start",
             waited_seconds=config.kill_agent_max_wait_time_seconds,
         )
-    release_pid_file(config.pid_file, pid)
-    _exit_now(EXIT_OK)
 
 
 def _exit_now(code: int) -> NoReturn:

@@ -195,7 +195,8 @@ def test_sigkill_during_a_hook_is_reported_after_restart_and_the_next_deployment
     assert report["CommandStatus"] == "Failed"
     payload = report["payload"]
     assert isinstance(payload, dict) and payload["error_code"] == 7
-    assert read_ongoing_records_from_disk(daemon.root) == []
+    # The record goes right after the service has the report: wait for it, do not race it.
+    assert wait_until(lambda: read_ongoing_records_from_disk(daemon.root) == [])
 
     ids = queue_deployment(
         stub,
