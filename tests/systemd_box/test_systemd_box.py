@@ -1,0 +1,125 @@
+"""The throwaway systemd of ``tests/support_systemd.py``: it boots, runs units written into
+its root, keeps every write away from the real root (and the real /tmp from its tmpfiles
+service), and leaves no mount, process or cgroup behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Set
+
+import pytest
+
+from tests.support_systemd import (
+    BOOT_PROGRAM,
+    SystemdBox,
+    boot_systemd_box,
+    systemd_box_unavailable_reason,
+)
+
+pytestmark = pytest.mark.root
+
+
+def _read_mount_lines_from_proc() -> Set[str]:
+    return set(Path("/proc/self/mountinfo").read_text(encoding="utf-8").splitlines())
+
+
+def _pids_in_namespace_from_proc(namespace: str) -> Set[int]:
+    pids: Set[int] = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.readlink(entry / "ns" / "pid") == namespace:
+                    pids.add(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def test_the_box_boots_to_a_settled_state(systemd_box: SystemdBox) -> None:
+    state = systemd_box.systemctl("is-system-running")
+    assert state.stdout.strip() in ("running", "degraded"), systemd_box.diagnostics()
+    # Its systemd is PID 1 of its own namespace, and its units live under the box's cgroup.
+    assert systemd_box.run(["cat", "/proc/1/comm"]).stdout.strip() == "systemd"
+    assert (systemd_box.cgroup_dir / "init.scope").is_dir()
+    # A command run in the box sees a cgroup of the box as its own, in the box's cgroup2.
+    assert (
+        systemd_box.run(["cat", "/proc/self/cgroup"]).stdout.splitlines()[-1] == "0::/box-commands"
+    )
+    assert (
+        systemd_box.run(["findmnt", "-n", "-o", "FSTYPE", "/sys/fs/cgroup"]).stdout.strip()
+        == "cgroup2"
+    )
+
+
+def test_a_unit_written_into_the_box_runs_there(systemd_box: SystemdBox) -> None:
+    unit = f"box-probe-{uuid.uuid4().hex[:12]}.service"
+    systemd_box.path(f"/etc/systemd/system/{unit}").write_text(
+        "[Unit]\nDescription=systemd box probe\n\n[Service]\nExecStart=/bin/sleep infinity\n",
+        encoding="utf-8",
+    )
+    assert not Path("/etc/systemd/system", unit).exists()
+    assert systemd_box.systemctl("daemon-reload").returncode == 0
+    started = systemd_box.systemctl("start", unit)
+    assert started.returncode == 0, started.stderr + systemd_box.diagnostics()
+
+    assert systemd_box.systemctl("is-active", unit).stdout.strip() == "active"
+    status = systemd_box.systemctl("status", unit)
+    assert "systemd box probe" in status.stdout
+    assert "active (running)" in status.stdout
+    assert (
+        (systemd_box.cgroup_dir / "system.slice" / unit / "cgroup.procs")
+        .read_text(encoding="ascii")
+        .split()
+    )
+
+    assert systemd_box.systemctl("stop", unit).returncode == 0
+    assert systemd_box.systemctl("is-active", unit).stdout.strip() == "inactive"
+
+
+def test_a_file_written_inside_does_not_reach_the_real_root(systemd_box: SystemdBox) -> None:
+    name = f"box-write-{uuid.uuid4().hex}"
+    for folder in ("/etc", "/root", "/var/lib"):
+        written = systemd_box.run(["touch", f"{folder}/{name}"])
+        assert written.returncode == 0, written.stderr
+        assert systemd_box.path(f"{folder}/{name}").is_file()
+        assert not Path(folder, name).exists()
+
+
+def test_the_boot_stage_refuses_to_run_outside_a_new_pid_namespace(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(BOOT_PROGRAM), "init", str(tmp_path), ".no-marker"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 70
+    assert done.stderr.strip() == "systemd box: stage init must run as PID 1 of a new PID namespace"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_box_leaves_the_host_as_it_found_it(tmp_path: Path) -> None:
+    reason = systemd_box_unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    host_tmp_marker = Path("/tmp", f"systemd-box-host-marker-{uuid.uuid4().hex}")
+    host_tmp_marker.write_text("kept\n", encoding="utf-8")
+    mounts_before = _read_mount_lines_from_proc()
+    try:
+        with boot_systemd_box(tmp_path) as box:
+            namespace = os.readlink(f"/proc/{box.init_pid}/ns/pid")
+            # The box's tmpfiles service has run: it emptied the box's /tmp, not the host's.
+            setup = box.systemctl("is-active", "systemd-tmpfiles-setup.service")
+            assert setup.stdout.strip() == "active"
+            assert not box.path(str(host_tmp_marker)).exists()
+            assert _pids_in_namespace_from_proc(namespace)
+        assert host_tmp_marker.read_text(encoding="utf-8") == "kept\n"
+        assert _read_mount_lines_from_proc() == mounts_before
+        assert _pids_in_namespace_from_proc(namespace) == set()
+        assert not box.cgroup_dir.exists()
+        assert not (tmp_path / "box-state").exists()
+    finally:
+        host_tmp_marker.unlink()
