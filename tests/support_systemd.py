@@ -216,7 +216,7 @@ def _power_off(box: Optional[SystemdBox], process: subprocess.Popen[bytes]) -> N
             process.wait()
 
 
-def _remove_cgroup_tree_on_disk(cgroup_dir: Path) -> None:
+def remove_box_cgroup_tree_on_disk(cgroup_dir: Path) -> None:
     """Removes the box's cgroup and the unit cgroups its systemd left, deepest first."""
     deadline = time.monotonic() + 10.0
     while cgroup_dir.exists():
@@ -274,5 +274,5 @@ def boot_systemd_box(work_dir: Path) -> Iterator[SystemdBox]:
         if process is not None:
             _power_off(box, process)
         log_file.close()
-        _remove_cgroup_tree_on_disk(cgroup_dir)
+        remove_box_cgroup_tree_on_disk(cgroup_dir)
         state_dir.rmdir()

@@ -20,13 +20,16 @@ project's virtual environment matters.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import List
 
 SYSTEMD = "/lib/systemd/systemd"
+_PR_SET_PDEATHSIG = 1
 
 # Units that would touch the real machine (clock, kernel settings and modules, devices,
 # network interfaces, the real disk) or wait for devices that never appear in the box;
@@ -92,6 +95,14 @@ def _abort(message: str) -> None:
 
 def enter(cgroup_dir: str, state_dir: str, marker: str) -> None:
     """Stage 1: join the box's cgroup, then become unshare running stage ``init``."""
+    # The box ends with the test that started it, even one killed outright: this process
+    # (soon unshare) gets SIGKILL when its parent dies, and unshare's --kill-child passes
+    # that on to the box's PID 1, whose end ends every process of its namespace.
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        _abort(f"prctl(PR_SET_PDEATHSIG) failed: {os.strerror(ctypes.get_errno())}")
+    if os.getppid() == 1:
+        _abort("the test that started the box has already ended")
     Path(cgroup_dir, "cgroup.procs").write_text(f"{os.getpid()}\n", encoding="ascii")
     os.execvp(  # noqa: S606 - an argument list, no shell, is the point
         "unshare",
@@ -105,6 +116,7 @@ def enter(cgroup_dir: str, state_dir: str, marker: str) -> None:
             "--ipc",
             "--propagation",
             "private",
+            "--kill-child=SIGKILL",
             "--",
             sys.executable,
             os.path.abspath(__file__),

@@ -5,6 +5,7 @@ service), and leaves no mount, process or cgroup behind."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -13,10 +14,12 @@ from typing import Set
 
 import pytest
 
+from tests.command_poller.poller_helpers import wait_until
 from tests.support_systemd import (
     BOOT_PROGRAM,
     SystemdBox,
     boot_systemd_box,
+    remove_box_cgroup_tree_on_disk,
     systemd_box_unavailable_reason,
 )
 
@@ -123,3 +126,44 @@ def test_a_box_leaves_the_host_as_it_found_it(tmp_path: Path) -> None:
         assert not (tmp_path / "box-state").exists()
     finally:
         host_tmp_marker.unlink()
+
+
+def test_a_box_ends_with_the_process_that_booted_it_even_when_killed(tmp_path: Path) -> None:
+    reason = systemd_box_unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    booter = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from pathlib import Path\n"
+            "from tests.support_systemd import boot_systemd_box\n"
+            "with boot_systemd_box(Path(sys.argv[1])) as box:\n"
+            "    print(box.init_pid, box.cgroup_dir, flush=True)\n"
+            "    time.sleep(120)\n",
+            str(tmp_path),
+        ],
+        cwd=Path(__file__).parents[2],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    init_pid, cgroup_dir, namespace = 0, "", ""
+    try:
+        assert booter.stdout is not None
+        init_pid_text, cgroup_dir = booter.stdout.readline().split()
+        init_pid = int(init_pid_text)
+        namespace = os.readlink(f"/proc/{init_pid}/ns/pid")
+        assert _pids_in_namespace_from_proc(namespace)
+        booter.kill()
+        booter.wait()
+        assert wait_until(lambda: not _pids_in_namespace_from_proc(namespace), timeout=10)
+    finally:
+        booter.kill()
+        booter.wait()
+        # When the box outlived its booter (the failure this test looks for), end it here.
+        if namespace and init_pid in _pids_in_namespace_from_proc(namespace):
+            os.kill(init_pid, signal.SIGKILL)
+            wait_until(lambda: not _pids_in_namespace_from_proc(namespace), timeout=10)
+        if cgroup_dir:
+            remove_box_cgroup_tree_on_disk(Path(cgroup_dir))
