@@ -69,18 +69,20 @@ class SystemdBox:
     cgroup_dir: Path
     boot_log: Path
 
-    def path(self, inside: str) -> Path:
-        """A path of the box (``/etc/...``) as the host reaches it, through the box's
-        PID 1 root: reads and writes go to the overlay, never to the real root."""
-        self._check_root()
-        return Path(f"/proc/{self.init_pid}/root") / inside.lstrip("/")
-
     def run(
-        self, argv: Sequence[str], *, timeout: float = 60.0, input_text: Optional[str] = None
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float = 60.0,
+        input_text: Optional[str] = None,
+        own_network: bool = False,
     ) -> subprocess.CompletedProcess[str]:
         """Runs ``argv`` inside the box: its namespaces, root and working folder, and the
         cgroup ``COMMANDS_CGROUP`` of the box (so the command finds its own cgroup in the
-        box's cgroup2 mount, as a process of the box would)."""
+        box's cgroup2 mount, as a process of the box would). The box shares the host's
+        network (servers on the host's loopback are reachable); ``own_network`` runs the
+        command in a network namespace of its own with nothing but a loopback that is down,
+        to show that it needs no network."""
         self._check_root()
         join = [
             sys.executable,
@@ -102,8 +104,9 @@ class SystemdBox:
             "-w",
             "--",
         ]
+        isolate = ["unshare", "--net", "--"] if own_network else []
         return subprocess.run(
-            [*join, *enter, *argv],
+            [*join, *enter, *isolate, *argv],
             input=input_text,
             capture_output=True,
             text=True,
@@ -111,6 +114,27 @@ class SystemdBox:
             timeout=timeout,
             check=False,
         )
+
+    def write_file(self, inside: str, text: str, mode: int = 0o644) -> None:
+        """Writes ``text`` to the box's file ``inside`` (parents made as needed).
+
+        The write happens in the box's root, so symbolic links resolve there; the host's
+        view of that root (``/proc/<pid>/root``) is not used on purpose: an absolute link
+        or a ``..`` met through it resolves against the real root."""
+        done = self.run(["install", "-D", "-m", f"{mode:o}", "/dev/stdin", inside], input_text=text)
+        if done.returncode != 0:
+            raise SystemdBoxError(f"cannot write {inside} in the box: {done.stderr.strip()}")
+
+    def read_text(self, inside: str) -> str:
+        """The text of the box's file ``inside``, read in the box's root."""
+        done = self.run(["cat", "--", inside])
+        if done.returncode != 0:
+            raise SystemdBoxError(f"cannot read {inside} in the box: {done.stderr.strip()}")
+        return done.stdout
+
+    def exists(self, inside: str) -> bool:
+        """Whether the box has ``inside`` (a link that resolves to nothing counts as absent)."""
+        return self.run(["test", "-e", inside]).returncode == 0
 
     def systemctl(self, *arguments: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
         return self.run(["systemctl", "--no-pager", *arguments], timeout=timeout)

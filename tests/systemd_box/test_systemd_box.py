@@ -60,9 +60,9 @@ def test_the_box_boots_to_a_settled_state(systemd_box: SystemdBox) -> None:
 
 def test_a_unit_written_into_the_box_runs_there(systemd_box: SystemdBox) -> None:
     unit = f"box-probe-{uuid.uuid4().hex[:12]}.service"
-    systemd_box.path(f"/etc/systemd/system/{unit}").write_text(
+    systemd_box.write_file(
+        f"/etc/systemd/system/{unit}",
         "[Unit]\nDescription=systemd box probe\n\n[Service]\nExecStart=/bin/sleep infinity\n",
-        encoding="utf-8",
     )
     assert not Path("/etc/systemd/system", unit).exists()
     assert systemd_box.systemctl("daemon-reload").returncode == 0
@@ -88,8 +88,29 @@ def test_a_file_written_inside_does_not_reach_the_real_root(systemd_box: Systemd
     for folder in ("/etc", "/root", "/var/lib"):
         written = systemd_box.run(["touch", f"{folder}/{name}"])
         assert written.returncode == 0, written.stderr
-        assert systemd_box.path(f"{folder}/{name}").is_file()
+        assert systemd_box.exists(f"{folder}/{name}")
         assert not Path(folder, name).exists()
+    # A file the host writes in the box over an absolute link stays in the box too.
+    linked = systemd_box.run(["ln", "-s", f"/etc/{name}-target", f"/root/{name}-link"])
+    assert linked.returncode == 0, linked.stderr
+    systemd_box.write_file(f"/root/{name}-link", "over a link\n")
+    assert systemd_box.read_text(f"/root/{name}-link") == "over a link\n"
+    assert not Path("/etc", f"{name}-target").exists()
+    assert not Path("/root", f"{name}-link").exists()
+
+
+def _interfaces(proc_net_dev: str) -> Set[str]:
+    return {line.split(":")[0].strip() for line in proc_net_dev.splitlines()[2:]}
+
+
+def test_a_command_can_run_in_the_box_without_any_network(systemd_box: SystemdBox) -> None:
+    shared = systemd_box.run(["cat", "/proc/net/dev"])
+    assert _interfaces(shared.stdout) == _interfaces(
+        Path("/proc/net/dev").read_text(encoding="utf-8")
+    )
+    isolated = systemd_box.run(["cat", "/proc/net/dev"], own_network=True)
+    assert isolated.returncode == 0, isolated.stderr
+    assert _interfaces(isolated.stdout) == {"lo"}
 
 
 def test_the_boot_stage_refuses_to_run_outside_a_new_pid_namespace(tmp_path: Path) -> None:
@@ -117,7 +138,7 @@ def test_a_box_leaves_the_host_as_it_found_it(tmp_path: Path) -> None:
             # The box's tmpfiles service has run: it emptied the box's /tmp, not the host's.
             setup = box.systemctl("is-active", "systemd-tmpfiles-setup.service")
             assert setup.stdout.strip() == "active"
-            assert not box.path(str(host_tmp_marker)).exists()
+            assert not box.exists(str(host_tmp_marker))
             assert _pids_in_namespace_from_proc(namespace)
         assert host_tmp_marker.read_text(encoding="utf-8") == "kept\n"
         assert _read_mount_lines_from_proc() == mounts_before
