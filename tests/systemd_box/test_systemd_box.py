@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import uuid
 from pathlib import Path
-from typing import Set
+from typing import List, Set
 
 import pytest
 
@@ -97,6 +98,28 @@ def test_a_file_written_inside_does_not_reach_the_real_root(systemd_box: Systemd
     assert systemd_box.read_text(f"/root/{name}-link") == "over a link\n"
     assert not Path("/etc", f"{name}-target").exists()
     assert not Path("/root", f"{name}-link").exists()
+
+
+def _mount_options(box: SystemdBox, target: str) -> List[str]:
+    found = box.run(["findmnt", "-n", "-o", "FSTYPE,OPTIONS", target])
+    assert found.returncode == 0, found.stderr
+    fstype, options = found.stdout.split()
+    return [fstype, *options.split(",")]
+
+
+def test_the_box_cannot_change_the_machine(systemd_box: SystemdBox) -> None:
+    # Kernel settings and /sys are machine-wide: read-only in the box.
+    assert "ro" in _mount_options(systemd_box, "/proc/sys")
+    assert "ro" in _mount_options(systemd_box, "/sys")
+    same = Path("/proc/sys/vm/swappiness").read_text(encoding="ascii").strip()
+    written = systemd_box.run(["sysctl", "-q", "-w", f"vm.swappiness={same}"])
+    assert written.returncode != 0
+    # /dev is the box's own tmpfs, and the host name its own.
+    assert _mount_options(systemd_box, "/dev")[0] == "tmpfs"
+    name = f"box-{uuid.uuid4().hex[:8]}"
+    assert systemd_box.run(["hostname", name]).returncode == 0
+    assert systemd_box.run(["hostname"]).stdout.strip() == name
+    assert socket.gethostname() != name
 
 
 def _interfaces(proc_net_dev: str) -> Set[str]:
