@@ -6,7 +6,15 @@ chrooted into an overlay whose lower layer is the real ``/`` and whose upper lay
 tmpfs that exists only in the box's mount namespace. Nothing written inside reaches the real
 root; the box's systemd sees only a cgroup of its own, made here under the host's cgroup2
 mount and removed at the end. Commands run inside through ``nsenter``; the box ends with
-``systemctl poweroff`` (and SIGKILL to its PID 1 when that does not end it in time).
+``systemctl poweroff`` (and SIGKILL to its PID 1 when that does not end it in time), and
+with the process that booted it, however that one ends.
+
+What a test sees in the box: the real root's files as they are (``/work`` and the project's
+virtual environment included, since the overlay's lower layer is ``/``), but ``/tmp`` and
+``/run`` are the box's own empty tmpfs, so pytest's tmp folders are not there: put files in
+with ``write_file``. The box boots ``basic.target`` and shares the host's network. Commands
+run through ``run`` are in a cgroup of the box but in no unit of its systemd; use
+``systemd-run`` inside for a command that must be one.
 """
 
 from __future__ import annotations
