@@ -98,6 +98,28 @@ def test_a_unit_written_into_the_box_runs_there(systemd_box: SystemdBox) -> None
     assert systemd_box.systemctl("is-active", unit).stdout.strip() == "inactive"
 
 
+def test_a_notify_unit_tells_the_box_systemd_it_is_ready(systemd_box: SystemdBox) -> None:
+    # The agent's unit is Type=notify: readiness and the STATUS line must reach this systemd.
+    unit = f"box-notify-{uuid.uuid4().hex[:12]}.service"
+    systemd_box.write_file(
+        f"/etc/systemd/system/{unit}",
+        "[Service]\nType=notify\nNotifyAccess=all\nExecStart=/bin/sh -c "
+        "'echo probe starting; systemd-notify --ready --status=\"probe polling\"; exec sleep infinity'\n",
+    )
+    assert systemd_box.systemctl("daemon-reload").returncode == 0
+    started = systemd_box.systemctl("start", unit)
+    assert started.returncode == 0, started.stderr + systemd_box.diagnostics()
+    assert 'Status: "probe polling"' in systemd_box.systemctl("status", unit).stdout
+    # journald writes what the unit printed on its own time: wait for it, bounded.
+    assert wait_until(
+        lambda: (
+            "probe starting" in systemd_box.run(["journalctl", "--no-pager", "-u", unit]).stdout
+        ),
+        timeout=10,
+    )
+    assert systemd_box.systemctl("stop", unit).returncode == 0
+
+
 def test_a_file_written_inside_does_not_reach_the_real_root(systemd_box: SystemdBox) -> None:
     name = f"box-write-{uuid.uuid4().hex}"
     for folder in ("/etc", "/root", "/var/lib"):
