@@ -26,7 +26,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import List
+from typing import List, NoReturn
 
 SYSTEMD = "/lib/systemd/systemd"
 _PR_SET_PDEATHSIG = 1
@@ -85,16 +85,19 @@ DEVICE_NODES = ("null", "zero", "full", "random", "urandom", "tty")
 
 
 def _mount(*argv: str) -> None:
-    subprocess.run(["mount", *argv], check=True)
+    # stdout stays this program's: the bind of /proc/self/fd/1 below means the boot log.
+    done = subprocess.run(["mount", *argv], stderr=subprocess.PIPE, text=True, check=False)
+    if done.returncode != 0:
+        _abort(f"mount {' '.join(argv)} failed: {done.stderr.strip()}")
 
 
-def _abort(message: str) -> None:
+def _abort(message: str) -> NoReturn:
     print(f"systemd box: {message}", file=sys.stderr, flush=True)
     raise SystemExit(70)
 
 
 def enter(cgroup_dir: str, state_dir: str, marker: str) -> None:
-    """Stage 1: join the box's cgroup, then become unshare running stage ``init``."""
+    """Stage ``enter``: joins the box's cgroup, then becomes unshare running stage ``init``."""
     # The box ends with the test that started it, even one killed outright: this process
     # (soon unshare) gets SIGKILL when its parent dies, and unshare's --kill-child passes
     # that on to the box's PID 1, whose end ends every process of its namespace.
@@ -167,7 +170,7 @@ def _mask_units(merged: Path) -> None:
 
 
 def init(state_dir: str, marker: str) -> None:
-    """Stage 2 (PID 1 of the box): build the overlay root, check it, exec systemd."""
+    """Stage ``init`` (PID 1 of the box): builds the overlay root, checks it, execs systemd."""
     if os.getpid() != 1:
         _abort("stage init must run as PID 1 of a new PID namespace")
     if Path("/", marker).exists():
