@@ -1,5 +1,6 @@
 """Shared fixtures: a codedeploy-local with its own deployment root, the test command
-service, a signing kit for deployment specifications, and a daemon against the service."""
+service, a signing kit for deployment specifications, a daemon against the service, and a
+real systemd booted in a throwaway root."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from tests.support import LocalAgent
 from tests.support_command_service import CommandServiceStub
 from tests.support_signing import SigningKit, make_signing_kit
+from tests.support_systemd import SystemdBox, boot_systemd_box, systemd_box_unavailable_reason
 
 if TYPE_CHECKING:
     from tests.daemon.test_daemon_process import Daemon
@@ -52,3 +54,15 @@ def agent_daemon(tmp_path: Path, stub: CommandServiceStub, kit: SigningKit) -> I
         yield daemon
     finally:
         daemon.cleanup()
+
+
+@pytest.fixture(scope="module")
+def systemd_box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SystemdBox]:
+    """A systemd booted once per test module in an overlay of ``/`` (see
+    ``tests/support_systemd.py``); tests in one module share it, so each uses names of its
+    own. Skipped when the machine cannot boot one (not root, no overlay, no cgroup2)."""
+    reason = systemd_box_unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    with boot_systemd_box(tmp_path_factory.mktemp("systemd-box")) as box:
+        yield box
