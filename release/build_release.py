@@ -68,6 +68,10 @@ def _parse_wheel_name(path: Path, built: bool) -> Wheel:
     return Wheel(path, parts[0], parts[1], tuple(parts[-1].split(".")), built)
 
 
+def _normalized_name(name: str) -> str:
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
 def _glibc_of(platform: str) -> Optional[Tuple[Tuple[int, int], str]]:
     """The glibc version and architecture a manylinux tag needs; None for other tags."""
     for legacy, glibc in _LEGACY_MANYLINUX.items():
@@ -186,18 +190,19 @@ def _stage_on_disk(stage: Path, find_links: Sequence[Path]) -> Tuple[str, str]:
             where += ["--find-links", str(folder)]
     house = stage / "wheelhouse"
     output = _pip_on_disk(
-        [*isolated, "wheel", *where, "--wheel-dir", str(house), *requirements],
+        [*isolated, "wheel", "--no-cache-dir", *where, "--wheel-dir", str(house), *requirements],
         "get the runtime dependencies as wheels",
         env,
     )
     # A dependency with only an sdist is built here into a wheel for this host; it is kept
     # and named in the manifest, and it binds the bundle's platform to this host's.
-    built = {m.lower().replace("-", "_") for m in re.findall(r"Created wheel for (\S+):", output)}
+    # (--no-cache-dir: a wheel pip built earlier and reused would not be reported.)
+    built = {_normalized_name(m) for m in re.findall(r"Created wheel for (\S+):", output)}
     wheels = [
-        _parse_wheel_name(path, path.name.split("-")[0].lower() in built)
+        _parse_wheel_name(path, _normalized_name(path.name.split("-")[0]) in built)
         for path in sorted(house.glob("*.whl"))
     ]
-    # pip reuses a wheel it built earlier without saying "Created"; a host-only tag tells.
+    # A wheel with only a host tag (linux_x86_64) was built on some host, never a store's.
     wheels = [
         dataclasses.replace(w, built_from_source=True)
         if any(p.startswith("linux_") for p in w.platforms)

@@ -126,6 +126,12 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _run(command: List[str], env: Dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command, capture_output=True, text=True, encoding="utf-8", env=env, timeout=240
+    )
+
+
 @pytest.mark.root
 @pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("unshare") is None,
@@ -136,7 +142,7 @@ def test_installs_and_deploys_with_no_network(unpacked: Path, tmp_path: Path) ->
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
     manifest = json.loads((unpacked / "MANIFEST.json").read_text(encoding="utf-8"))
-    install = subprocess.run(
+    install = _run(
         [
             "unshare",
             "--net",
@@ -150,22 +156,12 @@ def test_installs_and_deploys_with_no_network(unpacked: Path, tmp_path: Path) ->
             str(unpacked / "wheelhouse"),
             str(unpacked / manifest["wheel"]),
         ],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        env=env,
-        timeout=240,
+        env,
     )
     assert install.returncode == 0, install.stdout + install.stderr
 
     for program in ("codedeploy-local", "codedeploy-agent"):
-        shown = subprocess.run(
-            [str(venv / "bin" / program), "--version"],
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            timeout=60,
-        )
+        shown = _run([str(venv / "bin" / program), "--version"], env)
         assert shown.returncode == 0, shown.stderr
         assert shown.stdout.strip() == f"{program} {VERSION}"
 
@@ -176,7 +172,7 @@ def test_installs_and_deploys_with_no_network(unpacked: Path, tmp_path: Path) ->
     )
     env["SAMPLE_APP_PORT"] = str(_free_port())
     try:
-        deployed = subprocess.run(
+        deployed = _run(
             [
                 str(venv / "bin/codedeploy-local"),
                 "--bundle-location",
@@ -188,11 +184,7 @@ def test_installs_and_deploys_with_no_network(unpacked: Path, tmp_path: Path) ->
                 "--agent-configuration-file",
                 str(config),
             ],
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            env=env,
-            timeout=180,
+            env,
         )
         assert deployed.returncode == 0, deployed.stdout + deployed.stderr
         scripts_logs = list((tmp_path / "root").glob("*/*/logs/scripts.log"))
@@ -251,3 +243,42 @@ def test_the_platform_is_the_newest_glibc_any_wheel_needs() -> None:
     # A wheel built here from an sdist installs only on hosts like this one.
     built = _wheel("fromsdist", "linux_x86_64")
     assert bundle_platform([pyyaml, built], "linux_x86_64") == "linux_x86_64"
+
+
+SETUPTOOLS_WHEELS = sorted(Path("/opt/pypi/files").glob("setuptools-*-py3-none-any.whl"))
+
+
+@pytest.mark.skipif(not SETUPTOOLS_WHEELS, reason="no setuptools wheel in the local stores")
+def test_a_dependency_with_only_an_sdist_is_built_and_recorded(
+    unpacked: Path, tmp_path: Path
+) -> None:
+    # The stores hold every dependency as a wheel except six, which has only an sdist.
+    store = tmp_path / "store"
+    shutil.copytree(unpacked / "wheelhouse", store)
+    (six_wheel,) = store.glob("six-*.whl")
+    version = six_wheel.name.split("-")[1]
+    six_wheel.unlink()
+    shutil.copy(SETUPTOOLS_WHEELS[-1], store)
+    source = tmp_path / f"six-{version}"
+    source.mkdir()
+    (source / "six.py").write_text("PY3 = True\n", encoding="utf-8")
+    (source / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+        f'[project]\nname = "six"\nversion = "{version}"\n'
+        '[tool.setuptools]\npy-modules = ["six"]\n',
+        encoding="utf-8",
+    )
+    with tarfile.open(store / f"six-{version}.tar.gz", "w:gz") as sdist:
+        sdist.add(source, arcname=source.name)
+
+    result = _build(tmp_path / "dist", "--find-links", str(store))
+    assert result.returncode == 0, result.stderr
+    (built,) = (tmp_path / "dist").iterdir()
+    with tarfile.open(built) as tar:
+        member = tar.extractfile(f"{built.name[: -len('.tar.gz')]}/MANIFEST.json")
+        assert member is not None
+        manifest = json.load(member)
+    from_source = {d["name"] for d in manifest["dependencies"] if d["built_from_source"]}
+    assert from_source == {"six"}
+    # six builds into a pure wheel: the bundle still installs on the same hosts.
+    assert manifest["platform"] == "manylinux_2_17_x86_64"
