@@ -47,11 +47,6 @@ class FreeSpace:
             return None
         return max(0, self.free_inodes - self.margin_inodes)
 
-    def blocks_for(self, size: int) -> int:
-        """The bytes ``size`` bytes of data take on this filesystem: whole blocks."""
-        block = self.block_size
-        return -(-size // block) * block
-
     def describe(self) -> str:
         return (
             f"the filesystem mounted on {self.mount} has {show_size(self.free_bytes)} free"
@@ -97,9 +92,7 @@ class SpaceClaim:
     def claim(self, data_bytes: int, inodes: int = 1) -> bool:
         """Add a file (or folder) of ``data_bytes``; False once the total no longer fits."""
         block = self.block
-        self.bytes += -(-data_bytes // block) * block
-        self.inodes += inodes
-        return self.bytes <= self.usable_bytes and self.inodes <= self.usable_inodes
+        return self.claim_blocks(-(-data_bytes // block) * block, inodes)
 
     def claim_blocks(self, allocated: int, inodes: int) -> bool:
         """Add files whose sizes the caller already rounded to whole blocks."""

@@ -178,12 +178,14 @@ def _open_existing_folder_on_disk(
     """The folder ``name`` of ``parent_fd`` when it exists (None when missing)."""
     agent_made = folder in copier.previous
     try:
-        if resolved and not agent_made:
-            fd = os.open(name, _FOLDER_FLAGS, dir_fd=parent_fd)
-        else:
-            fd = open_child_folder_on_disk(
-                parent_fd, name, folder, agent_made=agent_made, trusted_uid=copier.identity.uid
-            )
+        fd = open_child_folder_on_disk(
+            parent_fd,
+            name,
+            folder,
+            agent_made=agent_made,
+            trusted_uid=copier.identity.uid,
+            parent_resolved=resolved,
+        )
     except FileNotFoundError:
         return None
     except NotADirectoryError:

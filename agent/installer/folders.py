@@ -41,13 +41,23 @@ class SymlinkNotFollowed(InstallError):
 
 
 def open_child_folder_on_disk(
-    parent_fd: int, name: str, path: str, *, agent_made: bool, trusted_uid: Optional[int]
+    parent_fd: int,
+    name: str,
+    path: str,
+    *,
+    agent_made: bool,
+    trusted_uid: Optional[int],
+    parent_resolved: bool = False,
 ) -> int:
     """Open folder ``name`` of ``parent_fd`` (full path ``path``) without following a planted link.
 
     ``agent_made``: the agent created ``path`` as a folder. ``trusted_uid``: whose symlinks
-    may be followed (None: nobody's). Raises SymlinkNotFollowed, or OSError as ``open``.
+    may be followed (None: nobody's). ``parent_resolved``: no folder the agent made lies on
+    the way to the parent, so a folder it did not make is opened as path resolution would,
+    symlinks followed. Raises SymlinkNotFollowed, or OSError as ``open``.
     """
+    if parent_resolved and not agent_made:
+        return os.open(name, _FOLDER_FLAGS, dir_fd=parent_fd)
     try:
         return os.open(name, _FOLDER_FLAGS | os.O_NOFOLLOW, dir_fd=parent_fd)
     except OSError as error:
@@ -102,13 +112,17 @@ class FolderWalker:
             parent, name = os.path.split(path)
             parent_fd = self.open_folder_on_disk(parent)
             agent_made = self._agent_made(path)
-            if parent in self._resolved and not agent_made:
-                fd = os.open(name, _FOLDER_FLAGS, dir_fd=parent_fd)
+            parent_resolved = parent in self._resolved
+            fd = open_child_folder_on_disk(
+                parent_fd,
+                name,
+                path,
+                agent_made=agent_made,
+                trusted_uid=self._trusted_uid,
+                parent_resolved=parent_resolved,
+            )
+            if parent_resolved and not agent_made:
                 self._resolved.add(path)
-            else:
-                fd = open_child_folder_on_disk(
-                    parent_fd, name, path, agent_made=agent_made, trusted_uid=self._trusted_uid
-                )
         self._fds[path] = fd
         return fd
 
