@@ -17,8 +17,7 @@ from typing import Any, Callable, Dict, List, Literal, Mapping, Optional, Type, 
 import yaml
 
 from agent.configuration.model import FIPS_REGIONS, AgentConfig, ConfigError
-from agent.deployment_root.layout import DEPLOYMENT_LOGS_DIR, INSTRUCTIONS_DIR
-from agent.deployment_root.names import unsafe_name_reason
+from agent.deployment_root.names import ROOT_BOOKKEEPING_NAMES, unsafe_root_entry_reason
 
 # Keys the AWS agent knows that this agent accepts but does not support: each is warned
 # about once, naming it, so that no key is a silent no-op. ``children: 1`` is what this
@@ -107,9 +106,7 @@ def _as_file_name(key: str, value: Any) -> str:
     """A name the agent puts in a path (``<log_dir>/<program_name>.log``, the
     ``ongoing-deployment`` folder): one safe component, never ``..`` or a ``/``."""
     text = _as_text(key, value)
-    reason = unsafe_name_reason(text)
-    if reason is None and text in (INSTRUCTIONS_DIR, DEPLOYMENT_LOGS_DIR):
-        reason = "is the name of one of the deployment root's own folders"
+    reason = unsafe_root_entry_reason(text, ROOT_BOOKKEEPING_NAMES)
     if reason is not None:
         raise ConfigError(f"configuration key {key} {_shown(text)} {reason}")
     return text

@@ -24,9 +24,11 @@ from agent.deployment_root.layout import DEPLOYMENT_LOGS_DIR, INSTRUCTIONS_DIR
 NAME_MAX_LENGTH = 100
 LABEL_MAX_LENGTH = 1024
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+# The root's bookkeeping folders whose names are fixed.
+ROOT_BOOKKEEPING_NAMES = frozenset({INSTRUCTIONS_DIR, DEPLOYMENT_LOGS_DIR})
 # Names the root keeps for itself; the ongoing-deployment folder is configurable and is
 # added by the callers that know it.
-RESERVED_ROOT_NAMES = frozenset({INSTRUCTIONS_DIR, DEPLOYMENT_LOGS_DIR, "ongoing-deployment"})
+RESERVED_ROOT_NAMES = ROOT_BOOKKEEPING_NAMES | {"ongoing-deployment"}
 SAFE_NAME_RULE = f"1 to {NAME_MAX_LENGTH} characters of A-Z a-z 0-9 . _ -, not starting with a dot"
 
 
@@ -45,8 +47,13 @@ def unsafe_group_id_reason(group_id: str, reserved: Collection[str] = ()) -> Opt
     ``reserved`` adds names the root uses besides its fixed ones (the configured
     ``ongoing_deployment_tracking`` folder).
     """
-    reason = unsafe_name_reason(group_id)
-    if reason is None and group_id in RESERVED_ROOT_NAMES.union(reserved):
+    return unsafe_root_entry_reason(group_id, RESERVED_ROOT_NAMES.union(reserved))
+
+
+def unsafe_root_entry_reason(name: str, reserved: Collection[str]) -> Optional[str]:
+    """Why ``name`` cannot be a safe file name beside the ``reserved`` ones, or None."""
+    reason = unsafe_name_reason(name)
+    if reason is None and name in reserved:
         reason = "is the name of one of the deployment root's own folders"
     return reason
 
