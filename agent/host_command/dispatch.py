@@ -126,12 +126,12 @@ def execute_host_command(
     settings: EngineSettings,
     *,
     environ: Optional[Mapping[str, str]] = None,
-    revision_unpacked: Optional[bool] = None,
+    download_pending: bool = False,
 ) -> str:
     """Run one command of ``spec``'s deployment; return the script-log tail for the report.
 
-    ``revision_unpacked`` says whether this deployment's DownloadBundle has run yet (see
-    :func:`script_source_dir`); None judges by the disk.
+    ``download_pending``: the revision is unpacked already, but this deployment's
+    DownloadBundle has not had its place in the order yet (see :func:`script_source_dir`).
     Raises an :class:`~agent.errors.AgentError` whose diagnostics say what went wrong.
     """
     deployment = _deployment_dir_on_disk(spec, settings.root)
@@ -148,7 +148,7 @@ def execute_host_command(
             deployment,
             settings,
             os.environ if environ is None else environ,
-            revision_unpacked,
+            download_pending,
         )
 
 
@@ -257,17 +257,17 @@ def script_source_dir(
     spec: DeploymentSpecification,
     deployment: DeploymentDir,
     root: DeploymentRoot,
-    revision_unpacked: Optional[bool] = None,
+    download_pending: bool = False,
 ) -> Optional[Path]:
     """The deployment folder whose revision provides ``event``'s scripts (None: no revision).
 
     Events before the deployment's DownloadBundle use the last successful deployment's
     scripts (so a first deployment runs no ApplicationStop) or none. A blue/green rollback
     runs the block-traffic events of the most recent deployment and the allow-traffic
-    events of the last successful one. ``revision_unpacked`` says whether DownloadBundle
-    has run; None judges by the disk, as the daemon must (its commands come one by one,
-    and ``deployment-archive`` exists exactly when DownloadBundle ran). ``codedeploy-local``
-    unpacks a local archive before ApplicationStop, so it says.
+    events of the last successful one. Whether DownloadBundle has run is judged by the disk
+    (``deployment-archive`` exists exactly when it ran, as the daemon's commands come one
+    by one), unless ``download_pending`` says its place has not come yet:
+    ``codedeploy-local`` unpacks a local archive before ApplicationStop.
     """
     group = spec.deployment_group_id
     if spec.is_blue_green_rollback:
@@ -275,11 +275,11 @@ def script_source_dir(
             return root.read_most_recent_deployment_dir(group)
         if event in events.ROLLBACK_LAST_SUCCESSFUL_EVENTS:
             return root.read_last_successful_deployment_dir(group)
-    unpacked = deployment.archive.is_dir() if revision_unpacked is None else revision_unpacked
+    unpacked = not download_pending and deployment.archive.is_dir()
     if events.uses_previous_revision(event) and not unpacked:
         return root.read_last_successful_deployment_dir(group)
-    # Judged by the disk, this folder has no revision yet: no script runs from it.
-    return deployment.path if unpacked or revision_unpacked is None else None
+    # Before DownloadBundle's place no script runs from the new revision.
+    return None if download_pending else deployment.path
 
 
 def hook_environment(
@@ -304,10 +304,10 @@ def _run_lifecycle_event(
     deployment: DeploymentDir,
     settings: EngineSettings,
     environ: Mapping[str, str],
-    revision_unpacked: Optional[bool],
+    download_pending: bool,
 ) -> str:
     with structlog.contextvars.bound_contextvars(lifecycle_event=event):
-        source = script_source_dir(event, spec, deployment, settings.root, revision_unpacked)
+        source = script_source_dir(event, spec, deployment, settings.root, download_pending)
         archive = DeploymentDir(source).archive if source is not None else None
         if archive is None or not archive.is_dir():
             log.debug("no revision to take scripts from; nothing to run")

@@ -223,8 +223,8 @@ def run_local_deployment(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_INVALID
     except KeyboardInterrupt as error:
         return _say_interrupted(spec.deployment_id, "before it started", error)
-    # None: each event finds the new revision on disk once DownloadBundle put it there.
-    revision_unpacked: Optional[bool] = None
+    # Each event finds the new revision on disk once DownloadBundle put it there.
+    download_pending = False
     if (
         isinstance(spec.revision, LocalRevision)
         and spec.revision.bundle_type is not BundleType.DIRECTORY
@@ -234,30 +234,30 @@ def run_local_deployment(argv: Optional[Sequence[str]] = None) -> int:
             return refused
         # Unpacked already; the events before DownloadBundle's place still run the last
         # successful revision's scripts (or none), as if it were not.
-        revision_unpacked = False
+        download_pending = True
     print(f"Starting to execute deployment from within folder {deployment.path}", flush=True)
-    return _run_commands(request, settings, deployment, revision_unpacked)
+    return _run_commands(request, settings, deployment, download_pending)
 
 
 def _run_commands(
     request: LocalDeploymentRequest,
     settings: EngineSettings,
     deployment: DeploymentDir,
-    revision_unpacked: Optional[bool],
+    download_pending: bool,
 ) -> int:
     """Run the request's commands in order; the first failure ends the deployment.
 
-    ``revision_unpacked`` is False when the pre-flight already carried out DownloadBundle
-    (a local archive): at its place only its record is written.
+    ``download_pending`` when the pre-flight already carried out DownloadBundle (a local
+    archive): at its place only the group's old folders are pruned and its record written.
     """
     spec = request.spec
     for command in request.commands:
         try:
-            if command == events.DOWNLOAD_BUNDLE and revision_unpacked is False:
+            if command == events.DOWNLOAD_BUNDLE and download_pending:
                 _finish_early_download(spec, settings)
-                revision_unpacked = True
+                download_pending = False
                 continue
-            execute_host_command(command, spec, settings, revision_unpacked=revision_unpacked)
+            execute_host_command(command, spec, settings, download_pending=download_pending)
         except AgentError as error:
             _report_failure(spec.deployment_id, command, error, deployment.script_log)
             return EXIT_FAILED
