@@ -5,12 +5,14 @@ for that Python (its tag, e.g. cp311) and for the hosts every wheel in it instal
 platform, e.g. manylinux_2_17_x86_64). The bundle holds one top folder::
 
     codedeploy-agent-py-<version>-<python tag>-<platform>/
-        install                    the installer (a placeholder until it exists)
+        install                    the installer (scripts/install: POSIX sh, then host_install)
+        host_install/              the installer proper (standard library only)
         MANIFEST.json              versions, tags, the sha256 of every other file
         conf/codedeployagent.yml   the default configuration, commented
         systemd/codedeploy-agent.service
         wheel/<the project's wheel>
         wheelhouse/<every runtime dependency as a wheel>
+        tools/pip-<version>.whl    the pip the installer runs (hosts may have none)
 
 Every failure is one line on stderr and exit status 1, and the dist file appears whole or
 not at all (it is written to a temporary name and renamed).
@@ -37,12 +39,6 @@ from typing import Dict, List, Optional, Sequence, Tuple
 REPO = Path(__file__).resolve().parent.parent
 PROGRAM = "build-release"
 BUNDLE_NAME = "codedeploy-agent-py"
-# Until the installer exists, the bundle carries this at its top, where ``install`` goes.
-INSTALLER_PLACEHOLDER = """#!/bin/sh
-# Placeholder: the installer of this release bundle goes here (issue 7, item 2).
-echo "install: this release bundle has no installer yet" >&2
-exit 1
-"""
 # Old manylinux names and the glibc version they stand for (PEP 600).
 _LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
 _MANYLINUX = re.compile(r"^manylinux_(\d+)_(\d+)_(\w+)$")
@@ -217,12 +213,29 @@ def _stage_on_disk(stage: Path, find_links: Sequence[Path]) -> Tuple[str, str]:
     (stage / "systemd").mkdir()
     unit = "codedeploy-agent.service"
     shutil.copyfile(REPO / "systemd" / unit, stage / "systemd" / unit)
-    installer = REPO / "scripts" / "install"
-    if installer.is_file():
-        shutil.copyfile(installer, stage / "install")
-    else:
-        (stage / "install").write_text(INSTALLER_PLACEHOLDER, encoding="utf-8")
+    shutil.copyfile(REPO / "scripts" / "install", stage / "install")
     (stage / "install").chmod(0o755)
+    shutil.copytree(
+        REPO / "release" / "host_install",
+        stage / "host_install",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
+    # pip is the installer's tool, not a dependency of the agent: it comes from the stores
+    # pip is configured with, even when --find-links restricts the dependencies.
+    _pip_on_disk(
+        [
+            "download",
+            "--no-cache-dir",
+            "--no-deps",
+            "--only-binary",
+            ":all:",
+            "--dest",
+            str(stage / "tools"),
+            "pip",
+        ],
+        "get pip as a wheel for the installer",
+        env,
+    )
 
     files = {
         path.relative_to(stage).as_posix(): _sha256_on_disk(path)
@@ -236,7 +249,6 @@ def _stage_on_disk(stage: Path, find_links: Sequence[Path]) -> Tuple[str, str]:
         "python_version": f"{sys.version_info.major}.{sys.version_info.minor}",
         "platform": platform,
         "installer": "install",
-        "installer_is_placeholder": not installer.is_file(),
         "wheel": f"wheel/{project_wheel.name}",
         "dependencies": [
             {
