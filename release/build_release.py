@@ -168,8 +168,18 @@ def _stage_on_disk(stage: Path, find_links: Sequence[Path]) -> Tuple[str, str]:
     """Fill ``stage`` with the bundle's files; returns the python tag and platform."""
     env = dict(os.environ, SOURCE_DATE_EPOCH=_source_date_epoch(), PYTHONHASHSEED="0")
     wheel_dir = stage / "wheel"
+    # The wheel is built from a clean copy of the source: setuptools reuses a build/
+    # folder left in the checkout by an earlier build, and would ship its stale files.
+    source = stage.parent / "source"
+    shutil.copytree(
+        REPO,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", "dist", "__pycache__", "*.egg-info", ".*_cache"
+        ),
+    )
     _pip_on_disk(
-        ["wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheel_dir), str(REPO)],
+        ["wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheel_dir), str(source)],
         "build the project's wheel",
         env,
     )

@@ -140,7 +140,7 @@ class Installer:
         own_network: bool = False,
         env: Optional[Dict[str, str]] = None,
         timeout: float = 600.0,
-        user: Optional[str] = None,
+        user: Optional[int] = None,
     ) -> subprocess.CompletedProcess[str]:
         variables = {"PATH": CLEAN_PATH, "LANG": "C.UTF-8", "HOME": "/root", **(env or {})}
         prefix: List[str] = (

@@ -31,6 +31,7 @@ from host_install.service import (
     agent_status_json,
     read_unit_state,
     run_command,
+    settled_status_text,
     start_unit_and_wait_ready,
     systemctl,
     systemd_runs_host,
@@ -172,7 +173,7 @@ def install_agent(bundle: Bundle, options: InstallOptions, layout: HostLayout, p
             say(f"installing version {bundle.version} into {release}")
             build_environment_on_disk(bundle, find_python_for(bundle, python, _path()), release)
         program = release / "bin" / "codedeploy-agent"
-        _install_config_files(bundle, options, layout, journal, program)
+        changed = _install_config_files(bundle, options, layout, journal, program)
         if upgrade and installed is not None:
             _stop_old_agent(installed, layout, options, journal, with_systemd)
         if aws is not None:
@@ -188,7 +189,9 @@ def install_agent(bundle: Bundle, options: InstallOptions, layout: HostLayout, p
         for name, link in layout.command_links().items():
             journal.point_link_on_disk(link, layout.current / "bin" / name)
         _prepare_agent_folders(layout, journal)
-        _install_and_start_service(bundle, options, layout, journal, with_systemd, upgrade)
+        _install_and_start_service(
+            bundle, options, layout, journal, with_systemd, upgrade=upgrade, changed=changed
+        )
     except BaseException:
         failed = journal.undo_all()
         if failed:
@@ -208,12 +211,15 @@ def _install_config_files(
     layout: HostLayout,
     journal: UndoJournal,
     program: Path,
-) -> None:
+) -> bool:
+    """Put the configuration files in place; True when one of them changed."""
+    changed = False
     journal.make_folders_on_disk(layout.config_dir, 0o755)
     if options.config_file is not None:
         _check_config_with_agent(program, options.config_file)
         content = options.config_file.read_bytes()
         if journal.replace_file_on_disk(layout.config_file, content, 0o640):
+            changed = True
             say(f"installed {options.config_file} as {layout.config_file}")
     elif not layout.config_file.exists():
         default = bundle.default_config.read_text(encoding="utf-8")
@@ -225,8 +231,10 @@ def _install_config_files(
     if options.on_premises_file is not None:
         content = options.on_premises_file.read_bytes()
         if journal.replace_file_on_disk(layout.on_premises_file, content, 0o600):
+            changed = True
             say(f"installed {options.on_premises_file} as {layout.on_premises_file}")
     _check_config_with_agent(program, layout.config_file)
+    return changed
 
 
 def _check_config_with_agent(program: Path, config: Path) -> None:
@@ -297,13 +305,15 @@ def _install_and_start_service(
     layout: HostLayout,
     journal: UndoJournal,
     with_systemd: bool,
+    *,
     upgrade: bool,
+    changed: bool,
 ) -> None:
     if layout.unit_file.parent.is_dir():
         unit = bundle.unit_file.read_bytes()
         if with_systemd:
             journal.record("reload systemd", lambda: _quiet_systemctl("daemon-reload"))
-        journal.replace_file_on_disk(layout.unit_file, unit, 0o644)
+        changed = journal.replace_file_on_disk(layout.unit_file, unit, 0o644) or changed
     if not with_systemd:
         if options.start:
             _start_without_systemd(layout)
@@ -329,14 +339,21 @@ def _install_and_start_service(
         say(f"installed and enabled {UNIT_NAME}; not started (--no-start)")
         return
     if not upgrade and before.active_state == "active":
-        # The same release again: a restart picks up a changed unit or configuration.
-        journal.record("stop the agent", lambda: _quiet_systemctl("stop", UNIT_NAME))
+        if not changed:
+            say(
+                f"version {bundle.version} is already installed and running (pid {before.main_pid})"
+            )
+            return
+        # The same release again with another unit or configuration: a restart, once idle.
+        wait_until_idle(layout.agent_program, layout.config_file, options.wait_for_idle_seconds)
+        say("restarting the agent for its new configuration")
         systemctl("stop", UNIT_NAME, timeout=7300.0)
+        journal.record("start the agent again", _start_unit_again)
     journal.record("stop the agent", lambda: _quiet_systemctl("stop", UNIT_NAME))
     state = start_unit_and_wait_ready(
         UNIT_NAME, f"{layout.log_file} and journalctl -u codedeploy-agent"
     )
-    say(f"the agent is ready (pid {state.main_pid}): {state.status_text}")
+    say(f"the agent is ready (pid {state.main_pid}): {settled_status_text(UNIT_NAME, state)}")
 
 
 def _quiet_systemctl(*arguments: str) -> None:
@@ -394,6 +411,7 @@ def uninstall_agent(layout: HostLayout, purge: bool) -> None:
             if folder.exists() or folder.is_symlink():
                 remove_on_disk(folder)
                 say(f"removed the {what} {folder}")
+        _remove_if_empty(layout.default_log_dir.parent)  # /var/log/aws, made for it
         _remove_if_empty(layout.default_state_dir)
         _remove_if_empty(layout.default_state_dir.parent)
         config_home = layout.config_dir.parent

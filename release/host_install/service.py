@@ -158,3 +158,16 @@ def wait_until_idle(program: Path, config_file: Path, limit_seconds: float) -> N
                 " give --wait-for-idle more seconds"
             )
         time.sleep(min(2.0, max(0.1, deadline - time.monotonic())))
+
+
+def settled_status_text(unit: str, state: UnitState, limit_seconds: float = 5.0) -> str:
+    """The agent's STATUS line once it has found its identity (polling, or why it still
+    waits), or what it says after ``limit_seconds``: the first line after READY only says
+    that it is about to look."""
+    deadline = time.monotonic() + limit_seconds
+    while state.status_text in ("", "starting", "waiting for an identity"):
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.2)
+        state = read_unit_state(unit)
+    return state.status_text

@@ -53,7 +53,7 @@ def _edit_manifest(installer: Installer, script: str, old: str, new: str) -> Non
 
 
 def test_not_root(installer: Installer, script: str, unchanged: None) -> None:
-    done = installer.run(script, "auto", user="nobody")
+    done = installer.run(script, "auto", user=65534)
     assert_one_line_failure(done, "must run as root")
 
 
@@ -97,7 +97,9 @@ def test_a_bundle_for_another_platform(
     installer: Installer, script: str, unchanged: None, platform: str, needle: str
 ) -> None:
     copy = _copy_of_bundle(installer, script, f"platform-{platform}")
-    _edit_manifest(installer, copy, "manylinux_2_17_x86_64", platform)
+    _edit_manifest(
+        installer, copy, '"platform": "manylinux_2_17_x86_64"', f'"platform": "{platform}"'
+    )
     done = installer.run(copy, "auto", own_network=True)
     assert_one_line_failure(done, needle)
 

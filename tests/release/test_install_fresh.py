@@ -181,7 +181,20 @@ def test_a_deployment_from_the_command_service_completes_under_systemd(
     statuses = [completion_of(service_stub, i)[0]["CommandStatus"] for i in ids]
     assert statuses == ["Succeeded"] * len(ids)
     assert systemd_box.read_text(f"/srv/app-{tag}/index.html") == "hello\n"
-    assert "ValidateService" in systemd_box.read_text(trace)
+    assert "ApplicationStart" in systemd_box.read_text(trace)
+
+
+def test_installing_again_changes_nothing_and_keeps_the_agent_running(
+    installed: Dict[str, str], systemd_box: SystemdBox
+) -> None:
+    installer = Installer(systemd_box)
+    pid = systemd_box.systemctl("show", "codedeploy-agent", "--property=MainPID").stdout
+    before = installer.snapshot()
+    done = installer.run(installed["script"], "auto", own_network=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "is already installed and running" in done.stdout
+    assert systemd_box.systemctl("show", "codedeploy-agent", "--property=MainPID").stdout == pid
+    assert installer.snapshot() == before
 
 
 def _kept_files(box: SystemdBox) -> str:

@@ -199,7 +199,9 @@ def test_uninstall_does_not_bring_the_aws_agent_back(
     shown = systemd_box.systemctl(
         "show", "codedeploy-agent", "--property=FragmentPath,ActiveState,UnitFileState"
     ).stdout
-    assert "FragmentPath=/usr/lib/systemd/system/codedeploy-agent.service" in shown
+    # The package's unit again (/usr/lib, or /lib as systemd names it on merged-/usr hosts).
+    assert "lib/systemd/system/codedeploy-agent.service\n" in shown
+    assert "FragmentPath=/etc/" not in shown
     assert "ActiveState=inactive" in shown
     assert "UnitFileState=disabled" in shown
     assert not _stand_in_runs(systemd_box)

@@ -106,6 +106,34 @@ def _checksums(box: SystemdBox) -> str:
     return done.stdout
 
 
+def test_an_upgrade_waits_for_a_running_command_within_its_bound(
+    installer: Installer,
+    newer_bundle: Path,
+    service_stub: CommandServiceStub,
+    signing: SigningKit,
+    tmp_path: Path,
+) -> None:
+    box = installer.box
+    release = box.run(["readlink", "/opt/codedeploy-agent-py/current"]).stdout.strip()
+    gate = f"/root/gate-{uuid.uuid4().hex[:8]}"
+    ids = _deploy(
+        box,
+        service_stub,
+        signing,
+        tmp_path,
+        hook=f"touch {gate}.started; while [ ! -e {gate} ]; do sleep 0.1; done",
+    )
+    assert wait_until(lambda: box.exists(f"{gate}.started"), 60), box.diagnostics()
+    script = installer.unpack(newer_bundle)
+    before = installer.snapshot()
+    done = installer.run(script, "auto", "--wait-for-idle", "1")
+    assert_one_line_failure(done, "a deployment command is still running", "--wait-for-idle")
+    assert installer.snapshot() == before
+    box.run(["touch", gate])
+    assert wait_until(lambda: _all_succeeded(service_stub, ids), 120), box.diagnostics()
+    assert box.run(["readlink", "/opt/codedeploy-agent-py/current"]).stdout.strip() == release
+
+
 def test_an_upgrade_keeps_configuration_root_and_logs_and_switches_version(
     installer: Installer,
     newer_bundle: Path,
@@ -136,34 +164,6 @@ def test_an_upgrade_keeps_configuration_root_and_logs_and_switches_version(
     # The new version deploys.
     ids = _deploy(box, service_stub, signing, tmp_path)
     assert wait_until(lambda: _all_succeeded(service_stub, ids), 120), box.diagnostics()
-
-
-def test_an_upgrade_waits_for_a_running_command_within_its_bound(
-    installer: Installer,
-    newer_bundle: Path,
-    service_stub: CommandServiceStub,
-    signing: SigningKit,
-    tmp_path: Path,
-) -> None:
-    box = installer.box
-    release = box.run(["readlink", "/opt/codedeploy-agent-py/current"]).stdout.strip()
-    gate = f"/root/gate-{uuid.uuid4().hex[:8]}"
-    ids = _deploy(
-        box,
-        service_stub,
-        signing,
-        tmp_path,
-        hook=f"touch {gate}.started; while [ ! -e {gate} ]; do sleep 0.1; done",
-    )
-    assert wait_until(lambda: box.exists(f"{gate}.started"), 60), box.diagnostics()
-    script = installer.unpack(newer_bundle)
-    before = installer.snapshot()
-    done = installer.run(script, "auto", "--wait-for-idle", "1")
-    assert_one_line_failure(done, "a deployment command is still running", "--wait-for-idle")
-    assert installer.snapshot() == before
-    box.run(["touch", gate])
-    assert wait_until(lambda: _all_succeeded(service_stub, ids), 120), box.diagnostics()
-    assert box.run(["readlink", "/opt/codedeploy-agent-py/current"]).stdout.strip() == release
 
 
 def test_an_upgrade_that_does_not_become_ready_puts_the_previous_version_back(
