@@ -70,6 +70,8 @@ class UndoJournal:
         before: Optional[str] = os.readlink(link) if link.is_symlink() else None
         if before is None and link.exists():
             raise FileExistsError(f"{link} exists and is not a symlink")
+        if before == str(target):
+            return
         set_link_on_disk(link, target)
         if before is None:
             self.record(f"remove {link}", lambda: remove_on_disk(link))
