@@ -11,6 +11,7 @@ terminal gets a few progress lines, and a failure is one line on stderr and exit
 from __future__ import annotations
 
 import argparse
+import fcntl
 import logging
 import os
 import shutil
@@ -21,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn, Optional, Sequence
+from typing import NoReturn, Optional, Sequence, TextIO
 
 from host_install.actions import InstallOptions, check_proxy, install_agent, say, uninstall_agent
 from host_install.bundle import (
@@ -38,6 +39,9 @@ from host_install.layout import HostLayout
 from host_install.python_env import last_error_line
 
 PROGRAM = "install"
+# Held for the whole run: two installs at once (user data and an operator) would undo
+# each other's steps. On /run, so it leaves nothing behind on the host.
+LOCK_FILE = Path("/run/codedeploy-agent-install.lock")
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
@@ -131,6 +135,24 @@ def _configure_log(log_file: Path) -> None:
     logger.setLevel(logging.INFO)
     logger.propagate = False
     os.chmod(log_file, 0o600)
+
+
+def _take_install_lock() -> TextIO:
+    stream = open(LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 - held until the end
+    try:
+        fcntl.flock(stream.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        stream.seek(0)
+        holder = stream.read().strip() or "another process"
+        stream.close()
+        raise InstallError(
+            f"another install is running ({holder}); try again when it ends"
+        ) from None
+    stream.seek(0)
+    stream.truncate()
+    stream.write(f"pid {os.getpid()}\n")
+    stream.flush()
+    return stream
 
 
 def _on_signal(number: int, _frame: Optional[FrameType]) -> None:
@@ -229,9 +251,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_FAILED
     log = logging.getLogger("install")
     log.info("install %s", " ".join(argv or []))
+    try:
+        lock = _take_install_lock()
+    except InstallError as error:
+        print(f"{PROGRAM}: {error.message}", file=sys.stderr)
+        return EXIT_FAILED
     for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(number, _on_signal)
     started = time.monotonic()
+    try:
+        return _run_locked(options, layout, log, started)
+    finally:
+        lock.close()
+
+
+def _run_locked(
+    options: argparse.Namespace, layout: HostLayout, log: logging.Logger, started: float
+) -> int:
     try:
         if options.uninstall:
             uninstall_agent(layout, purge=options.purge)
@@ -247,7 +283,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         where = f" {error.filename}" if error.filename else ""
         message = f"{error.strerror or error}{':' if where else ''}{where}"
         log.exception("failed: %s", message)
-        print(f"{PROGRAM}: {message}; nothing was changed (see {layout.log_file})", file=sys.stderr)
+        after = "run --uninstall again to finish" if options.uninstall else "nothing was changed"
+        print(f"{PROGRAM}: {message}; {after} (see {layout.log_file})", file=sys.stderr)
         return EXIT_FAILED
     log.info("done in %.1f s", time.monotonic() - started)
     return 0

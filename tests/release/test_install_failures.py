@@ -8,11 +8,13 @@ that the undo journal takes back what was done.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
+from tests.command_poller.poller_helpers import wait_until
 from tests.support_install import Installer, assert_one_line_failure
 from tests.support_systemd import SystemdBox
 
@@ -184,3 +186,18 @@ def test_a_checkout_with_no_network_for_the_package_index(
     assert_one_line_failure(
         done, "cannot build the agent from this checkout", "is the package index reachable"
     )
+
+
+def test_a_second_install_while_one_runs(
+    installer: Installer, script: str, unchanged: None
+) -> None:
+    lock = "/run/codedeploy-agent-install.lock"
+    holder = threading.Thread(target=installer.box.run, args=(["flock", lock, "sleep", "4"],))
+    holder.start()
+    try:
+        held = ["flock", "--nonblock", lock, "true"]
+        assert wait_until(lambda: installer.box.run(held).returncode != 0, 10)
+        done = installer.run(script, "auto", own_network=True)
+        assert_one_line_failure(done, "another install is running")
+    finally:
+        holder.join()
