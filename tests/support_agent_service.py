@@ -18,7 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
-from tests.command_poller.poller_helpers import HOST, make_revision, wait_until
+from tests.command_poller.poller_helpers import (
+    HOST,
+    make_revision,
+    queue_deployment,
+    spec_json,
+    wait_until,
+)
 from tests.support import REPO
 from tests.support_command_service import CommandServiceStub
 from tests.support_signing import SigningKit
@@ -165,6 +171,27 @@ class AgentService:
                     mode=path.stat().st_mode & 0o777,
                 )
         return inside
+
+    def deploy(
+        self,
+        kit: SigningKit,
+        host_folder: Path,
+        deployment_id: str,
+        scripts: Dict[str, str],
+        *,
+        timeout: int = 60,
+    ) -> List[str]:
+        """Queues a deployment whose revision (see :meth:`put_revision`) has ``scripts``:
+        DownloadBundle, then those events; returns the host command ids."""
+        revision = self.put_revision(
+            host_folder, deployment_id, events=tuple(scripts), scripts=scripts, timeout=timeout
+        )
+        return queue_deployment(
+            self.stub,
+            deployment_id,
+            kit.sign(spec_json(deployment_id, Path(revision))),
+            commands=("DownloadBundle", *scripts),
+        )
 
     def start_timed(self) -> float:
         """``systemctl start`` (which returns once the agent said READY=1); its seconds."""

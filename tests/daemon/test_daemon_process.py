@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Pattern, Union
 
 import pytest
 
@@ -125,6 +125,38 @@ class Daemon:
         pid = read_pid_file(self.pid_file)
         if pid is not None and process_is_running(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+class NotifyReceiver:
+    """The service manager's end of ``NOTIFY_SOCKET``: every datagram the daemon sends."""
+
+    def __init__(self, address: Path) -> None:
+        self.address = address
+        self.messages: List[str] = []
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._socket.bind(str(address))
+        self._socket.settimeout(0.2)
+
+    def receive_until(self, wanted: Union[Pattern[str], str], timeout: float = 30.0) -> str:
+        """The first message (received so far or later) that starts with ``wanted`` (a
+        text) or matches it (a pattern); fails the test after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while True:
+            for message in self.messages[seen:]:
+                if message.startswith(wanted) if isinstance(wanted, str) else wanted.match(message):
+                    return message
+            seen = len(self.messages)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {wanted!r} among {self.messages}")
+            with contextlib.suppress(socket.timeout):
+                self.messages.append(self._socket.recv(65536).decode("utf-8"))
+
+    def count(self, prefix: str) -> int:
+        return sum(1 for message in self.messages if message.startswith(prefix))
+
+    def close(self) -> None:
+        self._socket.close()
 
 
 @pytest.fixture
@@ -250,48 +282,26 @@ def test_start_status_and_stop_manage_the_daemon_through_its_pid_file(
 
 
 def test_under_systemd_it_sends_ready_status_watchdog_and_stopping(
-    daemon: Daemon, stub: CommandServiceStub, kit: SigningKit
+    daemon: Daemon, stub: CommandServiceStub, kit: SigningKit, notify: NotifyReceiver
 ) -> None:
-    folder = Path(tempfile.mkdtemp(prefix="sdn", dir="/tmp"))
-    address = folder / "notify"
-    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    receiver.bind(str(address))
-    receiver.settimeout(0.5)
-    messages: List[str] = []
-
-    def receive_until(predicate: str, timeout: float = 30.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(m.startswith(predicate) for m in messages):
-                return True
-            try:
-                messages.append(receiver.recv(4096).decode("utf-8"))
-            except socket.timeout:
-                continue
-        return False
-
-    try:
-        revision = make_revision(daemon.base / "revision", daemon.trace, daemon.base / "www")
-        process = daemon.run({"NOTIFY_SOCKET": str(address), "WATCHDOG_USEC": "300000"})
-        assert receive_until("READY=1")
-        assert receive_until("WATCHDOG=1")
-        ids = queue_deployment(
-            stub,
-            "d-NOTIFY001",
-            kit.sign(spec_json("d-NOTIFY001", revision)),
-            commands=("DownloadBundle",),
-        )
-        assert wait_until(lambda: bool(completion_of(stub, ids[0])))
-        assert receive_until(
-            f"STATUS=polling {stub.url} as {HOST}; last: DownloadBundle of d-NOTIFY001: Succeeded"
-        )
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=60) == 0
-        assert receive_until("STOPPING=1")
-    finally:
-        receiver.close()
-        address.unlink(missing_ok=True)
-        folder.rmdir()
+    revision = make_revision(daemon.base / "revision", daemon.trace, daemon.base / "www")
+    process = daemon.run({"NOTIFY_SOCKET": str(notify.address), "WATCHDOG_USEC": "300000"})
+    notify.receive_until("READY=1")
+    notify.receive_until("WATCHDOG=1")
+    ids = queue_deployment(
+        stub,
+        "d-NOTIFY001",
+        kit.sign(spec_json("d-NOTIFY001", revision)),
+        commands=("DownloadBundle",),
+    )
+    assert wait_until(lambda: bool(completion_of(stub, ids[0])))
+    notify.receive_until(
+        f"STATUS=polling {stub.url} as {HOST}; last: DownloadBundle of d-NOTIFY001: Succeeded"
+    )
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0
+    notify.receive_until("STOPPING=1")
+    messages = notify.messages
     statuses = [m for m in messages if m.startswith("STATUS=")]
     assert any(
         "running DownloadBundle of d-NOTIFY001 (0 of its commands done)" in m for m in statuses

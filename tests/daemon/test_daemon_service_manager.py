@@ -6,17 +6,13 @@ service stub on loopback."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import signal
-import socket
 import stat
-import tempfile
-import time
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Pattern, Union
+from typing import Dict, Optional
 
 import pytest
 
@@ -29,7 +25,7 @@ from tests.command_poller.poller_helpers import (
     spec_json,
     wait_until,
 )
-from tests.daemon.test_daemon_process import Daemon
+from tests.daemon.test_daemon_process import Daemon, NotifyReceiver
 from tests.support_command_service import CommandServiceStub
 from tests.support_signing import SigningKit
 
@@ -39,51 +35,6 @@ WAITING_STATUS = re.compile(
 )
 # The daemon under test has no identity from its environment.
 NO_IDENTITY = {"AWS_HOST_IDENTIFIER": "", "AWS_REGION": ""}
-
-
-class NotifyReceiver:
-    """The service manager's end of ``NOTIFY_SOCKET``: every datagram the daemon sends."""
-
-    def __init__(self, address: Path) -> None:
-        self.address = address
-        self.messages: List[str] = []
-        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._socket.bind(str(address))
-        self._socket.settimeout(0.2)
-
-    def receive_until(self, wanted: Union[Pattern[str], str], timeout: float = 30.0) -> str:
-        """The first message (received so far or later) that starts with ``wanted`` (a
-        text) or matches it (a pattern); fails the test after ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        seen = 0
-        while True:
-            for message in self.messages[seen:]:
-                if message.startswith(wanted) if isinstance(wanted, str) else wanted.match(message):
-                    return message
-            seen = len(self.messages)
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no {wanted!r} among {self.messages}")
-            with contextlib.suppress(socket.timeout):
-                self.messages.append(self._socket.recv(65536).decode("utf-8"))
-
-    def count(self, prefix: str) -> int:
-        return sum(1 for message in self.messages if message.startswith(prefix))
-
-    def close(self) -> None:
-        self._socket.close()
-
-
-@pytest.fixture
-def notify() -> Iterator[NotifyReceiver]:
-    # A unix socket path is at most 107 bytes: pytest's folders can be longer.
-    folder = Path(tempfile.mkdtemp(prefix="sdn", dir="/tmp"))
-    receiver = NotifyReceiver(folder / "notify")
-    try:
-        yield receiver
-    finally:
-        receiver.close()
-        receiver.address.unlink(missing_ok=True)
-        folder.rmdir()
 
 
 def _service_env(notify: NotifyReceiver, extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:

@@ -18,8 +18,6 @@ from agent import __version__
 from tests.command_poller.poller_helpers import (
     HOST,
     completion_of,
-    queue_deployment,
-    spec_json,
     wait_until,
 )
 from tests.support_agent_service import (
@@ -109,18 +107,7 @@ def test_hooks_see_the_variables_of_both_environment_files(
     polling.systemctl("restart", UNIT)
     assert polling.wait_polling()
     seen = f"{polling.base}/env-seen"
-    revision = polling.put_revision(
-        tmp_path,
-        "environment",
-        events=("BeforeInstall",),
-        scripts={"BeforeInstall": f"env > {seen}"},
-    )
-    ids = queue_deployment(
-        polling.stub,
-        "d-UNITENV01",
-        kit.sign(spec_json("d-UNITENV01", Path(revision))),
-        commands=("DownloadBundle", "BeforeInstall"),
-    )
+    ids = polling.deploy(kit, tmp_path, "d-UNITENV01", {"BeforeInstall": f"env > {seen}"})
     assert wait_until(lambda: bool(completion_of(polling.stub, ids[1]))), (
         polling.status_text(),
         polling.read_log()[-6000:],
@@ -170,20 +157,14 @@ def test_an_application_survives_a_restart_and_a_timed_out_hook_leaves_nothing(
     grandchild = f"unit-grandchild-{uuid.uuid4().hex}"
     hook_cgroup = f"{polling.base}/hook-cgroup"
     try:
-        started = polling.put_revision(
+        ids = polling.deploy(
+            kit,
             tmp_path,
-            "application",
-            events=("ApplicationStart",),
-            scripts={
+            "d-UNITAPP01",
+            {
                 "ApplicationStart": f"setsid sh -c 'sleep 600; :' {application} "
                 "</dev/null >/dev/null 2>&1 &"
             },
-        )
-        ids = queue_deployment(
-            polling.stub,
-            "d-UNITAPP01",
-            kit.sign(spec_json("d-UNITAPP01", Path(started))),
-            commands=("DownloadBundle", "ApplicationStart"),
         )
         assert wait_until(lambda: bool(completion_of(polling.stub, ids[1])))
         assert completion_of(polling.stub, ids[1])[0]["CommandStatus"] == "Succeeded"
@@ -193,22 +174,16 @@ def test_an_application_survives_a_restart_and_a_timed_out_hook_leaves_nothing(
         assert polling.wait_polling()
         assert pids_with_marker(application) == [running]
 
-        timed_out = polling.put_revision(
+        ids = polling.deploy(
+            kit,
             tmp_path,
-            "timeout",
-            events=("BeforeInstall",),
-            scripts={
+            "d-UNITTIME1",
+            {
                 "BeforeInstall": f"cat /proc/self/cgroup > {hook_cgroup}\n"
                 f"setsid sh -c 'sleep 600; :' {grandchild} </dev/null >/dev/null 2>&1 &\n"
                 "sleep 600"
             },
             timeout=2,
-        )
-        ids = queue_deployment(
-            polling.stub,
-            "d-UNITTIME1",
-            kit.sign(spec_json("d-UNITTIME1", Path(timed_out))),
-            commands=("DownloadBundle", "BeforeInstall"),
         )
         assert wait_until(lambda: bool(pids_with_marker(grandchild)))
         assert wait_until(lambda: bool(completion_of(polling.stub, ids[1])))
@@ -234,17 +209,11 @@ def test_a_stop_during_a_hook_lets_the_command_finish_and_be_reported(
     polling: AgentService, kit: SigningKit, tmp_path: Path
 ) -> None:
     started, finished = f"{polling.base}/stop-started", f"{polling.base}/stop-finished"
-    revision = polling.put_revision(
+    ids = polling.deploy(
+        kit,
         tmp_path,
-        "stop",
-        events=("BeforeInstall",),
-        scripts={"BeforeInstall": f"touch {started}\nsleep 3\ntouch {finished}"},
-    )
-    ids = queue_deployment(
-        polling.stub,
         "d-UNITSTOP1",
-        kit.sign(spec_json("d-UNITSTOP1", Path(revision))),
-        commands=("DownloadBundle", "BeforeInstall"),
+        {"BeforeInstall": f"touch {started}\nsleep 3\ntouch {finished}"},
     )
     assert wait_until(lambda: polling.box.exists(started))
     assert polling.status_json()["busy"] is True
