@@ -291,7 +291,9 @@ def run_daemon(config: AgentConfig, environ: Mapping[str, str]) -> int:
     """The daemon in the foreground; returns only through :func:`_exit_now`."""
     pid = os.getpid()
     echoing = sys.stderr.isatty()
-    journal = Journal(sys.stderr, echoing=echoing)
+    # ``start`` sends our stderr to the log file itself: the journal lines would repeat
+    # there what the log says.
+    journal = Journal(sys.stderr, echoing=echoing or _is_stderr_on_disk_at(config.log_file))
     try:
         configure_file_logging(
             config.log_file,
@@ -379,6 +381,15 @@ def run_daemon(config: AgentConfig, environ: Mapping[str, str]) -> int:
     _serve_until_stopped(config, environ, pid, loop, signals.stop, journal)
     release_pid_file(config.pid_file, pid)
     _exit_now(EXIT_OK)
+
+
+def _is_stderr_on_disk_at(path: Path) -> bool:
+    """Whether our stderr is the file at ``path`` (reads its metadata)."""
+    try:
+        ours, theirs = os.fstat(sys.stderr.fileno()), os.stat(path)
+    except (OSError, ValueError):
+        return False
+    return (ours.st_dev, ours.st_ino) == (theirs.st_dev, theirs.st_ino)
 
 
 def _serve_until_stopped(

@@ -275,6 +275,9 @@ def test_start_status_and_stop_manage_the_daemon_through_its_pid_file(
     stopped = daemon.manage("stop")
     assert stopped.returncode == 0, stopped.stderr
     assert not process_is_running(pid)
+    # Its stderr went to its log file: no journal lines repeat the log there.
+    log = daemon.log_file.read_text(encoding="utf-8")
+    assert "agent starting" in log and "starting codedeploy-agent" not in log
     assert not daemon.pid_file.exists()
     after = daemon.manage("status")
     assert after.returncode == 3 and "is not running" in after.stdout
