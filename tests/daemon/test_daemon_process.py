@@ -153,7 +153,16 @@ class NotifyReceiver:
                 self.messages.append(self._socket.recv(65536).decode("utf-8"))
 
     def count(self, prefix: str) -> int:
+        """How many messages received so far start with ``prefix``."""
         return sum(1 for message in self.messages if message.startswith(prefix))
+
+    def receive_count(self, prefix: str, count: int, timeout: float = 30.0) -> bool:
+        """Receive until ``count`` messages start with ``prefix``; False after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while self.count(prefix) < count and time.monotonic() < deadline:
+            with contextlib.suppress(socket.timeout):
+                self.messages.append(self._socket.recv(65536).decode("utf-8"))
+        return self.count(prefix) >= count
 
     def close(self) -> None:
         self._socket.close()

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import socket
 import stat
 from pathlib import Path
 from typing import Dict, Optional
@@ -64,9 +65,8 @@ def test_without_an_identity_it_stays_up_says_why_and_polls_once_the_file_appear
     # Ready first: systemd's start timeout must not end a daemon that waits.
     notify.receive_until("READY=1")
     notify.receive_until(WAITING_STATUS)
-    pings = notify.count("WATCHDOG=1")
-    notify.receive_until("WATCHDOG=1")
-    assert wait_until(lambda: notify.count("WATCHDOG=1") > pings)
+    # The watchdog is fed while it waits.
+    assert notify.receive_count("WATCHDOG=1", notify.count("WATCHDOG=1") + 2)
     assert process.poll() is None
     assert stub.requests_for("PollHostCommand") == []
     status = agent_daemon.manage("status")
@@ -115,6 +115,35 @@ def test_sigterm_ends_the_wait_for_an_identity_at_once_with_exit_0(
     assert process.stderr is not None and process.stderr.read().splitlines()[-1] == "stopped"
     report = json.loads(agent_daemon.manage("status", json_output=True).stdout)
     assert report["running"] is False and report["state"] == "not running"
+
+
+def test_a_slow_metadata_service_keeps_the_watchdog_fed_and_sigterm_ends_the_try(
+    agent_daemon: Daemon, notify: NotifyReceiver
+) -> None:
+    # A metadata service that takes connections and never answers: one try lasts long.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        process = agent_daemon.run(
+            _service_env(
+                notify,
+                {
+                    **NO_IDENTITY,
+                    "AWS_EC2_METADATA_DISABLED": "",
+                    "AWS_EC2_METADATA_SERVICE_ENDPOINT": endpoint,
+                },
+            )
+        )
+        notify.receive_until("STATUS=waiting for an identity")
+        # Pings while the first try hangs on metadata (no try has failed yet).
+        assert notify.receive_count("WATCHDOG=1", notify.count("WATCHDOG=1") + 3)
+        assert process.poll() is None
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    # The try never ended: SIGTERM ended the wait in the middle of it.
+    assert _tries_logged(agent_daemon) == 0
+    assert not any(m.startswith("STATUS=waiting for an identity: ") for m in notify.messages)
 
 
 def test_a_configuration_error_found_with_the_identity_still_exits_1_with_one_line(
