@@ -196,15 +196,21 @@ def copy_tree_into_box(box: SystemdBox, folder: Path, inside: str) -> Path:
     return Path(inside)
 
 
-def agent_config(endpoint: str, ca_bundle: Optional[str] = None) -> str:
+def agent_config(
+    endpoint: str,
+    ca_bundle: Optional[str] = None,
+    *,
+    log_dir: str = "/var/log/aws/codedeploy-agent/",
+    root_dir: str = "/opt/codedeploy-agent/deployment-root",
+) -> str:
     """An operator's configuration: the AWS agent's places, the test command service at
     ``endpoint``, fast polling; specifications checked against ``ca_bundle`` when given."""
     signer = f":deployment_signer_ca_file: '{ca_bundle}'\n" if ca_bundle else ""
     return (
         "---\n"
-        ":log_dir: '/var/log/aws/codedeploy-agent/'\n"
+        f":log_dir: '{log_dir}'\n"
         ":pid_dir: '/opt/codedeploy-agent/state/.pid/'\n"
-        ":root_dir: '/opt/codedeploy-agent/deployment-root'\n"
+        f":root_dir: '{root_dir}'\n"
         f":on_premises_config_file: '{ON_PREMISES}'\n"
         f":deploy_control_endpoint: '{endpoint}'\n"
         f"{signer}"

@@ -578,6 +578,13 @@ def print_status_json(config: AgentConfig) -> int:
         "signature_policy": (current.signature_policy if current is not None else None)
         or SignatureSettings.from_config(config, REGION_PLACEHOLDER).policy(),
         "ca_file": describe_signer_ca_file_on_disk(config.deployment_signer_ca_file),
+        # Where the configuration puts the agent's folders: the installer removes these on
+        # --purge and takes back the ones it made when an install fails.
+        "paths": {
+            "log_dir": str(config.log_dir),
+            "pid_dir": str(config.pid_dir),
+            "root_dir": str(config.root_dir),
+        },
     }
     for key in ("line", "error", "current", "last"):
         if isinstance(report[key], str):

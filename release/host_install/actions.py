@@ -68,11 +68,17 @@ def check_proxy(proxy: str) -> None:
         )
 
 
-def _configured_proxy_on_disk(config: Path) -> Optional[str]:
-    """The ``:proxy_uri:`` an existing configuration sets (a line-level read: enough to
-    compare with --proxy; the agent parses the file for real)."""
-    for line in config.read_text(encoding="utf-8", errors="replace").splitlines():
-        match = re.match(r"""^:?proxy_uri:?\s*:?\s*['"]?([^'"#\s]*)['"]?\s*(#.*)?$""", line)
+def configured_value_on_disk(config: Path, key: str) -> Optional[str]:
+    """What an existing configuration sets ``key`` to, by a line-level read: enough for the
+    plain scalars compared or looked up here (the agent parses the file for real, and is
+    asked first where it can be); None when the file or the key is not there."""
+    try:
+        text = config.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    pattern = re.compile(rf"""^:?{key}:?\s*:?\s*['"]?([^'"#\s]*)['"]?\s*(#.*)?$""")
+    for line in text.splitlines():
+        match = pattern.match(line)
         if match:
             return match.group(1) or None
     return None
@@ -123,7 +129,7 @@ def _check_options_against_host(options: InstallOptions, layout: HostLayout) -> 
         check_proxy(options.proxy)
         config = options.config_file or layout.config_file
         wanted = {options.proxy, options.proxy.rstrip("/")}
-        if config.is_file() and _configured_proxy_on_disk(config) not in wanted:
+        if config.is_file() and configured_value_on_disk(config, "proxy_uri") not in wanted:
             raise InstallError(
                 f"--proxy: {config} exists with another proxy_uri (or none) and is never"
                 " overwritten: set :proxy_uri: in it, or give the whole file with --config"
@@ -408,7 +414,9 @@ def uninstall_agent(layout: HostLayout, purge: bool) -> None:
         say(f"removed {layout.prefix}")
     if purge:
         for what, folder in folders.items():
-            if folder.exists() or folder.is_symlink():
+            if _is_system_folder(folder):
+                say(f"kept the {what} {folder}: --purge never removes a system folder")
+            elif folder.exists() or folder.is_symlink():
                 remove_on_disk(folder)
                 say(f"removed the {what} {folder}")
         _remove_if_empty(layout.default_log_dir.parent)  # /var/log/aws, made for it
@@ -426,19 +434,38 @@ def uninstall_agent(layout: HostLayout, purge: bool) -> None:
 
 
 def _purge_targets(program: Path, layout: HostLayout) -> Dict[str, Path]:
-    folders = {
-        "log folder": layout.default_log_dir,
-        "deployment root": layout.default_root_dir,
-        "state folder": layout.default_state_dir / ".pid",
+    """The configured log folder, deployment root and pid folder: as the agent reads the
+    configuration when it is still installed, else as its lines say, else the defaults."""
+    named = {"log_dir": "log folder", "root_dir": "deployment root", "pid_dir": "state folder"}
+    defaults = {
+        "log_dir": layout.default_log_dir,
+        "root_dir": layout.default_root_dir,
+        "pid_dir": layout.default_state_dir / ".pid",
     }
     status = agent_status_json(program, layout.config_file) if program.exists() else None
     paths = status.get("paths") if status else None
-    if isinstance(paths, dict):
-        named = {"log_dir": "log folder", "root_dir": "deployment root", "pid_dir": "state folder"}
-        for key, what in named.items():
-            if paths.get(key):
-                folders[what] = Path(str(paths[key]))
+    folders: Dict[str, Path] = {}
+    for key, what in named.items():
+        found = paths.get(key) if isinstance(paths, dict) else None
+        found = found or configured_value_on_disk(layout.config_file, key)
+        folders[what] = Path(str(found)) if found else defaults[key]
     return folders
+
+
+# Folders a configuration could name by mistake as its log folder or deployment root.
+_SYSTEM_FOLDERS = frozenset(
+    [
+        *("/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/media", "/mnt"),
+        *("/opt", "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/usr", "/usr/lib"),
+        *("/usr/local", "/usr/share", "/var", "/var/cache", "/var/lib", "/var/log", "/var/www"),
+        *("/tmp", "/var/tmp"),  # noqa: S108 - names to refuse, not places to write
+    ]
+)
+
+
+def _is_system_folder(folder: Path) -> bool:
+    resolved = Path(os.path.normpath(folder))
+    return str(resolved) in _SYSTEM_FOLDERS or len(resolved.parts) < 3
 
 
 def _remove_if_empty(folder: Path) -> None:

@@ -115,6 +115,11 @@ def test_sigterm_ends_the_wait_for_an_identity_at_once_with_exit_0(
     assert process.stderr is not None and process.stderr.read().splitlines()[-1] == "stopped"
     report = json.loads(agent_daemon.manage("status", json_output=True).stdout)
     assert report["running"] is False and report["state"] == "not running"
+    assert report["paths"] == {
+        "log_dir": str(agent_daemon.base / "log"),
+        "pid_dir": str(agent_daemon.base / "pid"),
+        "root_dir": str(agent_daemon.root.path),
+    }
 
 
 def test_a_slow_metadata_service_keeps_the_watchdog_fed_and_sigterm_ends_the_try(

@@ -38,6 +38,9 @@ from tests.support_systemd import SystemdBox
 pytestmark = pytest.mark.root
 
 VERSION = __import__("agent").__version__
+# Not the default places: uninstall keeps them and --purge finds them through the agent.
+LOG_DIR = "/var/log/codedeploy-fresh"
+ROOT_DIR = "/var/lib/codedeploy-fresh-root"
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +69,8 @@ def installed(
     before = installer.snapshot()
     script = installer.unpack(release_bundle)
     systemd_box.write_file(
-        "/root/given/codedeployagent.yml", agent_config(service_stub.url, str(signing.ca_bundle))
+        "/root/given/codedeployagent.yml",
+        agent_config(service_stub.url, str(signing.ca_bundle), log_dir=LOG_DIR, root_dir=ROOT_DIR),
     )
     systemd_box.write_file("/root/given/onpremises.yml", ON_PREMISES_TEXT, mode=0o600)
     done = installer.run(
@@ -111,8 +115,8 @@ def test_the_files_are_where_the_readme_says(
             "%n %a %U",
             CONFIG,
             ON_PREMISES,
-            "/var/log/aws/codedeploy-agent",
-            "/opt/codedeploy-agent/deployment-root",
+            LOG_DIR,
+            ROOT_DIR,
             "/var/log/codedeploy-agent-install.log",
         ]
     ).stdout.splitlines()
@@ -203,7 +207,8 @@ def _kept_files(box: SystemdBox) -> str:
             "find",
             "/etc/codedeploy-agent",
             "/opt/codedeploy-agent",
-            "/var/log/aws",
+            LOG_DIR,
+            ROOT_DIR,
             "-printf",
             "%p %y %m %s\\n",
         ]
@@ -242,3 +247,5 @@ def test_purge_leaves_the_host_as_before_the_install(
         done = installer.run(installed["script"], "--uninstall", "--purge")
         assert done.returncode == 0, (attempt, done.stdout + done.stderr)
         assert installer.snapshot() == installed["before"]
+        assert not systemd_box.exists(LOG_DIR)
+        assert not systemd_box.exists(ROOT_DIR)
