@@ -11,7 +11,10 @@ real long poll does. It prints, measured in the same run:
   time until its STATUS line says it polls (identity found, client built);
 - idle memory: the agent's VmRSS (its main pid, as the kernel counts it) after
   ``--idle-seconds`` of polling, and the unit's MemoryCurrent when the box's cgroup has
-  the memory controller (on a hybrid cgroup host it has none: "not available").
+  the memory controller (on a hybrid cgroup host it has none: "not available");
+- the baseline, in the same box: a ``Type=notify`` unit whose program is a bare Python
+  (the agent's interpreter, ``-S``) that sends READY=1 and sleeps: its start-to-ready time
+  and its VmRSS are what any Python service costs here.
 
 Needs root, overlayfs and a writable cgroup2 (as the tests that boot a box).
 Usage: python benchmarks/systemd_bench.py [--rounds 5] [--idle-seconds 30] [--poll-wait 5]
@@ -25,7 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import List
+from typing import List, Optional, Tuple
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -35,7 +38,41 @@ from tests.command_poller.poller_helpers import wait_until  # noqa: E402
 from tests.support_agent_service import UNIT, AgentService, new_box_base  # noqa: E402
 from tests.support_command_service import CommandServiceStub  # noqa: E402
 from tests.support_signing import make_signing_kit  # noqa: E402
-from tests.support_systemd import boot_systemd_box, systemd_box_unavailable_reason  # noqa: E402
+from tests.support_systemd import (  # noqa: E402
+    SystemdBox,
+    boot_systemd_box,
+    systemd_box_unavailable_reason,
+)
+
+FLOOR_UNIT = "bench-floor.service"
+# The smallest Python service that tells systemd it is ready: the baseline.
+FLOOR_PROGRAM = """import os, socket, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.connect(os.environ["NOTIFY_SOCKET"])
+s.send(b"READY=1")
+time.sleep(1e6)
+"""
+
+
+def _floor(box: SystemdBox, rounds: int) -> Tuple[float, Optional[int]]:
+    """Median start-to-ready of the bare Python service, and its VmRSS in KiB."""
+    box.write_file("/root/bench-floor.py", FLOOR_PROGRAM)
+    box.write_file(
+        f"/etc/systemd/system/{FLOOR_UNIT}",
+        "[Service]\nType=notify\nNotifyAccess=main\n"
+        f"ExecStart={sys.executable} -S /root/bench-floor.py\n",
+    )
+    box.systemctl("daemon-reload")
+    times: List[float] = []
+    for _ in range(rounds):
+        began = time.monotonic()
+        box.systemctl("start", FLOOR_UNIT)
+        times.append(time.monotonic() - began)
+        pid = box.systemctl("show", "-p", "MainPID", "--value", FLOOR_UNIT).stdout.strip()
+        status = box.read_text(f"/proc/{pid}/status")
+        box.systemctl("stop", FLOOR_UNIT)
+    rss = next((int(x.split()[1]) for x in status.splitlines() if x.startswith("VmRSS:")), None)
+    return statistics.median(times), rss
 
 
 def main() -> int:
@@ -72,10 +109,18 @@ def main() -> int:
             rss_kib = service.vm_rss_kib()
             memory = service.show("MemoryCurrent")
             box.systemctl("stop", UNIT)
+            floor_ready, floor_rss = _floor(box, args.rounds)
     print(f"rounds: {args.rounds}, idle: {args.idle_seconds:g} s, long poll: {args.poll_wait:g} s")
-    print(f"systemctl start -> ready (READY=1): median {statistics.median(ready) * 1000:.0f} ms")
+    ready_median = statistics.median(ready)
+    print(
+        f"systemctl start -> ready (READY=1): median {ready_median * 1000:.0f} ms"
+        f" (baseline, a bare Python service: {floor_ready * 1000:.0f} ms;"
+        f" {ready_median / floor_ready:.2f}x)"
+    )
     print(f"systemctl start -> polling (STATUS): median {statistics.median(polling) * 1000:.0f} ms")
     print(f"idle VmRSS of the agent: {rss_kib / 1024:.1f} MiB" if rss_kib else "VmRSS: unknown")
+    if floor_rss:
+        print(f"VmRSS of the bare Python service (baseline): {floor_rss / 1024:.1f} MiB")
     shown = (
         f"{int(memory) / 1024 / 1024:.1f} MiB"
         if memory.isdigit()
