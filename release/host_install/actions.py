@@ -143,23 +143,23 @@ def _points_into(link: Path, prefix: Path) -> bool:
     return link.is_symlink() and os.readlink(link).startswith(str(prefix) + "/")
 
 
-def _configured_folders(program: Path, config: Path, layout: HostLayout) -> List[Path]:
+# Modes of the agent's folders when the install makes them: hook output and command
+# diagnostics (which may echo a secret a script printed) stay unreadable to other users;
+# the deployment root stays traversable, for hooks that run as another user (runas).
+_FOLDER_MODES = {"log_dir": 0o750, "pid_dir": 0o700, "root_dir": 0o755}
+
+
+def _configured_folders(program: Path, config: Path, layout: HostLayout) -> Dict[str, Path]:
+    """The log folder, pid folder and deployment root as the agent reads ``config``."""
     status = agent_status_json(program, config)
     paths = status.get("paths") if status else None
     if isinstance(paths, dict):
-        return [Path(str(p)) for p in paths.values() if p]
-    return [layout.default_log_dir, layout.default_root_dir, layout.default_state_dir]
-
-
-def _record_folders_to_be_made(journal: UndoJournal, folders: List[Path]) -> None:
-    for folder in folders:
-        missing: Optional[Path] = None
-        probe = folder
-        while not probe.exists() and probe != probe.parent:
-            missing = probe
-            probe = probe.parent
-        if missing is not None:
-            journal.created_on_disk(missing)
+        return {key: Path(str(paths[key])) for key in _FOLDER_MODES if paths.get(key)}
+    return {
+        "log_dir": layout.default_log_dir,
+        "pid_dir": layout.default_state_dir / ".pid",
+        "root_dir": layout.default_root_dir,
+    }
 
 
 def install_agent(bundle: Bundle, options: InstallOptions, layout: HostLayout, python: str) -> None:
@@ -297,8 +297,13 @@ def _start_without_systemd(layout: HostLayout) -> None:
 
 
 def _prepare_agent_folders(layout: HostLayout, journal: UndoJournal) -> None:
+    """Make the agent's folders that are missing (their parents 0755), then let the agent
+    check its configuration and apply the modes its restrict_* keys ask for."""
     program = layout.agent_program
-    _record_folders_to_be_made(journal, _configured_folders(program, layout.config_file, layout))
+    for key, folder in _configured_folders(program, layout.config_file, layout).items():
+        if not folder.exists() and not folder.is_symlink():
+            journal.make_folders_on_disk(folder.parent, 0o755)
+            journal.make_folders_on_disk(folder, _FOLDER_MODES[key])
     result = run_command([str(program), "--config_file", str(layout.config_file), "prepare"])
     if result.returncode != 0:
         lines = [line for line in result.stderr.splitlines() if line.strip()]

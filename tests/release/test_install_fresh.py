@@ -122,6 +122,9 @@ def test_the_files_are_where_the_readme_says(
     ).stdout.splitlines()
     assert modes[0] == f"{CONFIG} 640 root"
     assert modes[1] == f"{ON_PREMISES} 600 root"
+    # Hook output and diagnostics are for root; the root stays traversable for runas hooks.
+    assert modes[2] == f"{LOG_DIR} 750 root"
+    assert modes[3] == f"{ROOT_DIR} 755 root"
     assert modes[4] == "/var/log/codedeploy-agent-install.log 600 root"
     current = systemd_box.run(["readlink", "/opt/codedeploy-agent-py/current"]).stdout.strip()
     assert current.startswith(f"/opt/codedeploy-agent-py/releases/{VERSION}-")
