@@ -24,7 +24,6 @@ import argparse
 import dataclasses
 import email.parser
 import gzip
-import hashlib
 import json
 import os
 import re
@@ -36,9 +35,12 @@ import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+# The installer's reading of a bundle is the other half of this file's writing of one: the
+# same name, the same digests. (Run as a script, this folder is first on sys.path.)
+from host_install.bundle import BUNDLE_NAME, MANIFEST, sha256_on_disk
+
 REPO = Path(__file__).resolve().parent.parent
 PROGRAM = "build-release"
-BUNDLE_NAME = "codedeploy-agent-py"
 # Old manylinux names and the glibc version they stand for (PEP 600).
 _LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
 _MANYLINUX = re.compile(r"^manylinux_(\d+)_(\d+)_(\w+)$")
@@ -132,14 +134,6 @@ def _host_platform() -> str:
     import sysconfig
 
     return sysconfig.get_platform().replace("-", "_").replace(".", "_")
-
-
-def _sha256_on_disk(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _version() -> str:
@@ -248,7 +242,7 @@ def _stage_on_disk(stage: Path, find_links: Sequence[Path]) -> Tuple[str, str]:
     )
 
     files = {
-        path.relative_to(stage).as_posix(): _sha256_on_disk(path)
+        path.relative_to(stage).as_posix(): sha256_on_disk(path)
         for path in sorted(stage.rglob("*"))
         if path.is_file()
     }
@@ -271,7 +265,7 @@ def _stage_on_disk(stage: Path, find_links: Sequence[Path]) -> Tuple[str, str]:
         ],
         "files": files,
     }
-    (stage / "MANIFEST.json").write_text(
+    (stage / MANIFEST).write_text(
         json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8"
     )
     return python_tag, platform

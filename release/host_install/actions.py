@@ -24,13 +24,13 @@ from typing import Dict, List, Optional
 
 from host_install.aws_agent import find_aws_agent, retire_aws_agent, unit_file_is_ours
 from host_install.bundle import Bundle
+from host_install.commands import run_command
 from host_install.errors import InstallError
 from host_install.layout import UNIT_NAME, HostLayout
 from host_install.python_env import build_environment_on_disk, find_python_for
 from host_install.service import (
     agent_status_json,
     read_unit_state,
-    run_command,
     settled_status_text,
     start_unit_and_wait_ready,
     systemctl,

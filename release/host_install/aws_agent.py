@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Tuple
 
+from host_install.commands import run_command
 from host_install.errors import InstallError
 from host_install.layout import UNIT_NAME, HostLayout
-from host_install.service import read_unit_state, run_command, systemctl
+from host_install.service import read_unit_state, systemctl
 from host_install.undo import UndoJournal
 
 log = logging.getLogger("install")

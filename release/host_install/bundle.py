@@ -87,7 +87,7 @@ def unpack_bundle_on_disk(archive: Path, into: Path) -> Path:
     return into / tops.pop()
 
 
-def _sha256_on_disk(path: Path) -> str:
+def sha256_on_disk(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as stream:
         for block in iter(lambda: stream.read(1 << 20), b""):
@@ -113,7 +113,7 @@ def read_bundle_on_disk(folder: Path) -> Bundle:
         path = folder / name
         if not path.is_file():
             raise InstallError(f"the bundle is incomplete: {name} is missing")
-        if _sha256_on_disk(path) != expected:
+        if sha256_on_disk(path) != expected:
             raise InstallError(f"the bundle is damaged: {name} does not match its manifest")
     pips = sorted((folder / "tools").glob("pip-*.whl"))
     return Bundle(

@@ -34,9 +34,9 @@ from host_install.bundle import (
     read_bundle_on_disk,
     unpack_bundle_on_disk,
 )
+from host_install.commands import last_error_line
 from host_install.errors import InstallError
 from host_install.layout import HostLayout
-from host_install.python_env import last_error_line
 
 PROGRAM = "install"
 # Held for the whole run: two installs at once (user data and an operator) would undo

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from host_install.bundle import Bundle
+from host_install.commands import last_error_line, run_command
 from host_install.errors import InstallError
 
 log = logging.getLogger("install")
@@ -71,37 +72,11 @@ def find_python_for(bundle: Bundle, running: str, path: str) -> str:
 
 
 def _run_on_disk(argv: Sequence[str], what: str, timeout: float = 900.0) -> str:
-    log.info("running %s", " ".join(argv))
-    try:
-        result = subprocess.run(
-            list(argv),
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-            timeout=timeout,
-            check=False,
-            env=_clean_environment(),
-        )
-    except subprocess.TimeoutExpired:
-        raise InstallError(f"cannot {what}: no answer within {timeout:g} seconds") from None
-    except OSError as error:
-        raise InstallError(f"cannot {what}: {error.strerror or error}") from error
-    if result.stdout.strip():
-        log.info("%s", result.stdout.strip())
+    """Run a step of building the environment; its failure is one line naming the step."""
+    result = run_command(argv, timeout=timeout, env=_clean_environment())
     if result.returncode != 0:
-        log.error("%s", result.stderr.strip())
         raise InstallError(f"cannot {what}: {last_error_line(result.stderr, result.returncode)}")
     return result.stdout
-
-
-def last_error_line(stderr: str, status: int) -> str:
-    """The line of a program's error output that says what went wrong."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    errors = [line.split(":", 1)[1].strip() for line in lines if line.startswith("ERROR:")]
-    if any("No space left on device" in line for line in lines):
-        return "no space left on device"
-    return (errors or lines[-1:] or [f"exit status {status}"])[0]
 
 
 def _clean_environment() -> dict[str, str]:

@@ -14,8 +14,9 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional
 
+from host_install.commands import run_command
 from host_install.errors import InstallError
 from host_install.layout import UNIT_NAME
 
@@ -28,29 +29,6 @@ START_TIMEOUT_SECONDS = 300.0
 def systemd_runs_host() -> bool:
     """True when systemd is PID 1 (what sd_booted checks)."""
     return SYSTEMD_RUNTIME.is_dir()
-
-
-def run_command(argv: Sequence[str], timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
-    """Run a program, log what it said, never raise for its exit status."""
-    log.info("running %s", " ".join(argv))
-    try:
-        result = subprocess.run(
-            list(argv),
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise InstallError(f"{argv[0]} gave no answer within {timeout:g} seconds") from None
-    except OSError as error:
-        raise InstallError(f"cannot run {argv[0]}: {error.strerror or error}") from error
-    for stream in (result.stdout, result.stderr):
-        if stream.strip():
-            log.info("%s", stream.strip())
-    return result
 
 
 def systemctl(*arguments: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Dict, Iterator
+from typing import Dict
 
 import pytest
 
@@ -32,7 +32,7 @@ from tests.support_install import (
     agent_config,
     copy_tree_into_box,
 )
-from tests.support_signing import SigningKit, make_signing_kit
+from tests.support_signing import SigningKit
 from tests.support_systemd import SystemdBox
 
 pytestmark = pytest.mark.root
@@ -41,19 +41,6 @@ VERSION = __import__("agent").__version__
 # Not the default places: uninstall keeps them and --purge finds them through the agent.
 LOG_DIR = "/var/log/codedeploy-fresh"
 ROOT_DIR = "/var/lib/codedeploy-fresh-root"
-
-
-@pytest.fixture(scope="module")
-def service_stub() -> Iterator[CommandServiceStub]:
-    with CommandServiceStub() as stub:
-        yield stub
-
-
-@pytest.fixture(scope="module")
-def signing(bundles_home: Path) -> SigningKit:
-    folder = bundles_home / f"signing-{uuid.uuid4().hex[:8]}"
-    folder.mkdir()
-    return make_signing_kit(folder)
 
 
 @pytest.fixture(scope="module")

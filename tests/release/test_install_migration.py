@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Dict, Iterator
+from typing import Dict
 
 import pytest
 
@@ -32,7 +32,7 @@ from tests.support_install import (
     Installer,
     copy_tree_into_box,
 )
-from tests.support_signing import SigningKit, make_signing_kit
+from tests.support_signing import SigningKit
 from tests.support_systemd import SystemdBox
 
 pytestmark = pytest.mark.root
@@ -52,19 +52,6 @@ Restart=always
 [Install]
 WantedBy=basic.target
 """
-
-
-@pytest.fixture(scope="module")
-def service_stub() -> Iterator[CommandServiceStub]:
-    with CommandServiceStub() as stub:
-        yield stub
-
-
-@pytest.fixture(scope="module")
-def signing(bundles_home: Path) -> SigningKit:
-    folder = bundles_home / f"signing-{uuid.uuid4().hex[:8]}"
-    folder.mkdir()
-    return make_signing_kit(folder)
 
 
 def _aws_config(endpoint: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Dict, Iterator, List
+from typing import Dict, List
 
 import pytest
 
@@ -30,7 +30,7 @@ from tests.support_install import (
     assert_one_line_failure,
     copy_tree_into_box,
 )
-from tests.support_signing import SigningKit, make_signing_kit
+from tests.support_signing import SigningKit
 from tests.support_systemd import SystemdBox
 
 pytestmark = pytest.mark.root
@@ -38,19 +38,6 @@ pytestmark = pytest.mark.root
 VERSION = __import__("agent").__version__
 KEPT = ("/etc/codedeploy-agent", "/opt/codedeploy-agent/deployment-root")
 LOG = "/var/log/aws/codedeploy-agent/codedeploy-agent.log"
-
-
-@pytest.fixture(scope="module")
-def service_stub() -> Iterator[CommandServiceStub]:
-    with CommandServiceStub() as stub:
-        yield stub
-
-
-@pytest.fixture(scope="module")
-def signing(bundles_home: Path) -> SigningKit:
-    folder = bundles_home / f"signing-{uuid.uuid4().hex[:8]}"
-    folder.mkdir()
-    return make_signing_kit(folder)
 
 
 @pytest.fixture(scope="module")
