@@ -5,12 +5,14 @@ for that Python (its tag, e.g. cp311) and for the hosts every wheel in it instal
 platform, e.g. manylinux_2_17_x86_64). The bundle holds one top folder::
 
     codedeploy-agent-py-<version>-<python tag>-<platform>/
-        install                    the installer (a placeholder until it exists)
+        install                    the installer (scripts/install: POSIX sh, then host_install)
+        host_install/              the installer proper (standard library only)
         MANIFEST.json              versions, tags, the sha256 of every other file
         conf/codedeployagent.yml   the default configuration, commented
         systemd/codedeploy-agent.service
         wheel/<the project's wheel>
         wheelhouse/<every runtime dependency as a wheel>
+        tools/pip-<version>.whl    the pip the installer runs (hosts may have none)
 
 Every failure is one line on stderr and exit status 1, and the dist file appears whole or
 not at all (it is written to a temporary name and renamed).
@@ -22,7 +24,6 @@ import argparse
 import dataclasses
 import email.parser
 import gzip
-import hashlib
 import json
 import os
 import re
@@ -34,15 +35,12 @@ import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+# The installer's reading of a bundle is the other half of this file's writing of one: the
+# same name, the same digests. (Run as a script, this folder is first on sys.path.)
+from host_install.bundle import BUNDLE_NAME, MANIFEST, sha256_on_disk
+
 REPO = Path(__file__).resolve().parent.parent
 PROGRAM = "build-release"
-BUNDLE_NAME = "codedeploy-agent-py"
-# Until the installer exists, the bundle carries this at its top, where ``install`` goes.
-INSTALLER_PLACEHOLDER = """#!/bin/sh
-# Placeholder: the installer of this release bundle goes here (issue 7, item 2).
-echo "install: this release bundle has no installer yet" >&2
-exit 1
-"""
 # Old manylinux names and the glibc version they stand for (PEP 600).
 _LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
 _MANYLINUX = re.compile(r"^manylinux_(\d+)_(\d+)_(\w+)$")
@@ -138,14 +136,6 @@ def _host_platform() -> str:
     return sysconfig.get_platform().replace("-", "_").replace(".", "_")
 
 
-def _sha256_on_disk(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _version() -> str:
     text = (REPO / "agent" / "__init__.py").read_text(encoding="utf-8")
     match = re.search(r'^__version__ = "([^"]+)"', text, re.MULTILINE)
@@ -172,8 +162,18 @@ def _stage_on_disk(stage: Path, find_links: Sequence[Path]) -> Tuple[str, str]:
     """Fill ``stage`` with the bundle's files; returns the python tag and platform."""
     env = dict(os.environ, SOURCE_DATE_EPOCH=_source_date_epoch(), PYTHONHASHSEED="0")
     wheel_dir = stage / "wheel"
+    # The wheel is built from a clean copy of the source: setuptools reuses a build/
+    # folder left in the checkout by an earlier build, and would ship its stale files.
+    source = stage.parent / "source"
+    shutil.copytree(
+        REPO,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", "dist", "__pycache__", "*.egg-info", ".*_cache"
+        ),
+    )
     _pip_on_disk(
-        ["wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheel_dir), str(REPO)],
+        ["wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheel_dir), str(source)],
         "build the project's wheel",
         env,
     )
@@ -217,15 +217,32 @@ def _stage_on_disk(stage: Path, find_links: Sequence[Path]) -> Tuple[str, str]:
     (stage / "systemd").mkdir()
     unit = "codedeploy-agent.service"
     shutil.copyfile(REPO / "systemd" / unit, stage / "systemd" / unit)
-    installer = REPO / "scripts" / "install"
-    if installer.is_file():
-        shutil.copyfile(installer, stage / "install")
-    else:
-        (stage / "install").write_text(INSTALLER_PLACEHOLDER, encoding="utf-8")
+    shutil.copyfile(REPO / "scripts" / "install", stage / "install")
     (stage / "install").chmod(0o755)
+    shutil.copytree(
+        REPO / "release" / "host_install",
+        stage / "host_install",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
+    # pip is the installer's tool, not a dependency of the agent: it comes from the stores
+    # pip is configured with, even when --find-links restricts the dependencies.
+    _pip_on_disk(
+        [
+            "download",
+            "--no-cache-dir",
+            "--no-deps",
+            "--only-binary",
+            ":all:",
+            "--dest",
+            str(stage / "tools"),
+            "pip",
+        ],
+        "get pip as a wheel for the installer",
+        env,
+    )
 
     files = {
-        path.relative_to(stage).as_posix(): _sha256_on_disk(path)
+        path.relative_to(stage).as_posix(): sha256_on_disk(path)
         for path in sorted(stage.rglob("*"))
         if path.is_file()
     }
@@ -236,7 +253,6 @@ def _stage_on_disk(stage: Path, find_links: Sequence[Path]) -> Tuple[str, str]:
         "python_version": f"{sys.version_info.major}.{sys.version_info.minor}",
         "platform": platform,
         "installer": "install",
-        "installer_is_placeholder": not installer.is_file(),
         "wheel": f"wheel/{project_wheel.name}",
         "dependencies": [
             {
@@ -249,7 +265,7 @@ def _stage_on_disk(stage: Path, find_links: Sequence[Path]) -> Tuple[str, str]:
         ],
         "files": files,
     }
-    (stage / "MANIFEST.json").write_text(
+    (stage / MANIFEST).write_text(
         json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8"
     )
     return python_tag, platform

@@ -1,9 +1,10 @@
 """Shared fixtures: a codedeploy-local with its own deployment root, the test command
-service, a signing kit for deployment specifications, a daemon against the service, and a
-real systemd booted in a throwaway root."""
+service, a signing kit for deployment specifications, a daemon against the service, the
+receiving end of a systemd notify socket, and a real systemd booted in a throwaway root."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
@@ -15,7 +16,7 @@ from tests.support_signing import SigningKit, make_signing_kit
 from tests.support_systemd import SystemdBox, boot_systemd_box, systemd_box_unavailable_reason
 
 if TYPE_CHECKING:
-    from tests.daemon.test_daemon_process import Daemon
+    from tests.daemon.test_daemon_process import Daemon, NotifyReceiver
 
 
 @pytest.fixture
@@ -54,6 +55,22 @@ def agent_daemon(tmp_path: Path, stub: CommandServiceStub, kit: SigningKit) -> I
         yield daemon
     finally:
         daemon.cleanup()
+
+
+@pytest.fixture
+def notify() -> Iterator[NotifyReceiver]:
+    """The service manager's end of a ``NOTIFY_SOCKET``, in a folder of /tmp."""
+    from tests.daemon.test_daemon_process import NotifyReceiver
+
+    # A unix socket path is at most 107 bytes: pytest's folders can be longer.
+    folder = Path(tempfile.mkdtemp(prefix="sdn", dir="/tmp"))
+    receiver = NotifyReceiver(folder / "notify")
+    try:
+        yield receiver
+    finally:
+        receiver.close()
+        receiver.address.unlink(missing_ok=True)
+        folder.rmdir()
 
 
 @pytest.fixture(scope="module")

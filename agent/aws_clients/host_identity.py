@@ -16,7 +16,7 @@ from typing import Mapping, Optional, Tuple
 
 import structlog
 
-from agent.aws_clients.instance_metadata import InstanceMetadataClient
+from agent.aws_clients.instance_metadata import InstanceMetadataClient, RetryPolicy
 from agent.configuration.model import AgentConfig
 from agent.configuration.on_premises import OnPremisesConfig, read_on_premises_config
 from agent.errors import AgentError
@@ -66,10 +66,12 @@ def resolve_host_identity(
     environ: Mapping[str, str],
     *,
     imds: Optional[InstanceMetadataClient] = None,
+    imds_retry: Optional[RetryPolicy] = None,
 ) -> HostIdentity:
     """Find this host's identity: reads the on-premises file, may ask EC2 metadata (network).
 
-    ``imds`` replaces the client built from the environment and ``disable_imds_v1``.
+    ``imds`` replaces the client built from the environment and ``disable_imds_v1``;
+    ``imds_retry`` bounds how long that client waits for metadata that does not answer.
     Every failure is a :class:`HostIdentityError` with a one-line message.
     """
     identifier = environ.get(HOST_IDENTIFIER_VARIABLE, "").strip()
@@ -94,7 +96,7 @@ def resolve_host_identity(
             overridden_by,
         )
     else:
-        instance_arn, instance_region = _ask_instance_metadata(config, environ, imds)
+        instance_arn, instance_region = _ask_instance_metadata(config, environ, imds, imds_retry)
         identity = HostIdentity(
             identifier or instance_arn, region or instance_region, EC2_IMDS, None, overridden_by
         )
@@ -121,7 +123,10 @@ def _read_on_premises_if_present(config: AgentConfig) -> Optional[OnPremisesConf
 
 
 def _ask_instance_metadata(
-    config: AgentConfig, environ: Mapping[str, str], imds: Optional[InstanceMetadataClient]
+    config: AgentConfig,
+    environ: Mapping[str, str],
+    imds: Optional[InstanceMetadataClient],
+    retry: Optional[RetryPolicy],
 ) -> Tuple[str, str]:
     hint = (
         f"an on-premises host needs {config.on_premises_config_file}, or"
@@ -135,7 +140,7 @@ def _ask_instance_metadata(
             )
         try:
             imds = InstanceMetadataClient.from_environment(
-                environ, disable_v1=config.disable_imds_v1
+                environ, disable_v1=config.disable_imds_v1, retry=retry or RetryPolicy()
             )
         except AgentError as error:
             raise HostIdentityError(error.message) from None

@@ -6,11 +6,14 @@ jittered back-off (a failed call), so polls never overlap and never spin. The jo
 on a single worker thread, so one command at a time runs on this host. A stop request
 lets a running command finish and be reported; a poll merely waiting for a command is
 abandoned. Every change of what the loop is doing goes to an optional listener, which
-the daemon turns into its status file and systemd status line.
+the daemon turns into its status file and systemd status line: what it polls and as whom,
+which command of which deployment runs and how many of that deployment's commands are
+done, or which error it backs off from.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import threading
 import time
@@ -26,6 +29,7 @@ from agent.aws_clients.command_service import (
     CommandServiceClient,
     CommandServiceError,
     HostCommand,
+    redact_url,
 )
 from agent.command_poller.poller import (
     PollerSettings,
@@ -38,6 +42,8 @@ from agent.lifecycle_event.process_tree import reap_adopted_orphans
 log = structlog.get_logger(__name__)
 
 STARTING = "starting"
+# The daemon's state before a loop exists: no host identity yet (see agent.daemon.identity_wait).
+WAITING_FOR_IDENTITY = "waiting for an identity"
 POLLING = "polling"
 RUNNING = "running"
 WAITING_AFTER_ERROR = "waiting after error"
@@ -50,7 +56,9 @@ class LoopStatus:
     """What the loop is doing: its state, the command running now, the last outcome.
 
     ``since`` is when the loop entered this state (epoch seconds); ``next_try`` is when it
-    polls again after an error.
+    polls again after an error. ``target`` is what it polls and as whom (``https://... as
+    arn:...``); ``done`` counts the commands of the running command's deployment that
+    this agent finished before it.
     """
 
     state: str
@@ -59,15 +67,20 @@ class LoopStatus:
     error: Optional[str] = None
     since: float = 0.0
     next_try: Optional[float] = None
+    target: Optional[str] = None
+    done: int = 0
 
-    def line(self) -> str:
-        """One line for ``systemctl status`` and ``codedeploy-agent status``."""
-        parts = [self.state if self.current is None else f"{self.state} {self.current}"]
-        if self.error:
-            parts.append(f"error: {self.error}")
-        if self.last:
-            parts.append(f"last: {self.last}")
-        return "; ".join(parts)
+    def doing(self) -> str:
+        """What the agent does, in words: the head of the status line."""
+        if self.state == POLLING and self.target:
+            return f"polling {self.target}"
+        if self.state == RUNNING and self.current:
+            return f"running {self.current} ({self.done} of its commands done)"
+        if self.state == WAITING_AFTER_ERROR:
+            return "backing off after an error"
+        if self.state == STOPPING and self.current:
+            return f"stopping after {self.current}"
+        return self.state if self.current is None else f"{self.state} {self.current}"
 
 
 StatusListener = Callable[[LoopStatus], None]
@@ -99,7 +112,12 @@ class PollLoop:
         self._handling = False
         self._failures = 0
         self._restart_reported = False
-        self._status = LoopStatus(STARTING, since=time.time())
+        self._target = f"{redact_url(client.endpoint_url)} as {settings.host_identifier}"
+        # The deployment of the command that runs (or ran last) and how many of its
+        # commands finished since: "2 of its commands done" in the status line.
+        self._deployment_id = ""
+        self._done_in_deployment = 0
+        self._status = LoopStatus(STARTING, since=time.time(), target=self._target)
         self._group_locks = DaemonGroupLocks(settings.engine.root)
         self._scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=1)},
@@ -108,6 +126,11 @@ class PollLoop:
         )
 
     # -- control ----------------------------------------------------------------------
+
+    @property
+    def target(self) -> str:
+        """What the loop polls and as whom: ``<endpoint> as <host identifier>``."""
+        return self._target
 
     @property
     def status(self) -> LoopStatus:
@@ -176,7 +199,15 @@ class PollLoop:
         return True
 
     def _started(self, command: HostCommand, deployment_id: str) -> None:
+        with self._lock:
+            if deployment_id != self._deployment_id:
+                self._deployment_id, self._done_in_deployment = deployment_id, 0
         self._announce(RUNNING, current=f"{command.command_name} of {deployment_id}")
+
+    def _finished(self, deployment_id: str) -> None:
+        with self._lock:
+            if deployment_id and deployment_id == self._deployment_id:
+                self._done_in_deployment += 1
 
     def _run_once(self) -> None:
         with self._lock:
@@ -203,6 +234,8 @@ class PollLoop:
             )
             self._failures = 0
             if result.outcome is not None:
+                if result.outcome.ran:
+                    self._finished(result.outcome.deployment_id)
                 self._announce(POLLING, last=result.outcome.summary())
         except CommandServiceError as error:
             self._failures += 1
@@ -258,8 +291,12 @@ class PollLoop:
                 if (state, current) == (previous.state, previous.current)
                 else now,
                 next_try=now + retry_in if retry_in is not None else None,
+                target=self._target,
+                done=self._done_in_deployment,
             )
-            if status.line() == previous.line() and status.next_try is None:
+            if status.next_try is None and dataclasses.replace(
+                status, since=previous.since
+            ) == dataclasses.replace(previous, next_try=None):
                 return
             self._status = status
         if self._listener is not None:

@@ -1,19 +1,25 @@
-"""The ``codedeploy-agent`` program: ``run | start | stop | restart | status | version``.
+"""The ``codedeploy-agent`` program: ``run | start | stop | restart | status | prepare | version``.
 
 ``run`` is the daemon in the foreground (what systemd starts): it logs to
-``<log_dir>/<program_name>.log`` (and to the terminal when run in one), refuses to start
-when the configured deployment signer CA file cannot be used, claims the pid file, finds
-the host identity, polls the command service until SIGTERM or SIGINT, lets a running
-command finish (up to ``kill_agent_max_wait_time_seconds``) and exits 0. Under systemd it reports readiness, a
-status line and watchdog pings. ``start`` / ``stop`` / ``restart`` / ``status`` manage it
-through the pid file on hosts without systemd (``status`` exits 3 when it is not running,
-as LSB init scripts do). A configuration or start-up problem is one line and exit 1; a
-bad command line is one line and exit 2.
+``<log_dir>/<program_name>.log`` (and to the terminal when run in one; otherwise a few
+lines for systemd's journal go to stderr, see :mod:`agent.daemon.journal`), refuses to
+start when the configured deployment signer CA file cannot be used, claims the pid file,
+tells systemd it is ready, finds the host identity (waiting for it with back-off when it
+is not there yet, see :mod:`agent.daemon.identity_wait`), polls the command service until
+SIGTERM or SIGINT, lets a running command finish (up to
+``kill_agent_max_wait_time_seconds``) and exits 0. Under systemd it reports a status line
+and watchdog pings. ``start`` / ``stop`` / ``restart`` / ``status`` manage it through the
+pid file on hosts without systemd (``status`` exits 3 when it is not running, as LSB init
+scripts do; ``status --json`` says the same as one JSON object). ``prepare`` checks the
+configuration and makes the agent's folders (:mod:`agent.daemon.prepare`). A
+configuration or start-up problem is one line and exit 1; a bad command line is one line
+and exit 2.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import signal
@@ -23,13 +29,14 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
-from typing import List, Mapping, NoReturn, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, NoReturn, Optional, Sequence
 
 import structlog
 
 from agent import __version__
 from agent.aws_clients.command_service import CommandServiceSettings, new_command_service_client
-from agent.aws_clients.host_identity import resolve_host_identity
+from agent.aws_clients.host_identity import HostIdentityError, resolve_host_identity
+from agent.aws_clients.instance_metadata import RetryPolicy
 from agent.aws_clients.wire_log import (
     WireLogSettings,
     WireLogWriter,
@@ -38,20 +45,24 @@ from agent.aws_clients.wire_log import (
 )
 from agent.command_line import OneLineArgumentParser
 from agent.command_poller.backoff import BackoffPolicy
-from agent.command_poller.loop import LoopStatus, PollLoop, StatusListener
+from agent.command_poller.loop import RUNNING, STOPPING, LoopStatus, PollLoop, StatusListener
 from agent.command_poller.ongoing import end_hook_cgroups_left_on_disk
 from agent.command_poller.poller import PollerSettings
 from agent.configuration.loader import read_agent_config
 from agent.configuration.model import DEFAULT_CONFIG_FILE, AgentConfig
-from agent.configuration.on_premises import credentials_for
+from agent.configuration.on_premises import OnPremisesConfigError, credentials_for
+from agent.daemon.identity_wait import KeepAlive, WaitSignals, wait_for_identity
+from agent.daemon.journal import Journal
 from agent.daemon.pidfile import (
     claim_pid_file,
     process_is_running,
     release_pid_file,
     running_pid,
 )
+from agent.daemon.prepare import prepare_agent_on_disk
 from agent.daemon.status import (
     DaemonStatus,
+    compose_status_line,
     describe_status,
     read_status_file,
     status_file_for,
@@ -80,7 +91,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_NOT_RUNNING = 3  # LSB: program is not running
 
-VERBS = ("run", "start", "stop", "restart", "status", "version")
+VERBS = ("run", "start", "stop", "restart", "status", "prepare", "version")
 # How long ``start`` waits for the daemon to claim its pid file.
 START_TIMEOUT_SECONDS = 30.0
 # ``stop`` waits for the daemon's own wait for a command, and this much more.
@@ -88,6 +99,8 @@ STOP_MARGIN_SECONDS = 30.0
 # Back-off caps: a host never waits longer than this between polls after errors.
 ERROR_BACKOFF_CAP_SECONDS = 300.0
 THROTTLE_BACKOFF_CAP_SECONDS = 900.0
+# One try at EC2 metadata gives up after this long; the identity wait tries again later.
+IMDS_RETRY_PER_TRY = RetryPolicy(total_wait=20.0)
 
 
 _EPILOG = f"""verbs:
@@ -97,7 +110,11 @@ _EPILOG = f"""verbs:
   stop     stop the daemon started by start, after its running command (if any) finishes
   restart  stop, then start
   status   whether the daemon runs, its pid, what it is doing and for how long, the last
-           command's outcome, and how deployment specifications are verified
+           command's outcome, and how deployment specifications are verified; with --json,
+           one JSON object (running, pid, version, state, busy, line, since, ...)
+  prepare  check the configuration (and the signer CA file and on-premises file it
+           names), create the log folder, the pid folder and the deployment root with the
+           configured modes, and print one line saying what was checked
   version  print the version (as --version does)
 
 exit statuses:
@@ -131,6 +148,9 @@ def build_parser() -> OneLineArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"codedeploy-agent {__version__}")
     parser.add_argument(
+        "--json", action="store_true", help="status only: print one JSON object instead"
+    )
+    parser.add_argument(
         "verb", choices=VERBS, metavar="{" + ",".join(VERBS) + "}", help="what to do"
     )
     return parser
@@ -142,7 +162,10 @@ def _load_config(path_text: Optional[str], environ: Mapping[str, str]) -> AgentC
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.json and args.verb != "status":
+        parser.error(f"--json goes with status only, not with {args.verb}")
     if args.verb == "version":
         print(f"codedeploy-agent {__version__}")
         return EXIT_OK
@@ -152,6 +175,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.verb in ("run", "start", "restart"):
             # A CA file named but unusable would fail every deployment: refuse to start.
             check_signer_trust_on_disk(config.deployment_signer_ca_file)
+        if args.verb == "prepare":
+            for warning in config.warnings:
+                print(f"codedeploy-agent: warning: {warning}", file=sys.stderr)
+            print(f"codedeploy-agent: {prepare_agent_on_disk(config)}")
+            return EXIT_OK
     except AgentError as error:
         print(f"codedeploy-agent: {error.message}", file=sys.stderr)
         return EXIT_FAILED
@@ -165,19 +193,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.verb == "restart":
         stopped = stop_daemon(config)
         return stopped if stopped != EXIT_OK else start_daemon(config, config_path)
+    if args.json:
+        return print_status_json(config)
     return print_status(config)
 
 
 # -- the daemon ---------------------------------------------------------------------------
 
 
-def _status_listener(
-    config: AgentConfig, environ: Mapping[str, str], pid: int, signature_policy: str
-) -> StatusListener:
+def _status_publisher(
+    config: AgentConfig, environ: Mapping[str, str], pid: int
+) -> Callable[[LoopStatus, str], None]:
+    """What publishes a status: systemd's STATUS line and the status file, one line."""
     status_file = status_file_for(config.pid_file)
 
-    def listen(status: LoopStatus) -> None:
-        line = status.line()
+    def publish(status: LoopStatus, signature_policy: str) -> None:
+        doing = status.doing()
+        line = compose_status_line(
+            doing,
+            error=status.error,
+            last=status.last,
+            next_try_in=None if status.next_try is None else status.next_try - status.since,
+        )
         notify_systemd(status_message(line), environ)
         try:
             write_status_file(
@@ -192,6 +229,8 @@ def _status_listener(
                     error=status.error,
                     next_try=status.next_try,
                     signature_policy=signature_policy,
+                    doing=doing,
+                    version=__version__,
                 ),
             )
         except OSError as error:
@@ -199,11 +238,17 @@ def _status_listener(
                 "cannot write the status file", path=str(status_file), error=str(error.strerror)
             )
 
-    return listen
+    return publish
 
 
-def _build_loop(config: AgentConfig, environ: Mapping[str, str], pid: int) -> PollLoop:
-    identity = resolve_host_identity(config, environ)
+def _build_loop(
+    config: AgentConfig,
+    environ: Mapping[str, str],
+    publish: Callable[[LoopStatus, str], None],
+) -> PollLoop:
+    """Find the host identity and build the poll loop; raises :class:`HostIdentityError`
+    or :class:`OnPremisesConfigError` while the identity is not there yet."""
+    identity = resolve_host_identity(config, environ, imds_retry=IMDS_RETRY_PER_TRY)
     signature = SignatureSettings.from_config(config, identity.region)
     log.info("deployment specifications are verified", policy=signature.policy())
     credentials = credentials_for(identity.on_premises) if identity.on_premises else None
@@ -237,50 +282,54 @@ def _build_loop(config: AgentConfig, environ: Mapping[str, str], pid: int) -> Po
             throttle_cap_seconds=max(THROTTLE_BACKOFF_CAP_SECONDS, config.wait_after_error),
         ),
     )
-    return PollLoop(
-        client,
-        settings,
-        wait_between_runs=config.wait_between_runs,
-        listener=_status_listener(config, environ, pid, signature.policy()),
-    )
+    policy = signature.policy()
+    listener: StatusListener = lambda status: publish(status, policy)  # noqa: E731
+    return PollLoop(client, settings, wait_between_runs=config.wait_between_runs, listener=listener)
 
 
 def run_daemon(config: AgentConfig, environ: Mapping[str, str]) -> int:
     """The daemon in the foreground; returns only through :func:`_exit_now`."""
     pid = os.getpid()
+    echoing = sys.stderr.isatty()
+    # ``start`` sends our stderr to the log file itself: the journal lines would repeat
+    # there what the log says.
+    journal = Journal(sys.stderr, echoing=echoing or _is_stderr_on_disk_at(config.log_file))
     try:
         configure_file_logging(
             config.log_file,
             verbose=config.verbose,
             utc=config.time_zone.lower() == "utc",
             # In a terminal, an operator running the daemon by hand sees what it does.
-            echo=sys.stderr if sys.stderr.isatty() else None,
+            echo=sys.stderr if echoing else None,
         )
     except OSError as error:
-        print(
-            f"codedeploy-agent: cannot open the log file {config.log_file}: {error.strerror}",
-            file=sys.stderr,
-        )
+        journal.fatal(f"cannot open the log file {config.log_file}: {error.strerror}")
         return EXIT_FAILED
     try:
         restrict_folders_on_disk(config, daemon=True)
     except AgentError as error:
-        print(f"codedeploy-agent: {error.message}", file=sys.stderr)
+        journal.fatal(error.message)
         return EXIT_FAILED
-    stop = threading.Event()
+    signals = WaitSignals(stop=threading.Event(), wake=threading.Event())
 
     def on_signal(number: int, _frame: Optional[FrameType]) -> None:
-        stop.set()
+        signals.stop.set()
+        signals.wake.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    config_file = str(config.config_file) if config.config_file else None
     log.info(
         "agent starting",
         version=__version__,
         pid=pid,
-        config_file=str(config.config_file) if config.config_file else None,
+        config_file=config_file,
         spec_verification=SignatureSettings.from_config(config, REGION_PLACEHOLDER).policy(),
         signer_ca_file=describe_signer_ca_file_on_disk(config.deployment_signer_ca_file),
+    )
+    journal.say(
+        f"starting codedeploy-agent {__version__} (pid {pid}); configuration"
+        f" {config_file or 'none (defaults)'}; log {config.log_file}"
     )
     for warning in config.warnings:
         log.warning(warning)
@@ -288,24 +337,59 @@ def run_daemon(config: AgentConfig, environ: Mapping[str, str]) -> int:
         claim_pid_file(config.pid_file, pid)
     except AgentError as error:
         log.error("cannot start", error=error.message)
-        print(f"codedeploy-agent: {error.message}", file=sys.stderr)
+        journal.fatal(error.message)
         return EXIT_FAILED
     # Only now that the pid file is ours: what a crashed run left is no other agent's.
     root = DeploymentRoot(config.root_dir, config.ongoing_deployment_tracking)
     for cgroup in end_hook_cgroups_left_on_disk(root):
         log.warning("ended the hook cgroup a previous run left behind", cgroup=str(cgroup))
+    # Ready before finding the identity, which may take long (metadata that does not
+    # answer yet, an on-premises host not registered yet): systemd's start timeout must
+    # not end the daemon while it waits.
+    notify_systemd("READY=1", environ)
+    log.info("agent ready")
+    journal.say("ready")
+    publish = _status_publisher(config, environ, pid)
+    waiting_policy = SignatureSettings.from_config(config, REGION_PLACEHOLDER).policy()
+    watchdog = watchdog_interval_seconds(environ, pid)
     try:
-        loop = _build_loop(config, environ, pid)
+        loop = wait_for_identity(
+            lambda: _build_loop(config, environ, publish),
+            (HostIdentityError, OnPremisesConfigError),
+            signals,
+            KeepAlive(
+                seconds=watchdog,
+                ping=lambda: notify_systemd("WATCHDOG=1", environ),
+                report=lambda status: publish(status, waiting_policy),
+                journal=journal.say,
+            ),
+        )
     except AgentError as error:
         log.error("cannot start", error=error.message)
-        print(f"codedeploy-agent: {error.message}", file=sys.stderr)
+        journal.fatal(error.message)
         release_pid_file(config.pid_file, pid)
         _exit_now(EXIT_FAILED)
+    if loop is None:
+        notify_systemd("STOPPING=1", environ)
+        publish(LoopStatus("stopped", since=time.time()), waiting_policy)
+        log.info("agent stopped while waiting for an identity")
+        journal.say("stopped")
+        release_pid_file(config.pid_file, pid)
+        _exit_now(EXIT_OK)
     loop.start()
-    notify_systemd("READY=1", environ)
-    _serve_until_stopped(config, environ, pid, loop, stop)
+    journal.say(f"polling {loop.target}")
+    _serve_until_stopped(config, environ, pid, loop, signals.stop, journal)
     release_pid_file(config.pid_file, pid)
     _exit_now(EXIT_OK)
+
+
+def _is_stderr_on_disk_at(path: Path) -> bool:
+    """Whether our stderr is the file at ``path`` (reads its metadata)."""
+    try:
+        ours, theirs = os.fstat(sys.stderr.fileno()), os.stat(path)
+    except (OSError, ValueError):
+        return False
+    return (ours.st_dev, ours.st_ino) == (theirs.st_dev, theirs.st_ino)
 
 
 def _serve_until_stopped(
@@ -314,6 +398,7 @@ def _serve_until_stopped(
     pid: int,
     loop: PollLoop,
     stop: threading.Event,
+    journal: Journal,
 ) -> None:
     """Ping systemd's watchdog until ``stop`` is set, then let the running command finish
     (up to ``kill_agent_max_wait_time_seconds``) and shut the loop down."""
@@ -323,6 +408,12 @@ def _serve_until_stopped(
             notify_systemd("WATCHDOG=1", environ)
     notify_systemd("STOPPING=1", environ)
     loop.request_stop()
+    running = loop.status.current
+    if running is not None:
+        journal.say(
+            f"stopping: letting {running} finish (up to"
+            f" {config.kill_agent_max_wait_time_seconds:g} s)"
+        )
     deadline = time.monotonic() + config.kill_agent_max_wait_time_seconds
     finished = False
     while True:
@@ -334,10 +425,15 @@ def _serve_until_stopped(
     loop.shutdown()
     if finished:
         log.info("agent stopped")
+        journal.say("stopped")
     else:
         log.warning(
             "agent stopped while a command still runs; it will be reported as failed at the next start",
             waited_seconds=config.kill_agent_max_wait_time_seconds,
+        )
+        journal.say(
+            f"stopped while {running or 'a command'} still runs; it will be reported as"
+            " failed at the next start"
         )
 
 
@@ -454,3 +550,44 @@ def print_status(config: AgentConfig) -> int:
     print(escape_control_characters(f"{config.program_name} is running (pid {pid}): {doing}"))
     print(f"deployment specifications: {policy}; CA file: {ca_file}")
     return EXIT_OK
+
+
+def print_status_json(config: AgentConfig) -> int:
+    """``status --json``: one JSON object for programs (the installer waits on ``busy``
+    before an upgrade); exit 0 when the daemon runs, 3 when it does not, as ``status``."""
+    pid = running_pid(config.pid_file)
+    status = read_status_file(status_file_for(config.pid_file))
+    current = status if status is not None and pid is not None and status.pid == pid else None
+    report: Dict[str, Any] = {
+        "running": pid is not None,
+        "pid": pid,
+        "version": __version__,
+        "running_version": current.version if current is not None else None,
+        "program_name": config.program_name,
+        "state": "not running" if pid is None else (current.state if current else "starting"),
+        # A command runs now: the daemon runs one, or is stopping after one.
+        "busy": current is not None
+        and current.current is not None
+        and current.state in (RUNNING, STOPPING),
+        "line": current.line if current is not None else ("starting" if pid else "not running"),
+        "since": current.updated if current is not None and current.updated else None,
+        "next_try": current.next_try if current is not None else None,
+        "error": current.error if current is not None else None,
+        "current": current.current if current is not None else None,
+        "last": status.last if status is not None else None,
+        "signature_policy": (current.signature_policy if current is not None else None)
+        or SignatureSettings.from_config(config, REGION_PLACEHOLDER).policy(),
+        "ca_file": describe_signer_ca_file_on_disk(config.deployment_signer_ca_file),
+        # Where the configuration puts the agent's folders: the installer removes these on
+        # --purge and takes back the ones it made when an install fails.
+        "paths": {
+            "log_dir": str(config.log_dir),
+            "pid_dir": str(config.pid_dir),
+            "root_dir": str(config.root_dir),
+        },
+    }
+    for key in ("line", "error", "current", "last"):
+        if isinstance(report[key], str):
+            report[key] = escape_control_characters(report[key])
+    print(json.dumps(report, sort_keys=True))
+    return EXIT_OK if pid is not None else EXIT_NOT_RUNNING

@@ -1,10 +1,15 @@
 """The daemon's status file: what it is doing, for ``codedeploy-agent status``.
 
-Beside the pid file, ``<program_name>.status.json`` holds the pid, the state, the command
-running now, the last command's outcome, when the state began, when the next poll after
-an error is due, and how deployment specifications are verified. The daemon rewrites it
-(write beside, then rename) whenever its state changes; ``status`` only reads it and
-tells durations from those times (:func:`describe_status`).
+Beside the pid file, ``<program_name>.status.json`` holds the pid, the daemon's version,
+the state, what it does in words (polling what as whom, running which command), the
+command running now, the last command's outcome, when the state began, when the next try
+after an error is due, and how deployment specifications are verified. The daemon
+rewrites it (write beside, then rename) whenever its state changes; ``status`` only reads
+it and tells durations from those times (:func:`describe_status`).
+
+One rule (:func:`compose_status_line`) writes the line that systemd shows, the one in
+the file and the one ``status`` prints (which adds how long the state has lasted):
+``<doing>[ for <duration>][: <error>][; next try in <duration>][; last: <outcome>]``.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ class DaemonStatus:
     error: Optional[str] = None
     next_try: Optional[float] = None
     signature_policy: Optional[str] = None
+    doing: Optional[str] = None
+    version: Optional[str] = None
 
 
 def status_file_for(pid_file: Path) -> Path:
@@ -55,6 +62,8 @@ def read_status_file(path: Path) -> Optional[DaemonStatus]:
             error=document.get("error"),
             next_try=float(document["next_try"]) if document.get("next_try") else None,
             signature_policy=document.get("signature_policy"),
+            doing=document.get("doing"),
+            version=document.get("version"),
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -72,20 +81,41 @@ def duration_text(seconds: float) -> str:
     return f"{whole // 86400}d{whole % 86400 // 3600}h"
 
 
+def compose_status_line(
+    doing: str,
+    *,
+    error: Optional[str] = None,
+    last: Optional[str] = None,
+    next_try_in: Optional[float] = None,
+    lasted: Optional[float] = None,
+) -> str:
+    """The one status line: what the agent does (and for how long, ``lasted`` seconds),
+    the error it waits after, when it tries again, and the last command's outcome."""
+    head = doing if lasted is None else f"{doing} for {duration_text(lasted)}"
+    if error:
+        head += f": {error}"
+    parts = [head]
+    if next_try_in is not None:
+        parts.append(f"next try in {duration_text(next_try_in)}")
+    if last:
+        parts.append(f"last: {last}")
+    return "; ".join(parts)
+
+
 def describe_status(status: DaemonStatus, now: float) -> str:
-    """What the daemon does and for how long, e.g. ``running ApplicationStart of d-X for
-    1m12s`` or ``waiting after an error for 40s, next try in 35s``."""
-    if status.state == "waiting after error":
-        doing = "waiting after an error"
+    """What the daemon does and for how long, e.g. ``running ApplicationStart of d-X (2 of
+    its commands done) for 1m12s`` or ``backing off after an error for 40s: <error>; next
+    try in 35s``."""
+    if status.doing:
+        doing = status.doing
+    elif status.state == "waiting after error":  # a file an older version wrote
+        doing = "backing off after an error"
     else:
         doing = status.state if status.current is None else f"{status.state} {status.current}"
-    if status.updated:
-        doing += f" for {duration_text(now - status.updated)}"
-    if status.next_try is not None:
-        doing += f", next try in {duration_text(status.next_try - now)}"
-    parts = [doing]
-    if status.error:
-        parts.append(f"error: {status.error}")
-    if status.last:
-        parts.append(f"last: {status.last}")
-    return "; ".join(parts)
+    return compose_status_line(
+        doing,
+        error=status.error,
+        last=status.last,
+        next_try_in=None if status.next_try is None else status.next_try - now,
+        lasted=now - status.updated if status.updated else None,
+    )

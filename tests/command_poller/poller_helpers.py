@@ -112,11 +112,13 @@ def queue_deployment(
     payload: str,
     envelope_format: str = "PKCS7/JSON",
     commands: Iterable[str] = SERVICE_ORDER,
+    host: str = HOST,
 ) -> List[str]:
-    """Serve the specification and queue the commands; returns their host command ids."""
+    """Serve the specification and queue the commands for ``host``; returns their host
+    command ids."""
     stub.set_specification(deployment_id, payload, envelope_format)
     return [
-        stub.queue_command(HOST, name, deployment_id)["HostCommandIdentifier"] for name in commands
+        stub.queue_command(host, name, deployment_id)["HostCommandIdentifier"] for name in commands
     ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -20,6 +21,7 @@ from agent.command_poller.ongoing import (
 )
 from agent.command_poller.poller import poll_once, report_commands_interrupted_by_restart
 from tests.command_poller.poller_helpers import (
+    HOST,
     SERVICE_ORDER,
     Host,
     acknowledgements_of,
@@ -33,15 +35,19 @@ from tests.command_poller.poller_helpers import (
 from tests.support_command_service import CommandServiceStub, Fault
 from tests.support_signing import SigningKit, replace_in_pkcs7
 
+SECOND_HOST = "arn:aws:iam::123456789012:user/second-test-host"
+
 
 @pytest.fixture
 def host(tmp_path: Path) -> Host:
     return Host(tmp_path)
 
 
-def poll_all(stub: CommandServiceStub, host: Host, kit: SigningKit, count: int) -> None:
+def poll_all(
+    stub: CommandServiceStub, host: Host, kit: SigningKit, count: int, identifier: str = HOST
+) -> None:
     client = client_for(stub)
-    settings = host.settings(kit)
+    settings = dataclasses.replace(host.settings(kit), host_identifier=identifier)
     for _ in range(count):
         result = poll_once(client, settings, rng=random.Random(1))
         assert result.command is not None
@@ -74,9 +80,12 @@ def test_a_signed_in_place_deployment_acks_and_completes_each_command_once(
     assert loop.status.state == "stopped"
     assert loop.status.last is not None and "ValidateService of d-FIRST0001" in loop.status.last
 
-    # The second deployment's ApplicationStop runs the first revision's script.
-    ids = queue_deployment(stub, "d-SECOND002", kit.sign(spec_json("d-SECOND002", revision)))
-    poll_all(stub, host, kit, len(ids))
+    # The second deployment's ApplicationStop runs the first revision's script. (Polled as
+    # another host: a poll of the stopped loop may still be on its way to the stub, and
+    # would take a command queued for the first host and drop it.)
+    payload = kit.sign(spec_json("d-SECOND002", revision))
+    ids = queue_deployment(stub, "d-SECOND002", payload, host=SECOND_HOST)
+    poll_all(stub, host, kit, len(ids), identifier=SECOND_HOST)
     assert acknowledgements_of(stub, ids[0]) == [False]
     assert host.trace_lines()[3] == "ApplicationStop d-SECOND002"
     assert all(completion_of(stub, i)[0]["CommandStatus"] == "Succeeded" for i in ids)

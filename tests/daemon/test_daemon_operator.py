@@ -52,8 +52,9 @@ def test_version_flag_prints_the_version_and_exits_0() -> None:
 def test_help_explains_verbs_exit_statuses_and_logs() -> None:
     daemon = program("codedeploy-agent", "--help")
     assert daemon.returncode == 0
-    for verb in ("run", "start", "stop", "restart", "status", "version"):
+    for verb in ("run", "start", "stop", "restart", "status", "prepare", "version"):
         assert re.search(rf"^  {verb} ", daemon.stdout, re.M), verb
+    assert "with --json" in daemon.stdout
     assert (
         "exit statuses:" in daemon.stdout
         and "3  status: the daemon is not running" in daemon.stdout
@@ -114,6 +115,8 @@ def test_run_in_a_terminal_shows_its_log_lines_there(agent_daemon: Daemon) -> No
         os.close(leader)
     text = shown.decode("utf-8", "replace")
     assert "agent starting" in text and "host identity" in text
+    # The journal's lines are left out where the whole log is shown: nothing twice.
+    assert "starting codedeploy-agent" not in text
     # The same lines went to the log file.
     assert "host identity" in agent_daemon.log_file.read_text(encoding="utf-8")
 
@@ -139,7 +142,9 @@ def test_status_tells_how_long_a_command_has_been_running(
     assert wait_until(started.exists), process.stderr
     status = agent_daemon.manage("status")
     assert status.returncode == 0
-    assert re.search(r"running BeforeInstall of d-DURATION1 for \d+s", status.stdout), status.stdout
+    assert re.search(
+        r"running BeforeInstall of d-DURATION1 \(1 of its commands done\) for \d+s", status.stdout
+    ), status.stdout
     assert wait_until(lambda: bool(completion_of(stub, ids[1])))
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 0
@@ -158,12 +163,12 @@ def test_status_tells_how_long_it_waits_after_an_error_and_when_it_tries_again(
 
     def waiting() -> bool:
         shown.append(agent_daemon.manage("status").stdout)
-        return "waiting after an error" in shown[-1]
+        return "backing off after an error" in shown[-1]
 
     assert wait_until(waiting), (shown[-1:], process.stderr)
-    assert re.search(r"waiting after an error for \d+s, next try in \d+s; error: ", shown[-1]), (
-        shown[-1]
-    )
+    assert re.search(
+        r"backing off after an error for \d+s: .*ServerException.*; next try in \d+s", shown[-1]
+    ), shown[-1]
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 0
 

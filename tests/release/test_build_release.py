@@ -83,8 +83,13 @@ def test_bundle_name_layout_and_manifest(bundle: Path, unpacked: Path) -> None:
     assert not dependencies & {"pytest", "moto", "mypy", "ruff", "cryptography"}
     wheel = f"wheel/codedeploy_agent_py-{VERSION}-py3-none-any.whl"
     assert manifest["wheel"] == wheel
+    installer = {f"host_install/{p.name}" for p in (REPO / "release/host_install").glob("*.py")}
+    (pip_wheel,) = [p.relative_to(unpacked).as_posix() for p in (unpacked / "tools").glob("*")]
+    assert pip_wheel.startswith("tools/pip-") and pip_wheel.endswith("-py3-none-any.whl")
     expected = {
         "install",
+        *installer,
+        pip_wheel,
         "conf/codedeployagent.yml",
         "systemd/codedeploy-agent.service",
         wheel,
@@ -96,8 +101,9 @@ def test_bundle_name_layout_and_manifest(bundle: Path, unpacked: Path) -> None:
     for name, digest in manifest["files"].items():
         assert hashlib.sha256((unpacked / name).read_bytes()).hexdigest() == digest, name
     directories = {p.relative_to(unpacked).as_posix() for p in unpacked.rglob("*") if p.is_dir()}
-    assert directories == {"conf", "systemd", "wheel", "wheelhouse"}
+    assert directories == {"conf", "host_install", "systemd", "tools", "wheel", "wheelhouse"}
     assert os.access(unpacked / "install", os.X_OK)
+    assert (unpacked / "install").read_bytes() == (REPO / "scripts/install").read_bytes()
     assert (unpacked / "systemd/codedeploy-agent.service").read_bytes() == (
         REPO / "systemd/codedeploy-agent.service"
     ).read_bytes()
