@@ -158,12 +158,9 @@ def _source_date_epoch() -> str:
     return result.stdout.strip() if result.returncode == 0 and result.stdout.strip() else "0"
 
 
-def _stage_on_disk(stage: Path, find_links: Sequence[Path]) -> Tuple[str, str]:
-    """Fill ``stage`` with the bundle's files; returns the python tag and platform."""
-    env = dict(os.environ, SOURCE_DATE_EPOCH=_source_date_epoch(), PYTHONHASHSEED="0")
-    wheel_dir = stage / "wheel"
-    # The wheel is built from a clean copy of the source: setuptools reuses a build/
-    # folder left in the checkout by an earlier build, and would ship its stale files.
+def _build_project_wheel_on_disk(stage: Path, env: Dict[str, str]) -> Path:
+    """The project's wheel in ``stage/wheel``, built from a clean copy of the source:
+    setuptools reuses a build/ folder left in a checkout and would ship its stale files."""
     source = stage.parent / "source"
     shutil.copytree(
         REPO,
@@ -172,15 +169,21 @@ def _stage_on_disk(stage: Path, find_links: Sequence[Path]) -> Tuple[str, str]:
             ".git", ".venv", "build", "dist", "__pycache__", "*.egg-info", ".*_cache"
         ),
     )
+    wheel_dir = stage / "wheel"
     _pip_on_disk(
         ["wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheel_dir), str(source)],
         "build the project's wheel",
         env,
     )
     (project_wheel,) = wheel_dir.glob("*.whl")
-    requirements = _runtime_requirements(project_wheel)
+    return project_wheel
 
-    # The stores pip is configured with, or, with --find-links, only the folders given.
+
+def _get_dependencies_on_disk(
+    house: Path, requirements: Sequence[str], find_links: Sequence[Path], env: Dict[str, str]
+) -> List[Wheel]:
+    """Every runtime dependency as a wheel in ``house``, from the stores pip is configured
+    with or, with ``find_links``, only from those folders."""
     isolated: List[str] = []
     where: List[str] = []
     if find_links:
@@ -188,7 +191,6 @@ def _stage_on_disk(stage: Path, find_links: Sequence[Path]) -> Tuple[str, str]:
         where = ["--no-index"]
         for folder in find_links:
             where += ["--find-links", str(folder)]
-    house = stage / "wheelhouse"
     output = _pip_on_disk(
         [*isolated, "wheel", "--no-cache-dir", *where, "--wheel-dir", str(house), *requirements],
         "get the runtime dependencies as wheels",
@@ -203,15 +205,16 @@ def _stage_on_disk(stage: Path, find_links: Sequence[Path]) -> Tuple[str, str]:
         for path in sorted(house.glob("*.whl"))
     ]
     # A wheel with only a host tag (linux_x86_64) was built on some host, never a store's.
-    wheels = [
+    return [
         dataclasses.replace(w, built_from_source=True)
         if any(p.startswith("linux_") for p in w.platforms)
         else w
         for w in wheels
     ]
-    python_tag = _python_tag()
-    platform = bundle_platform(wheels, _host_platform())
 
+
+def _copy_installer_files_on_disk(stage: Path, env: Dict[str, str]) -> None:
+    """The default configuration, the unit, the installer and the pip it runs."""
     (stage / "conf").mkdir()
     shutil.copyfile(REPO / "release" / "codedeployagent.yml", stage / "conf/codedeployagent.yml")
     (stage / "systemd").mkdir()
@@ -226,21 +229,17 @@ def _stage_on_disk(stage: Path, find_links: Sequence[Path]) -> Tuple[str, str]:
     )
     # pip is the installer's tool, not a dependency of the agent: it comes from the stores
     # pip is configured with, even when --find-links restricts the dependencies.
+    tools = str(stage / "tools")
     _pip_on_disk(
-        [
-            "download",
-            "--no-cache-dir",
-            "--no-deps",
-            "--only-binary",
-            ":all:",
-            "--dest",
-            str(stage / "tools"),
-            "pip",
-        ],
+        ["download", "--no-cache-dir", "--no-deps", "--only-binary=:all:", "--dest", tools, "pip"],
         "get pip as a wheel for the installer",
         env,
     )
 
+
+def _write_manifest_to_disk(
+    stage: Path, project_wheel: Path, wheels: Sequence[Wheel], python_tag: str, platform: str
+) -> None:
     files = {
         path.relative_to(stage).as_posix(): sha256_on_disk(path)
         for path in sorted(stage.rglob("*"))
@@ -268,6 +267,18 @@ def _stage_on_disk(stage: Path, find_links: Sequence[Path]) -> Tuple[str, str]:
     (stage / MANIFEST).write_text(
         json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8"
     )
+
+
+def _stage_on_disk(stage: Path, find_links: Sequence[Path]) -> Tuple[str, str]:
+    """Fill ``stage`` with the bundle's files; returns the python tag and platform."""
+    env = dict(os.environ, SOURCE_DATE_EPOCH=_source_date_epoch(), PYTHONHASHSEED="0")
+    project_wheel = _build_project_wheel_on_disk(stage, env)
+    requirements = _runtime_requirements(project_wheel)
+    wheels = _get_dependencies_on_disk(stage / "wheelhouse", requirements, find_links, env)
+    python_tag = _python_tag()
+    platform = bundle_platform(wheels, _host_platform())
+    _copy_installer_files_on_disk(stage, env)
+    _write_manifest_to_disk(stage, project_wheel, wheels, python_tag, platform)
     return python_tag, platform
 
 
