@@ -47,7 +47,7 @@ from agent.application_specification.permission_values import (
     parse_mode_text,
     parse_selinux_range,
 )
-from agent.lifecycle_event.events import (
+from agent.event_names import (
     EVENT_NAME_RULE,
     RESERVED_EVENTS,
     SCRIPT_EVENTS,

@@ -17,6 +17,7 @@ from typing import Callable, List, Optional, Tuple, TypeVar
 
 import structlog
 
+from agent import event_names
 from agent.aws_clients.command_service import (
     CommandServiceClient,
     CommandServiceError,
@@ -46,7 +47,6 @@ from agent.host_command.dispatch import (
     execute_host_command,
     is_command_noop,
 )
-from agent.lifecycle_event import events
 
 log = structlog.get_logger(__name__)
 
@@ -275,10 +275,10 @@ def _report_refused(
 
 def _check_command_name(name: str) -> None:
     # The name reaches log lines, the hooks' environment and the script log.
-    if not events.is_event_name(name):
+    if not event_names.is_event_name(name):
         raise DeploymentSpecError(
             f"command name {shown_name(name)} is not a lifecycle event name"
-            f" ({events.EVENT_NAME_RULE})"
+            f" ({event_names.EVENT_NAME_RULE})"
         )
 
 

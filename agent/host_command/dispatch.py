@@ -14,10 +14,11 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, FrozenSet, Mapping, Optional
+from typing import FrozenSet, Mapping, Optional
 
 import structlog
 
+from agent import event_names
 from agent.application_specification.model import AppSpecError
 from agent.application_specification.parser import (
     check_hook_events,
@@ -33,29 +34,13 @@ from agent.host_command.bundle import UnpackPolicy
 from agent.host_command.download import FetchSettings, download_revision_to_disk
 from agent.installer.agent_folders import AgentFolders
 from agent.installer.install import install_revision_on_disk
-from agent.lifecycle_event import events
+from agent.lifecycle_event.hook_environment import HOOK_ENV_ALLOWLIST, hook_environment
 from agent.lifecycle_event.runner import HookRunSettings, OutputsLeftOpenPolicy, run_event_scripts
 from agent.lifecycle_event.script_log import open_script_log
+from agent.lifecycle_event.script_source import script_source_dir
 from agent.logging.shared_log_file import DEPLOYMENTS_LOG_ROTATION, LogRotation
 
 log = structlog.get_logger(__name__)
-
-# Inherited variables a hook keeps when restrict_hook_env_to_allowlist is on.
-HOOK_ENV_ALLOWLIST: FrozenSet[str] = frozenset(
-    {
-        "PATH",
-        "LANG",
-        "LC_ALL",
-        "LC_CTYPE",
-        "TZ",
-        "HOME",
-        "USER",
-        "LOGNAME",
-        "SHELL",
-        "TERM",
-        "TMPDIR",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -136,10 +121,10 @@ def execute_host_command(
     """
     deployment = _deployment_dir_on_disk(spec, settings.root)
     with structlog.contextvars.bound_contextvars(deployment_id=spec.deployment_id, command=command):
-        if command == events.DOWNLOAD_BUNDLE:
+        if command == event_names.DOWNLOAD_BUNDLE:
             _download_bundle(spec, deployment, settings)
             return ""
-        if command == events.INSTALL:
+        if command == event_names.INSTALL:
             _install(spec, deployment, settings)
             return ""
         return _run_lifecycle_event(
@@ -249,53 +234,7 @@ def _install(
 
 def _custom_events(spec: DeploymentSpecification) -> FrozenSet[str]:
     named = spec.all_possible_lifecycle_events or ()
-    return frozenset(e for e in named if not events.is_standard(e))
-
-
-def script_source_dir(
-    event: str,
-    spec: DeploymentSpecification,
-    deployment: DeploymentDir,
-    root: DeploymentRoot,
-    download_pending: bool = False,
-) -> Optional[Path]:
-    """The deployment folder whose revision provides ``event``'s scripts (None: no revision).
-
-    Events before the deployment's DownloadBundle use the last successful deployment's
-    scripts (so a first deployment runs no ApplicationStop) or none. A blue/green rollback
-    runs the block-traffic events of the most recent deployment and the allow-traffic
-    events of the last successful one. Whether DownloadBundle has run is judged by the disk
-    (``deployment-archive`` exists exactly when it ran, as the daemon's commands come one
-    by one), unless ``download_pending`` says its place has not come yet:
-    ``codedeploy-local`` unpacks a local archive before ApplicationStop.
-    """
-    group = spec.deployment_group_id
-    if spec.is_blue_green_rollback:
-        if event in events.ROLLBACK_MOST_RECENT_EVENTS:
-            return root.read_most_recent_deployment_dir(group)
-        if event in events.ROLLBACK_LAST_SUCCESSFUL_EVENTS:
-            return root.read_last_successful_deployment_dir(group)
-    unpacked = not download_pending and deployment.archive.is_dir()
-    if events.uses_previous_revision(event) and not unpacked:
-        return root.read_last_successful_deployment_dir(group)
-    # Before DownloadBundle's place no script runs from the new revision.
-    return None if download_pending else deployment.path
-
-
-def hook_environment(
-    event: str, spec: DeploymentSpecification, environ: Mapping[str, str]
-) -> Dict[str, str]:
-    """The agent's environment plus the variables of the hook contract (DESIGN section 9)."""
-    env = dict(environ)
-    env.update(
-        LIFECYCLE_EVENT=event,
-        DEPLOYMENT_ID=spec.deployment_id,
-        APPLICATION_NAME=spec.application_name,
-        DEPLOYMENT_GROUP_NAME=spec.deployment_group_name,
-        DEPLOYMENT_GROUP_ID=spec.deployment_group_id,
-    )
-    env.update(spec.revision.hook_environment())
-    return env
+    return frozenset(e for e in named if not event_names.is_standard(e))
 
 
 def _run_lifecycle_event(
@@ -344,7 +283,7 @@ def is_command_noop(command: str, spec: DeploymentSpecification, settings: Engin
     when no revision provides its scripts yet, or that revision's appspec has none for it.
     An appspec that cannot be read is not a no-op: running the command reports why.
     """
-    if command in (events.DOWNLOAD_BUNDLE, events.INSTALL):
+    if command in (event_names.DOWNLOAD_BUNDLE, event_names.INSTALL):
         return False
     try:
         check_names_fit_the_root(spec, settings.root)

@@ -19,15 +19,15 @@ import stat
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Tuple, Union
 
+from agent import event_names
 from agent.application_specification.parser import (
     check_hook_events,
     read_application_specification,
 )
 from agent.errors import AgentError, ErrorCode
 from agent.installer.agent_folders import AgentFolders
-from agent.lifecycle_event import events
+from agent.lifecycle_event.errors import LifecycleEventError
 from agent.lifecycle_event.hook_identity import look_up_hook_user
-from agent.lifecycle_event.settings import LifecycleEventError
 from agent.local_deployment.request import LocalDeploymentRequest, LocalUsageError
 
 # As the kernel: a path through more links than this is not followed.
@@ -105,9 +105,9 @@ def events_run_from_new_revision(commands: Tuple[str, ...]) -> Iterator[str]:
     seen = set()
     after_download = False
     for command in commands:
-        if command == events.DOWNLOAD_BUNDLE:
+        if command == event_names.DOWNLOAD_BUNDLE:
             after_download = True
-        elif after_download and command != events.INSTALL and command not in seen:
+        elif after_download and command != event_names.INSTALL and command not in seen:
             seen.add(command)
             yield command
 

@@ -11,7 +11,8 @@ from agent.deployment_specification.model import (
     LocalRevision,
     S3Revision,
 )
-from agent.host_command.dispatch import hook_environment, script_source_dir
+from agent.lifecycle_event.hook_environment import hook_environment
+from agent.lifecycle_event.script_source import script_source_dir
 
 
 def _spec(**overrides: object) -> DeploymentSpecification:
