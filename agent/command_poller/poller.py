@@ -41,12 +41,9 @@ from agent.deployment_specification.envelope import (
 )
 from agent.deployment_specification.model import DeploymentSpecError, DeploymentSpecification
 from agent.errors import AgentError, Diagnostics, ErrorCode
-from agent.host_command.dispatch import (
-    EngineSettings,
-    check_names_fit_the_root,
-    execute_host_command,
-    is_command_noop,
-)
+from agent.host_command.deployment_folder import check_names_fit_the_root
+from agent.host_command.dispatch import execute_host_command, is_command_noop
+from agent.host_command.engine_settings import EngineSettings
 
 log = structlog.get_logger(__name__)
 

@@ -81,7 +81,7 @@ from agent.deployment_specification.signature import (
     describe_signer_ca_file_on_disk,
 )
 from agent.errors import AgentError
-from agent.host_command.dispatch import EngineSettings
+from agent.host_command.engine_settings import EngineSettings
 from agent.logging.printable import escape_control_characters
 from agent.logging.setup import configure_file_logging
 

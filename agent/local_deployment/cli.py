@@ -39,15 +39,14 @@ from agent.deployment_specification.model import (
     LocalRevision,
 )
 from agent.errors import AgentError
-from agent.host_command.archive_staging import remove_tree_on_disk
-from agent.host_command.dispatch import (
-    EngineSettings,
-    deployment_dir_of,
-    execute_host_command,
+from agent.host_command.deployment_folder import deployment_dir_of
+from agent.host_command.dispatch import execute_host_command
+from agent.host_command.download_bundle import (
     fetch_revision_to_disk,
     prune_old_deployments_of_group_on_disk,
     record_downloaded_revision_on_disk,
 )
+from agent.host_command.engine_settings import EngineSettings
 from agent.interrupts import interrupted_by
 from agent.local_deployment.request import (
     DEFAULT_DEPLOYMENT_GROUP_ID,
@@ -59,6 +58,7 @@ from agent.local_deployment.request import (
 from agent.local_deployment.revision_preflight import check_local_revision_on_disk
 from agent.logging.printable import escape_control_characters
 from agent.logging.setup import TeeLogger, configure_tee_logging
+from agent.revision.archive_staging import remove_tree_on_disk
 
 EXIT_SUCCEEDED = 0
 EXIT_FAILED = 1

@@ -19,7 +19,7 @@ from agent.aws_clients.wire_log import (
     wire_log_file_for,
 )
 from agent.deployment_specification.model import BundleType, S3Revision
-from agent.host_command.download_s3 import download_s3_bundle_to_disk, new_s3_client
+from agent.revision.fetchers.s3 import download_s3_bundle_to_disk, new_s3_client
 from tests.support_command_service import CommandServiceStub
 from tests.support_s3 import StubObject, s3_settings, stub_s3_server
 

@@ -38,13 +38,13 @@ from botocore.exceptions import (  # type: ignore[import-untyped]
 
 from agent.aws_clients.wire_log import WireLogWriter, attach_wire_log
 from agent.deployment_specification.model import S3Revision
-from agent.host_command.archive_staging import (
+from agent.revision.archive_staging import (
     bundle_file_staged_on_disk,
     check_bundle_fits_on_disk,
     is_disk_full,
 )
-from agent.host_command.bundle import BundleError
-from agent.host_command.download import FetchSettings
+from agent.revision.errors import BundleError
+from agent.revision.fetchers.settings import FetchSettings
 
 log = structlog.get_logger(__name__)
 
