@@ -12,7 +12,7 @@ from agent.deployment_specification.model import DeploymentSpecError, Deployment
 
 
 def deployment_dir_of(spec: DeploymentSpecification, root: DeploymentRoot) -> DeploymentDir:
-    return DeploymentDir(root.deployment_dir(spec.deployment_group_id, spec.deployment_id))
+    return root.deployment_dir(spec.deployment_group_id, spec.deployment_id)
 
 
 def check_names_fit_the_root(spec: DeploymentSpecification, root: DeploymentRoot) -> None:

@@ -14,14 +14,12 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from typing import FrozenSet, Optional
+from typing import Optional
 
 import structlog
 
-from agent import event_names
-from agent.application_specification.model import AppSpecError
 from agent.application_specification.parser import (
-    check_hook_events,
+    check_deployment_events,
     read_application_specification,
 )
 from agent.deployment_root.layout import DeploymentDir
@@ -75,7 +73,7 @@ def prune_old_deployments_of_group_on_disk(
     successful one), this deployment's among them."""
     deployment = deployment_dir_of(spec, settings.root)
     prune_old_deployments_on_disk(
-        settings.root, spec.deployment_group_id, deployment.path, settings.max_revisions
+        settings.root, spec.deployment_group_id, deployment, settings.max_revisions
     )
 
 
@@ -84,7 +82,7 @@ def record_downloaded_revision_on_disk(
 ) -> None:
     """DownloadBundle's last step: the group's most recent deployment is this one."""
     deployment = deployment_dir_of(spec, settings.root)
-    settings.root.write_most_recent_marker(spec.deployment_group_id, deployment.path)
+    settings.root.write_most_recent_marker(spec.deployment_group_id, deployment)
 
 
 def download_bundle(
@@ -95,25 +93,13 @@ def download_bundle(
     # Catch an appspec naming events nobody will run, or a deployment naming custom events
     # the appspec lacks, before any of the new revision's scripts runs.
     appspec = read_application_specification(deployment.archive, spec.appspec_filename)
-    custom = _custom_events(spec)
-    check_hook_events(appspec, custom, filename=spec.appspec_filename)
-    missing = sorted(e for e in custom if e not in appspec.hooks)
-    if missing:
-        raise AppSpecError(
-            f"{spec.appspec_filename} has no hooks for {', '.join(missing)}, which the"
-            " deployment names as custom lifecycle events"
-        )
+    check_deployment_events(appspec, spec.custom_lifecycle_events, filename=spec.appspec_filename)
     record_downloaded_revision_on_disk(spec, settings)
     log.info(
         "revision downloaded",
         archive=str(deployment.archive),
         seconds=round(time.monotonic() - started, 3),
     )
-
-
-def _custom_events(spec: DeploymentSpecification) -> FrozenSet[str]:
-    named = spec.all_possible_lifecycle_events or ()
-    return frozenset(e for e in named if not event_names.is_standard(e))
 
 
 def download_revision_to_disk(

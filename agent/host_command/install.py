@@ -37,7 +37,7 @@ def install(
         settings.agent_folders,
         reject_symlink_permission_targets=settings.reject_symlink_permission_targets,
     )
-    settings.root.write_last_successful_marker(spec.deployment_group_id, deployment.path)
+    settings.root.write_last_successful_marker(spec.deployment_group_id, deployment)
     log.info(
         "revision installed",
         seconds=round(time.monotonic() - started, 3),

@@ -36,7 +36,7 @@ def run_lifecycle_event(
 ) -> str:
     with structlog.contextvars.bound_contextvars(lifecycle_event=event):
         source = script_source_dir(event, spec, deployment, settings.root, download_pending)
-        archive = DeploymentDir(source).archive if source is not None else None
+        archive = source.archive if source is not None else None
         if archive is None or not archive.is_dir():
             log.debug("no revision to take scripts from; nothing to run")
             return ""
@@ -77,12 +77,10 @@ def is_lifecycle_event_noop(
         return False
     deployment = deployment_dir_of(spec, settings.root)
     source = script_source_dir(event, spec, deployment, settings.root)
-    if source is None or not DeploymentDir(source).archive.is_dir():
+    if source is None or not source.archive.is_dir():
         return True
     try:
-        appspec = read_application_specification(
-            DeploymentDir(source).archive, spec.appspec_filename
-        )
+        appspec = read_application_specification(source.archive, spec.appspec_filename)
     except AgentError:
         return False
     return not appspec.scripts_for(event)

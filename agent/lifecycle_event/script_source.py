@@ -9,7 +9,6 @@ deployment root, where the AWS agent keeps the same markers.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import FrozenSet, Optional
 
 from agent.deployment_root.layout import DeploymentDir, DeploymentRoot
@@ -39,7 +38,7 @@ def script_source_dir(
     deployment: DeploymentDir,
     root: DeploymentRoot,
     download_pending: bool = False,
-) -> Optional[Path]:
+) -> Optional[DeploymentDir]:
     """The deployment folder whose revision provides ``event``'s scripts (None: no revision).
 
     Events before the deployment's DownloadBundle use the last successful deployment's
@@ -60,4 +59,4 @@ def script_source_dir(
     if uses_previous_revision(event) and not unpacked:
         return root.read_last_successful_deployment_dir(group)
     # Before DownloadBundle's place no script runs from the new revision.
-    return None if download_pending else deployment.path
+    return None if download_pending else deployment

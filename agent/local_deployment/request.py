@@ -56,7 +56,7 @@ class LocalDeploymentRequest:
 
     @property
     def custom_events(self) -> Tuple[str, ...]:
-        return tuple(dict.fromkeys(c for c in self.commands if not event_names.is_standard(c)))
+        return self.spec.custom_lifecycle_events
 
 
 def new_local_deployment_id() -> str:

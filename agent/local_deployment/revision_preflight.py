@@ -21,7 +21,7 @@ from typing import Callable, Iterator, List, Optional, Tuple, Union
 
 from agent import event_names
 from agent.application_specification.parser import (
-    check_hook_events,
+    check_deployment_events,
     read_application_specification,
 )
 from agent.errors import AgentError, ErrorCode
@@ -70,14 +70,9 @@ def _check_revision_on_disk(
     spec = request.spec
     filename = spec.appspec_filename
     appspec = read_application_specification(revision_root, filename)
-    custom = request.custom_events
-    missing = [e for e in custom if e not in appspec.hooks]
-    if missing:
-        raise LocalUsageError(
-            f"--events names {', '.join(missing)}, which is not a standard lifecycle event and"
-            f" is not in the revision's {filename}"
-        )
-    check_hook_events(appspec, custom, filename=filename)
+    check_deployment_events(
+        appspec, spec.custom_lifecycle_events, filename=filename, named_by="--events"
+    )
     for number, mapping in enumerate(appspec.files, start=1):
         if mapping.destination.startswith("/"):
             agent_folders.check_destination_on_disk(

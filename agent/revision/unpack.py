@@ -20,7 +20,7 @@ import ctypes
 import os
 import stat
 from pathlib import Path
-from typing import Callable, Optional, Set, Tuple
+from typing import Callable, Optional, Set
 
 import structlog
 from libarchive import ffi
@@ -33,10 +33,7 @@ from libarchive.extract import (
     EXTRACT_TIME,
 )
 
-from agent.application_specification.model import (
-    DEFAULT_APPSPEC_FILENAME,
-    FALLBACK_APPSPEC_FILENAME,
-)
+from agent.application_specification.model import DEFAULT_APPSPEC_FILENAME, appspec_file_names
 from agent.deployment_specification.model import BundleType
 from agent.filesystem.free_space import SpaceClaim, measure_free_space_on_disk
 from agent.revision import libarchive_calls as la
@@ -99,16 +96,12 @@ def unpack_bundle_to_disk(
         raise BundleError(
             f"bundle {bundle}: the bundle type directory is a folder to copy, not an archive"
         )
-    names: Tuple[str, ...] = (appspec_filename,)
-    if appspec_filename == DEFAULT_APPSPEC_FILENAME:
-        names = (DEFAULT_APPSPEC_FILENAME, FALLBACK_APPSPEC_FILENAME)
-
     where = f"bundle {bundle if shown_as is None else shown_as}"
 
     def fill(destination: Path) -> None:
         _extract_on_disk(bundle, bundle_type, destination, archive_dir, policy, where)
 
-    build_archive_dir_on_disk(archive_dir, fill, appspec_names=names)
+    build_archive_dir_on_disk(archive_dir, fill, appspec_names=appspec_file_names(appspec_filename))
 
 
 def _extract_on_disk(
