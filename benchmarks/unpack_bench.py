@@ -29,8 +29,8 @@ from typing import Callable, Dict, List, Tuple
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent.deployment_specification.model import BundleType
-from agent.host_command.local_revision import copy_directory_revision_to_disk
-from agent.host_command.unpack import unpack_bundle_to_disk
+from agent.revision.fetchers.local import copy_directory_revision_to_disk
+from agent.revision.unpack import unpack_bundle_to_disk
 
 
 def build_tree_on_disk(root: Path, files: int, size: int, folders: int) -> Path:

@@ -20,7 +20,7 @@ import boto3
 from botocore.credentials import Credentials  # type: ignore[import-untyped]
 from moto.server import ThreadedMotoServer
 
-from agent.host_command.download import FetchSettings
+from agent.revision.fetchers.settings import FetchSettings
 from tests.support import LocalAgent
 
 REGION = "us-east-1"

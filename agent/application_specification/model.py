@@ -18,6 +18,14 @@ DEFAULT_SCRIPT_TIMEOUT_SECONDS = 3600.0
 MAX_SCRIPT_TIMEOUT_SECONDS = 3600.0
 
 
+def appspec_file_names(filename: str) -> Tuple[str, ...]:
+    """The names a revision's appspec is looked for under, in order: the default name
+    falls back to ``appspec.yaml``, a name the deployment gives is the only one."""
+    if filename == DEFAULT_APPSPEC_FILENAME:
+        return (DEFAULT_APPSPEC_FILENAME, FALLBACK_APPSPEC_FILENAME)
+    return (filename,)
+
+
 class AppSpecError(AgentError):
     """The appspec is missing or invalid; the message names the field and the value."""
 

@@ -27,7 +27,6 @@ from yaml.nodes import MappingNode, Node, ScalarNode
 from agent.application_specification.model import (
     DEFAULT_APPSPEC_FILENAME,
     DEFAULT_SCRIPT_TIMEOUT_SECONDS,
-    FALLBACK_APPSPEC_FILENAME,
     MAX_SCRIPT_TIMEOUT_SECONDS,
     ApplicationSpecification,
     AppSpecError,
@@ -38,6 +37,7 @@ from agent.application_specification.model import (
     Permission,
     SelinuxContext,
     SelinuxRange,
+    appspec_file_names,
 )
 from agent.application_specification.permission_values import (
     SELINUX_IDENTIFIER,
@@ -47,7 +47,7 @@ from agent.application_specification.permission_values import (
     parse_mode_text,
     parse_selinux_range,
 )
-from agent.lifecycle_event.events import (
+from agent.event_names import (
     EVENT_NAME_RULE,
     RESERVED_EVENTS,
     SCRIPT_EVENTS,
@@ -652,9 +652,7 @@ def find_application_specification_file(
             f"the appspec file name {_show(filename)} must be a relative path inside the"
             " revision, without .. components"
         )
-    candidates = [filename]
-    if filename == DEFAULT_APPSPEC_FILENAME:
-        candidates.append(FALLBACK_APPSPEC_FILENAME)
+    candidates = appspec_file_names(filename)
     for name in candidates:
         candidate = revision_root / name
         try:
@@ -690,6 +688,25 @@ def read_application_specification(
             f" at offset {error.start}); save it as UTF-8"
         ) from None
     return parse_application_specification(text, filename=name)
+
+
+def check_deployment_events(
+    spec: ApplicationSpecification,
+    custom_events: Collection[str],
+    *,
+    filename: str = DEFAULT_APPSPEC_FILENAME,
+    named_by: str = "the deployment",
+) -> None:
+    """Refuse an appspec that does not fit the events the deployment runs, before any
+    script runs: a custom event that ``named_by`` names and the appspec has no hooks for,
+    or a hook for an event nobody will run (:func:`check_hook_events`)."""
+    missing = [event for event in custom_events if event not in spec.hooks]
+    if missing:
+        raise AppSpecError(
+            f"{named_by} names {', '.join(missing)} as custom lifecycle events, but"
+            f" {filename} has no hooks for them"
+        )
+    check_hook_events(spec, custom_events, filename=filename)
 
 
 def check_hook_events(

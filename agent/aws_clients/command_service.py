@@ -19,12 +19,10 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Mapping, Optional
 from urllib.parse import urlsplit, urlunsplit
 
-import botocore.session  # type: ignore[import-untyped]
 import structlog
-from botocore import xform_name
+from botocore import xform_name  # type: ignore[import-untyped]
 from botocore.config import Config  # type: ignore[import-untyped]
 from botocore.credentials import (  # type: ignore[import-untyped]
-    CredentialResolver,
     Credentials,
 )
 from botocore.exceptions import (  # type: ignore[import-untyped]
@@ -44,8 +42,10 @@ from botocore.exceptions import (  # type: ignore[import-untyped]
 )
 
 from agent import __version__
+from agent.aws_clients.session import new_botocore_session
 from agent.configuration.model import FIPS_REGIONS, AgentConfig, ConfigError
 from agent.errors import AgentError, Diagnostics
+from agent.logging.printable import one_line
 
 log = structlog.get_logger(__name__)
 
@@ -212,7 +212,7 @@ class DeploymentSpecificationEnvelope:
     payload: str = field(repr=False)
 
 
-def redact_url(url: str) -> str:
+def hide_url_user_info(url: str) -> str:
     """The URL without the user name and password a proxy URI may carry."""
     parts = urlsplit(url)
     if parts.username is None and parts.password is None:
@@ -241,23 +241,6 @@ def command_service_endpoint(settings: CommandServiceSettings) -> str:
     return f"https://{host}.{settings.region}.{domain}"
 
 
-class _GivenCredentials:
-    """A credential provider for botocore's resolver that hands out the caller's credentials.
-
-    Passing the object itself (rather than its keys) keeps refreshable credentials
-    refreshing.
-    """
-
-    METHOD = "codedeploy-agent"
-    CANONICAL_NAME = "codedeploy-agent"
-
-    def __init__(self, credentials: Credentials) -> None:
-        self._credentials = credentials
-
-    def load(self) -> Credentials:
-        return self._credentials
-
-
 def _agent_version_header(agent_version: str) -> Callable[..., None]:
     def add_header(request: Any, **_: Any) -> None:
         request.headers[AGENT_VERSION_HEADER] = agent_version
@@ -274,16 +257,12 @@ def new_command_service_client(
     are read as by any SDK; ``credentials`` (static or refreshable) replace its
     credential chain when given.
     """
-    session = botocore.session.Session()
+    session = new_botocore_session(credentials)
     loader = session.get_component("data_loader")
     # Our data folder comes first: the service models, and an endpoints.json that holds
     # only the partitions (the endpoint is always given explicitly), which spares the
     # daemon the 7 MB that botocore's full endpoint list takes once parsed.
     loader.search_paths.insert(0, str(MODEL_DATA_PATH))
-    if credentials is not None:
-        session.register_component(
-            "credential_provider", CredentialResolver(providers=[_GivenCredentials(credentials)])
-        )
     proxies = (
         {"http": settings.proxy_uri, "https": settings.proxy_uri} if settings.proxy_uri else None
     )
@@ -305,16 +284,11 @@ def new_command_service_client(
     client.meta.events.register("before-sign", _agent_version_header(settings.agent_version))
     log.info(
         "command service client ready",
-        endpoint=redact_url(endpoint),
-        proxy=redact_url(settings.proxy_uri) if settings.proxy_uri else None,
+        endpoint=hide_url_user_info(endpoint),
+        proxy=hide_url_user_info(settings.proxy_uri) if settings.proxy_uri else None,
         service=settings.service_name,
     )
     return CommandServiceClient(client, settings)
-
-
-def _one_line(text: str) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= _MESSAGE_LIMIT else line[: _MESSAGE_LIMIT - 3] + "..."
 
 
 def translate_error(
@@ -325,7 +299,7 @@ def translate_error(
     botocore's own messages are not reused: they can span lines, and only the pieces named
     here (code, status, the service's message) ever reach the operator.
     """
-    where = redact_url(endpoint)
+    where = hide_url_user_info(endpoint)
     prefix = f"command service {operation}"
     if isinstance(error, ClientError):
         details: Mapping[str, Any] = error.response.get("Error", {})
@@ -333,7 +307,7 @@ def translate_error(
         code = str(details.get("Code") or "").strip() or "UnknownError"
         throttled = code in _THROTTLING_CODES or status == 429
         retryable = throttled or code in _TRANSIENT_CODES or (status or 0) >= 500
-        reason = _one_line(str(details.get("Message") or ""))
+        reason = one_line(str(details.get("Message") or ""), _MESSAGE_LIMIT)
         http = f" (HTTP {status})" if status else ""
         return CommandServiceError(
             f"{prefix} failed: {code}{http}" + (f": {reason}" if reason else ""),
@@ -349,7 +323,7 @@ def translate_error(
     elif isinstance(error, ConnectTimeoutError):
         message = f"{prefix} could not connect to {where} in time"
     elif isinstance(error, ProxyConnectionError):
-        proxy = redact_url(proxy_uri) if proxy_uri else "the proxy"
+        proxy = hide_url_user_info(proxy_uri) if proxy_uri else "the proxy"
         message = f"{prefix} could not connect through proxy {proxy}"
     elif isinstance(error, SSLError):
         message = f"{prefix} failed: TLS error talking to {where}"
@@ -369,7 +343,9 @@ def translate_error(
         retryable = False
     elif isinstance(error, ParamValidationError):
         report = str(error.kwargs.get("report", "")).strip().splitlines()
-        message = f"{prefix} request is invalid: {_one_line(report[0] if report else '')}"
+        message = (
+            f"{prefix} request is invalid: {one_line(report[0] if report else '', _MESSAGE_LIMIT)}"
+        )
         retryable = False
     else:
         message = f"{prefix} failed: {type(error).__name__}"
@@ -419,7 +395,7 @@ class CommandServiceClient:
             return CommandStatus(value)
         except ValueError:
             raise CommandServiceError(
-                f"command service {operation} answered with unknown CommandStatus {_one_line(str(value))!r}",
+                f"command service {operation} answered with unknown CommandStatus {one_line(str(value), _MESSAGE_LIMIT)!r}",
                 operation=operation,
             ) from None
 
@@ -433,7 +409,7 @@ class CommandServiceClient:
         owner = command.get("HostIdentifier")
         if owner != host_identifier:
             raise CommandServiceError(
-                f"command service returned a command for host {_one_line(str(owner))!r},"
+                f"command service returned a command for host {one_line(str(owner), _MESSAGE_LIMIT)!r},"
                 f" not for this host {host_identifier!r}",
                 operation=operation,
             )
@@ -469,7 +445,7 @@ class CommandServiceClient:
         if system != DEPLOYMENT_SYSTEM:
             raise CommandServiceError(
                 f"command service returned a specification for deployment system"
-                f" {_one_line(str(system))!r}, not {DEPLOYMENT_SYSTEM}",
+                f" {one_line(str(system), _MESSAGE_LIMIT)!r}, not {DEPLOYMENT_SYSTEM}",
                 operation=operation,
             )
         envelope = (response.get("DeploymentSpecification") or {}).get("GenericEnvelope") or {}

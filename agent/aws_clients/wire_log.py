@@ -90,7 +90,7 @@ def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     return _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
 
 
-def redact_url(url: str) -> str:
+def redact_url_secrets(url: str) -> str:
     """The URL without user information and with signature/credential query values hidden."""
     parts = urlsplit(url)
     netloc = parts.netloc
@@ -178,7 +178,7 @@ class WireLogWriter:
         botocore sends it."""
         service, operation = _names(event_name)
         lines = [
-            f"request {service} {operation}: {request.method} {redact_url(str(request.url))}",
+            f"request {service} {operation}: {request.method} {redact_url_secrets(str(request.url))}",
             "  headers: " + _headers_text(request.headers),
         ]
         body = _body_text(request.body, self.settings.body_limit)

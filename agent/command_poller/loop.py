@@ -29,7 +29,7 @@ from agent.aws_clients.command_service import (
     CommandServiceClient,
     CommandServiceError,
     HostCommand,
-    redact_url,
+    hide_url_user_info,
 )
 from agent.command_poller.poller import (
     PollerSettings,
@@ -112,7 +112,7 @@ class PollLoop:
         self._handling = False
         self._failures = 0
         self._restart_reported = False
-        self._target = f"{redact_url(client.endpoint_url)} as {settings.host_identifier}"
+        self._target = f"{hide_url_user_info(client.endpoint_url)} as {settings.host_identifier}"
         # The deployment of the command that runs (or ran last) and how many of its
         # commands finished since: "2 of its commands done" in the status line.
         self._deployment_id = ""

@@ -21,7 +21,7 @@ from typing import List, Optional
 
 from agent.deployment_root.layout import DeploymentRoot
 from agent.errors import AgentError
-from agent.host_command.dispatch import EngineSettings
+from agent.host_command.engine_settings import EngineSettings
 from agent.lifecycle_event.process_tree import end_recorded_hook_cgroup_on_disk
 
 _HOOK_CGROUP_SUFFIX = ".hook-cgroup"

@@ -17,6 +17,7 @@ from typing import Callable, List, Optional, Tuple, TypeVar
 
 import structlog
 
+from agent import event_names
 from agent.aws_clients.command_service import (
     CommandServiceClient,
     CommandServiceError,
@@ -40,13 +41,10 @@ from agent.deployment_specification.envelope import (
 )
 from agent.deployment_specification.model import DeploymentSpecError, DeploymentSpecification
 from agent.errors import AgentError, Diagnostics, ErrorCode
-from agent.host_command.dispatch import (
-    EngineSettings,
-    check_names_fit_the_root,
-    execute_host_command,
-    is_command_noop,
-)
-from agent.lifecycle_event import events
+from agent.host_command.deployment_folder import check_names_fit_the_root
+from agent.host_command.dispatch import execute_host_command, is_command_noop
+from agent.host_command.engine_settings import EngineSettings
+from agent.logging.printable import one_line
 
 log = structlog.get_logger(__name__)
 
@@ -101,16 +99,11 @@ class CommandOutcome:
 CommandStarted = Callable[[HostCommand, str], None]
 
 
-def _one_line(text: str) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= _MESSAGE_LIMIT else line[: _MESSAGE_LIMIT - 3] + "..."
-
-
 def diagnostics_for_exception(error: BaseException, command: str) -> Diagnostics:
     """The diagnostics of a failure: an AgentError's own, anything else UnknownError."""
     if isinstance(error, AgentError):
         return error.diagnostics()
-    detail = _one_line(str(error).splitlines()[0]) if str(error) else ""
+    detail = one_line(str(error).splitlines()[0], _MESSAGE_LIMIT) if str(error) else ""
     message = f"unexpected {type(error).__name__} while running {command}" + (
         f": {detail}" if detail else ""
     )
@@ -121,20 +114,33 @@ T = TypeVar("T")
 
 
 def _call_with_retries(
-    call: Callable[[], T], what: str, settings: PollerSettings, rng: random.Random
+    call: Callable[[], T],
+    what: str,
+    settings: PollerSettings,
+    rng: random.Random,
+    **log_fields: str,
 ) -> T:
     """``call()``, again after a retryable service error, at most ``completion_attempts``
-    times: a command handed out is not handed out again until the service gives up on it."""
+    times: a command handed out is not handed out again until the service gives up on it.
+
+    The waits between attempts are not cut short by a stop request: the report of a
+    command that ran matters more than a prompt exit.
+    """
     attempts = max(1, settings.completion_attempts)
     for attempt in range(1, attempts + 1):
         try:
             return call()
         except CommandServiceError as error:
-            if attempt == attempts or not error.retryable:
+            last = attempt == attempts or not error.retryable
+            log.warning(
+                f"{what} failed" + ("; giving up" if last else "; trying again"),
+                error=error.message,
+                attempt=attempt,
+                **log_fields,
+            )
+            if last:
                 raise
-            delay = settings.backoff.delay(attempt, throttled=error.throttled, rng=rng)
-            log.warning(f"{what} failed; trying again", error=error.message, attempt=attempt)
-            time.sleep(delay)
+            time.sleep(settings.backoff.delay(attempt, throttled=error.throttled, rng=rng))
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -147,36 +153,24 @@ def complete_command_with_retries(
     *,
     rng: random.Random,
 ) -> bool:
-    """Send the completion, again after a retryable failure; True once it was accepted.
-
-    The waits between attempts are not cut short by a stop request: the report of a
-    command that ran matters more than a prompt exit.
-    """
-    attempts = max(1, settings.completion_attempts)
-    for attempt in range(1, attempts + 1):
-        try:
-            client.put_host_command_complete(host_command_identifier, status, diagnostics)
-        except CommandServiceError as error:
-            last = attempt == attempts or not error.retryable
-            log.warning(
-                "completion not accepted" + ("; giving up" if last else "; will send it again"),
-                host_command=host_command_identifier,
-                error=error.message,
-                attempt=attempt,
-            )
-            if last:
-                return False
-            delay = settings.backoff.delay(attempt, throttled=error.throttled, rng=rng)
-            time.sleep(delay)
-            continue
-        log.info(
-            "command completed",
+    """Send the completion, again after a retryable failure; True once it was accepted."""
+    try:
+        _call_with_retries(
+            lambda: client.put_host_command_complete(host_command_identifier, status, diagnostics),
+            "sending the completion",
+            settings,
+            rng,
             host_command=host_command_identifier,
-            status=status.value,
-            error_code=int(diagnostics.error_code),
         )
-        return True
-    return False
+    except CommandServiceError:
+        return False
+    log.info(
+        "command completed",
+        host_command=host_command_identifier,
+        status=status.value,
+        error_code=int(diagnostics.error_code),
+    )
+    return True
 
 
 def process_host_command(
@@ -275,10 +269,10 @@ def _report_refused(
 
 def _check_command_name(name: str) -> None:
     # The name reaches log lines, the hooks' environment and the script log.
-    if not events.is_event_name(name):
+    if not event_names.is_event_name(name):
         raise DeploymentSpecError(
             f"command name {shown_name(name)} is not a lifecycle event name"
-            f" ({events.EVENT_NAME_RULE})"
+            f" ({event_names.EVENT_NAME_RULE})"
         )
 
 

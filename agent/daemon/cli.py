@@ -48,6 +48,7 @@ from agent.command_poller.backoff import BackoffPolicy
 from agent.command_poller.loop import RUNNING, STOPPING, LoopStatus, PollLoop, StatusListener
 from agent.command_poller.ongoing import end_hook_cgroups_left_on_disk
 from agent.command_poller.poller import PollerSettings
+from agent.configuration.folder_modes import restrict_folders_on_disk
 from agent.configuration.loader import read_agent_config
 from agent.configuration.model import DEFAULT_CONFIG_FILE, AgentConfig
 from agent.configuration.on_premises import OnPremisesConfigError, credentials_for
@@ -73,7 +74,6 @@ from agent.daemon.systemd_notify import (
     status_message,
     watchdog_interval_seconds,
 )
-from agent.deployment_root.folder_modes import restrict_folders_on_disk
 from agent.deployment_root.layout import DeploymentRoot
 from agent.deployment_specification.envelope import REGION_PLACEHOLDER, SignatureSettings
 from agent.deployment_specification.signature import (
@@ -81,7 +81,7 @@ from agent.deployment_specification.signature import (
     describe_signer_ca_file_on_disk,
 )
 from agent.errors import AgentError
-from agent.host_command.dispatch import EngineSettings
+from agent.host_command.engine_settings import EngineSettings
 from agent.logging.printable import escape_control_characters
 from agent.logging.setup import configure_file_logging
 

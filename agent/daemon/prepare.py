@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from agent.configuration.folder_modes import FolderModeError, restrict_folders_on_disk
 from agent.configuration.model import AgentConfig
 from agent.configuration.on_premises import read_on_premises_config
-from agent.deployment_root.folder_modes import FolderModeError, restrict_folders_on_disk
 from agent.deployment_specification.envelope import REGION_PLACEHOLDER, SignatureSettings
 from agent.deployment_specification.signature import (
     check_signer_trust_on_disk,

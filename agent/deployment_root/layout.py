@@ -41,8 +41,8 @@ class DeploymentRoot:
     def group_dir(self, group_id: str) -> Path:
         return self.path / group_id
 
-    def deployment_dir(self, group_id: str, deployment_id: str) -> Path:
-        return self.path / group_id / deployment_id
+    def deployment_dir(self, group_id: str, deployment_id: str) -> DeploymentDir:
+        return DeploymentDir(self.path / group_id / deployment_id)
 
     def cleanup_file(self, group_id: str) -> Path:
         return self.instructions_dir / f"{group_id}-cleanup"
@@ -56,17 +56,17 @@ class DeploymentRoot:
     def most_recent_marker(self, group_id: str) -> Path:
         return self.instructions_dir / f"{group_id}_most_recent_install"
 
-    def read_last_successful_deployment_dir(self, group_id: str) -> Optional[Path]:
+    def read_last_successful_deployment_dir(self, group_id: str) -> Optional[DeploymentDir]:
         return _read_marker(self.last_successful_marker(group_id))
 
-    def read_most_recent_deployment_dir(self, group_id: str) -> Optional[Path]:
+    def read_most_recent_deployment_dir(self, group_id: str) -> Optional[DeploymentDir]:
         return _read_marker(self.most_recent_marker(group_id))
 
-    def write_last_successful_marker(self, group_id: str, deployment_dir: Path) -> None:
-        _write_marker(self.last_successful_marker(group_id), deployment_dir)
+    def write_last_successful_marker(self, group_id: str, deployment: DeploymentDir) -> None:
+        _write_marker(self.last_successful_marker(group_id), deployment.path)
 
-    def write_most_recent_marker(self, group_id: str, deployment_dir: Path) -> None:
-        _write_marker(self.most_recent_marker(group_id), deployment_dir)
+    def write_most_recent_marker(self, group_id: str, deployment: DeploymentDir) -> None:
+        _write_marker(self.most_recent_marker(group_id), deployment.path)
 
 
 @dataclass(frozen=True)
@@ -88,13 +88,13 @@ class DeploymentDir:
         return self.path / SCRIPT_LOG
 
 
-def _read_marker(marker: Path) -> Optional[Path]:
+def _read_marker(marker: Path) -> Optional[DeploymentDir]:
     """The folder a marker names, or None when there is no marker (or it is empty)."""
     try:
         text = marker.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         return None
-    return Path(text) if text else None
+    return DeploymentDir(Path(text)) if text else None
 
 
 def _write_marker(marker: Path, deployment_dir: Path) -> None:

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import structlog
 
-from agent.deployment_root.layout import DeploymentRoot
+from agent.deployment_root.layout import DeploymentDir, DeploymentRoot
 
 log = structlog.get_logger(__name__)
 
 
 def prune_old_deployments_on_disk(
-    root: DeploymentRoot, group_id: str, current: Path, max_revisions: int
+    root: DeploymentRoot, group_id: str, current: DeploymentDir, max_revisions: int
 ) -> int:
     """Remove the oldest deployment folders of ``group_id``; return how many were removed."""
     group_dir = root.group_dir(group_id)
@@ -27,12 +27,12 @@ def prune_old_deployments_on_disk(
         entries = [Path(e.path) for e in os.scandir(group_dir) if e.is_dir(follow_symlinks=False)]
     except FileNotFoundError:
         return 0
-    others = [p for p in entries if p != current]
+    others = [p for p in entries if p != current.path]
     extra = len(others) - max_revisions + 1
     if extra <= 0:
         return 0
     last_successful = root.read_last_successful_deployment_dir(group_id)
-    candidates = [p for p in others if p != last_successful]
+    candidates = [p for p in others if last_successful is None or p != last_successful.path]
 
     def age(path: Path) -> float:
         try:

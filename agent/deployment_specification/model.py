@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Tuple, Union
 
+from agent import event_names
 from agent.application_specification.model import DEFAULT_APPSPEC_FILENAME, FileExistsBehavior
 from agent.errors import AgentError
 
@@ -87,6 +88,12 @@ class DeploymentSpecification:
     @property
     def bundle_type(self) -> BundleType:
         return self.revision.bundle_type
+
+    @property
+    def custom_lifecycle_events(self) -> Tuple[str, ...]:
+        """The events the deployment names that are not standard ones, in their order."""
+        named = self.all_possible_lifecycle_events or ()
+        return tuple(dict.fromkeys(e for e in named if not event_names.is_standard(e)))
 
     @property
     def is_blue_green_rollback(self) -> bool:

@@ -27,7 +27,7 @@ from agent.deployment_specification.model import (
     Revision,
     S3Revision,
 )
-from agent.lifecycle_event.events import EVENT_NAME_RULE, EVENTS_MAX, is_event_name
+from agent.event_names import EVENT_NAME_RULE, EVENTS_MAX, is_event_name
 
 
 def _required_text(document: Dict[str, Any], key: str, where: str = "") -> str:

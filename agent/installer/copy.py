@@ -31,7 +31,7 @@ from agent.installer.folders import open_child_folder_on_disk
 from agent.installer.instructions import InstructionsFileWriter, InstructionsFragmentWriter
 from agent.installer.paths import folder_chain, join
 from agent.installer.plan import ResolvedEntry, SourceKind
-from agent.installer.result import InstallError
+from agent.installer.result import InstallError, InstallResult
 from agent.installer.reuse import Identity, same_file_on_disk
 from agent.installer.split import (
     ForkedShare,
@@ -46,18 +46,6 @@ _FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO slipped into the revision must not hang the install (fstat rejects it).
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-@dataclasses.dataclass(frozen=True)
-class CopyCounts:
-    files_copied: int
-    symlinks_created: int
-    directories_created: int
-    paths_retained: int
-    files_overwritten: int
-    bytes_copied: int
-    paths_unchanged: int
-    directories_kept: int
 
 
 class _Tally:
@@ -100,7 +88,7 @@ def copy_entries_on_disk(
     identity: Identity,
     cleanup: CleanupFileWriter,
     instructions: InstructionsFileWriter,
-) -> CopyCounts:
+) -> InstallResult:
     """Install every entry in appspec order; raises InstallError naming the failing path.
 
     ``kept`` are paths of the previous install that the plan found already in place and
@@ -113,14 +101,14 @@ def copy_entries_on_disk(
     copier = _Copier(behavior, kept, previous, cleanup, instructions, identity, tally)
     for entry in entries:
         _copy_entry_on_disk(copier, entry)
-    return CopyCounts(
+    return InstallResult(
         files_copied=tally.files,
         symlinks_created=tally.symlinks,
         directories_created=tally.folders,
         paths_retained=tally.retained,
         files_overwritten=tally.overwritten,
         bytes_copied=tally.bytes,
-        paths_unchanged=tally.unchanged,
+        files_unchanged=tally.unchanged,
         directories_kept=tally.kept_folders,
     )
 

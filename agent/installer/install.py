@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Optional
@@ -84,7 +85,7 @@ def install_revision_on_disk(
     root.instructions_dir.mkdir(parents=True, exist_ok=True)
     install_file = root.install_instructions_file(group_id)
     with CleanupFileWriter(cleanup_file) as cleanup, InstructionsFileWriter(install_file) as steps:
-        counts = copy_entries_on_disk(
+        copied = copy_entries_on_disk(
             entries, file_exists_behavior, kept, previous.free, identity, cleanup, steps
         )
         installed = iter_recorded_paths_from_disk(cleanup_file, cleanup.size)
@@ -96,16 +97,6 @@ def install_revision_on_disk(
             steps,
             reject_symlinks=reject_symlink_permission_targets,
         )
-    result = InstallResult(
-        files_copied=counts.files_copied,
-        directories_created=counts.directories_created,
-        paths_retained=counts.paths_retained,
-        symlinks_created=counts.symlinks_created,
-        files_overwritten=counts.files_overwritten,
-        files_unchanged=counts.paths_unchanged,
-        directories_kept=counts.directories_kept,
-        bytes_copied=counts.bytes_copied,
-        previous_paths_removed=removed,
-        permission_paths=permission_paths,
+    return dataclasses.replace(
+        copied, previous_paths_removed=removed, permission_paths=permission_paths
     )
-    return result

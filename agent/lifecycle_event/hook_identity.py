@@ -1,9 +1,10 @@
-"""Who a hook script runs as, and the environment it gets.
+"""Who a hook script runs as.
 
 The AWS agent switches users with ``su <user> -c <path>``, a shell command line built from
 appspec strings. We switch in the child itself (uid, primary gid, supplementary groups) and
-set what ``su`` would set (HOME, USER, LOGNAME, SHELL), so no string from a bundle ever
-reaches a shell. The operator's hardening settings decide which inherited variables stay.
+set what ``su`` would set (HOME, USER, LOGNAME, SHELL: see
+:mod:`agent.lifecycle_event.hook_environment`), so no string from a bundle ever reaches a
+shell.
 """
 
 from __future__ import annotations
@@ -11,29 +12,10 @@ from __future__ import annotations
 import os
 import pwd
 from dataclasses import dataclass
-from typing import Dict, FrozenSet, Mapping, Optional, Tuple
+from typing import Optional, Tuple
 
 from agent.errors import ErrorCode
-from agent.lifecycle_event.settings import HookRunSettings, LifecycleEventError
-
-# What the engine adds for every hook; kept even when the environment is allow-listed.
-HOOK_VARIABLES: FrozenSet[str] = frozenset(
-    {
-        "LIFECYCLE_EVENT",
-        "DEPLOYMENT_ID",
-        "APPLICATION_NAME",
-        "DEPLOYMENT_GROUP_NAME",
-        "DEPLOYMENT_GROUP_ID",
-        "BUNDLE_BUCKET",
-        "BUNDLE_KEY",
-        "BUNDLE_VERSION",
-        "BUNDLE_ETAG",
-        "BUNDLE_COMMIT",
-    }
-)
-
-# The dynamic loader reads every ``LD_*`` variable (LD_PRELOAD, LD_LIBRARY_PATH, LD_AUDIT, ...).
-LOADER_VARIABLE_PREFIX = "LD_"
+from agent.lifecycle_event.errors import LifecycleEventError
 
 
 @dataclass(frozen=True)
@@ -87,22 +69,3 @@ def look_up_hook_user(runas: Optional[str], sudo: bool, location: str) -> Option
         shell=entry.pw_shell or "/bin/sh",
         switch=effective_uid == 0,
     )
-
-
-def compose_hook_environment(
-    base: Mapping[str, str], settings: HookRunSettings, user: Optional[HookUser]
-) -> Dict[str, str]:
-    """The environment of one script: ``base`` after the settings' filters, plus the user's."""
-    environment = dict(base)
-    if settings.env_allowlist is not None:
-        allowed = settings.env_allowlist | HOOK_VARIABLES
-        environment = {name: value for name, value in environment.items() if name in allowed}
-    if settings.strip_loader_env:
-        environment = {
-            name: value
-            for name, value in environment.items()
-            if not name.startswith(LOADER_VARIABLE_PREFIX)
-        }
-    if user is not None:
-        environment.update(HOME=user.home, USER=user.name, LOGNAME=user.name, SHELL=user.shell)
-    return environment

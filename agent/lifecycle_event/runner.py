@@ -37,19 +37,13 @@ import structlog
 
 from agent.application_specification.model import HookScript
 from agent.errors import ErrorCode
-from agent.lifecycle_event.hook_identity import (
-    HookUser,
-    compose_hook_environment,
-    look_up_hook_user,
-)
+from agent.lifecycle_event.errors import LifecycleEventError
+from agent.lifecycle_event.hook_environment import compose_hook_environment
+from agent.lifecycle_event.hook_identity import HookUser, look_up_hook_user
 from agent.lifecycle_event.output_lines import LineAssembler, drain_in_background
 from agent.lifecycle_event.process_tree import PipeHolder, ProcessTree, find_pipe_holders
 from agent.lifecycle_event.script_log import ScriptLog, open_script_log
-from agent.lifecycle_event.settings import (
-    HookRunSettings,
-    LifecycleEventError,
-    OutputsLeftOpenPolicy,
-)
+from agent.lifecycle_event.settings import HookRunSettings, OutputsLeftOpenPolicy
 from agent.process_control import interrupts_held
 
 __all__ = [

@@ -20,7 +20,7 @@ from typing import Deque, Optional, TextIO, Type
 import structlog
 
 from agent.errors import LOG_TAIL_CHARACTERS, ErrorCode
-from agent.lifecycle_event.settings import LifecycleEventError
+from agent.lifecycle_event.errors import LifecycleEventError
 from agent.logging.shared_log_file import DEPLOYMENTS_LOG_ROTATION, LogRotation, SharedLogFile
 
 _log = structlog.get_logger(__name__)

@@ -1,8 +1,8 @@
-"""The error and the settings of running one lifecycle event's scripts.
+"""The settings of running one lifecycle event's scripts.
 
 They live apart from the runner so that every module of the hook machinery (the script
-log, the run-as lookup, the process tree) can raise the same error and read the same
-settings without importing the runner; :mod:`agent.lifecycle_event.runner` re-exports them.
+log, the run-as lookup, the process tree) can read the same settings without importing
+the runner; :mod:`agent.lifecycle_event.runner` re-exports them.
 """
 
 from __future__ import annotations
@@ -11,18 +11,6 @@ import enum
 from dataclasses import dataclass
 from pathlib import Path
 from typing import FrozenSet, Optional
-
-from agent.errors import AgentError, ErrorCode
-
-
-class LifecycleEventError(AgentError):
-    """A script of a lifecycle event is missing, failed, timed out or left its output open.
-
-    ``error_code`` is the protocol code, ``script_name`` the script's location as written in
-    the appspec, ``message`` one line for the operator and ``log`` the tail of the script log.
-    """
-
-    error_code = ErrorCode.SCRIPT_FAILED
 
 
 class OutputsLeftOpenPolicy(str, enum.Enum):

@@ -25,12 +25,12 @@ from typing import List, Optional, Sequence
 
 import structlog
 
-from agent import __version__
+from agent import __version__, event_names
 from agent.command_line import OneLineArgumentParser
 from agent.command_poller.ongoing import end_hook_cgroups_left_on_disk, engine_naming_hook_cgroups
+from agent.configuration.folder_modes import restrict_folders_on_disk
 from agent.configuration.loader import read_agent_config
 from agent.configuration.model import DEFAULT_CONFIG_FILE, AgentConfig
-from agent.deployment_root.folder_modes import restrict_folders_on_disk
 from agent.deployment_root.group_lock import LockHolder, lock_group_for_deployment_on_disk
 from agent.deployment_root.layout import DeploymentDir
 from agent.deployment_specification.model import (
@@ -39,17 +39,15 @@ from agent.deployment_specification.model import (
     LocalRevision,
 )
 from agent.errors import AgentError
-from agent.host_command.archive_staging import remove_tree_on_disk
-from agent.host_command.dispatch import (
-    EngineSettings,
-    deployment_dir_of,
-    execute_host_command,
+from agent.host_command.deployment_folder import deployment_dir_of
+from agent.host_command.dispatch import execute_host_command
+from agent.host_command.download_bundle import (
     fetch_revision_to_disk,
     prune_old_deployments_of_group_on_disk,
     record_downloaded_revision_on_disk,
 )
+from agent.host_command.engine_settings import EngineSettings
 from agent.interrupts import interrupted_by
-from agent.lifecycle_event import events
 from agent.local_deployment.request import (
     DEFAULT_DEPLOYMENT_GROUP_ID,
     DEFAULT_DEPLOYMENT_GROUP_NAME,
@@ -60,6 +58,7 @@ from agent.local_deployment.request import (
 from agent.local_deployment.revision_preflight import check_local_revision_on_disk
 from agent.logging.printable import escape_control_characters
 from agent.logging.setup import TeeLogger, configure_tee_logging
+from agent.revision.archive_staging import remove_tree_on_disk
 
 EXIT_SUCCEEDED = 0
 EXIT_FAILED = 1
@@ -253,7 +252,7 @@ def _run_commands(
     spec = request.spec
     for command in request.commands:
         try:
-            if command == events.DOWNLOAD_BUNDLE and download_pending:
+            if command == event_names.DOWNLOAD_BUNDLE and download_pending:
                 _finish_early_download(spec, settings)
                 download_pending = False
                 continue
@@ -321,7 +320,7 @@ def _fetch_and_check(
 ) -> None:
     spec = request.spec
     with structlog.contextvars.bound_contextvars(
-        deployment_id=spec.deployment_id, command=events.DOWNLOAD_BUNDLE
+        deployment_id=spec.deployment_id, command=event_names.DOWNLOAD_BUNDLE
     ):
         started = time.monotonic()
         deployment = fetch_revision_to_disk(spec, settings, prune_first=False)
@@ -339,7 +338,7 @@ def _finish_early_download(spec: DeploymentSpecification, settings: EngineSettin
     """DownloadBundle's place in the order, when it was carried out before the first
     command: the group's old folders are pruned and its record written, nothing else."""
     with structlog.contextvars.bound_contextvars(
-        deployment_id=spec.deployment_id, command=events.DOWNLOAD_BUNDLE
+        deployment_id=spec.deployment_id, command=event_names.DOWNLOAD_BUNDLE
     ):
         prune_old_deployments_of_group_on_disk(spec, settings)
         record_downloaded_revision_on_disk(spec, settings)
@@ -387,7 +386,7 @@ def _report_failure(deployment_id: str, command: str, error: AgentError, script_
     lines: List[str] = [f"Deployment {deployment_id} failed in {command}: {error.message}"]
     if error.script_name:
         lines.append(f"Failing script: {error.script_name}")
-    if command not in (events.DOWNLOAD_BUNDLE, events.INSTALL) and script_log.exists():
+    if command not in (event_names.DOWNLOAD_BUNDLE, event_names.INSTALL) and script_log.exists():
         lines.append(f"Script log: {script_log}")
     # The message can quote a hook's process names or file names: no terminal escapes.
     print("\n".join(map(escape_control_characters, lines)), file=sys.stderr, flush=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Collection, List, Optional, Sequence, Tuple
 from urllib.parse import parse_qs, urlparse
 
+from agent import event_names
 from agent.application_specification.model import FileExistsBehavior
 from agent.deployment_root.names import shown_name, unsafe_group_id_reason, unsafe_label_reason
 from agent.deployment_specification.model import (
@@ -26,7 +27,6 @@ from agent.deployment_specification.model import (
     S3Revision,
 )
 from agent.errors import AgentError
-from agent.lifecycle_event import events
 
 DEFAULT_DEPLOYMENT_GROUP_ID = "default-local-deployment-group"
 DEFAULT_DEPLOYMENT_GROUP_NAME = "LocalFleet"
@@ -56,7 +56,7 @@ class LocalDeploymentRequest:
 
     @property
     def custom_events(self) -> Tuple[str, ...]:
-        return tuple(dict.fromkeys(c for c in self.commands if not events.is_standard(c)))
+        return self.spec.custom_lifecycle_events
 
 
 def new_local_deployment_id() -> str:
@@ -75,21 +75,21 @@ def order_events(named: Sequence[str]) -> Tuple[str, ...]:
     ``Install`` and after ``DownloadBundle``.
     """
     if not named:
-        return events.DEFAULT_LOCAL_EVENTS
+        return event_names.DEFAULT_LOCAL_EVENTS
     _check_written_order(named)
     ordered = list(named)
-    if events.DOWNLOAD_BUNDLE not in ordered and events.INSTALL not in ordered:
-        return (events.DOWNLOAD_BUNDLE, events.INSTALL, *ordered)
-    if events.INSTALL not in ordered:
-        at = ordered.index(events.DOWNLOAD_BUNDLE) + 1
+    if event_names.DOWNLOAD_BUNDLE not in ordered and event_names.INSTALL not in ordered:
+        return (event_names.DOWNLOAD_BUNDLE, event_names.INSTALL, *ordered)
+    if event_names.INSTALL not in ordered:
+        at = ordered.index(event_names.DOWNLOAD_BUNDLE) + 1
         while at < len(ordered) and ordered[at] == _BEFORE_INSTALL:
             at += 1
-        ordered.insert(at, events.INSTALL)
-    elif events.DOWNLOAD_BUNDLE not in ordered:
-        at = ordered.index(events.INSTALL)
+        ordered.insert(at, event_names.INSTALL)
+    elif event_names.DOWNLOAD_BUNDLE not in ordered:
+        at = ordered.index(event_names.INSTALL)
         while at > 0 and ordered[at - 1] == _BEFORE_INSTALL:
             at -= 1
-        ordered.insert(at, events.DOWNLOAD_BUNDLE)
+        ordered.insert(at, event_names.DOWNLOAD_BUNDLE)
     return tuple(ordered)
 
 
@@ -97,8 +97,12 @@ def _check_written_order(named: Sequence[str]) -> None:
     """Refuse an event that needs the new revision written before the step providing it."""
     previous = "ApplicationStop, BeforeBlockTraffic, AfterBlockTraffic, BeforeInstall"
     rules = (
-        (events.DOWNLOAD_BUNDLE, _NEW_REVISION_EVENTS | {events.INSTALL}, "custom events and "),
-        (events.INSTALL, _NEW_REVISION_EVENTS, "custom events, DownloadBundle, "),
+        (
+            event_names.DOWNLOAD_BUNDLE,
+            _NEW_REVISION_EVENTS | {event_names.INSTALL},
+            "custom events and ",
+        ),
+        (event_names.INSTALL, _NEW_REVISION_EVENTS, "custom events, DownloadBundle, "),
     )
     for step, needs_step, allowed in rules:
         if step not in named:
@@ -115,19 +119,24 @@ def _split_events(text: Optional[str]) -> List[str]:
     if text is None:
         return []
     named = [e.strip() for e in text.split(",")]
-    if len(named) > events.EVENTS_MAX:
-        raise LocalUsageError(f"--events names {len(named)} events; at most {events.EVENTS_MAX}")
+    if len(named) > event_names.EVENTS_MAX:
+        raise LocalUsageError(
+            f"--events names {len(named)} events; at most {event_names.EVENTS_MAX}"
+        )
     if not all(named):
         raise LocalUsageError(f"--events {text!r} has an empty event name")
     for event in named:
-        if event in events.RESERVED_EVENTS - {events.DOWNLOAD_BUNDLE, events.INSTALL}:
+        if event in event_names.RESERVED_EVENTS - {
+            event_names.DOWNLOAD_BUNDLE,
+            event_names.INSTALL,
+        }:
             raise LocalUsageError(
                 f"--events names {event}, which takes no scripts and cannot run here"
             )
-        if not events.is_event_name(event):
+        if not event_names.is_event_name(event):
             raise LocalUsageError(
                 f"--events names {shown_name(event)}, which is not a lifecycle event name"
-                f" ({events.EVENT_NAME_RULE})"
+                f" ({event_names.EVENT_NAME_RULE})"
             )
     return named
 

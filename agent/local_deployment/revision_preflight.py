@@ -19,15 +19,15 @@ import stat
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Tuple, Union
 
+from agent import event_names
 from agent.application_specification.parser import (
-    check_hook_events,
+    check_deployment_events,
     read_application_specification,
 )
 from agent.errors import AgentError, ErrorCode
 from agent.installer.agent_folders import AgentFolders
-from agent.lifecycle_event import events
+from agent.lifecycle_event.errors import LifecycleEventError
 from agent.lifecycle_event.hook_identity import look_up_hook_user
-from agent.lifecycle_event.settings import LifecycleEventError
 from agent.local_deployment.request import LocalDeploymentRequest, LocalUsageError
 
 # As the kernel: a path through more links than this is not followed.
@@ -70,14 +70,9 @@ def _check_revision_on_disk(
     spec = request.spec
     filename = spec.appspec_filename
     appspec = read_application_specification(revision_root, filename)
-    custom = request.custom_events
-    missing = [e for e in custom if e not in appspec.hooks]
-    if missing:
-        raise LocalUsageError(
-            f"--events names {', '.join(missing)}, which is not a standard lifecycle event and"
-            f" is not in the revision's {filename}"
-        )
-    check_hook_events(appspec, custom, filename=filename)
+    check_deployment_events(
+        appspec, spec.custom_lifecycle_events, filename=filename, named_by="--events"
+    )
     for number, mapping in enumerate(appspec.files, start=1):
         if mapping.destination.startswith("/"):
             agent_folders.check_destination_on_disk(
@@ -105,9 +100,9 @@ def events_run_from_new_revision(commands: Tuple[str, ...]) -> Iterator[str]:
     seen = set()
     after_download = False
     for command in commands:
-        if command == events.DOWNLOAD_BUNDLE:
+        if command == event_names.DOWNLOAD_BUNDLE:
             after_download = True
-        elif after_download and command != events.INSTALL and command not in seen:
+        elif after_download and command != event_names.INSTALL and command not in seen:
             seen.add(command)
             yield command
 

@@ -30,3 +30,11 @@ def _escape(match: re.Match[str]) -> str:
 def escape_control_characters(text: str) -> str:
     """``text`` with every control character written as a visible escape; tab is kept."""
     return _CONTROL.sub(_escape, text)
+
+
+def one_line(text: str, limit: int) -> str:
+    """``text`` on one line (runs of whitespace, newlines included, become one space) and
+    at most ``limit`` characters, an ellipsis marking a cut: a message from outside (a
+    service's error, an exception) quoted in one of ours."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."

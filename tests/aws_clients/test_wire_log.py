@@ -15,11 +15,11 @@ from agent.aws_clients.wire_log import (
     WireLogWriter,
     attach_wire_log,
     redact_text,
-    redact_url,
+    redact_url_secrets,
     wire_log_file_for,
 )
 from agent.deployment_specification.model import BundleType, S3Revision
-from agent.host_command.download_s3 import download_s3_bundle_to_disk, new_s3_client
+from agent.revision.fetchers.s3 import download_s3_bundle_to_disk, new_s3_client
 from tests.support_command_service import CommandServiceStub
 from tests.support_s3 import StubObject, s3_settings, stub_s3_server
 
@@ -132,7 +132,7 @@ def test_s3_fetch_with_a_wire_log_records_head_and_get_without_secrets(tmp_path:
 
     # A presigned URL keeps its shape but loses its signature and credential.
     assert "X-Amz-Signature=" in presigned and SESSION_TOKEN in presigned.replace("%2F", "/")
-    redacted = redact_url(presigned)
+    redacted = redact_url_secrets(presigned)
     assert "X-Amz-Signature=***" in redacted
     assert "X-Amz-Credential=***" in redacted
     assert "X-Amz-Security-Token=***" in redacted
@@ -150,7 +150,9 @@ def test_redaction_of_bodies_and_urls() -> None:
     assert redact_text(f"see {GITHUB_TOKEN} and github_pat_{'x' * 30}") == "see *** and ***"
     assert redact_text("Authorization: token abcdefgh12345678") == "Authorization: token ***"
     assert redact_text("a secret value here", ["secret value"]) == "a *** here"
-    assert redact_url("http://user:pw@proxy:3128/path?a=1") == "http://***@proxy:3128/path?a=1"
+    assert (
+        redact_url_secrets("http://user:pw@proxy:3128/path?a=1") == "http://***@proxy:3128/path?a=1"
+    )
     assert redact_text('{"IsCommandNoop": false}') == '{"IsCommandNoop": false}'
 
 

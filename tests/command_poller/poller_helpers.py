@@ -21,7 +21,7 @@ from agent.command_poller.backoff import BackoffPolicy
 from agent.command_poller.poller import PollerSettings
 from agent.deployment_root.layout import DeploymentRoot
 from agent.deployment_specification.envelope import SignatureSettings
-from agent.host_command.dispatch import EngineSettings
+from agent.host_command.engine_settings import EngineSettings
 from agent.lifecycle_event.runner import HookRunSettings
 from tests.support_command_service import CommandServiceStub
 from tests.support_signing import SigningKit, signer_name_for

@@ -19,7 +19,8 @@ from agent.deployment_specification.model import (
     LocalRevision,
 )
 from agent.errors import AgentError
-from agent.host_command.dispatch import EngineSettings, execute_host_command
+from agent.host_command.dispatch import execute_host_command
+from agent.host_command.engine_settings import EngineSettings
 from tests.support import LocalAgent, make_bundle, write_tree
 from tests.support_s3 import LOCAL_AGENT_ENV, serve_bundle_from_moto
 

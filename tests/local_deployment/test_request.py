@@ -14,7 +14,7 @@ from agent.deployment_specification.model import (
     LocalRevision,
     S3Revision,
 )
-from agent.lifecycle_event.events import DEFAULT_LOCAL_EVENTS
+from agent.event_names import DEFAULT_LOCAL_EVENTS
 from agent.local_deployment.request import (
     LocalUsageError,
     build_local_request,

@@ -1,9 +1,10 @@
-"""The lifecycle events of an EC2/on-premises deployment and what each one needs.
+"""The names of an EC2/on-premises deployment's commands and lifecycle events.
 
 A deployment is a sequence of commands; each command is either one of the two reserved
 steps the agent performs itself (``DownloadBundle``, ``Install``) or a lifecycle event
-whose scripts come from the appspec. Events that run before the new revision is unpacked
-use the scripts of the last successful deployment of the group.
+whose scripts come from the appspec. The appspec parser, the deployment specification's
+parser and the hook runner all name events, so the names sit below all three; which
+revision supplies an event's scripts is hook policy (:mod:`agent.lifecycle_event.script_source`).
 """
 
 from __future__ import annotations
@@ -49,20 +50,6 @@ DEFAULT_LOCAL_EVENTS: Tuple[str, ...] = (
 
 STANDARD_EVENTS: FrozenSet[str] = frozenset(SCRIPT_EVENTS) | {DOWNLOAD_BUNDLE, INSTALL}
 
-# Events whose scripts come from the previous (last successful) revision while the
-# current one has not been unpacked yet.
-PREVIOUS_REVISION_EVENTS: FrozenSet[str] = frozenset(
-    {"ApplicationStop", "BeforeBlockTraffic", "AfterBlockTraffic"}
-)
-
-# Events of a blue/green rollback that run the most recent deployment's scripts ...
-ROLLBACK_MOST_RECENT_EVENTS: FrozenSet[str] = frozenset({"BeforeBlockTraffic", "AfterBlockTraffic"})
-# ... and those that run the last successful deployment's scripts.
-ROLLBACK_LAST_SUCCESSFUL_EVENTS: FrozenSet[str] = frozenset(
-    {"BeforeAllowTraffic", "AfterAllowTraffic"}
-)
-
-
 # Event names from outside (``--events``, the service's command names and event lists)
 # reach log lines, the hooks' environment and the script log: bounded to a safe alphabet.
 EVENT_NAME_MAX_LENGTH = 100
@@ -77,7 +64,3 @@ def is_event_name(name: str) -> bool:
 
 def is_standard(event: str) -> bool:
     return event in STANDARD_EVENTS
-
-
-def uses_previous_revision(event: str) -> bool:
-    return event in PREVIOUS_REVISION_EVENTS

@@ -6,8 +6,7 @@ import stat
 
 import pytest
 
-from agent.host_command.bundle import (
-    BundleError,
+from agent.revision.bundle import (
     SizeBudget,
     UnpackPolicy,
     check_member_kind,
@@ -16,6 +15,7 @@ from agent.host_command.bundle import (
     relative_member_name,
     show_name,
 )
+from agent.revision.errors import BundleError
 
 WHERE = "bundle /b.tgz"
 

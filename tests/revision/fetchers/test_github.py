@@ -16,10 +16,12 @@ from structlog.testing import capture_logs
 
 from agent.deployment_root.layout import DeploymentDir
 from agent.deployment_specification.model import BundleType, GitHubRevision
-from agent.host_command.bundle import BundleError, UnpackPolicy
-from agent.host_command.download import FetchSettings, download_revision_to_disk
-from agent.host_command.download_github import download_github_bundle_to_disk
-from tests.host_command.archive_builders import file, make_tar
+from agent.host_command.download_bundle import download_revision_to_disk
+from agent.revision.bundle import UnpackPolicy
+from agent.revision.errors import BundleError
+from agent.revision.fetchers.github import download_github_bundle_to_disk
+from agent.revision.fetchers.settings import FetchSettings
+from tests.revision.archive_builders import file, make_tar
 
 TOKEN = "ghp_SECRETtoken1234567890"
 ARCHIVE = b"pretend this is a tarball " * 100

@@ -20,10 +20,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import boto3  # type: ignore[import-untyped]
-import botocore.session  # type: ignore[import-untyped]
 import structlog
 from botocore.config import Config  # type: ignore[import-untyped]
-from botocore.credentials import CredentialResolver  # type: ignore[import-untyped]
 from botocore.exceptions import (  # type: ignore[import-untyped]
     BotoCoreError,
     ClientError,
@@ -36,15 +34,16 @@ from botocore.exceptions import (  # type: ignore[import-untyped]
     SSLError,
 )
 
+from agent.aws_clients.session import new_botocore_session
 from agent.aws_clients.wire_log import WireLogWriter, attach_wire_log
 from agent.deployment_specification.model import S3Revision
-from agent.host_command.archive_staging import (
+from agent.revision.archive_staging import (
     bundle_file_staged_on_disk,
     check_bundle_fits_on_disk,
     is_disk_full,
 )
-from agent.host_command.bundle import BundleError
-from agent.host_command.download import FetchSettings
+from agent.revision.errors import BundleError
+from agent.revision.fetchers.settings import FetchSettings
 
 log = structlog.get_logger(__name__)
 
@@ -73,20 +72,6 @@ class S3Object:
         if self.version_id:
             parameters["VersionId"] = self.version_id
         return parameters
-
-
-class _GivenCredentials:
-    """A credential provider handing botocore the caller's credentials object itself, so
-    refreshable credentials keep refreshing."""
-
-    METHOD = "codedeploy-agent"
-    CANONICAL_NAME = "codedeploy-agent"
-
-    def __init__(self, credentials: Any) -> None:
-        self._credentials = credentials
-
-    def load(self) -> Any:
-        return self._credentials
 
 
 class _Progress:
@@ -180,12 +165,7 @@ def download_s3_bundle_to_disk(
 def new_s3_client(settings: FetchSettings) -> Any:
     """A boto3 S3 client for the settings: endpoint override (path-style), proxy, FIPS,
     region, standard retries. Reads the environment and shared AWS files like any SDK."""
-    session = botocore.session.Session()
-    if settings.credentials is not None:
-        session.register_component(
-            "credential_provider",
-            CredentialResolver(providers=[_GivenCredentials(settings.credentials)]),
-        )
+    session = new_botocore_session(settings.credentials)
     proxy = settings.proxy_uri
     overridden = settings.s3_endpoint_override is not None
     config = Config(

@@ -20,22 +20,22 @@ from typing import List, Optional
 
 from agent.filesystem.free_space import FreeSpace, SpaceClaim, measure_free_space_on_disk
 from agent.filesystem.sparse_copy import allocated_bytes, copy_file_data
-from agent.host_command.archive_staging import (
+from agent.revision.archive_staging import (
     build_archive_dir_on_disk,
     bundle_file_staged_on_disk,
     check_bundle_fits_on_disk,
     describe_os_error,
     is_disk_full,
 )
-from agent.host_command.bundle import (
+from agent.revision.bundle import (
     DEFAULT_POLICY,
-    BundleError,
     SizeBudget,
     UnpackPolicy,
     check_member_kind,
     check_member_permissions,
     show_name,
 )
+from agent.revision.errors import BundleError
 
 _OPEN_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO swapped in after the listing must not hang the open.

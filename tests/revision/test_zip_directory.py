@@ -7,7 +7,7 @@ import zipfile
 from pathlib import Path
 from typing import List, Tuple
 
-from agent.host_command.zip_directory import iter_zip_member_sizes
+from agent.revision.zip_directory import iter_zip_member_sizes
 
 
 def sizes_of(path: Path) -> List[Tuple[int, bool]]:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.deployment_root.layout import DeploymentDir, DeploymentRoot
+from agent.deployment_root.layout import DeploymentRoot
 from agent.deployment_specification.model import (
     BundleType,
     DeploymentSpecification,
     LocalRevision,
     S3Revision,
 )
-from agent.host_command.dispatch import hook_environment, script_source_dir
+from agent.lifecycle_event.hook_environment import hook_environment
+from agent.lifecycle_event.script_source import script_source_dir
 
 
 def _spec(**overrides: object) -> DeploymentSpecification:
@@ -31,22 +32,22 @@ def test_application_stop_uses_the_last_successful_revision_until_the_new_one_is
 ) -> None:
     root = DeploymentRoot(tmp_path)
     spec = _spec()
-    current = DeploymentDir(root.deployment_dir("g", "d-NEW"))
+    current = root.deployment_dir("g", "d-NEW")
     previous = root.deployment_dir("g", "d-OLD")
     # First deployment of the group: no previous revision at all.
     assert script_source_dir("ApplicationStop", spec, current, root) is None
     root.write_last_successful_marker("g", previous)
     assert script_source_dir("ApplicationStop", spec, current, root) == previous
     assert script_source_dir("BeforeBlockTraffic", spec, current, root) == previous
-    assert script_source_dir("BeforeInstall", spec, current, root) == current.path
+    assert script_source_dir("BeforeInstall", spec, current, root) == current
     current.archive.mkdir(parents=True)
-    assert script_source_dir("ApplicationStop", spec, current, root) == current.path
+    assert script_source_dir("ApplicationStop", spec, current, root) == current
 
 
 def test_blue_green_rollback_uses_most_recent_and_last_successful(tmp_path: Path) -> None:
     root = DeploymentRoot(tmp_path)
     spec = _spec(deployment_creator="codeDeployRollback", deployment_type="BLUE_GREEN")
-    current = DeploymentDir(root.deployment_dir("g", "d-NEW"))
+    current = root.deployment_dir("g", "d-NEW")
     recent, good = root.deployment_dir("g", "d-RECENT"), root.deployment_dir("g", "d-GOOD")
     root.write_most_recent_marker("g", recent)
     root.write_last_successful_marker("g", good)
@@ -54,7 +55,7 @@ def test_blue_green_rollback_uses_most_recent_and_last_successful(tmp_path: Path
     assert script_source_dir("AfterBlockTraffic", spec, current, root) == recent
     assert script_source_dir("BeforeAllowTraffic", spec, current, root) == good
     assert script_source_dir("AfterAllowTraffic", spec, current, root) == good
-    assert script_source_dir("ValidateService", spec, current, root) == current.path
+    assert script_source_dir("ValidateService", spec, current, root) == current
 
 
 def test_hook_environment_adds_the_contract_variables() -> None:

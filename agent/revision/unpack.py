@@ -2,7 +2,7 @@
 
 libarchive (through libarchive-c) reads the bundle and writes it to disk entry by entry,
 streaming, in one code path for the three types. Every member is judged in Python before
-its header is written (see :mod:`agent.host_command.bundle`): nothing may land outside
+its header is written (see :mod:`agent.revision.bundle`): nothing may land outside
 the archive folder, and the policy may refuse symlinks, unsafe modes or too many bytes.
 libarchive's own secure-extraction flags are the second line of defence: no ``..``
 always, and no writing through a symlink as soon as the archive has created one.
@@ -20,7 +20,7 @@ import ctypes
 import os
 import stat
 from pathlib import Path
-from typing import Callable, Optional, Set, Tuple
+from typing import Callable, Optional, Set
 
 import structlog
 from libarchive import ffi
@@ -33,21 +33,17 @@ from libarchive.extract import (
     EXTRACT_TIME,
 )
 
-from agent.application_specification.model import (
-    DEFAULT_APPSPEC_FILENAME,
-    FALLBACK_APPSPEC_FILENAME,
-)
+from agent.application_specification.model import DEFAULT_APPSPEC_FILENAME, appspec_file_names
 from agent.deployment_specification.model import BundleType
 from agent.filesystem.free_space import SpaceClaim, measure_free_space_on_disk
-from agent.host_command import libarchive_calls as la
-from agent.host_command.archive_staging import (
+from agent.revision import libarchive_calls as la
+from agent.revision.archive_staging import (
     build_archive_dir_on_disk,
     describe_os_error,
     is_disk_full,
 )
-from agent.host_command.bundle import (
+from agent.revision.bundle import (
     DEFAULT_POLICY,
-    BundleError,
     SizeBudget,
     UnpackPolicy,
     check_member_kind,
@@ -55,19 +51,10 @@ from agent.host_command.bundle import (
     relative_member_name,
     show_name,
 )
-
-# The folder copier lives beside the unpacker; callers find all three entry points here.
-from agent.host_command.local_revision import copy_directory_revision_to_disk
-from agent.host_command.zip_directory import iter_zip_member_sizes
+from agent.revision.errors import BundleError
+from agent.revision.zip_directory import iter_zip_member_sizes
 
 log = structlog.get_logger(__name__)
-
-__all__ = [
-    "BundleError",
-    "UnpackPolicy",
-    "copy_directory_revision_to_disk",
-    "unpack_bundle_to_disk",
-]
 
 # Only the formats and filters a bundle can be. Leaving out the rest of libarchive's
 # readers (cpio, iso9660, rar, mtree, ...) and its external-program filters keeps code
@@ -109,16 +96,12 @@ def unpack_bundle_to_disk(
         raise BundleError(
             f"bundle {bundle}: the bundle type directory is a folder to copy, not an archive"
         )
-    names: Tuple[str, ...] = (appspec_filename,)
-    if appspec_filename == DEFAULT_APPSPEC_FILENAME:
-        names = (DEFAULT_APPSPEC_FILENAME, FALLBACK_APPSPEC_FILENAME)
-
     where = f"bundle {bundle if shown_as is None else shown_as}"
 
     def fill(destination: Path) -> None:
         _extract_on_disk(bundle, bundle_type, destination, archive_dir, policy, where)
 
-    build_archive_dir_on_disk(archive_dir, fill, appspec_names=names)
+    build_archive_dir_on_disk(archive_dir, fill, appspec_names=appspec_file_names(appspec_filename))
 
 
 def _extract_on_disk(

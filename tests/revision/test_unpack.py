@@ -19,8 +19,9 @@ from typing import Callable, List
 import pytest
 
 from agent.deployment_specification.model import BundleType
-from agent.host_command.unpack import BundleError, UnpackPolicy, unpack_bundle_to_disk
-from tests.host_command.archive_builders import (
+from agent.revision.errors import BundleError
+from agent.revision.unpack import UnpackPolicy, unpack_bundle_to_disk
+from tests.revision.archive_builders import (
     MTIME,
     Member,
     file,

@@ -23,12 +23,12 @@ import structlog
 
 from agent import __version__
 from agent.deployment_specification.model import BundleType, GitHubRevision
-from agent.host_command.archive_staging import (
+from agent.revision.archive_staging import (
     bundle_file_staged_on_disk,
     check_bundle_fits_on_disk,
 )
-from agent.host_command.bundle import BundleError
-from agent.host_command.download import FetchSettings
+from agent.revision.errors import BundleError
+from agent.revision.fetchers.settings import FetchSettings
 
 log = structlog.get_logger(__name__)
 

@@ -13,10 +13,11 @@ from structlog.testing import capture_logs
 
 from agent.deployment_root.layout import DeploymentDir
 from agent.deployment_specification.model import BundleType, S3Revision
-from agent.host_command.bundle import BundleError, UnpackPolicy
-from agent.host_command.download import download_revision_to_disk
-from agent.host_command.download_s3 import download_s3_bundle_to_disk
-from tests.host_command.archive_builders import file, make_tar
+from agent.host_command.download_bundle import download_revision_to_disk
+from agent.revision.bundle import UnpackPolicy
+from agent.revision.errors import BundleError
+from agent.revision.fetchers.s3 import download_s3_bundle_to_disk
+from tests.revision.archive_builders import file, make_tar
 from tests.support_s3 import (
     REGION,
     StubObject,

@@ -1,0 +1,67 @@
+"""What the commands of a deployment need from the agent configuration, resolved once.
+
+Each program builds one :class:`EngineSettings` at start-up and passes it to every
+command; nothing below reads the configuration again.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from agent.configuration.model import AgentConfig
+from agent.deployment_root.layout import DeploymentRoot
+from agent.installer.agent_folders import AgentFolders
+from agent.lifecycle_event.hook_environment import HOOK_ENV_ALLOWLIST
+from agent.lifecycle_event.settings import HookRunSettings, OutputsLeftOpenPolicy
+from agent.logging.shared_log_file import DEPLOYMENTS_LOG_ROTATION, LogRotation
+from agent.revision.bundle import UnpackPolicy
+from agent.revision.fetchers.settings import FetchSettings
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """What the engine needs from the agent configuration, resolved once."""
+
+    root: DeploymentRoot
+    max_revisions: int = 5
+    unpack_policy: UnpackPolicy = field(default_factory=UnpackPolicy)
+    hook_settings: HookRunSettings = field(default_factory=HookRunSettings)
+    enable_deployments_log: bool = True
+    deployments_log_rotation: LogRotation = DEPLOYMENTS_LOG_ROTATION
+    fetch: FetchSettings = field(default_factory=FetchSettings)
+    reject_symlink_permission_targets: bool = False
+    # The agent's other folders, which no files entry may install into (with root).
+    log_dir: Optional[Path] = None
+    pid_dir: Optional[Path] = None
+
+    @property
+    def agent_folders(self) -> AgentFolders:
+        return AgentFolders.of(self.root.path, self.log_dir, self.pid_dir)
+
+    @classmethod
+    def from_config(cls, config: AgentConfig) -> EngineSettings:
+        return cls(
+            root=DeploymentRoot(config.root_dir, config.ongoing_deployment_tracking),
+            max_revisions=config.max_revisions,
+            unpack_policy=UnpackPolicy(
+                reject_symlinks=config.reject_symlinks_in_bundle,
+                apply_ownership=not config.ignore_ownership_in_bundle,
+                reject_unsafe_permissions=config.reject_unsafe_permissions_in_bundle,
+                max_extraction_size=config.archive_max_extraction_size,
+            ),
+            hook_settings=HookRunSettings(
+                kill_grace_seconds=config.hook_kill_grace_seconds,
+                outputs_left_open=OutputsLeftOpenPolicy(config.hook_outputs_left_open),
+                use_cgroups=config.hook_use_cgroups,
+                strip_loader_env=config.strip_loader_env_in_hooks,
+                env_allowlist=HOOK_ENV_ALLOWLIST if config.restrict_hook_env_to_allowlist else None,
+            ),
+            enable_deployments_log=config.enable_deployments_log,
+            fetch=FetchSettings.from_config(config, os.environ.get("AWS_REGION") or None),
+            reject_symlink_permission_targets=config.reject_symlink_permission_targets,
+            log_dir=config.log_dir,
+            pid_dir=config.pid_dir,
+        )

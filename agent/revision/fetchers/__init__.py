@@ -1,0 +1,6 @@
+"""Bringing a revision from its source onto this host: a local file or folder, S3, GitHub.
+
+Each fetcher leaves an archive as ``<deployment>/bundle.tar`` (a local folder is copied
+straight into ``deployment-archive/``). The network fetchers import their libraries
+(boto3) themselves, and are imported only when a revision needs them.
+"""
