@@ -1,4 +1,4 @@
-"""A typed client of the CodeDeploy command service (DESIGN section 5), driven by botocore.
+"""A typed client of the CodeDeploy command service (docs/behaviour.md section 5), driven by botocore.
 
 botocore has no model of this API, so the package ships one (``data/``) and the client is
 built from it: JSON 1.1, SigV4, no hand-written HTTP. This module adds what the AWS agent

@@ -1,6 +1,6 @@
 """Who this host is to the command service: its host identifier and its region.
 
-Three sources (DESIGN sections 3 and 5): ``AWS_HOST_IDENTIFIER`` and ``AWS_REGION`` in the
+Three sources (docs/behaviour.md sections 3 and 5): ``AWS_HOST_IDENTIFIER`` and ``AWS_REGION`` in the
 environment override the others; otherwise an on-premises file, when it exists, names an
 IAM user or session ARN and the region; otherwise the EC2 metadata service gives the
 instance ARN and the region of its identity document. The on-premises file is read even

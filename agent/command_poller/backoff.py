@@ -1,6 +1,6 @@
 """How long the poll loop waits after a failed call to the command service.
 
-Exponential back-off with jitter (DESIGN section 10): the ceiling doubles with each
+Exponential back-off with jitter (docs/behaviour.md section 10): the ceiling doubles with each
 failure in a row from ``wait_after_error`` up to a cap, and the wait is drawn at random
 below it so a fleet of hosts that lost the service together does not come back together.
 The draw is over the upper half of the range, never near zero, so a failing poll never

@@ -1,7 +1,7 @@
 """The ``ongoing-deployment`` records: which command was running when the agent died.
 
 While a command runs, ``<root_dir>/<ongoing_deployment_tracking>/<deployment-id>`` holds
-its host command id, as the AWS agent keeps it (DESIGN section 4). A record still there at
+its host command id, as the AWS agent keeps it (docs/behaviour.md section 4). A record still there at
 start-up means the agent stopped in the middle of that command; the poll loop reports
 such commands as failed (``FailedAfterRestart``) when the record is recent, and clears them.
 Beside it, ``.<deployment-id>.hook-cgroup`` names the cgroup of the script running now (the

@@ -1,4 +1,4 @@
-"""One poll of the command service and the flow of the command it hands out (DESIGN 5).
+"""One poll of the command service and the flow of the command it hands out (docs/behaviour.md section 5).
 
 The flow per command: fetch and open its deployment specification, decide whether it is a
 no-op, acknowledge it, and unless the acknowledgement says the service is already done

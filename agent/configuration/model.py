@@ -1,4 +1,4 @@
-"""Typed, immutable agent configuration (DESIGN section 3).
+"""Typed, immutable agent configuration (docs/behaviour.md section 3).
 
 Every key of the AWS agent's ``codedeployagent.yml`` that changes behaviour has a field
 here, with the AWS agent's default; the hardening keys of the AWS agent v2 and the keys of

@@ -1,7 +1,7 @@
 """Where everything lives under ``root_dir``, laid out exactly as the AWS agent does.
 
 A host can switch between the AWS agent and this one and keep its history, so these
-names are part of the contract (DESIGN section 4). Only paths are computed here; the
+names are part of the contract (docs/behaviour.md section 4). Only paths are computed here; the
 functions that read or write the markers say so in their names.
 """
 

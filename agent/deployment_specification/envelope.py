@@ -1,4 +1,4 @@
-"""Opening the envelope of a deployment specification (DESIGN sections 3 and 6).
+"""Opening the envelope of a deployment specification (docs/behaviour.md sections 3 and 6).
 
 The command service wraps each specification in a ``GenericEnvelope`` {``Format``,
 ``Payload``}. ``PKCS7/JSON`` is verified before any of its JSON is looked at: always its

@@ -1,4 +1,4 @@
-"""Typed, immutable model of a deployment specification (DESIGN section 6).
+"""Typed, immutable model of a deployment specification (docs/behaviour.md section 6).
 
 The daemon gets a specification from the command service; ``codedeploy-local`` builds one
 from its flags. Either way the engine only sees these objects.

@@ -2,7 +2,7 @@
 
 This takes the JSON text once it is trusted: a ``TEXT/JSON`` envelope where unsigned
 specifications are allowed, or the payload of a verified ``PKCS7/JSON`` envelope.
-Field names and defaults are those of DESIGN section 6.
+Field names and defaults are those of docs/behaviour.md section 6.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The install log, ``<group-id>-install.json``: what the install did, in the order it did it.
 
-The format is the AWS agent's (``{"instructions": [...]}``, DESIGN section 4), one
+The format is the AWS agent's (``{"instructions": [...]}``, docs/behaviour.md section 4), one
 instruction per line so that it can be read with grep. It is streamed to a file beside the
 final one and renamed into place when closed, so a reader never sees half a log and the
 install never holds every instruction in memory.

@@ -1,6 +1,6 @@
 """The environment a hook script gets.
 
-The agent's own environment, plus the variables of the hook contract (DESIGN section 9):
+The agent's own environment, plus the variables of the hook contract (docs/behaviour.md section 9):
 the event, the deployment and its group, and where the revision came from. The operator's
 hardening settings decide which inherited variables stay (an allowlist, no loader
 variables); a script that runs as another user gets that user's HOME, USER, LOGNAME and
@@ -55,7 +55,7 @@ LOADER_VARIABLE_PREFIX = "LD_"
 def hook_environment(
     event: str, spec: DeploymentSpecification, environ: Mapping[str, str]
 ) -> Dict[str, str]:
-    """The agent's environment plus the variables of the hook contract (DESIGN section 9)."""
+    """The agent's environment plus the variables of the hook contract (docs/behaviour.md section 9)."""
     env = dict(environ)
     env.update(
         LIFECYCLE_EVENT=event,

@@ -1,4 +1,4 @@
-"""Running the scripts of one lifecycle event (DESIGN section 9).
+"""Running the scripts of one lifecycle event (docs/behaviour.md section 9).
 
 Each script runs in order, as its own process with stdin on ``/dev/null``, in a process
 group and (where the host allows) a cgroup of its own, its output logged line by line as

@@ -1,4 +1,4 @@
-"""Fetching a GitHub revision into ``<deployment>/bundle.tar`` (DESIGN section 7).
+"""Fetching a GitHub revision into ``<deployment>/bundle.tar`` (docs/behaviour.md section 7).
 
 The archive of one commit comes from the API (``/repos/O/R/tarball|zipball/C``), which
 answers with a redirect to a download host. The access token goes to the API host only:

@@ -1,4 +1,4 @@
-"""Fetching an S3 revision into ``<deployment>/bundle.tar`` (DESIGN section 7).
+"""Fetching an S3 revision into ``<deployment>/bundle.tar`` (docs/behaviour.md section 7).
 
 The object is looked up first (HEAD, with the revision's version when it names one), its
 ETag compared with the revision's before a byte is trusted, and then streamed into a
