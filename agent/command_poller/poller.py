@@ -39,6 +39,7 @@ from agent.deployment_specification.envelope import (
     open_deployment_specification,
 )
 from agent.deployment_specification.model import DeploymentSpecError, DeploymentSpecification
+from agent.deployment_specification.verified_payloads import VerifiedPayloads
 from agent.errors import AgentError, Diagnostics, ErrorCode
 from agent.host_command.dispatch import (
     EngineSettings,
@@ -188,11 +189,14 @@ def process_host_command(
     on_start: Optional[CommandStarted] = None,
     locks: Optional[DaemonGroupLocks] = None,
     cancelled: Callable[[], bool] = lambda: False,
+    verified: Optional[VerifiedPayloads] = None,
 ) -> CommandOutcome:
     """Carry out one command the service handed out, and report it (network, disk).
 
     With ``locks``, the command runs holding its deployment group's lock (it may wait for
-    it, until ``cancelled()``); see :mod:`agent.deployment_root.group_lock`.
+    it, until ``cancelled()``); see :mod:`agent.deployment_root.group_lock`. With
+    ``verified``, a signed specification already verified (by an earlier command of its
+    deployment) is not verified again.
 
     Raises :class:`CommandServiceError` only when the specification cannot be fetched or
     the acknowledgement cannot be sent, even after retries: nothing has run then.
@@ -209,7 +213,7 @@ def process_host_command(
             settings,
             chance,
         )
-        spec, failure = _open_specification(command, envelope, settings)
+        spec, failure = _open_specification(command, envelope, settings, verified)
         deployment_id = spec.deployment_id if spec is not None else ""
         with structlog.contextvars.bound_contextvars(deployment_id=deployment_id or None):
             noop = spec is not None and _is_noop(command.command_name, spec, settings.engine)
@@ -237,7 +241,10 @@ def process_host_command(
 
 
 def _open_specification(
-    command: HostCommand, envelope: DeploymentSpecificationEnvelope, settings: PollerSettings
+    command: HostCommand,
+    envelope: DeploymentSpecificationEnvelope,
+    settings: PollerSettings,
+    verified: Optional[VerifiedPayloads],
 ) -> Tuple[Optional[DeploymentSpecification], Optional[Diagnostics]]:
     """The command's verified specification, or the diagnostics of why it is refused.
 
@@ -246,7 +253,9 @@ def _open_specification(
     """
     try:
         _check_command_name(command.command_name)
-        spec = open_deployment_specification(envelope.format, envelope.payload, settings.signature)
+        spec = open_deployment_specification(
+            envelope.format, envelope.payload, settings.signature, verified
+        )
     except Exception as error:
         failure = diagnostics_for_exception(error, command.command_name)
         log.error("deployment specification refused", error=failure.message)
@@ -442,6 +451,7 @@ def poll_once(
     on_start: Optional[CommandStarted] = None,
     locks: Optional[DaemonGroupLocks] = None,
     cancelled: Callable[[], bool] = lambda: False,
+    verified: Optional[VerifiedPayloads] = None,
 ) -> PollResult:
     """Long-poll once and carry out the command, if any (network, disk).
 
@@ -461,6 +471,13 @@ def poll_once(
         )
         return PollResult(command)
     outcome = process_host_command(
-        client, command, settings, rng=rng, on_start=on_start, locks=locks, cancelled=cancelled
+        client,
+        command,
+        settings,
+        rng=rng,
+        on_start=on_start,
+        locks=locks,
+        cancelled=cancelled,
+        verified=verified,
     )
     return PollResult(command, outcome)

@@ -7,6 +7,8 @@ cannot be used stops the start; ``system`` trusts only the host's CA store.
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -201,3 +203,38 @@ def test_without_openssl_the_daemon_does_not_start(agent_daemon: Daemon, tmp_pat
     assert len(lines) == 1, result.stderr
     assert "openssl" in lines[0] and "not on PATH" in lines[0]
     assert not agent_daemon.pid_file.exists()
+
+
+def test_each_deployment_s_specification_is_verified_by_openssl_once(
+    agent_daemon: Daemon, stub: CommandServiceStub, kit: SigningKit, tmp_path: Path
+) -> None:
+    # Every command of a deployment fetches the same signed specification.
+    real = shutil.which("openssl")
+    assert real is not None
+    runs = tmp_path / "openssl-runs"
+    wrapper_dir = tmp_path / "bin"
+    wrapper_dir.mkdir()
+    (wrapper_dir / "openssl").write_text(
+        f'#!/bin/sh\necho "$1" >> "{runs}"\nexec "{real}" "$@"\n', encoding="utf-8"
+    )
+    (wrapper_dir / "openssl").chmod(0o755)
+    revision = make_revision(
+        agent_daemon.base / "revision", agent_daemon.trace, agent_daemon.base / "www"
+    )
+    ids = []
+    for deployment in ("d-ONCE00001", "d-ONCE00002"):
+        ids += queue_deployment(
+            stub,
+            deployment,
+            kit.sign(spec_json(deployment, revision)),
+            commands=("DownloadBundle", "Install", "ApplicationStart"),
+        )
+    path = f"{wrapper_dir}{os.pathsep}{os.environ.get('PATH', '')}"
+    process = agent_daemon.run({"PATH": path})
+    assert wait_until(lambda: all(completion_of(stub, i) for i in ids)), process.stderr
+    assert [completion_of(stub, i)[0]["CommandStatus"] for i in ids] == ["Succeeded"] * 6
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0
+
+    verifications = [line for line in runs.read_text(encoding="ascii").split() if line == "smime"]
+    assert len(verifications) == 2
