@@ -48,6 +48,7 @@ from agent.host_command.dispatch import (
     is_command_noop,
 )
 from agent.lifecycle_event import events
+from agent.lifecycle_event.process_tree import start_cgroup_migration_warm_up
 
 log = structlog.get_logger(__name__)
 
@@ -202,6 +203,7 @@ def process_host_command(
     the acknowledgement cannot be sent, even after retries: nothing has run then.
     """
     chance = rng or random.Random()  # noqa: S311 - jitter, not security
+    _warm_up_hook_cgroup_move(command, settings)
     with structlog.contextvars.bound_contextvars(
         command=command.command_name, host_command=command.host_command_identifier
     ):
@@ -217,6 +219,8 @@ def process_host_command(
         deployment_id = spec.deployment_id if spec is not None else ""
         with structlog.contextvars.bound_contextvars(deployment_id=deployment_id or None):
             noop = spec is not None and _is_noop(command.command_name, spec, settings.engine)
+            if not noop:
+                _warm_up_hook_cgroup_move(command, settings)
             answer = _call_with_retries(
                 lambda: client.put_host_command_acknowledgement(
                     command.host_command_identifier, noop
@@ -238,6 +242,19 @@ def process_host_command(
             return _run_and_complete(
                 client, command, spec, noop, settings, chance, locks, cancelled
             )
+
+
+def _warm_up_hook_cgroup_move(command: HostCommand, settings: PollerSettings) -> None:
+    """Let the kernel's wait before a hook's move into its cgroup pass while this command
+    talks to the service (see :func:`start_cgroup_migration_warm_up`). Called when the
+    command arrives and again before its acknowledgement: a move made within a grace
+    period of the last one does not wait, so the second keeps the way clear for the hook
+    however long the acknowledgement takes up to a grace period."""
+    if settings.engine.hook_settings.use_cgroups and command.command_name not in (
+        events.DOWNLOAD_BUNDLE,
+        events.INSTALL,
+    ):
+        start_cgroup_migration_warm_up()
 
 
 def _open_specification(
