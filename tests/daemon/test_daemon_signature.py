@@ -8,7 +8,6 @@ cannot be used stops the start; ``system`` trusts only the host's CA store.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -27,6 +26,7 @@ from tests.daemon.test_daemon_process import Daemon
 from tests.support_command_service import CommandServiceStub
 from tests.support_signing import (
     SigningKit,
+    counting_openssl_wrapper,
     make_signing_kit,
     openssl_x509_fields,
     replace_in_pkcs7,
@@ -209,15 +209,7 @@ def test_each_deployment_s_specification_is_verified_by_openssl_once(
     agent_daemon: Daemon, stub: CommandServiceStub, kit: SigningKit, tmp_path: Path
 ) -> None:
     # Every command of a deployment fetches the same signed specification.
-    real = shutil.which("openssl")
-    assert real is not None
-    runs = tmp_path / "openssl-runs"
-    wrapper_dir = tmp_path / "bin"
-    wrapper_dir.mkdir()
-    (wrapper_dir / "openssl").write_text(
-        f'#!/bin/sh\necho "$1" >> "{runs}"\nexec "{real}" "$@"\n', encoding="utf-8"
-    )
-    (wrapper_dir / "openssl").chmod(0o755)
+    wrapper_dir, runs = counting_openssl_wrapper(tmp_path)
     revision = make_revision(
         agent_daemon.base / "revision", agent_daemon.trace, agent_daemon.base / "www"
     )

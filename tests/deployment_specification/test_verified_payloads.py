@@ -6,7 +6,6 @@ The real openssl verifies, behind a wrapper on PATH that counts its runs.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import List
 
@@ -21,6 +20,7 @@ from agent.deployment_specification.verified_payloads import VerifiedPayloads
 from tests.deployment_specification.test_envelope import SIGNER, spec_json
 from tests.support_signing import (
     SigningKit,
+    counting_openssl_wrapper,
     make_signer,
     make_signing_kit,
     replace_in_pkcs7,
@@ -37,16 +37,8 @@ def kit(tmp_path_factory: pytest.TempPathFactory) -> SigningKit:
 @pytest.fixture
 def openssl_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A file that gets one line per openssl run (the real openssl, through a wrapper)."""
-    real = shutil.which("openssl")
-    assert real is not None
-    runs = tmp_path / "openssl-runs"
-    runs.write_text("", encoding="ascii")
-    wrapper_dir = tmp_path / "bin"
-    wrapper_dir.mkdir()
-    wrapper = wrapper_dir / "openssl"
-    wrapper.write_text(f'#!/bin/sh\necho "$1" >> "{runs}"\nexec "{real}" "$@"\n', encoding="utf-8")
-    wrapper.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{wrapper_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    bin_dir, runs = counting_openssl_wrapper(tmp_path)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
     return runs
 
 
