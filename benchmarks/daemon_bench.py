@@ -8,13 +8,22 @@ It prints, measured in the same run:
 - idle: the daemon's RSS after warm-up and its peak over the window, and its CPU use in
   percent of one core over ``--idle-seconds`` (targets: RSS < 45 MB, CPU < 0.5 %); a bare
   Python interpreter's RSS is printed beside it as the floor;
-- per command: ``--commands`` single-command deployments whose only command is
-  ApplicationStop running one hook script (``true``), each queued while the daemon waits
-  in its long poll; the time from queueing to the completion the stub receives, minus
-  the baseline (the same script run directly, as many times), is the agent's overhead
-  (target: < 50 ms per command).
+- per command: deployments of three commands (BeforeBlockTraffic, AfterBlockTraffic,
+  ApplicationStop: each fetches the same signed specification and runs one hook script,
+  ``true``, from the last successful revision), each command queued while the daemon waits
+  in its long poll; the time from queueing to the completion the stub receives, minus the
+  baseline (the same script run directly, as many times), is the agent's overhead
+  (target: median < 15 ms per command), shown for all commands, for the first of each
+  deployment (its specification verified by openssl) and for the later ones, with where
+  the time goes as the stub sees it.
 
-Usage: python benchmarks/daemon_bench.py [--idle-seconds 60] [--commands 20] [--poll-wait 20]
+``--baseline SOURCE`` runs a second daemon from another source tree of the agent (for
+example ``git archive main agent | tar -x -C /tmp/base``) beside this tree's, each with its
+own stub, commands taking turns, so that both figures come from the same run on the same
+load.
+
+Usage: python benchmarks/daemon_bench.py [--idle-seconds 60] [--commands 21] [--poll-wait 20]
+       [--baseline SOURCE]
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -49,7 +59,7 @@ GROUP = "bench-group"
 MB = 1024 * 1024
 IDLE_RSS_TARGET_MB = 45.0
 IDLE_CPU_TARGET_PERCENT = 0.5
-OVERHEAD_TARGET_MS = 50.0
+OVERHEAD_TARGET_MS = 15.0
 
 
 class TimedStub(CommandServiceStub):
@@ -89,8 +99,12 @@ class TimedStub(CommandServiceStub):
             return self.completed.get(host_command)
 
 
+HOOKED_EVENTS = ("BeforeBlockTraffic", "AfterBlockTraffic", "ApplicationStop")
+
+
 def write_revision(where: Path) -> Path:
-    """A folder revision whose ApplicationStop runs one script that does nothing."""
+    """A folder revision whose events before DownloadBundle each run a script that does
+    nothing (they run the last successful revision's scripts)."""
     revision = where / "revision"
     (revision / "content").mkdir(parents=True)
     (revision / "content" / "index.html").write_text("bench\n", encoding="utf-8")
@@ -98,10 +112,14 @@ def write_revision(where: Path) -> Path:
     script = revision / "scripts" / "stop.sh"
     script.write_text("#!/bin/sh\ntrue\n", encoding="utf-8")
     script.chmod(0o755)
+    hooks = "".join(
+        f"  {event}:\n    - location: scripts/stop.sh\n      timeout: 60\n"
+        for event in HOOKED_EVENTS
+    )
     (revision / "appspec.yml").write_text(
         "version: 0.0\nos: linux\nfiles:\n"
         f"  - source: content\n    destination: {where / 'www'}\n"
-        "hooks:\n  ApplicationStop:\n    - location: scripts/stop.sh\n      timeout: 60\n",
+        f"hooks:\n{hooks}",
         encoding="utf-8",
     )
     return revision
@@ -141,7 +159,7 @@ def write_config(where: Path, stub: CommandServiceStub, kit: SigningKit, poll_wa
     return config
 
 
-def daemon_environment(where: Path) -> Dict[str, str]:
+def daemon_environment(where: Path, source: Path) -> Dict[str, str]:
     env = {
         name: value
         for name, value in os.environ.items()
@@ -155,7 +173,7 @@ def daemon_environment(where: Path) -> Dict[str, str]:
         AWS_CONFIG_FILE=str(where / "no-aws-config"),
         AWS_SHARED_CREDENTIALS_FILE=str(where / "no-aws-credentials"),
         AWS_EC2_METADATA_DISABLED="true",
-        PYTHONPATH=str(REPO),
+        PYTHONPATH=str(source),
     )
     return env
 
@@ -183,36 +201,83 @@ def bare_interpreter_rss() -> int:
         child.wait(timeout=10)
 
 
-def measure_idle(process: psutil.Process, stub: TimedStub, seconds: float) -> None:
-    if not stub.wait_for_poll_after(0.0, timeout=60):
-        raise SystemExit("the daemon never polled; see its log")
+@dataclass
+class Agent:
+    """One daemon under test (this tree's, or the baseline's), with its own stub and folder."""
+
+    label: str
+    source: Path
+    where: Path
+    stub: TimedStub
+    revision: Path
+    daemon: Optional[subprocess.Popen[bytes]] = None
+    latencies: List[float] = field(default_factory=list)
+    first: List[float] = field(default_factory=list)  # the first command of each deployment
+    later: List[float] = field(default_factory=list)
+    phases: Dict[str, List[float]] = field(
+        default_factory=lambda: {"spec": [], "ack": [], "complete": []}
+    )
+
+    @property
+    def process(self) -> psutil.Process:
+        assert self.daemon is not None
+        return psutil.Process(self.daemon.pid)
+
+    def start(self, kit: SigningKit, poll_wait: float) -> None:
+        self.stub.start()
+        config = write_config(self.where, self.stub, kit, poll_wait)
+        self.daemon = subprocess.Popen(
+            [sys.executable, "-m", "agent.daemon", "--config_file", str(config), "run"],
+            env=daemon_environment(self.where, self.source),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=self.where,
+        )
+
+    def stop(self) -> None:
+        if self.daemon is not None:
+            self.daemon.send_signal(signal.SIGTERM)
+            try:
+                self.daemon.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.daemon.kill()
+                self.daemon.wait(timeout=10)
+        self.stub.stop()
+
+
+def measure_idle(agents: List[Agent], seconds: float) -> None:
+    for agent in agents:
+        if not agent.stub.wait_for_poll_after(0.0, timeout=60):
+            raise SystemExit(f"the {agent.label} daemon never polled; see its log")
     time.sleep(5.0)  # warm-up: imports done, first long polls settled
-    rss_after_warmup = int(process.memory_info().rss)
-    before = process.cpu_times()
+    processes = [agent.process for agent in agents]
+    after_warmup = [int(process.memory_info().rss) for process in processes]
+    highest = list(after_warmup)
+    before = [process.cpu_times() for process in processes]
+    polls_before = [len(agent.stub.polls) for agent in agents]
     started = time.monotonic()
-    polls_before = len(stub.polls)
-    highest = rss_after_warmup
     while time.monotonic() - started < seconds:
         time.sleep(min(1.0, max(0.0, seconds - (time.monotonic() - started))))
-        highest = max(highest, int(process.memory_info().rss))
+        highest = [max(h, int(p.memory_info().rss)) for h, p in zip(highest, processes)]
     wall = time.monotonic() - started
-    after = process.cpu_times()
-    cpu = (after.user - before.user) + (after.system - before.system)
-    percent = 100.0 * cpu / wall
     floor = bare_interpreter_rss()
-    print(f"idle window: {wall:.1f} s, {len(stub.polls) - polls_before} long polls")
-    print(
-        f"  RSS after warm-up: {rss_after_warmup / MB:.1f} MB, peak in window:"
-        f" {highest / MB:.1f} MB, peak since start (VmHWM):"
-        f" {peak_rss_bytes(process.pid) / MB:.1f} MB   target < {IDLE_RSS_TARGET_MB:g} MB"
-        f" ({'met' if highest / MB < IDLE_RSS_TARGET_MB else 'MISSED'})"
-    )
+    print(f"idle window: {wall:.1f} s (the daemons idle side by side)")
+    for index, agent in enumerate(agents):
+        after = processes[index].cpu_times()
+        cpu = (after.user - before[index].user) + (after.system - before[index].system)
+        percent = 100.0 * cpu / wall
+        rss = highest[index] / MB
+        print(
+            f"  {agent.label}: {len(agent.stub.polls) - polls_before[index]} long polls;"
+            f" RSS after warm-up {after_warmup[index] / MB:.1f} MB, peak in window {rss:.1f} MB,"
+            f" VmHWM {peak_rss_bytes(processes[index].pid) / MB:.1f} MB"
+            f" (target < {IDLE_RSS_TARGET_MB:g} MB: {'met' if rss < IDLE_RSS_TARGET_MB else 'MISSED'});"
+            f" CPU {cpu * 1000:.0f} ms = {percent:.3f} % of one core"
+            f" (target < {IDLE_CPU_TARGET_PERCENT:g} %:"
+            f" {'met' if percent < IDLE_CPU_TARGET_PERCENT else 'MISSED'})"
+        )
     print(f"  baseline: a bare Python interpreter: {floor / MB:.1f} MB")
-    print(
-        f"  CPU: {cpu * 1000:.0f} ms in {wall:.1f} s = {percent:.3f} % of one core"
-        f"   target < {IDLE_CPU_TARGET_PERCENT:g} %"
-        f" ({'met' if percent < IDLE_CPU_TARGET_PERCENT else 'MISSED'})"
-    )
 
 
 def hook_baseline_seconds(script: Path, runs: int) -> float:
@@ -232,107 +297,135 @@ def queue(
     return str(stub.queue_command(HOST, command, deployment_id)["HostCommandIdentifier"])
 
 
-def measure_overhead(stub: TimedStub, kit: SigningKit, revision: Path, count: int) -> None:
-    # A first deployment makes the revision the group's last successful one, so each
-    # later deployment's ApplicationStop runs its script.
+def set_up(agent: Agent, kit: SigningKit) -> None:
+    """A first deployment makes the revision the group's last successful one, so each
+    later deployment's first events run its scripts."""
     for command in ("DownloadBundle", "Install"):
         moment = time.monotonic()
-        host_command = queue(stub, kit, "d-BENCHSETUP", revision, command)
-        if stub.wait_for_completion(host_command) is None:
-            raise SystemExit(f"setup command {command} did not complete; see the daemon log")
-        stub.wait_for_poll_after(moment)
-    latencies: List[float] = []
-    phases: Dict[str, List[float]] = {"spec": [], "ack": [], "complete": []}
-    for index in range(count):
-        # Queue only once the daemon is back in its long poll, as a service would find it.
-        with stub.arrivals:
-            last = max(stub.completed.values())
-        if not stub.wait_for_poll_after(last):
-            raise SystemExit("the daemon stopped polling")
-        time.sleep(0.05)
-        queued = time.monotonic()
-        host_command = queue(stub, kit, f"d-BENCH{index:04d}", revision, "ApplicationStop")
-        done = stub.wait_for_completion(host_command)
-        if done is None:
-            raise SystemExit(f"command {index} did not complete; see the daemon log")
-        latencies.append(done - queued)
-        deployment_id = f"d-BENCH{index:04d}"
-        with stub.arrivals:
-            spec_at = stub.arrived[("GetDeploymentSpecification", deployment_id)]
-            ack_at = stub.arrived[("PutHostCommandAcknowledgement", host_command)]
-        phases["spec"].append(spec_at - queued)
-        phases["ack"].append(ack_at - spec_at)
-        phases["complete"].append(done - ack_at)
-    statuses = [body["CommandStatus"] for body in stub.completions()]
-    if any(status != "Succeeded" for status in statuses):
-        raise SystemExit(f"some commands failed: {statuses}")
-    baseline = hook_baseline_seconds(revision / "scripts" / "stop.sh", count)
-    overheads = sorted((latency - baseline) * 1000 for latency in latencies)
-    median = statistics.median(overheads)
-    print(f"per command ({count} single-command ApplicationStop deployments, hook 'true'):")
+        host_command = queue(agent.stub, kit, "d-BENCHSETUP", agent.revision, command)
+        if agent.stub.wait_for_completion(host_command) is None:
+            raise SystemExit(f"{agent.label}: setup command {command} did not complete")
+        agent.stub.wait_for_poll_after(moment)
+
+
+def run_one_command(agent: Agent, deployment_id: str, command: str, position: int) -> None:
+    """Queue one command once the daemon is back in its long poll, as a service would find
+    it, and note how long it took and where the time went."""
+    stub = agent.stub
+    with stub.arrivals:
+        last = max(stub.completed.values())
+    if not stub.wait_for_poll_after(last):
+        raise SystemExit(f"the {agent.label} daemon stopped polling")
+    time.sleep(0.05)
+    queued = time.monotonic()
+    host_command = str(stub.queue_command(HOST, command, deployment_id)["HostCommandIdentifier"])
+    done = stub.wait_for_completion(host_command)
+    if done is None:
+        raise SystemExit(f"{agent.label}: {command} of {deployment_id} did not complete")
+    agent.latencies.append(done - queued)
+    (agent.first if position == 0 else agent.later).append(done - queued)
+    with stub.arrivals:
+        spec_at = stub.arrived[("GetDeploymentSpecification", deployment_id)]
+        ack_at = stub.arrived[("PutHostCommandAcknowledgement", host_command)]
+    if position == 0:
+        agent.phases["spec"].append(spec_at - queued)
+        agent.phases["ack"].append(ack_at - spec_at)
+    agent.phases["complete"].append(done - ack_at)
+
+
+def measure_overhead(agents: List[Agent], kit: SigningKit, count: int) -> None:
+    for agent in agents:
+        set_up(agent, kit)
+    deployments = -(-count // len(HOOKED_EVENTS))
+    for index in range(deployments):
+        # Turns alternate, and who goes first too, so load on the host hits all alike.
+        order = agents if index % 2 == 0 else list(reversed(agents))
+        for agent in order:
+            deployment_id = f"d-BENCH{index:04d}"
+            agent.stub.set_specification(
+                deployment_id, kit.sign(spec_for(deployment_id, agent.revision)), "PKCS7/JSON"
+            )
+            for position, event in enumerate(HOOKED_EVENTS):
+                run_one_command(agent, deployment_id, event, position)
+    baseline = hook_baseline_seconds(agents[0].revision / "scripts" / "stop.sh", count)
     print(
-        f"  queue-to-completion: median {statistics.median(latencies) * 1000:.1f} ms,"
-        f" min {min(latencies) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms"
-    )
-    print(
-        "  where it goes (medians): queued -> spec request"
-        f" {statistics.median(phases['spec']) * 1000:.1f} ms, spec -> acknowledgement"
-        f" {statistics.median(phases['ack']) * 1000:.1f} ms, acknowledgement -> completion"
-        f" {statistics.median(phases['complete']) * 1000:.1f} ms (runs the hook)"
+        f"per command ({deployments} deployments of {len(HOOKED_EVENTS)} commands,"
+        f" {', '.join(HOOKED_EVENTS)}, each running the hook 'true'; turns alternate):"
     )
     print(f"  baseline: the hook run directly: {baseline * 1000:.2f} ms (mean of {count})")
+    for agent in agents:
+        statuses = [body["CommandStatus"] for body in agent.stub.completions()]
+        if any(status != "Succeeded" for status in statuses):
+            raise SystemExit(f"{agent.label}: some commands failed: {statuses}")
+        print_overhead(agent, baseline)
+
+
+def _ms(values: List[float], baseline: float = 0.0) -> float:
+    return (statistics.median(values) - baseline) * 1000
+
+
+def print_overhead(agent: Agent, baseline: float) -> None:
+    overheads = sorted((latency - baseline) * 1000 for latency in agent.latencies)
+    median = statistics.median(overheads)
+    print(f"  {agent.label}:")
     print(
-        f"  overhead: median {median:.1f} ms, p90 {overheads[int(0.9 * (len(overheads) - 1))]:.1f}"
+        f"    overhead: median {median:.1f} ms, p90 {overheads[int(0.9 * (len(overheads) - 1))]:.1f}"
         f" ms, max {overheads[-1]:.1f} ms   target < {OVERHEAD_TARGET_MS:g} ms"
-        f" ({'met' if median < OVERHEAD_TARGET_MS else 'MISSED'})"
+        f" ({'met' if median < OVERHEAD_TARGET_MS else 'MISSED'});"
+        f" first command of a deployment {_ms(agent.first, baseline):.1f} ms,"
+        f" later ones {_ms(agent.later, baseline):.1f} ms"
+    )
+    print(
+        "    where it goes (medians): queued -> spec request"
+        f" {_ms(agent.phases['spec']):.1f} ms, spec -> acknowledgement (verification)"
+        f" {_ms(agent.phases['ack']):.1f} ms (first commands), acknowledgement -> completion"
+        f" {_ms(agent.phases['complete']):.1f} ms (runs the hook)"
+    )
+    print(
+        f"    RSS after the commands: {agent.process.memory_info().rss / MB:.1f} MB,"
+        f" VmHWM {peak_rss_bytes(agent.process.pid) / MB:.1f} MB"
     )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--idle-seconds", type=float, default=60.0)
-    parser.add_argument("--commands", type=int, default=20)
+    parser.add_argument("--commands", type=int, default=21, help="commands per daemon")
     parser.add_argument("--poll-wait", type=float, default=20.0, help="stub long-poll seconds")
-    parser.add_argument("--dir", default=None, help="where to put the agent's files")
+    parser.add_argument("--dir", default=None, help="where to put the agents' files")
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        metavar="SOURCE",
+        help="another source tree of the agent (e.g. `git archive main | tar -x -C DIR`)"
+        " whose daemon runs in the same run, turn about with this one",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="daemon-bench-", dir=args.dir) as folder:
-        where = Path(folder)
-        kit = make_signing_kit(where / "signing")
-        revision = write_revision(where)
-        stub = TimedStub(poll_wait=args.poll_wait, hang_seconds=5.0)
-        stub.start()
+        kit = make_signing_kit(Path(folder) / "signing")
+        sources = [("this tree", REPO)]
+        if args.baseline:
+            sources.insert(0, ("baseline", Path(args.baseline).resolve()))
+        agents: List[Agent] = []
+        for label, source in sources:
+            where = Path(folder) / label.replace(" ", "-")
+            where.mkdir()
+            stub = TimedStub(poll_wait=args.poll_wait, hang_seconds=5.0)
+            agents.append(Agent(label, source, where, stub, write_revision(where)))
         try:
-            config = write_config(where, stub, kit, args.poll_wait)
-            daemon = subprocess.Popen(
-                [sys.executable, "-m", "agent.daemon", "--config_file", str(config), "run"],
-                env=daemon_environment(where),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                cwd=where,
+            for agent in agents:
+                agent.start(kit, args.poll_wait)
+            print(
+                f"daemons: {', '.join(f'{a.label} ({a.source}) pid {a.process.pid}' for a in agents)};"
+                f" stub long poll {args.poll_wait:g} s, http_read_timeout {args.poll_wait + 10:g} s,"
+                " wait_between_runs 1 s"
             )
-            try:
-                process = psutil.Process(daemon.pid)
-                print(
-                    f"daemon pid {daemon.pid}; stub long poll {args.poll_wait:g} s,"
-                    f" http_read_timeout {args.poll_wait + 10:g} s, wait_between_runs 1 s"
-                )
-                measure_idle(process, stub, args.idle_seconds)
-                measure_overhead(stub, kit, revision, args.commands)
-                print(
-                    f"  daemon RSS after the commands: {process.memory_info().rss / MB:.1f} MB,"
-                    f" peak since start (VmHWM): {peak_rss_bytes(daemon.pid) / MB:.1f} MB"
-                )
-            finally:
-                daemon.send_signal(signal.SIGTERM)
-                try:
-                    daemon.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    daemon.kill()
-                    daemon.wait(timeout=10)
+            measure_idle(agents, args.idle_seconds)
+            measure_overhead(agents, kit, args.commands)
         finally:
-            stub.stop()
+            for agent in agents:
+                agent.stop()
     return 0
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import datetime
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -344,3 +345,18 @@ def openssl_x509_fields(certificate: Path, *options: str) -> str:
         text=True,
         check=True,
     ).stdout.strip()
+
+
+def counting_openssl_wrapper(folder: Path) -> Tuple[Path, Path]:
+    """A folder to put first on PATH whose ``openssl`` runs the real one after appending
+    its first argument (``smime``, ``version`` ...) to a log; returns (folder, log)."""
+    real = shutil.which("openssl")
+    assert real is not None, "the tests need the openssl command"
+    runs = folder / "openssl-runs"
+    runs.write_text("", encoding="ascii")
+    bin_dir = folder / "bin"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "openssl"
+    wrapper.write_text(f'#!/bin/sh\necho "$1" >> "{runs}"\nexec "{real}" "$@"\n', encoding="utf-8")
+    wrapper.chmod(0o755)
+    return bin_dir, runs

@@ -37,6 +37,7 @@ from agent.command_poller.poller import (
     report_commands_interrupted_by_restart,
 )
 from agent.deployment_root.group_lock import DaemonGroupLocks
+from agent.deployment_specification.verified_payloads import VerifiedPayloads
 from agent.lifecycle_event.process_tree import reap_adopted_orphans
 
 log = structlog.get_logger(__name__)
@@ -119,6 +120,9 @@ class PollLoop:
         self._done_in_deployment = 0
         self._status = LoopStatus(STARTING, since=time.time(), target=self._target)
         self._group_locks = DaemonGroupLocks(settings.engine.root)
+        # Each command of a deployment brings the same signed specification: openssl
+        # verifies it for the first one only.
+        self._verified = VerifiedPayloads()
         self._scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -231,6 +235,7 @@ class PollLoop:
                 on_start=self._started,
                 locks=self._group_locks,
                 cancelled=self._stop_requested,
+                verified=self._verified,
             )
             self._failures = 0
             if result.outcome is not None:

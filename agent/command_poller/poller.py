@@ -40,10 +40,12 @@ from agent.deployment_specification.envelope import (
     open_deployment_specification,
 )
 from agent.deployment_specification.model import DeploymentSpecError, DeploymentSpecification
+from agent.deployment_specification.verified_payloads import VerifiedPayloads
 from agent.errors import AgentError, Diagnostics, ErrorCode
 from agent.host_command.deployment_folder import check_names_fit_the_root
 from agent.host_command.dispatch import execute_host_command, is_command_noop
 from agent.host_command.engine_settings import EngineSettings
+from agent.lifecycle_event.process_tree import start_cgroup_migration_warm_up
 from agent.logging.printable import one_line
 
 log = structlog.get_logger(__name__)
@@ -182,16 +184,20 @@ def process_host_command(
     on_start: Optional[CommandStarted] = None,
     locks: Optional[DaemonGroupLocks] = None,
     cancelled: Callable[[], bool] = lambda: False,
+    verified: Optional[VerifiedPayloads] = None,
 ) -> CommandOutcome:
     """Carry out one command the service handed out, and report it (network, disk).
 
     With ``locks``, the command runs holding its deployment group's lock (it may wait for
-    it, until ``cancelled()``); see :mod:`agent.deployment_root.group_lock`.
+    it, until ``cancelled()``); see :mod:`agent.deployment_root.group_lock`. With
+    ``verified``, a signed specification already verified (by an earlier command of its
+    deployment) is not verified again.
 
     Raises :class:`CommandServiceError` only when the specification cannot be fetched or
     the acknowledgement cannot be sent, even after retries: nothing has run then.
     """
     chance = rng or random.Random()  # noqa: S311 - jitter, not security
+    _warm_up_hook_cgroup_move(command, settings)
     with structlog.contextvars.bound_contextvars(
         command=command.command_name, host_command=command.host_command_identifier
     ):
@@ -203,10 +209,12 @@ def process_host_command(
             settings,
             chance,
         )
-        spec, failure = _open_specification(command, envelope, settings)
+        spec, failure = _open_specification(command, envelope, settings, verified)
         deployment_id = spec.deployment_id if spec is not None else ""
         with structlog.contextvars.bound_contextvars(deployment_id=deployment_id or None):
             noop = spec is not None and _is_noop(command.command_name, spec, settings.engine)
+            if not noop:
+                _warm_up_hook_cgroup_move(command, settings)
             answer = _call_with_retries(
                 lambda: client.put_host_command_acknowledgement(
                     command.host_command_identifier, noop
@@ -230,8 +238,24 @@ def process_host_command(
             )
 
 
+def _warm_up_hook_cgroup_move(command: HostCommand, settings: PollerSettings) -> None:
+    """Let the kernel's wait before a hook's move into its cgroup pass while this command
+    talks to the service (see :func:`start_cgroup_migration_warm_up`). Called when the
+    command arrives and again before its acknowledgement: a move made within a grace
+    period of the last one does not wait, so the second keeps the way clear for the hook
+    however long the acknowledgement takes up to a grace period."""
+    if settings.engine.hook_settings.use_cgroups and command.command_name not in (
+        event_names.DOWNLOAD_BUNDLE,
+        event_names.INSTALL,
+    ):
+        start_cgroup_migration_warm_up()
+
+
 def _open_specification(
-    command: HostCommand, envelope: DeploymentSpecificationEnvelope, settings: PollerSettings
+    command: HostCommand,
+    envelope: DeploymentSpecificationEnvelope,
+    settings: PollerSettings,
+    verified: Optional[VerifiedPayloads],
 ) -> Tuple[Optional[DeploymentSpecification], Optional[Diagnostics]]:
     """The command's verified specification, or the diagnostics of why it is refused.
 
@@ -240,7 +264,9 @@ def _open_specification(
     """
     try:
         _check_command_name(command.command_name)
-        spec = open_deployment_specification(envelope.format, envelope.payload, settings.signature)
+        spec = open_deployment_specification(
+            envelope.format, envelope.payload, settings.signature, verified
+        )
     except Exception as error:
         failure = diagnostics_for_exception(error, command.command_name)
         log.error("deployment specification refused", error=failure.message)
@@ -436,6 +462,7 @@ def poll_once(
     on_start: Optional[CommandStarted] = None,
     locks: Optional[DaemonGroupLocks] = None,
     cancelled: Callable[[], bool] = lambda: False,
+    verified: Optional[VerifiedPayloads] = None,
 ) -> PollResult:
     """Long-poll once and carry out the command, if any (network, disk).
 
@@ -455,6 +482,13 @@ def poll_once(
         )
         return PollResult(command)
     outcome = process_host_command(
-        client, command, settings, rng=rng, on_start=on_start, locks=locks, cancelled=cancelled
+        client,
+        command,
+        settings,
+        rng=rng,
+        on_start=on_start,
+        locks=locks,
+        cancelled=cancelled,
+        verified=verified,
     )
     return PollResult(command, outcome)

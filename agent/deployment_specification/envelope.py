@@ -24,6 +24,7 @@ from agent.deployment_specification.signature import (
     describe_signer_trust,
     verify_pkcs7_payload_with_openssl,
 )
+from agent.deployment_specification.verified_payloads import VerifiedPayloads
 
 log = structlog.get_logger(__name__)
 
@@ -88,17 +89,25 @@ class SignatureSettings:
 
 
 def open_deployment_specification(
-    envelope_format: str, payload: str, settings: SignatureSettings
+    envelope_format: str,
+    payload: str,
+    settings: SignatureSettings,
+    verified: Optional[VerifiedPayloads] = None,
 ) -> DeploymentSpecification:
     """Verify (``PKCS7/JSON``) or accept (``TEXT/JSON``) a specification, then parse it.
 
-    Verifying reads ``settings.ca_file`` and runs ``openssl``; the signer of a signed
-    specification is logged with its deployment id.
+    Verifying reads ``settings.ca_file`` and runs ``openssl``, unless ``verified``
+    remembers this very payload checked against the same trust (the daemon's later
+    commands of a deployment); the signer of a signed specification is logged with its
+    deployment id.
     """
     if envelope_format == SIGNED_FORMAT:
-        signed = verify_pkcs7_payload_with_openssl(
-            payload, settings.ca_file, settings.expected_signer
-        )
+        if verified is not None:
+            signed = verified.verify(payload, settings.ca_file, settings.expected_signer)
+        else:
+            signed = verify_pkcs7_payload_with_openssl(
+                payload, settings.ca_file, settings.expected_signer
+            )
         spec = parse_deployment_specification(signed.text)
         signer = signed.signer
         log.info(

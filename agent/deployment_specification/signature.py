@@ -91,6 +91,12 @@ def describe_signer_ca_file_on_disk(trust: SignerTrust) -> str:
 
 def check_signer_ca_file(ca_file: Path) -> None:
     """Read ``ca_file`` and fail clearly when it is missing, unreadable or holds no certificate."""
+    read_signer_ca_file(ca_file)
+
+
+def read_signer_ca_file(ca_file: Path) -> bytes:
+    """The bytes of ``ca_file``; fails clearly when it is missing, unreadable or holds no
+    certificate."""
     try:
         content = ca_file.read_bytes()
     except FileNotFoundError:
@@ -106,6 +112,7 @@ def check_signer_ca_file(ca_file: Path) -> None:
         raise SpecSignatureError(
             f"deployment signer CA file {ca_file} holds no PEM certificate: {_CA_FILE_ADVICE}"
         )
+    return content
 
 
 def _run_openssl(arguments: List[str], stdin: bytes) -> subprocess.CompletedProcess[bytes]:
@@ -199,7 +206,9 @@ def _signer_summary(certificate: bytes) -> CertificateSummary:
         ) from None
 
 
-def _trust_arguments(trust: SignerTrust) -> List[str]:
+def _trust_arguments(trust: SignerTrust, ca_copy: Path) -> List[str]:
+    """openssl's options for ``trust``; a CA bundle is read from ``ca_copy``, the copy of
+    its bytes that the caller read (and judged) once."""
     if trust is None:
         # Integrity only: the signature must match the content and be made by the
         # certificate the message carries; who issued that certificate is not judged.
@@ -209,7 +218,7 @@ def _trust_arguments(trust: SignerTrust) -> List[str]:
         return ["-purpose", "any"]
     return [
         "-CAfile",
-        str(trust),
+        str(ca_copy),
         # Without these openssl also trusts the system's default CA folder and store
         # (and SSL_CERT_DIR): only the configured bundle may vouch for a signer.
         "-no-CApath",
@@ -237,10 +246,21 @@ def verify_pkcs7_payload_with_openssl(
     required of the signer, as with the AWS agent, whose certificates are not known to
     carry the S/MIME key usages.
     """
-    if isinstance(trust, Path):
-        check_signer_ca_file(trust)
+    ca_pem = read_signer_ca_file(trust) if isinstance(trust, Path) else None
+    return verify_pkcs7_payload_against_ca_bytes(payload_pem, trust, ca_pem, expected_signer)
+
+
+def verify_pkcs7_payload_against_ca_bytes(
+    payload_pem: str, trust: SignerTrust, ca_pem: Optional[bytes], expected_signer: Optional[str]
+) -> SignedContent:
+    """:func:`verify_pkcs7_payload_with_openssl` with the CA bundle's bytes already read
+    (``ca_pem``, given exactly when ``trust`` is a file): openssl checks against these
+    very bytes, so a caller that remembers the outcome knows what it was checked against."""
     with tempfile.TemporaryDirectory(prefix="codedeploy-signer-") as folder:
         signer_file = Path(folder) / "signer.pem"
+        ca_copy = Path(folder) / "ca.pem"
+        if ca_pem is not None:
+            ca_copy.write_bytes(ca_pem)
         completed = _run_openssl(
             [
                 "smime",
@@ -248,7 +268,7 @@ def verify_pkcs7_payload_with_openssl(
                 "-binary",
                 "-inform",
                 "PEM",
-                *_trust_arguments(trust),
+                *_trust_arguments(trust, ca_copy),
                 "-signer",
                 str(signer_file),
             ],

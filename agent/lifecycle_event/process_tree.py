@@ -41,6 +41,7 @@ import contextlib
 import os
 import secrets
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,6 +197,44 @@ class HookCgroup:
         if self.record_file is not None:
             with contextlib.suppress(FileNotFoundError):
                 self.record_file.unlink()
+
+
+def start_cgroup_migration_warm_up() -> threading.Thread:
+    """Start, on a thread of its own, the wait that the next hook's move into its cgroup
+    would otherwise make on the critical path; returns the thread.
+
+    Moving a process between cgroups (the hook's child writing itself into its cgroup's
+    ``cgroup.procs``) takes a kernel lock whose first taking after a quiet while waits
+    for an RCU grace period (10 to 20 ms on common hosts; cgroup v2's ``favordynmods``
+    trades that away, but it is the host's choice, not ours); another move within a grace
+    period of the last one does not wait. The daemon calls this as soon as a command
+    arrives, so the grace period passes while the specification is fetched and checked
+    and the command acknowledged. The move itself is of this process into the cgroup it
+    is already in: nothing changes. Its failure (no rights, a cgroup that refuses
+    members) is harmless and ignored: the hook's own move then waits, as it would have.
+    """
+    thread = threading.Thread(target=_move_self_into_own_cgroup, name="cgroup-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+def _move_self_into_own_cgroup() -> None:
+    """Write this process into the cgroup it is in (reads ``/proc/self``): a move that
+    changes nothing, but takes the kernel's migration lock."""
+    cgroup_dir = read_own_cgroup_dir()
+    if cgroup_dir is None:
+        return
+    try:
+        descriptor = os.open(cgroup_dir / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        # "0" is the writer's own process, so no pid read earlier can have been reused.
+        os.write(descriptor, b"0")
+    except OSError as error:
+        _log.debug("cgroup warm-up not possible", cgroup=str(cgroup_dir), error=str(error))
+    finally:
+        os.close(descriptor)
 
 
 def create_hook_cgroup(record_file: Optional[Path] = None) -> Optional[HookCgroup]:

@@ -7,6 +7,7 @@ cannot be used stops the start; ``system`` trusts only the host's CA store.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 from pathlib import Path
@@ -25,6 +26,7 @@ from tests.daemon.test_daemon_process import Daemon
 from tests.support_command_service import CommandServiceStub
 from tests.support_signing import (
     SigningKit,
+    counting_openssl_wrapper,
     make_signing_kit,
     openssl_x509_fields,
     replace_in_pkcs7,
@@ -201,3 +203,30 @@ def test_without_openssl_the_daemon_does_not_start(agent_daemon: Daemon, tmp_pat
     assert len(lines) == 1, result.stderr
     assert "openssl" in lines[0] and "not on PATH" in lines[0]
     assert not agent_daemon.pid_file.exists()
+
+
+def test_each_deployment_s_specification_is_verified_by_openssl_once(
+    agent_daemon: Daemon, stub: CommandServiceStub, kit: SigningKit, tmp_path: Path
+) -> None:
+    # Every command of a deployment fetches the same signed specification.
+    wrapper_dir, runs = counting_openssl_wrapper(tmp_path)
+    revision = make_revision(
+        agent_daemon.base / "revision", agent_daemon.trace, agent_daemon.base / "www"
+    )
+    ids = []
+    for deployment in ("d-ONCE00001", "d-ONCE00002"):
+        ids += queue_deployment(
+            stub,
+            deployment,
+            kit.sign(spec_json(deployment, revision)),
+            commands=("DownloadBundle", "Install", "ApplicationStart"),
+        )
+    path = f"{wrapper_dir}{os.pathsep}{os.environ.get('PATH', '')}"
+    process = agent_daemon.run({"PATH": path})
+    assert wait_until(lambda: all(completion_of(stub, i) for i in ids)), process.stderr
+    assert [completion_of(stub, i)[0]["CommandStatus"] for i in ids] == ["Succeeded"] * 6
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0
+
+    verifications = [line for line in runs.read_text(encoding="ascii").split() if line == "smime"]
+    assert len(verifications) == 2

@@ -105,3 +105,36 @@ def test_a_hook_cgroup_releases_its_members_to_the_parent_and_goes_away() -> Non
         child.kill()
         child.wait()
         tree.close()
+
+
+WARM_UP_PROBE = """
+import sys
+from pathlib import Path
+from agent.lifecycle_event.process_tree import start_cgroup_migration_warm_up
+before = Path("/proc/self/cgroup").read_text(encoding="utf-8")
+start_cgroup_migration_warm_up().join(timeout=60)
+after = Path("/proc/self/cgroup").read_text(encoding="utf-8")
+sys.stdout.write("same" if after == before else "moved:" + after)
+"""
+
+
+def test_the_cgroup_warm_up_leaves_the_process_where_it_is() -> None:
+    # The warm-up moves the agent into the cgroup it is in; run inside a cgroup of its
+    # own (as a daemon under systemd is), it must stay there, not land in a parent.
+    tree = ProcessTree.create_on_host(use_cgroups=True)
+    if not tree.uses_cgroup:
+        tree.close()
+        pytest.skip("this host does not let us create a cgroup v2")
+    try:
+        probe = subprocess.run(
+            [sys.executable, "-c", WARM_UP_PROBE],
+            preexec_fn=tree.child_setup(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        tree.close()
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout == "same"
