@@ -18,7 +18,6 @@ and exit 2.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -84,6 +83,7 @@ from agent.errors import AgentError
 from agent.host_command.engine_settings import EngineSettings
 from agent.logging.printable import escape_control_characters
 from agent.logging.setup import configure_file_logging
+from agent.revision.fetchers.settings import FetchSettings
 
 log = structlog.get_logger(__name__)
 
@@ -260,18 +260,16 @@ def _build_loop(
         wire_log = WireLogSettings(wire_log_file_for(config.log_dir, config.program_name))
         attach_wire_log(client.boto_client, WireLogWriter(wire_log))
         log.info("writing the AWS wire log", path=str(wire_log.path))
-    engine = EngineSettings.from_config(config)
-    # S3 revisions are fetched in the host's region with the host's credentials (the
-    # on-premises ones when the host is registered that way; boto3's chain otherwise).
-    engine = dataclasses.replace(
-        engine,
-        fetch=dataclasses.replace(
-            engine.fetch,
-            region=engine.fetch.region or identity.region,
-            credentials=credentials,
-            wire_log=wire_log,
-        ),
+    # S3 revisions are fetched in the host's region (AWS_REGION when set: the identity
+    # honours it) with the host's credentials (the on-premises ones when the host is
+    # registered that way; boto3's chain otherwise).
+    fetch = FetchSettings.from_config(
+        config,
+        region=identity.region,
+        credentials=credentials,
+        wire_log=wire_log,
     )
+    engine = EngineSettings.from_config(config, fetch)
     settings = PollerSettings(
         host_identifier=identity.host_identifier,
         engine=engine,

@@ -6,7 +6,6 @@ command; nothing below reads the configuration again.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -42,7 +41,10 @@ class EngineSettings:
         return AgentFolders.of(self.root.path, self.log_dir, self.pid_dir)
 
     @classmethod
-    def from_config(cls, config: AgentConfig) -> EngineSettings:
+    def from_config(cls, config: AgentConfig, fetch: FetchSettings) -> EngineSettings:
+        """The engine's settings; ``fetch`` carries what the program found outside the
+        configuration (the region, the host's credentials), so nothing here reads the
+        environment."""
         return cls(
             root=DeploymentRoot(config.root_dir, config.ongoing_deployment_tracking),
             max_revisions=config.max_revisions,
@@ -60,7 +62,7 @@ class EngineSettings:
                 env_allowlist=HOOK_ENV_ALLOWLIST if config.restrict_hook_env_to_allowlist else None,
             ),
             enable_deployments_log=config.enable_deployments_log,
-            fetch=FetchSettings.from_config(config, os.environ.get("AWS_REGION") or None),
+            fetch=fetch,
             reject_symlink_permission_targets=config.reject_symlink_permission_targets,
             log_dir=config.log_dir,
             pid_dir=config.pid_dir,

@@ -59,6 +59,7 @@ from agent.local_deployment.revision_preflight import check_local_revision_on_di
 from agent.logging.printable import escape_control_characters
 from agent.logging.setup import TeeLogger, configure_tee_logging
 from agent.revision.archive_staging import remove_tree_on_disk
+from agent.revision.fetchers.settings import FetchSettings
 
 EXIT_SUCCEEDED = 0
 EXIT_FAILED = 1
@@ -171,9 +172,16 @@ def _prepare(args: argparse.Namespace) -> tuple[AgentConfig, LocalDeploymentRequ
     )
     revision = request.spec.revision
     if isinstance(revision, LocalRevision) and revision.bundle_type is BundleType.DIRECTORY:
-        agent_folders = EngineSettings.from_config(config).agent_folders
+        agent_folders = _engine_settings(config).agent_folders
         check_local_revision_on_disk(request, revision.location, agent_folders)
     return config, request
+
+
+def _engine_settings(config: AgentConfig) -> EngineSettings:
+    """The engine's settings for this program: S3 revisions in ``AWS_REGION`` when it is set
+    (otherwise botocore's own region chain), with botocore's credential chain."""
+    region = os.environ.get("AWS_REGION") or None
+    return EngineSettings.from_config(config, FetchSettings.from_config(config, region=region))
 
 
 def _check_root_writable(config: AgentConfig) -> None:
@@ -280,7 +288,7 @@ def _engine_settings_on_disk(config: AgentConfig, deployment_id: str) -> EngineS
     log = structlog.get_logger("codedeploy-local")
     for warning in config.warnings:
         log.warning(warning)
-    settings = engine_naming_hook_cgroups(EngineSettings.from_config(config), deployment_id)
+    settings = engine_naming_hook_cgroups(_engine_settings(config), deployment_id)
     for cgroup in end_hook_cgroups_left_on_disk(settings.root):
         log.warning("ended the hook cgroup a killed agent left behind", cgroup=str(cgroup))
     return settings

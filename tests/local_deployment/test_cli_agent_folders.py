@@ -21,6 +21,7 @@ from agent.deployment_specification.model import (
 from agent.errors import AgentError
 from agent.host_command.dispatch import execute_host_command
 from agent.host_command.engine_settings import EngineSettings
+from agent.revision.fetchers.settings import FetchSettings
 from tests.support import LocalAgent, make_bundle, write_tree
 from tests.support_s3 import LOCAL_AGENT_ENV, serve_bundle_from_moto
 
@@ -127,7 +128,7 @@ def test_a_remote_revision_is_refused_at_install_before_copying(
 def test_the_daemons_engine_refuses_it_as_a_failed_install(tmp_path: Path) -> None:
     log_dir = tmp_path / "log"
     config = AgentConfig(root_dir=tmp_path / "root", log_dir=log_dir, pid_dir=tmp_path / "pid")
-    settings = EngineSettings.from_config(config)
+    settings = EngineSettings.from_config(config, FetchSettings())
     bad = revision(tmp_path / "bad", log_dir / "app", tmp_path / "record.txt")
     bundle = make_bundle(bad, tmp_path / "bad.tgz", "tgz")
     spec = DeploymentSpecification(

@@ -58,6 +58,7 @@ class FetchSettings:
         config: AgentConfig,
         region: Optional[str] = None,
         credentials: Optional[Credentials] = None,
+        wire_log: Optional[WireLogSettings] = None,
     ) -> FetchSettings:
         return cls(
             region=region,
@@ -66,6 +67,7 @@ class FetchSettings:
             use_fips=config.use_fips_mode,
             github_api_endpoint=config.github_api_endpoint,
             credentials=credentials,
+            wire_log=wire_log,
         )
 
 
