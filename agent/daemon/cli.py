@@ -82,6 +82,7 @@ from agent.deployment_specification.signature import (
 )
 from agent.errors import AgentError
 from agent.host_command.dispatch import EngineSettings
+from agent.installer.install_process import InstallHelper
 from agent.logging.printable import escape_control_characters
 from agent.logging.setup import configure_file_logging
 
@@ -271,6 +272,7 @@ def _build_loop(
             credentials=credentials,
             wire_log=wire_log,
         ),
+        install_helper=InstallHelper(),
     )
     settings = PollerSettings(
         host_identifier=identity.host_identifier,

@@ -32,7 +32,7 @@ from agent.errors import AgentError
 from agent.host_command.bundle import UnpackPolicy
 from agent.host_command.download import FetchSettings, download_revision_to_disk
 from agent.installer.agent_folders import AgentFolders
-from agent.installer.install import install_revision_on_disk
+from agent.installer.install_process import InstallHelper, InstallRequest
 from agent.lifecycle_event import events
 from agent.lifecycle_event.runner import HookRunSettings, OutputsLeftOpenPolicy, run_event_scripts
 from agent.lifecycle_event.script_log import open_script_log
@@ -73,6 +73,9 @@ class EngineSettings:
     # The agent's other folders, which no files entry may install into (with root).
     log_dir: Optional[Path] = None
     pid_dir: Optional[Path] = None
+    # The daemon's: Install runs in a helper process, so that a program with threads
+    # still installs large trees with two processes. None: Install runs in this process.
+    install_helper: Optional[InstallHelper] = None
 
     @property
     def agent_folders(self) -> AgentFolders:
@@ -203,6 +206,8 @@ def _download_bundle(
     spec: DeploymentSpecification, deployment: DeploymentDir, settings: EngineSettings
 ) -> None:
     started = time.monotonic()
+    if settings.install_helper is not None:
+        settings.install_helper.start_ahead()  # its start-up runs beside the download
     fetch_revision_to_disk(spec, settings)
     # Catch an appspec naming events nobody will run, or a deployment naming custom events
     # the appspec lacks, before any of the new revision's scripts runs.
@@ -229,15 +234,17 @@ def _install(
     appspec = read_application_specification(deployment.archive, spec.appspec_filename)
     behavior = appspec.file_exists_behavior or spec.file_exists_behavior
     started = time.monotonic()
-    result = install_revision_on_disk(
+    request = InstallRequest(
         appspec,
         deployment.archive,
         settings.root,
         spec.deployment_group_id,
         behavior,
         settings.agent_folders,
-        reject_symlink_permission_targets=settings.reject_symlink_permission_targets,
+        settings.reject_symlink_permission_targets,
     )
+    helper = settings.install_helper
+    result = request.install_on_disk() if helper is None else helper.install_on_disk(request)
     settings.root.write_last_successful_marker(spec.deployment_group_id, deployment.path)
     log.info(
         "revision installed",
