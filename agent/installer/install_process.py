@@ -137,13 +137,14 @@ class InstallHelper:
         finally:
             _end(helper)
         relay_events(answer.events, answer.events_dropped)
-        if answer.result is None:
-            raise InstallError(answer.message, error_code=ErrorCode(answer.error_code))
         log.info(
             "install ran in a helper process",
             helper_pid=helper.pid,
             second_processes=answer.second_processes,
+            succeeded=answer.result is not None,
         )
+        if answer.result is None:
+            raise InstallError(answer.message, error_code=ErrorCode(answer.error_code))
         return answer.result
 
     def close(self) -> None:
