@@ -1,25 +1,35 @@
 """Deployment speed and memory against the floor of the same work done by tar and cp.
 
 Builds a revision of N files of 1 KB in 200 folders, packs it as a tgz, and deploys it
-twice to one group with codedeploy-local (the second deployment also replays the first
-one's cleanup list). It prints, measured in the same run:
+twice to one group with each program: ``codedeploy-local``, and the daemon
+``codedeploy-agent`` fed by the project's test command service on loopback (signed
+specifications, a local-file tgz revision; each deployment is its DownloadBundle and
+Install commands, queued while the daemon waits in its long poll). The second deployment
+also replays the first one's cleanup list. It prints, measured in the same run:
 
-- the wall time of each deployment and of the floor, ``tar -xzf`` + ``cp -a`` of the same
-  tree, and their ratio (target: each deployment within 2x of the floor), as medians of
-  several rounds, each on a fresh deployment root (these machines are noisy);
-- the peak RSS of the largest process of each deployment (target: under 40 MB for
-  20,000 files);
+- the wall time of each deployment and of its floor, and their ratio (target: each
+  deployment within 1.5x of the floor), as medians of several rounds, each on a fresh
+  deployment root (codedeploy-local) or a fresh deployment group (the daemon; these
+  machines are noisy). The floor is ``tar -xzf`` + ``cp -a`` of the same tree; for the
+  daemon, plus a plain read of the bundle (what fetching it costs at least); the
+  daemon's time runs from queueing DownloadBundle to the service receiving Install's
+  completion;
+- the peak RSS of the largest process of each ``codedeploy-local`` deployment (target:
+  under 40 MB for 20,000 files), and the daemon's own peak (its install runs in a helper);
 - with ``--scaling``, the peak RSS for 10x the files and the ratio between the two
   (target: at most 1.5x, since nothing holds a list of every file in memory).
 
-Usage: python benchmarks/deploy_bench.py [--files 20000] [--rounds 5] [--scaling] [--dir /dev/shm]
+Usage: python benchmarks/deploy_bench.py [--files 20000] [--rounds 5] [--scaling]
+       [--programs local,daemon] [--dir /dev/shm]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -27,7 +37,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
-from typing import List, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
+
+# daemon_bench (beside this file) also puts the repository on sys.path for tests.*.
+from daemon_bench import HOST, TimedStub, daemon_environment, peak_rss_bytes
+
+from tests.support_signing import make_signing_kit
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -115,46 +130,172 @@ def deploy(bundle: Path, config: Path) -> Tuple[float, int]:
 
 @dataclass(frozen=True)
 class CaseFigures:
-    floor: float  # median seconds of tar -xzf + cp -a
+    floor: float  # median seconds of the floor (tar -xzf + cp -a; for the daemon, + a read)
     first: float  # median seconds of the first deployment to a fresh group
     second: float  # median seconds of the redeployment on the same group
     rss_kib: int  # largest peak RSS seen in any deployment
 
 
-def run_case(files: int, base: Path, rounds: int) -> CaseFigures:
-    """``rounds`` rounds of: floor, first deployment, second deployment (fresh root each)."""
+class DaemonDeployer:
+    """``codedeploy-agent run`` against the test command service; deploys a tgz bundle."""
+
+    def __init__(self, where: Path) -> None:
+        self.where = where
+        self.kit = make_signing_kit(where / "signing")
+        self.stub = TimedStub(poll_wait=20.0, hang_seconds=5.0)
+        self.stub.start()
+        config = where / "codedeployagent.yml"
+        config.write_text(
+            f":root_dir: '{where / 'daemon-root'}'\n"
+            f":log_dir: '{where / 'daemon-log'}'\n"
+            f":pid_dir: '{where / 'daemon-pid'}'\n"
+            f":deploy_control_endpoint: '{self.stub.url}'\n"
+            # The next command of a deployment is polled for at once, as a service
+            # hands it out as soon as the previous one completes.
+            ":wait_between_runs: 0\n"
+            ":wait_after_error: 1\n"
+            ":http_read_timeout: 30\n"
+            f":deployment_signer_ca_file: '{self.kit.ca_bundle}'\n"
+            f":on_premises_config_file: '{where / 'no-onpremises.yml'}'\n",
+            encoding="utf-8",
+        )
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "agent.daemon", "--config_file", str(config), "run"],
+            env=daemon_environment(where),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=where,
+        )
+        if not self.stub.wait_for_poll_after(0.0):
+            self.close()
+            sys.exit(f"the daemon never polled; see {where / 'daemon-log'}")
+        self.deployments = 0
+
+    def deploy(self, bundle: Path, group: str) -> float:
+        """Wall seconds from queueing DownloadBundle to Install's completion."""
+        self.deployments += 1
+        deployment_id = f"d-BENCH{self.deployments:05d}"
+        with self.stub.arrivals:
+            moments = list(self.stub.completed.values())
+        # Queue only once the daemon is back in its long poll, as a service would find it.
+        if moments and not self.stub.wait_for_poll_after(max(moments)):
+            sys.exit("the daemon stopped polling")
+        time.sleep(0.05)
+        spec = {
+            "DeploymentId": f"arn:aws:codedeploy:us-east-1:123456789012:deployment/{deployment_id}",
+            "DeploymentGroupId": group,
+            "DeploymentGroupName": group,
+            "ApplicationName": "bench-app",
+            "Revision": {
+                "RevisionType": "Local File",
+                "LocalRevision": {"Location": str(bundle), "BundleType": "tgz"},
+            },
+            "AgentActionOverrides": {"AgentOverrides": {"FileExistsBehavior": "OVERWRITE"}},
+        }
+        self.stub.set_specification(deployment_id, self.kit.sign(json.dumps(spec)), "PKCS7/JSON")
+        settle()
+        queued = time.monotonic()
+        ids = [
+            str(self.stub.queue_command(HOST, name, deployment_id)["HostCommandIdentifier"])
+            for name in ("DownloadBundle", "Install")
+        ]
+        done = self.stub.wait_for_completion(ids[-1], timeout=600)
+        if done is None:
+            sys.exit(f"{deployment_id} did not complete; see {self.where / 'daemon-log'}")
+        failed = [c for c in self.stub.completions() if c["CommandStatus"] != "Succeeded"]
+        if failed:
+            sys.exit(f"{deployment_id} failed: {failed}")
+        return done - queued
+
+    def peak_rss_kib(self) -> int:
+        return peak_rss_bytes(self.process.pid) // 1024
+
+    def close(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.stub.stop()
+
+
+def run_case(
+    files: int, base: Path, rounds: int, programs: Sequence[str]
+) -> Dict[str, CaseFigures]:
+    """``rounds`` rounds of: the floor, then with each program a first deployment and a
+    second one (on a fresh root for codedeploy-local, a fresh group for the daemon)."""
     where = Path(tempfile.mkdtemp(prefix=f"deploy-bench-{files}-", dir=base))
     floors: List[float] = []
-    firsts: List[float] = []
-    seconds: List[float] = []
+    reads: List[float] = []
+    times: Dict[str, Tuple[List[float], List[float]]] = {name: ([], []) for name in programs}
     rss = 0
+    daemon: Optional[DaemonDeployer] = None
     try:
         install = where / "installed"
         bundle = build_revision(where, files, install)
+        if "daemon" in programs:
+            daemon = DaemonDeployer(where)
         for round_number in range(rounds):
-            root = where / f"root-{round_number}"
-            config = where / f"codedeployagent-{round_number}.yml"
-            config.write_text(
-                f":root_dir: '{root}'\n:log_dir: '{where / 'log'}'\n", encoding="utf-8"
-            )
             floors.append(floor_seconds(bundle, where))
-            for series in (firsts, seconds):
-                took, peak = deploy(bundle, config)
-                series.append(took)
-                rss = max(rss, peak)
-            shutil.rmtree(install)
-            shutil.rmtree(root)
-        return CaseFigures(median(floors), median(firsts), median(seconds), rss)
+            reads.append(timed(["cat", str(bundle)]))
+            if "local" in programs:
+                root = where / f"root-{round_number}"
+                config = where / f"codedeployagent-{round_number}.yml"
+                config.write_text(
+                    f":root_dir: '{root}'\n:log_dir: '{where / 'log'}'\n", encoding="utf-8"
+                )
+                for series in times["local"]:
+                    took, peak = deploy(bundle, config)
+                    series.append(took)
+                    rss = max(rss, peak)
+                shutil.rmtree(install)
+                shutil.rmtree(root)
+            if daemon is not None:
+                for series in times["daemon"]:
+                    series.append(daemon.deploy(bundle, f"bench-group-{round_number}"))
+                shutil.rmtree(install)
+        figures: Dict[str, CaseFigures] = {}
+        if "local" in programs:
+            firsts, seconds = times["local"]
+            figures["local"] = CaseFigures(median(floors), median(firsts), median(seconds), rss)
+        if daemon is not None:
+            firsts, seconds = times["daemon"]
+            floor = median(f + r for f, r in zip(floors, reads))
+            figures["daemon"] = CaseFigures(
+                floor, median(firsts), median(seconds), daemon.peak_rss_kib()
+            )
+        return figures
     finally:
+        if daemon is not None:
+            daemon.close()
         shutil.rmtree(where, ignore_errors=True)
 
 
-def report(title: str, figures: CaseFigures) -> None:
+def report(title: str, figures: CaseFigures, floor_name: str, rss_name: str) -> None:
     print(title)
-    print(f"  floor (tar -xzf + cp -a):  {figures.floor:6.2f} s")
+    print(f"  floor ({floor_name}): {figures.floor:6.2f} s")
     for name, took in (("deployment 1", figures.first), ("deployment 2", figures.second)):
-        print(f"  {name}:              {took:6.2f} s  = {took / figures.floor:4.2f}x floor")
-    print(f"  peak RSS:                  {figures.rss_kib / 1024:5.1f} MB")
+        print(f"  {name}: {took:6.2f} s  = {took / figures.floor:4.2f}x floor")
+    print(f"  {rss_name}: {figures.rss_kib / 1024:5.1f} MB")
+
+
+def report_case(files: int, figures: Dict[str, CaseFigures], title: str) -> None:
+    if "local" in figures:
+        report(
+            f"{title}, codedeploy-local",
+            figures["local"],
+            "tar -xzf + cp -a",
+            "peak RSS (largest process)",
+        )
+    if "daemon" in figures:
+        report(
+            f"{title}, the daemon (DownloadBundle + Install)",
+            figures["daemon"],
+            "read + tar -xzf + cp -a",
+            "daemon peak RSS (VmHWM)",
+        )
 
 
 def main() -> None:
@@ -164,25 +305,32 @@ def main() -> None:
     parser.add_argument(
         "--scaling", action="store_true", help="also deploy 10x the files and compare peak RSS"
     )
+    parser.add_argument(
+        "--programs",
+        default="local,daemon",
+        help="comma-separated: local (codedeploy-local), daemon (default: %(default)s)",
+    )
     default_dir = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
     parser.add_argument(
         "--dir", type=Path, default=Path(default_dir), help="where to work (default: %(default)s)"
     )
     args = parser.parse_args()
+    programs = [name for name in args.programs.split(",") if name]
+    if not programs or set(programs) - {"local", "daemon"}:
+        parser.error("--programs takes local, daemon or both")
 
     # An installed agent runs from byte-compiled modules (pip compiles them); do the same
     # for a checkout, even where PYTHONDONTWRITEBYTECODE is set.
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "agent")], check=True)
     print(f"working in {args.dir} on {os.cpu_count()} cores; medians of {args.rounds} rounds")
-    small = run_case(args.files, args.dir, args.rounds)
-    report(f"{args.files} files of 1 KB in 200 folders, tgz bundle", small)
-    if args.scaling:
+    small = run_case(args.files, args.dir, args.rounds, programs)
+    report_case(args.files, small, f"{args.files} files of 1 KB in 200 folders, tgz bundle")
+    if args.scaling and "local" in programs:
         big_files = args.files * 10
-        big = run_case(big_files, args.dir, 1)
-        report(f"{big_files} files (one round)", big)
-        print(
-            f"  peak RSS {big_files} files / {args.files} files = {big.rss_kib / small.rss_kib:4.2f}x"
-        )
+        big = run_case(big_files, args.dir, 1, ["local"])["local"]
+        report_case(big_files, {"local": big}, f"{big_files} files (one round)")
+        ratio = big.rss_kib / small["local"].rss_kib
+        print(f"  peak RSS {big_files} files / {args.files} files = {ratio:4.2f}x")
 
 
 if __name__ == "__main__":

@@ -81,6 +81,7 @@ from agent.deployment_specification.signature import (
 )
 from agent.errors import AgentError
 from agent.host_command.engine_settings import EngineSettings
+from agent.installer.install_process import InstallHelper
 from agent.logging.printable import escape_control_characters
 from agent.logging.setup import configure_file_logging
 from agent.revision.fetchers.settings import FetchSettings
@@ -269,7 +270,7 @@ def _build_loop(
         credentials=credentials,
         wire_log=wire_log,
     )
-    engine = EngineSettings.from_config(config, fetch)
+    engine = EngineSettings.from_config(config, fetch, install_helper=InstallHelper())
     settings = PollerSettings(
         host_identifier=identity.host_identifier,
         engine=engine,

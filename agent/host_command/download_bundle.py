@@ -89,6 +89,8 @@ def download_bundle(
     spec: DeploymentSpecification, deployment: DeploymentDir, settings: EngineSettings
 ) -> None:
     started = time.monotonic()
+    if settings.install_helper is not None:
+        settings.install_helper.start_ahead()  # its start-up runs beside the download
     fetch_revision_to_disk(spec, settings)
     # Catch an appspec naming events nobody will run, or a deployment naming custom events
     # the appspec lacks, before any of the new revision's scripts runs.

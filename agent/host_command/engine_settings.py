@@ -13,6 +13,7 @@ from typing import Optional
 from agent.configuration.model import AgentConfig
 from agent.deployment_root.layout import DeploymentRoot
 from agent.installer.agent_folders import AgentFolders
+from agent.installer.install_process import InstallHelper
 from agent.lifecycle_event.hook_environment import HOOK_ENV_ALLOWLIST
 from agent.lifecycle_event.settings import HookRunSettings, OutputsLeftOpenPolicy
 from agent.logging.shared_log_file import DEPLOYMENTS_LOG_ROTATION, LogRotation
@@ -35,13 +36,21 @@ class EngineSettings:
     # The agent's other folders, which no files entry may install into (with root).
     log_dir: Optional[Path] = None
     pid_dir: Optional[Path] = None
+    # The daemon's: Install runs in a helper process, so that a program with threads
+    # still installs large trees with two processes. None: Install runs in this process.
+    install_helper: Optional[InstallHelper] = None
 
     @property
     def agent_folders(self) -> AgentFolders:
         return AgentFolders.of(self.root.path, self.log_dir, self.pid_dir)
 
     @classmethod
-    def from_config(cls, config: AgentConfig, fetch: FetchSettings) -> EngineSettings:
+    def from_config(
+        cls,
+        config: AgentConfig,
+        fetch: FetchSettings,
+        install_helper: Optional[InstallHelper] = None,
+    ) -> EngineSettings:
         """The engine's settings; ``fetch`` carries what the program found outside the
         configuration (the region, the host's credentials), so nothing here reads the
         environment."""
@@ -66,4 +75,5 @@ class EngineSettings:
             reject_symlink_permission_targets=config.reject_symlink_permission_targets,
             log_dir=config.log_dir,
             pid_dir=config.pid_dir,
+            install_helper=install_helper,
         )

@@ -17,7 +17,7 @@ from agent.application_specification.parser import read_application_specificatio
 from agent.deployment_root.layout import DeploymentDir
 from agent.deployment_specification.model import DeploymentSpecification
 from agent.host_command.engine_settings import EngineSettings
-from agent.installer.install import install_revision_on_disk
+from agent.installer.install_process import InstallRequest
 
 log = structlog.get_logger(__name__)
 
@@ -28,15 +28,18 @@ def install(
     appspec = read_application_specification(deployment.archive, spec.appspec_filename)
     behavior = appspec.file_exists_behavior or spec.file_exists_behavior
     started = time.monotonic()
-    result = install_revision_on_disk(
+    request = InstallRequest(
         appspec,
         deployment.archive,
         settings.root,
         spec.deployment_group_id,
         behavior,
         settings.agent_folders,
-        reject_symlink_permission_targets=settings.reject_symlink_permission_targets,
+        settings.reject_symlink_permission_targets,
     )
+    # The daemon installs through its helper process (see EngineSettings.install_helper).
+    helper = settings.install_helper
+    result = request.install_on_disk() if helper is None else helper.install_on_disk(request)
     settings.root.write_last_successful_marker(spec.deployment_group_id, deployment)
     log.info(
         "revision installed",

@@ -1,0 +1,169 @@
+"""The daemon's Install runs in a single-threaded helper process, so that large trees are
+planned and copied by two processes there as in ``codedeploy-local``; the helper dies
+with the daemon, and a failure in it is one line with its code, with nothing installed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+from pathlib import Path
+from typing import List
+
+from tests.command_poller.poller_helpers import (
+    completion_of,
+    make_revision,
+    queue_deployment,
+    spec_json,
+    wait_until,
+)
+from tests.daemon.test_daemon_process import Daemon
+from tests.support_command_service import CommandServiceStub
+from tests.support_signing import SigningKit
+
+_HELPER_LINE = re.compile(
+    r"install ran in a helper process\s+helper_pid=(\d+) second_processes=(\d+)"
+    r" succeeded=(True|False)"
+)
+
+
+def _revision_with_folders(daemon: Daemon, destination: Path) -> Path:
+    """A revision whose ``content`` holds four folders: enough for the install to split."""
+    revision = make_revision(
+        daemon.base / "revision",
+        daemon.trace,
+        destination,
+        events=("BeforeInstall",),
+    )
+    for folder in ("a", "b", "c", "d"):
+        (revision / "content" / folder).mkdir()
+        for index in range(3):
+            (revision / "content" / folder / f"file{index}.txt").write_text(
+                f"{folder} {index}\n", encoding="utf-8"
+            )
+    return revision
+
+
+def _helper_lines(daemon: Daemon) -> List[re.Match[str]]:
+    return list(_HELPER_LINE.finditer(daemon.log_file.read_text(encoding="utf-8")))
+
+
+def _helpers_of(daemon_pid: int) -> List[int]:
+    """The install helpers the daemon ``daemon_pid`` started (its pid is their marker)."""
+    found: List[int] = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            status = Path(f"/proc/{entry}/status").read_text(encoding="ascii")
+            command = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        parent = re.search(r"^PPid:\s+(\d+)", status, re.MULTILINE)
+        if (
+            parent is not None
+            and int(parent.group(1)) == daemon_pid
+            and any(b"serve_one_install" in part for part in command)
+        ):
+            found.append(int(entry))
+    return found
+
+
+def test_the_daemons_install_runs_in_a_helper_that_splits_the_tree(
+    agent_daemon: Daemon, stub: CommandServiceStub, kit: SigningKit
+) -> None:
+    destination = agent_daemon.base / "www"
+    revision = _revision_with_folders(agent_daemon, destination)
+    ids = queue_deployment(
+        stub,
+        "d-HELPER001",
+        kit.sign(spec_json("d-HELPER001", revision)),
+        commands=("DownloadBundle", "BeforeInstall", "Install"),
+    )
+    process = agent_daemon.run()
+    assert wait_until(lambda: all(completion_of(stub, i) for i in ids)), process.stderr
+    assert [completion_of(stub, i)[0]["CommandStatus"] for i in ids] == ["Succeeded"] * 3
+    [line] = _helper_lines(agent_daemon)
+    helper_pid, second_processes, succeeded = line.groups()
+    assert int(helper_pid) != process.pid
+    # The plan, the space count and the copy each handed half of the tree to a worker.
+    assert int(second_processes) >= 1
+    assert succeeded == "True"
+    for folder in ("a", "b", "c", "d"):
+        for index in range(3):
+            path = destination / folder / f"file{index}.txt"
+            assert path.read_text(encoding="utf-8") == f"{folder} {index}\n"
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0
+
+
+def test_a_conflict_found_by_the_worker_is_one_line_and_installs_nothing(
+    agent_daemon: Daemon, stub: CommandServiceStub, kit: SigningKit
+) -> None:
+    destination = agent_daemon.base / "www"
+    revision = _revision_with_folders(agent_daemon, destination)
+    # The top level is split every other child: "b" (the second) is the worker's.
+    foreign = destination / "b" / "file2.txt"
+    foreign.parent.mkdir(parents=True)
+    foreign.write_text("not ours\n", encoding="utf-8")
+    ids = queue_deployment(
+        stub,
+        "d-HELPER002",
+        kit.sign(
+            spec_json(
+                "d-HELPER002",
+                revision,
+                AgentActionOverrides={"AgentOverrides": {"FileExistsBehavior": "DISALLOW"}},
+            )
+        ),
+        commands=("DownloadBundle", "Install"),
+    )
+    process = agent_daemon.run()
+    assert wait_until(lambda: all(completion_of(stub, i) for i in ids)), process.stderr
+    [download], [install] = (completion_of(stub, i) for i in ids)
+    assert download["CommandStatus"] == "Succeeded"
+    assert install["CommandStatus"] == "Failed"
+    payload = install["payload"]
+    assert isinstance(payload, dict)
+    assert payload["error_code"] == 5
+    message = str(payload["message"])
+    assert "\n" not in message and str(foreign) in message, message
+    [line] = _helper_lines(agent_daemon)
+    assert int(line.group(2)) >= 1 and line.group(3) == "False"
+    # Nothing was copied, by either process.
+    assert sorted(str(p.relative_to(destination)) for p in destination.rglob("*")) == [
+        "b",
+        "b/file2.txt",
+    ]
+    assert foreign.read_text(encoding="utf-8") == "not ours\n"
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0
+
+
+def test_a_helper_started_ahead_dies_with_the_daemon(
+    agent_daemon: Daemon, stub: CommandServiceStub, kit: SigningKit
+) -> None:
+    started = agent_daemon.base / "hook-started"
+    revision = make_revision(
+        agent_daemon.base / "revision",
+        agent_daemon.trace,
+        agent_daemon.base / "www",
+        events=("BeforeInstall",),
+        scripts={"BeforeInstall": f'touch "{started}"\nsleep 10'},
+    )
+    queue_deployment(
+        stub,
+        "d-HELPER003",
+        kit.sign(spec_json("d-HELPER003", revision)),
+        commands=("DownloadBundle", "BeforeInstall", "Install"),
+    )
+    process = agent_daemon.run()
+    assert wait_until(started.exists), process.stderr
+    # DownloadBundle started the Install's helper ahead; it waits for its request.
+    assert wait_until(lambda: bool(_helpers_of(process.pid)))
+    helpers = _helpers_of(process.pid)
+    assert len(helpers) == 1
+    process.kill()
+    process.wait(timeout=30)
+    assert wait_until(lambda: not Path(f"/proc/{helpers[0]}").exists(), timeout=10)

@@ -1,0 +1,124 @@
+"""An install carried out by a helper process (what the daemon does): the same result as
+in-process, the split even when the caller runs threads, the helper's log events logged
+by the caller, and a helper that ends abnormally is one line."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+from structlog.testing import capture_logs
+
+from agent.application_specification.model import (
+    ApplicationSpecification,
+    FileExistsBehavior,
+    FileMapping,
+)
+from agent.installer import InstallError
+from agent.installer.agent_folders import AgentFolders
+from agent.installer.install_process import InstallHelper, InstallRequest
+from tests.installer.installer_helpers import GROUP, Entry, Workspace, tree
+
+
+def _request(workspace: Workspace, behavior: FileExistsBehavior) -> InstallRequest:
+    spec = ApplicationSpecification(files=(FileMapping("/", str(workspace.dest)),))
+    return InstallRequest(
+        spec,
+        workspace.archive,
+        workspace.root,
+        GROUP,
+        behavior,
+        AgentFolders.of(workspace.root.path),
+        False,
+    )
+
+
+def _revision() -> Dict[str, Entry]:
+    entries: Dict[str, Entry] = {
+        f"{folder}/file{index}.txt": f"{folder} {index}" for folder in "abcd" for index in range(3)
+    }
+    entries["b/link"] = ("link", "file0.txt")
+    return entries
+
+
+def _helper_events(logs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    return [e for e in logs if e["event"] == "install ran in a helper process"]
+
+
+def test_a_helper_splits_the_install_while_the_caller_runs_threads(tmp_path: Path) -> None:
+    workspace = Workspace(tmp_path)
+    workspace.write_revision(_revision())
+    busy = threading.Event()
+    other = threading.Thread(target=busy.wait)  # the caller is not single-threaded
+    other.start()
+    try:
+        with capture_logs() as logs:
+            result = InstallHelper().install_on_disk(
+                _request(workspace, FileExistsBehavior.DISALLOW)
+            )
+    finally:
+        busy.set()
+        other.join()
+    assert result.files_copied == 12 and result.symlinks_created == 1
+    assert tree(workspace.dest) == tree(workspace.archive)
+    [event] = _helper_events(logs)
+    assert event["second_processes"] >= 1 and event["succeeded"] is True
+
+
+def test_the_helpers_warnings_are_logged_by_the_caller(tmp_path: Path) -> None:
+    workspace = Workspace(tmp_path)
+    workspace.write_revision(_revision())
+    workspace.cleanup_file.parent.mkdir(parents=True)
+    # A previous install's list with a line the replay refuses to follow (and warns about).
+    workspace.cleanup_file.write_text(f"{tmp_path / 'gone'}\nnot/absolute\n", encoding="utf-8")
+    with capture_logs() as logs:
+        InstallHelper().install_on_disk(_request(workspace, FileExistsBehavior.DISALLOW))
+    warnings = [e for e in logs if e["log_level"] == "warning"]
+    assert [e["event"] for e in warnings] == ["cleanup line ignored: not an absolute path"]
+    assert warnings[0]["line"] == "not/absolute"
+
+
+def test_an_error_in_the_helper_keeps_its_message_and_code(tmp_path: Path) -> None:
+    workspace = Workspace(tmp_path)
+    workspace.write_revision(_revision())
+    foreign = workspace.dest / "d" / "file1.txt"
+    foreign.parent.mkdir(parents=True)
+    foreign.write_text("not ours", encoding="utf-8")
+    with pytest.raises(InstallError, match=str(foreign)) as raised:
+        InstallHelper().install_on_disk(_request(workspace, FileExistsBehavior.DISALLOW))
+    assert "\n" not in raised.value.message
+    assert raised.value.error_code == InstallError.error_code
+    assert tree(workspace.dest) == {"d": "dir", "d/file1.txt": "not ours"}
+
+
+def test_a_helper_that_ends_abnormally_is_one_line(tmp_path: Path) -> None:
+    crashing = tmp_path / "python"
+    crashing.write_text("#!/bin/sh\nexit 3\n", encoding="utf-8")
+    crashing.chmod(0o755)
+    workspace = Workspace(tmp_path)
+    workspace.write_revision(_revision())
+    with pytest.raises(InstallError) as raised:
+        InstallHelper(python=str(crashing)).install_on_disk(
+            _request(workspace, FileExistsBehavior.DISALLOW)
+        )
+    assert raised.value.message == "the install's helper process ended abnormally (exit status 3)"
+    assert not workspace.dest.exists()
+
+
+def test_a_helper_started_ahead_is_used_once_and_a_new_one_serves_the_next(
+    tmp_path: Path,
+) -> None:
+    workspace = Workspace(tmp_path)
+    workspace.write_revision(_revision())
+    helper = InstallHelper()
+    helper.start_ahead()
+    helper.start_ahead()  # one is waiting already: no second one
+    with capture_logs() as logs:
+        helper.install_on_disk(_request(workspace, FileExistsBehavior.DISALLOW))
+        again = helper.install_on_disk(_request(workspace, FileExistsBehavior.DISALLOW))
+    helper.close()
+    assert again.files_unchanged == 13
+    first, second = _helper_events(logs)
+    assert first["helper_pid"] != second["helper_pid"]
