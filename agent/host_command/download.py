@@ -117,6 +117,16 @@ def download_revision_to_disk(
             return
         fetch_local_bundle_to_disk(revision.location, deployment.bundle)
     elif isinstance(revision, S3Revision):
+        from agent.host_command.unpack_while_downloading import (
+            STREAMED_TYPES,
+            download_and_unpack_s3_bundle_to_disk,
+        )
+
+        if revision.bundle_type in STREAMED_TYPES:
+            download_and_unpack_s3_bundle_to_disk(
+                revision, deployment, appspec_filename=appspec_filename, policy=policy, fetch=fetch
+            )
+            return
         from agent.host_command.download_s3 import download_s3_bundle_to_disk
 
         download_s3_bundle_to_disk(revision, deployment.bundle, fetch)

@@ -66,6 +66,7 @@ __all__ = [
     "BundleError",
     "UnpackPolicy",
     "copy_directory_revision_to_disk",
+    "unpack_bundle_stream_to_disk",
     "unpack_bundle_to_disk",
 ]
 
@@ -109,16 +110,38 @@ def unpack_bundle_to_disk(
         raise BundleError(
             f"bundle {bundle}: the bundle type directory is a folder to copy, not an archive"
         )
-    names: Tuple[str, ...] = (appspec_filename,)
-    if appspec_filename == DEFAULT_APPSPEC_FILENAME:
-        names = (DEFAULT_APPSPEC_FILENAME, FALLBACK_APPSPEC_FILENAME)
-
     where = f"bundle {bundle if shown_as is None else shown_as}"
 
     def fill(destination: Path) -> None:
         _extract_on_disk(bundle, bundle_type, destination, archive_dir, policy, where)
 
-    build_archive_dir_on_disk(archive_dir, fill, appspec_names=names)
+    build_archive_dir_on_disk(archive_dir, fill, appspec_names=_appspec_names(appspec_filename))
+
+
+def unpack_bundle_stream_to_disk(
+    fd: int,
+    bundle_type: BundleType,
+    archive_dir: Path,
+    *,
+    where: str,
+    appspec_filename: str = DEFAULT_APPSPEC_FILENAME,
+    policy: UnpackPolicy = DEFAULT_POLICY,
+) -> None:
+    """Unpack the tar or tgz read from ``fd`` (a pipe: read once, in order) into
+    ``archive_dir``, as :func:`unpack_bundle_to_disk` does; messages name ``where``."""
+    if bundle_type not in (BundleType.TAR, BundleType.TGZ):
+        raise BundleError(f"{where}: only a tar or tgz bundle can be unpacked as it arrives")
+
+    def fill(destination: Path) -> None:
+        _extract_fd_on_disk(fd, bundle_type, destination, archive_dir, policy, where)
+
+    build_archive_dir_on_disk(archive_dir, fill, appspec_names=_appspec_names(appspec_filename))
+
+
+def _appspec_names(appspec_filename: str) -> Tuple[str, ...]:
+    if appspec_filename == DEFAULT_APPSPEC_FILENAME:
+        return (DEFAULT_APPSPEC_FILENAME, FALLBACK_APPSPEC_FILENAME)
+    return (appspec_filename,)
 
 
 def _extract_on_disk(
