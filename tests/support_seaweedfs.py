@@ -59,8 +59,18 @@ def _free_ports(count: int) -> list[int]:
 
 
 @contextlib.contextmanager
-def seaweedfs_s3_server(workdir: Path, *, ready_timeout: float = 60.0) -> Iterator[SeaweedS3]:
-    """Start ``weed server`` with an S3 gateway; yield its endpoint and credentials."""
+def seaweedfs_s3_server(
+    workdir: Path,
+    *,
+    ready_timeout: float = 60.0,
+    volume_size_limit_mb: int = 32,
+    max_volumes: int = 4,
+) -> Iterator[SeaweedS3]:
+    """Start ``weed server`` with an S3 gateway; yield its endpoint and credentials.
+
+    The store holds at most ``max_volumes`` volumes of ``volume_size_limit_mb``: small
+    for tests, raised by the benchmark that stores gigabytes.
+    """
     import boto3  # type: ignore[import-untyped]
 
     binary = weed_binary()
@@ -89,11 +99,16 @@ def seaweedfs_s3_server(workdir: Path, *, ready_timeout: float = 60.0) -> Iterat
         "-s3",
         f"-s3.port={s3_port}",
         f"-s3.config={config}",
+        # Its Iceberg and Lance listeners default to fixed ports, which a second server
+        # (a parallel test run) could not bind; neither is used here.
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        "-master.telemetry=false",
         f"-master.port={master_port}",
         f"-volume.port={volume_port}",
         f"-filer.port={filer_port}",
-        "-master.volumeSizeLimitMB=32",
-        "-volume.max=4",
+        f"-master.volumeSizeLimitMB={volume_size_limit_mb}",
+        f"-volume.max={max_volumes}",
     ]
     log = (workdir / "seaweedfs.log").open("wb")
     process = subprocess.Popen(
