@@ -123,13 +123,14 @@ def download_revision_to_disk(
         )
 
         if revision.bundle_type in STREAMED_TYPES:
-            download_and_unpack_s3_bundle_to_disk(
+            if download_and_unpack_s3_bundle_to_disk(
                 revision, deployment, appspec_filename=appspec_filename, policy=policy, fetch=fetch
-            )
-            return
-        from agent.host_command.download_s3 import download_s3_bundle_to_disk
+            ):
+                return
+        else:
+            from agent.host_command.download_s3 import download_s3_bundle_to_disk
 
-        download_s3_bundle_to_disk(revision, deployment.bundle, fetch)
+            download_s3_bundle_to_disk(revision, deployment.bundle, fetch)
     elif isinstance(revision, GitHubRevision):
         from agent.host_command.download_github import download_github_bundle_to_disk
 

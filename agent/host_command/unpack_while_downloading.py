@@ -31,7 +31,7 @@ from agent.host_command.archive_staging import describe_os_error
 from agent.host_command.bundle import BundleError, UnpackPolicy
 from agent.host_command.download import FetchSettings
 from agent.host_command.download_s3 import download_s3_bundle_to_disk
-from agent.host_command.unpack import unpack_bundle_stream_to_disk, unpack_bundle_to_disk
+from agent.host_command.unpack import unpack_bundle_stream_to_disk
 
 log = structlog.get_logger(__name__)
 
@@ -49,9 +49,12 @@ def download_and_unpack_s3_bundle_to_disk(
     appspec_filename: str,
     policy: UnpackPolicy,
     fetch: FetchSettings,
-) -> None:
+) -> bool:
     """Download the tar or tgz S3 revision to ``deployment.bundle`` and unpack it into
-    ``deployment.archive`` as it arrives (network, disk); raises BundleError."""
+    ``deployment.archive`` as it arrives (network, disk); raises BundleError.
+
+    Returns False, with nothing unpacked, for an empty object: the unpack of the file then
+    gives the one clear message."""
     where = f"bundle {deployment.bundle}"
 
     def unpack(read_end: int) -> None:
@@ -70,15 +73,7 @@ def download_and_unpack_s3_bundle_to_disk(
     finally:
         follower.finish()
     follower.raise_failure(where)
-    if not follower.streaming:
-        # An empty object: the file's own checks give the one clear message.
-        unpack_bundle_to_disk(
-            deployment.bundle,
-            revision.bundle_type,
-            deployment.archive,
-            appspec_filename=appspec_filename,
-            policy=policy,
-        )
+    return follower.streaming
 
 
 class _Follower:

@@ -13,7 +13,7 @@ import pytest
 from agent.deployment_root.layout import DeploymentDir
 from agent.deployment_specification.model import BundleType, S3Revision
 from agent.host_command.bundle import BundleError, UnpackPolicy
-from agent.host_command.download import download_revision_to_disk
+from agent.host_command.download import FetchSettings, download_revision_to_disk
 from tests.host_command.archive_builders import file, make_tar
 from tests.support_s3 import StubObject, s3_settings, stub_s3_server
 
@@ -42,18 +42,18 @@ def _deployment(tmp_path: Path) -> DeploymentDir:
     return deployment
 
 
+def _download(revision: S3Revision, deployment: DeploymentDir, fetch: FetchSettings) -> None:
+    download_revision_to_disk(
+        revision, deployment, appspec_filename="appspec.yml", policy=UnpackPolicy(), fetch=fetch
+    )
+
+
 def _download_in_thread(
     revision: S3Revision, deployment: DeploymentDir, endpoint: str, failures: List[BaseException]
 ) -> threading.Thread:
     def run() -> None:
         try:
-            download_revision_to_disk(
-                revision,
-                deployment,
-                appspec_filename="appspec.yml",
-                policy=UnpackPolicy(),
-                fetch=s3_settings(endpoint, parallel_threshold=64 * MIB),
-            )
+            _download(revision, deployment, s3_settings(endpoint, parallel_threshold=64 * MIB))
         except BaseException as error:
             failures.append(error)
 
@@ -94,12 +94,10 @@ def test_a_download_cut_short_is_the_error_and_leaves_nothing(tmp_path: Path) ->
     stub = StubObject("bucket", "app.tar", _bundle_bytes(tmp_path), cut_after=MIB + 4096)
     deployment = _deployment(tmp_path)
     with stub_s3_server(stub) as endpoint, pytest.raises(BundleError) as raised:
-        download_revision_to_disk(
+        _download(
             S3Revision("bucket", "app.tar", BundleType.TAR),
             deployment,
-            appspec_filename="appspec.yml",
-            policy=UnpackPolicy(),
-            fetch=s3_settings(endpoint, parallel_threshold=64 * MIB),
+            s3_settings(endpoint, parallel_threshold=64 * MIB),
         )
     assert str(raised.value).startswith("download of s3://bucket/app.tar was cut short")
     assert list(deployment.path.iterdir()) == []
@@ -112,14 +110,11 @@ def test_a_bundle_that_is_not_a_tar_fails_the_unpack_as_before(
     stub = StubObject("bucket", "app.tar", os.urandom(3 * MIB))
     deployment = _deployment(tmp_path)
     with stub_s3_server(stub) as endpoint, pytest.raises(BundleError) as raised:
-        download_revision_to_disk(
+        settings = s3_settings(endpoint, parallel_threshold=MIB, part_size=256 * 1024)
+        _download(
             S3Revision("bucket", "app.tar", BundleType.TAR),
             deployment,
-            appspec_filename="appspec.yml",
-            policy=UnpackPolicy(),
-            fetch=s3_settings(endpoint, parallel_threshold=MIB, part_size=256 * 1024)
-            if parallel
-            else s3_settings(endpoint),
+            settings if parallel else s3_settings(endpoint),
         )
     assert str(raised.value) == (
         f"bundle {deployment.bundle} cannot be read as a tar archive: Unrecognized archive format"
@@ -133,11 +128,7 @@ def test_an_empty_object_is_refused_as_before(tmp_path: Path) -> None:
     stub = StubObject("bucket", "app.tgz", b"")
     deployment = _deployment(tmp_path)
     with stub_s3_server(stub) as endpoint, pytest.raises(BundleError) as raised:
-        download_revision_to_disk(
-            S3Revision("bucket", "app.tgz", BundleType.TGZ),
-            deployment,
-            appspec_filename="appspec.yml",
-            policy=UnpackPolicy(),
-            fetch=s3_settings(endpoint),
+        _download(
+            S3Revision("bucket", "app.tgz", BundleType.TGZ), deployment, s3_settings(endpoint)
         )
     assert str(raised.value) == f"bundle {deployment.bundle} is empty (0 bytes), not a tgz archive"
