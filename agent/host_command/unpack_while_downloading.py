@@ -70,8 +70,10 @@ def download_and_unpack_s3_bundle_to_disk(
     follower = _Follower(unpack)
     try:
         download_s3_bundle_to_disk(revision, deployment.bundle, fetch, follower)
-    finally:
-        follower.finish()
+    except BaseException:
+        follower.finish(abandon=True)
+        raise
+    follower.finish(abandon=False)
     follower.raise_failure(where)
     return follower.streaming
 
@@ -89,6 +91,7 @@ class _Follower:
         self._runs_by_start: Dict[int, int] = {}
         self._runs_by_end: Dict[int, int] = {}
         self._download_over = False
+        self._abandoned = False
         self._threads: List[threading.Thread] = []
         self.unpack_error: Optional[BaseException] = None
         self.feed_error: Optional[OSError] = None
@@ -107,11 +110,14 @@ class _Follower:
         with contextlib.suppress(OSError):
             fcntl.fcntl(write_end, _F_SETPIPE_SZ, _PIPE_SIZE)
         log.info("unpacking bundle as it downloads", bytes=size)
-        for target, argument in ((self._feed, (source, write_end)), (self._run, (read_end,))):
+        for name, target, argument in (
+            ("bundle-feed", self._feed, (source, write_end)),
+            ("bundle-unpack", self._run, (read_end,)),
+        ):
             # Each thread keeps the deployment's bound log fields.
             context = contextvars.copy_context()
             thread = threading.Thread(
-                target=context.run, args=(target, *argument), name="bundle-unpack", daemon=True
+                target=context.run, args=(target, *argument), name=name, daemon=True
             )
             self._threads.append(thread)
             thread.start()
@@ -136,10 +142,12 @@ class _Follower:
                 self._runs_by_start[start] = end
                 self._runs_by_end[end] = start
 
-    def finish(self) -> None:
-        """The download is over (done or failed): let the threads end, and wait for them."""
+    def finish(self, *, abandon: bool) -> None:
+        """The download is over: let the threads end, and wait for them. When it failed
+        (``abandon``), the unpacker is fed no further and soon sees the stream end."""
         with self._changed:
             self._download_over = True
+            self._abandoned = abandon
             self._changed.notify_all()
         for thread in self._threads:
             thread.join()
@@ -160,9 +168,9 @@ class _Follower:
                     while self._prefix <= sent and not self._download_over:
                         self._changed.wait()
                     ready = self._prefix
-                if ready <= sent:
+                if ready <= sent or self._abandoned:
                     return  # the download stopped short: the unpacker sees the end
-                while sent < ready:
+                while sent < ready and not self._abandoned:
                     sent += _send_on(write_end, source, sent, ready - sent)
         except BrokenPipeError:
             pass  # the unpacker stopped reading: it failed, or the archive ended
@@ -184,10 +192,12 @@ class _Follower:
 def _send_on(write_end: int, source: int, offset: int, count: int) -> int:
     """Copy up to ``count`` bytes at ``offset`` of ``source`` into the pipe; how many went."""
     try:
-        return os.sendfile(write_end, source, offset, count)
+        moved = os.sendfile(write_end, source, offset, count)
     except OSError as error:
         if error.errno not in (errno.EINVAL, errno.ENOSYS):
             raise
-    # A kernel that cannot sendfile into a pipe: through a buffer instead.
-    data = os.pread(source, min(count, _PIPE_SIZE), offset)
-    return os.write(write_end, data)
+        # A kernel that cannot sendfile into a pipe: through a buffer instead.
+        moved = os.write(write_end, os.pread(source, min(count, _PIPE_SIZE), offset))
+    if moved == 0:
+        raise OSError(errno.EIO, "the bundle file is shorter than what was written to it")
+    return moved

@@ -90,14 +90,20 @@ def test_members_are_unpacked_before_the_download_ends(
     assert deployment.bundle.read_bytes() == data
 
 
-def test_a_download_cut_short_is_the_error_and_leaves_nothing(tmp_path: Path) -> None:
-    stub = StubObject("bucket", "app.tar", _bundle_bytes(tmp_path), cut_after=MIB + 4096)
+@pytest.mark.parametrize("parallel", [False, True])
+def test_a_download_cut_short_is_the_error_and_leaves_nothing(
+    tmp_path: Path, parallel: bool
+) -> None:
+    # In parallel, every 256 KiB part breaks after 100 KB; alone, the stream after 1 MiB.
+    cut_after = 100_000 if parallel else MIB + 4096
+    stub = StubObject("bucket", "app.tar", _bundle_bytes(tmp_path), cut_after=cut_after)
     deployment = _deployment(tmp_path)
     with stub_s3_server(stub) as endpoint, pytest.raises(BundleError) as raised:
+        settings = s3_settings(endpoint, parallel_threshold=MIB, part_size=256 * 1024)
         _download(
             S3Revision("bucket", "app.tar", BundleType.TAR),
             deployment,
-            s3_settings(endpoint, parallel_threshold=64 * MIB),
+            settings if parallel else s3_settings(endpoint, parallel_threshold=64 * MIB),
         )
     assert str(raised.value).startswith("download of s3://bucket/app.tar was cut short")
     assert list(deployment.path.iterdir()) == []
