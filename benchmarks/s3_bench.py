@@ -38,6 +38,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+# The deployment run that reports its peak RSS, and the sync before each timed step.
+from benchmarks.deploy_bench import _MEASURED_RUN, settle  # noqa: E402
 from tests.support_seaweedfs import SeaweedS3, seaweedfs_s3_server, weed_binary  # noqa: E402
 
 MIB = 1 << 20
@@ -48,17 +50,6 @@ REGION = "us-east-1"
 _SPACE_FACTOR = 6
 _SPACE_MARGIN = 1024 * MIB
 
-# Runs the CLI in a fresh interpreter and reports the peak RSS (KiB) of the largest
-# process of the deployment (the agent or a process it started).
-_MEASURED_RUN = (
-    "import resource, sys\n"
-    "from agent.local_deployment.cli import run_local_deployment\n"
-    "code = run_local_deployment(sys.argv[1:])\n"
-    "own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-    "forked = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
-    "print('peak_rss_kib', max(own, forked), file=sys.stderr)\n"
-    "sys.exit(code)\n"
-)
 _APPSPEC = "version: 0.0\nos: linux\n"
 
 
@@ -138,11 +129,6 @@ def store_many_files_bundle(client: Any, where: Path, files: int) -> Bundle:
     bundle = where / f"many-{files}.tgz"
     pack(source, bundle, "tgz")
     return upload(client, bundle, bundle.name, f"{files} files of 1 KB in 200 folders, tgz", "tgz")
-
-
-def settle() -> None:
-    """Write back what earlier steps left dirty so it is not charged to the next one."""
-    os.sync()
 
 
 def baseline_seconds(client: Any, bundle: Bundle, where: Path) -> Tuple[float, float]:
@@ -279,11 +265,17 @@ def main() -> None:
             client.create_bucket(Bucket=BUCKET)
             print(f"working in {where} on {os.cpu_count()} cores; medians of {args.rounds} rounds")
             big = store_big_bundle(client, where, size, args.big_type)
-            report(big, measure(server, client, big, where, args.rounds))
+            big_figures = measure(server, client, big, where, args.rounds)
+            report(big, big_figures)
             many = store_many_files_bundle(client, where, args.files)
             report(many, measure(server, client, many, where, args.rounds))
             small = store_big_bundle(client, where, max(1, size // 8), args.big_type)
-            report(small, measure(server, client, small, where, 1))
+            small_figures = measure(server, client, small, where, 1)
+            report(small, small_figures)
+            print(
+                f"peak RSS, {size} MiB bundle / {small.size // MIB} MiB bundle:"
+                f" {big_figures.rss_kib / small_figures.rss_kib:4.2f}x (target: about 1.0x)"
+            )
     finally:
         shutil.rmtree(where, ignore_errors=True)
 

@@ -97,6 +97,9 @@ class StubObject:
     error_code: str = "AccessDenied"
     # Send only this many bytes of each GET body, then close the connection.
     cut_after: Optional[int] = None
+    # Send this many bytes of each GET body, then the rest once ``release`` is set.
+    hold_after: Optional[int] = None
+    release: threading.Event = field(default_factory=threading.Event)
     requests: List[Tuple[str, str, Dict[str, str]]] = field(default_factory=list)
 
     @property
@@ -153,6 +156,11 @@ class _StubHandler(BaseHTTPRequestHandler):
             self.wfile.flush()
             self.close_connection = True
             return
+        if stub.hold_after is not None:
+            self.wfile.write(body[: stub.hold_after])
+            self.wfile.flush()
+            stub.release.wait(60)
+            body = body[stub.hold_after :]
         self.wfile.write(body)
 
     def _error(self, status: int, code: str, send_body: bool) -> None:

@@ -123,9 +123,22 @@ def download_revision_to_disk(
             return
         fetch_local_bundle_to_disk(revision.location, deployment.bundle)
     elif isinstance(revision, S3Revision):
-        from agent.revision.fetchers.s3 import download_s3_bundle_to_disk
+        # A tar or tgz is unpacked while it arrives (False: an empty object, which the
+        # unpack below refuses in its usual words); a zip only once it is whole.
+        from agent.revision.fetchers.s3_unpacking import (
+            STREAMED_TYPES,
+            download_and_unpack_s3_bundle_to_disk,
+        )
 
-        download_s3_bundle_to_disk(revision, deployment.bundle, fetch)
+        if revision.bundle_type in STREAMED_TYPES:
+            if download_and_unpack_s3_bundle_to_disk(
+                revision, deployment, appspec_filename=appspec_filename, policy=policy, fetch=fetch
+            ):
+                return
+        else:
+            from agent.revision.fetchers.s3 import download_s3_bundle_to_disk
+
+            download_s3_bundle_to_disk(revision, deployment.bundle, fetch)
     elif isinstance(revision, GitHubRevision):
         from agent.revision.fetchers.github import download_github_bundle_to_disk
 

@@ -104,6 +104,26 @@ def unpack_bundle_to_disk(
     build_archive_dir_on_disk(archive_dir, fill, appspec_names=appspec_file_names(appspec_filename))
 
 
+def unpack_bundle_stream_to_disk(
+    fd: int,
+    bundle_type: BundleType,
+    archive_dir: Path,
+    *,
+    where: str,
+    appspec_filename: str = DEFAULT_APPSPEC_FILENAME,
+    policy: UnpackPolicy = DEFAULT_POLICY,
+) -> None:
+    """Unpack the tar or tgz read from ``fd`` (a pipe: read once, in order) into
+    ``archive_dir``, as :func:`unpack_bundle_to_disk` does; messages name ``where``."""
+    if bundle_type not in (BundleType.TAR, BundleType.TGZ):
+        raise BundleError(f"{where}: only a tar or tgz bundle can be unpacked as it arrives")
+
+    def fill(destination: Path) -> None:
+        _extract_fd_on_disk(fd, bundle_type, destination, archive_dir, policy, where)
+
+    build_archive_dir_on_disk(archive_dir, fill, appspec_names=appspec_file_names(appspec_filename))
+
+
 def _extract_on_disk(
     bundle: Path,
     bundle_type: BundleType,

@@ -17,7 +17,7 @@ import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Protocol, Tuple
 
 import boto3  # type: ignore[import-untyped]
 import structlog
@@ -74,10 +74,23 @@ class S3Object:
         return parameters
 
 
+class DownloadWatcher(Protocol):
+    """Told where the bundle's bytes land while they arrive, so a reader can follow."""
+
+    def started(self, fd: int, size: int) -> None:
+        """The partial file is open as ``fd`` (the fetcher closes it) and ``size`` long."""
+
+    def written(self, offset: int, count: int) -> None:
+        """Bytes ``[offset, offset + count)`` are in the file; raising aborts the download."""
+
+
 class _Progress:
     """Bytes received so far, shared by the part threads; logs a line now and then."""
 
-    def __init__(self, url: str, total: int, interval: float) -> None:
+    def __init__(
+        self, url: str, total: int, interval: float, watcher: Optional[DownloadWatcher] = None
+    ) -> None:
+        self.watcher = watcher
         self._url = url
         self._total = total
         self._interval = interval
@@ -104,9 +117,13 @@ class _Progress:
 
 
 def download_s3_bundle_to_disk(
-    revision: S3Revision, bundle_path: Path, settings: FetchSettings
+    revision: S3Revision,
+    bundle_path: Path,
+    settings: FetchSettings,
+    watcher: Optional[DownloadWatcher] = None,
 ) -> None:
-    """Download the S3 revision to ``bundle_path`` (network, disk).
+    """Download the S3 revision to ``bundle_path`` (network, disk), telling ``watcher``
+    where each chunk lands.
 
     Raises :class:`BundleError` with a one-line message when the object is missing, access
     is denied, its ETag is not the revision's, or the transfer cannot be completed.
@@ -141,10 +158,13 @@ def download_s3_bundle_to_disk(
     started = time.monotonic()
     check_bundle_fits_on_disk(target.size, bundle_path, url)
     with bundle_file_staged_on_disk(bundle_path, url) as partial:
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        # Read-write: a watcher may read back what has arrived.
+        fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
             _preallocate(fd, target.size)
-            progress = _Progress(url, target.size, settings.progress_interval_seconds)
+            progress = _Progress(url, target.size, settings.progress_interval_seconds, watcher)
+            if watcher is not None:
+                watcher.started(fd, target.size)
             if parallel:
                 _download_parts(client, target, fd, settings, progress)
             else:
@@ -280,6 +300,8 @@ def _download_range(
                     if not chunk:
                         break
                     _write_at(fd, chunk, position)
+                    if progress.watcher is not None:
+                        progress.watcher.written(position, len(chunk))
                     position += len(chunk)
                     progress.add(len(chunk))
             finally:
