@@ -289,6 +289,30 @@ def _build_loop(
 def run_daemon(config: AgentConfig, environ: Mapping[str, str]) -> int:
     """The daemon in the foreground; returns only through :func:`_exit_now`."""
     pid = os.getpid()
+    journal = _open_logs(config)
+    if journal is None:
+        return EXIT_FAILED
+    signals = _stop_on_signals()
+    _announce_start(config, pid, journal)
+    if not _claim_the_host(config, pid, journal):
+        return EXIT_FAILED
+    # Ready before finding the identity, which may take long (metadata that does not
+    # answer yet, an on-premises host not registered yet): systemd's start timeout must
+    # not end the daemon while it waits.
+    notify_systemd("READY=1", environ)
+    log.info("agent ready")
+    journal.say("ready")
+    loop = _wait_for_the_loop(config, environ, pid, signals, journal)
+    loop.start()
+    journal.say(f"polling {loop.target}")
+    _serve_until_stopped(config, environ, pid, loop, signals.stop, journal)
+    release_pid_file(config.pid_file, pid)
+    _exit_now(EXIT_OK)
+
+
+def _open_logs(config: AgentConfig) -> Optional[Journal]:
+    """The log file (and, under systemd, the journal lines on stderr) and the folder modes
+    the configuration asks for; None, after one line, when either cannot be had."""
     echoing = sys.stderr.isatty()
     # ``start`` sends our stderr to the log file itself: the journal lines would repeat
     # there what the log says.
@@ -303,12 +327,17 @@ def run_daemon(config: AgentConfig, environ: Mapping[str, str]) -> int:
         )
     except OSError as error:
         journal.fatal(f"cannot open the log file {config.log_file}: {error.strerror}")
-        return EXIT_FAILED
+        return None
     try:
         restrict_folders_on_disk(config, daemon=True)
     except AgentError as error:
         journal.fatal(error.message)
-        return EXIT_FAILED
+        return None
+    return journal
+
+
+def _stop_on_signals() -> WaitSignals:
+    """SIGTERM and SIGINT from now on stop polling (and end a wait for an identity)."""
     signals = WaitSignals(stop=threading.Event(), wake=threading.Event())
 
     def on_signal(number: int, _frame: Optional[FrameType]) -> None:
@@ -317,6 +346,10 @@ def run_daemon(config: AgentConfig, environ: Mapping[str, str]) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    return signals
+
+
+def _announce_start(config: AgentConfig, pid: int, journal: Journal) -> None:
     config_file = str(config.config_file) if config.config_file else None
     log.info(
         "agent starting",
@@ -332,32 +365,42 @@ def run_daemon(config: AgentConfig, environ: Mapping[str, str]) -> int:
     )
     for warning in config.warnings:
         log.warning(warning)
+
+
+def _claim_the_host(config: AgentConfig, pid: int, journal: Journal) -> bool:
+    """Take the pid file, then end the hook cgroups a crashed run left; False, after one
+    line, when another agent holds the pid file."""
     try:
         claim_pid_file(config.pid_file, pid)
     except AgentError as error:
         log.error("cannot start", error=error.message)
         journal.fatal(error.message)
-        return EXIT_FAILED
+        return False
     # Only now that the pid file is ours: what a crashed run left is no other agent's.
     root = DeploymentRoot(config.root_dir, config.ongoing_deployment_tracking)
     for cgroup in end_hook_cgroups_left_on_disk(root):
         log.warning("ended the hook cgroup a previous run left behind", cgroup=str(cgroup))
-    # Ready before finding the identity, which may take long (metadata that does not
-    # answer yet, an on-premises host not registered yet): systemd's start timeout must
-    # not end the daemon while it waits.
-    notify_systemd("READY=1", environ)
-    log.info("agent ready")
-    journal.say("ready")
+    return True
+
+
+def _wait_for_the_loop(
+    config: AgentConfig,
+    environ: Mapping[str, str],
+    pid: int,
+    signals: WaitSignals,
+    journal: Journal,
+) -> PollLoop:
+    """The poll loop, once the host has an identity (retried with back-off); a fatal error
+    or a stop during the wait ends the process here."""
     publish = _status_publisher(config, environ, pid)
     waiting_policy = SignatureSettings.from_config(config, REGION_PLACEHOLDER).policy()
-    watchdog = watchdog_interval_seconds(environ, pid)
     try:
         loop = wait_for_identity(
             lambda: _build_loop(config, environ, publish),
             (HostIdentityError, OnPremisesConfigError),
             signals,
             KeepAlive(
-                seconds=watchdog,
+                seconds=watchdog_interval_seconds(environ, pid),
                 ping=lambda: notify_systemd("WATCHDOG=1", environ),
                 report=lambda status: publish(status, waiting_policy),
                 journal=journal.say,
@@ -375,11 +418,7 @@ def run_daemon(config: AgentConfig, environ: Mapping[str, str]) -> int:
         journal.say("stopped")
         release_pid_file(config.pid_file, pid)
         _exit_now(EXIT_OK)
-    loop.start()
-    journal.say(f"polling {loop.target}")
-    _serve_until_stopped(config, environ, pid, loop, signals.stop, journal)
-    release_pid_file(config.pid_file, pid)
-    _exit_now(EXIT_OK)
+    return loop
 
 
 def _is_stderr_on_disk_at(path: Path) -> bool:
