@@ -21,7 +21,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import structlog
 
@@ -85,68 +85,75 @@ logs:
 """
 
 
+# The flags of the AWS developer utility (docs/behaviour.md section 2), and ours (--no-wait).
+_OPTIONS: Tuple[Tuple[Tuple[str, ...], Dict[str, Any]], ...] = (
+    (
+        ("-l", "--bundle-location"),
+        {
+            "default": None,
+            "help": "path, s3://bucket/key or GitHub URL (default: the current folder)",
+        },
+    ),
+    (
+        ("-t", "--type"),
+        {"default": "directory", "help": "tar, tgz, zip or directory (default: directory)"},
+    ),
+    (
+        ("-b", "--file-exists-behavior"),
+        {"default": "DISALLOW", "help": "DISALLOW, OVERWRITE or RETAIN (default: DISALLOW)"},
+    ),
+    (
+        ("-g", "--deployment-group"),
+        {
+            "default": DEFAULT_DEPLOYMENT_GROUP_ID,
+            "help": "deployment group id (default: %(default)s)",
+        },
+    ),
+    (
+        ("-d", "--deployment-group-name"),
+        {
+            "default": DEFAULT_DEPLOYMENT_GROUP_NAME,
+            "help": "deployment group name (default: %(default)s)",
+        },
+    ),
+    (
+        ("-a", "--application-name"),
+        {"default": None, "help": "application name (default: the bundle location)"},
+    ),
+    (
+        ("-e", "--events"),
+        {"default": None, "help": "comma-separated events to run instead of the default order"},
+    ),
+    (
+        ("-c", "--agent-configuration-file"),
+        {"default": None, "help": f"agent configuration (default: {DEFAULT_CONFIG_FILE})"},
+    ),
+    (
+        ("-A", "--appspec-filename"),
+        {
+            "default": "appspec.yml",
+            "help": "appspec file name (default: appspec.yml, then appspec.yaml)",
+        },
+    ),
+    (
+        ("--no-wait",),
+        {
+            "action": "store_true",
+            "help": "when another deployment of the group is running, refuse at once instead"
+            " of waiting",
+        },
+    ),
+)
+
+
 def build_parser() -> OneLineArgumentParser:
     parser = OneLineArgumentParser(
         prog="codedeploy-local",
         description="Deploy a revision on this host exactly as the CodeDeploy agent would, with no service.",
         epilog=_EPILOG,
     )
-    parser.add_argument(
-        "-l",
-        "--bundle-location",
-        default=None,
-        help="path, s3://bucket/key or GitHub URL (default: the current folder)",
-    )
-    parser.add_argument(
-        "-t", "--type", default="directory", help="tar, tgz, zip or directory (default: directory)"
-    )
-    parser.add_argument(
-        "-b",
-        "--file-exists-behavior",
-        default="DISALLOW",
-        help="DISALLOW, OVERWRITE or RETAIN (default: DISALLOW)",
-    )
-    parser.add_argument(
-        "-g",
-        "--deployment-group",
-        default=DEFAULT_DEPLOYMENT_GROUP_ID,
-        help="deployment group id (default: %(default)s)",
-    )
-    parser.add_argument(
-        "-d",
-        "--deployment-group-name",
-        default=DEFAULT_DEPLOYMENT_GROUP_NAME,
-        help="deployment group name (default: %(default)s)",
-    )
-    parser.add_argument(
-        "-a",
-        "--application-name",
-        default=None,
-        help="application name (default: the bundle location)",
-    )
-    parser.add_argument(
-        "-e",
-        "--events",
-        default=None,
-        help="comma-separated events to run instead of the default order",
-    )
-    parser.add_argument(
-        "-c",
-        "--agent-configuration-file",
-        default=None,
-        help=f"agent configuration (default: {DEFAULT_CONFIG_FILE})",
-    )
-    parser.add_argument(
-        "-A",
-        "--appspec-filename",
-        default="appspec.yml",
-        help="appspec file name (default: appspec.yml, then appspec.yaml)",
-    )
-    parser.add_argument(
-        "--no-wait",
-        action="store_true",
-        help="when another deployment of the group is running, refuse at once instead of waiting",
-    )
+    for flags, options in _OPTIONS:
+        parser.add_argument(*flags, **options)
     parser.add_argument(
         "-v", "--version", action="version", version=f"codedeploy-local {__version__}"
     )
