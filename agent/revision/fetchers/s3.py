@@ -17,7 +17,7 @@ import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Protocol, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Protocol, Tuple
 
 import boto3  # type: ignore[import-untyped]
 import structlog
@@ -280,30 +280,13 @@ def _download_range(
     for _attempt in range(settings.max_attempts):
         if position == end or progress.cancelled.is_set():
             break
-        parameters: Dict[str, str] = target.get_parameters()
-        ranged = not (whole and position == 0)
-        if ranged:
-            parameters["Range"] = f"bytes={position}-{end - 1}"
         try:
-            response = client.get_object(**parameters)
-            if ranged and not str(response.get("ContentRange") or "").startswith(
-                f"bytes {position}-"
-            ):
-                raise BundleError(
-                    f"{target.url}: the S3 endpoint ignored a byte-range request"
-                    f" (bytes {position}-{end - 1})"
-                )
-            body = response["Body"]
+            body = _open_range(client, target, position, end, ranged=not (whole and position == 0))
             try:
-                while position < end and not progress.cancelled.is_set():
-                    chunk = body.read(min(_CHUNK, end - position))
-                    if not chunk:
-                        break
-                    _write_at(fd, chunk, position)
-                    if progress.watcher is not None:
-                        progress.watcher.written(position, len(chunk))
-                    position += len(chunk)
-                    progress.add(len(chunk))
+                # Counted chunk by chunk, so that a stream breaking part way resumes after
+                # the last byte written.
+                for count in _copy_body_to_disk(body, fd, position, end, progress):
+                    position += count
             finally:
                 body.close()
         except ClientError as error:
@@ -317,14 +300,46 @@ def _download_range(
                 offset=position,
                 reason=problem,
             )
-    if progress.cancelled.is_set():
-        return
-    if position != end:
+    if position != end and not progress.cancelled.is_set():
         raise BundleError(
             f"download of {target.url} was cut short after {settings.max_attempts} attempts"
             f" ({problem}): got {position - start} of {length} bytes"
             + (f" at offset {start}" if start else "")
         )
+
+
+def _open_range(client: Any, target: S3Object, position: int, end: int, *, ranged: bool) -> Any:
+    """GET the object from ``position`` to ``end`` (the whole object unless ``ranged``);
+    returns the body stream. Refuses an endpoint that answers a range with other bytes."""
+    parameters: Dict[str, str] = target.get_parameters()
+    if ranged:
+        parameters["Range"] = f"bytes={position}-{end - 1}"
+    response = client.get_object(**parameters)
+    body = response["Body"]
+    if ranged and not str(response.get("ContentRange") or "").startswith(f"bytes {position}-"):
+        body.close()
+        raise BundleError(
+            f"{target.url}: the S3 endpoint ignored a byte-range request"
+            f" (bytes {position}-{end - 1})"
+        )
+    return body
+
+
+def _copy_body_to_disk(
+    body: Any, fd: int, position: int, end: int, progress: _Progress
+) -> Iterator[int]:
+    """Write what ``body`` streams at ``position`` onwards of ``fd`` until ``end``, the
+    stream's end or a cancel, yielding the size of each chunk once it is in the file."""
+    while position < end and not progress.cancelled.is_set():
+        chunk = body.read(min(_CHUNK, end - position))
+        if not chunk:
+            break
+        _write_at(fd, chunk, position)
+        if progress.watcher is not None:
+            progress.watcher.written(position, len(chunk))
+        position += len(chunk)
+        progress.add(len(chunk))
+        yield len(chunk)
 
 
 def _write_at(fd: int, data: bytes, offset: int) -> None:
