@@ -128,7 +128,7 @@ def download_s3_bundle_to_disk(
     Raises :class:`BundleError` with a one-line message when the object is missing, access
     is denied, its ETag is not the revision's, or the transfer cannot be completed.
     """
-    client = new_s3_client(settings)
+    client = _s3_client_for(settings)
     url = f"s3://{revision.bucket}/{revision.key}"
     where = _endpoint_text(client)
     try:
@@ -137,14 +137,7 @@ def download_s3_bundle_to_disk(
         raise _client_error(error, url, revision.version) from None
     except BotoCoreError as error:
         raise _transport_error(error, url, where, settings) from None
-    if revision.etag is not None:
-        expected = revision.etag.strip().strip('"')
-        actual = target.etag.strip('"')
-        if expected != actual:
-            raise BundleError(
-                f"{url} has ETag {actual}, but the deployment expects {expected}:"
-                " the object was replaced after the deployment was created"
-            )
+    _check_etag(revision, target, url)
     parallel = target.size >= settings.parallel_threshold and target.size > settings.part_size
     log.info(
         "downloading bundle",
@@ -180,6 +173,13 @@ def download_s3_bundle_to_disk(
         size=_size_text(target.size),
         seconds=round(time.monotonic() - started, 3),
     )
+
+
+def _s3_client_for(settings: FetchSettings) -> Any:
+    """The cached client for ``settings`` when they carry a cache, else a new one."""
+    if settings.s3_clients is None:
+        return new_s3_client(settings)
+    return settings.s3_clients.client_for(settings, new_s3_client)
 
 
 def new_s3_client(settings: FetchSettings) -> Any:
@@ -221,6 +221,19 @@ def _head_object(client: Any, revision: S3Revision, url: str) -> S3Object:
         raise BundleError(f"S3 sent no ETag for {url}; cannot pin the download")
     version = head.get("VersionId") or revision.version
     return S3Object(revision.bucket, revision.key, int(head["ContentLength"]), etag, version)
+
+
+def _check_etag(revision: S3Revision, target: S3Object, url: str) -> None:
+    """Refuse an object whose ETag is not the one the revision names, if it names one."""
+    if revision.etag is None:
+        return
+    expected = revision.etag.strip().strip('"')
+    actual = target.etag.strip('"')
+    if expected != actual:
+        raise BundleError(
+            f"{url} has ETag {actual}, but the deployment expects {expected}:"
+            " the object was replaced after the deployment was created"
+        )
 
 
 def _preallocate(fd: int, size: int) -> None:
