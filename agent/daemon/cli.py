@@ -84,6 +84,7 @@ from agent.host_command.engine_settings import EngineSettings
 from agent.installer.install_process import InstallHelper
 from agent.logging.printable import escape_control_characters
 from agent.logging.setup import configure_file_logging
+from agent.revision.fetchers.s3_clients import S3Clients
 from agent.revision.fetchers.settings import FetchSettings
 
 log = structlog.get_logger(__name__)
@@ -269,6 +270,8 @@ def _build_loop(
         region=identity.region,
         credentials=credentials,
         wire_log=wire_log,
+        # One S3 client per distinct settings for the daemon's life, not one per download.
+        s3_clients=S3Clients(),
     )
     engine = EngineSettings.from_config(config, fetch, install_helper=InstallHelper())
     settings = PollerSettings(

@@ -309,95 +309,96 @@ class _Extraction:
             ffi.entry_free(entry_p)
 
     def _extract_all(self, entry_p: int, status: int) -> None:
-        # The hot loop: everything it calls per member is bound to a local name first.
-        read_p, write_p, where, policy = self.read_p, self.write_p, self.where, self.policy
+        # The hot loop: what it calls per member is bound to a local name first.
+        read_p = self.read_p
         prefix = os.fsencode(self.destination) + b"/"
         room = SpaceClaim(measure_free_space_on_disk(self.destination))
-        budget = SizeBudget(policy.max_extraction_size, where, room, str(self.archive_dir))
-        limited = policy.max_extraction_size is not None
-        claim = room.claim
-        check_modes = policy.reject_unsafe_permissions
+        budget = SizeBudget(
+            self.policy.max_extraction_size, self.where, room, str(self.archive_dir)
+        )
         symlinks: Set[bytes] = set()
-        eof, ok, warn = la.ARCHIVE_EOF, la.ARCHIVE_OK, la.ARCHIVE_WARN
-        regular, folder, symlink = stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK
+        eof, ok = la.ARCHIVE_EOF, la.ARCHIVE_OK
         read_next_header2 = la.read_next_header2
-        read_extract2 = la.read_extract2
         entry_pathname = ffi.entry_pathname
-        entry_hardlink = ffi.entry_hardlink
-        entry_filetype = ffi.entry_filetype
-        entry_size_is_set = ffi.entry_size_is_set
-        entry_size = ffi.entry_size
-        entry_copy_pathname = ffi.entry_copy_pathname
-
+        extract_member = self._extract_member
         while status != eof:
             name: bytes = entry_pathname(entry_p)
             if status != ok:
-                if status < warn:
-                    raise self._corrupt(name)
-                log.warning(
-                    "libarchive warning",
-                    bundle=where,
-                    member=show_name(name or b""),
-                    message=la.error_message(read_p),
-                )
-            relative = relative_member_name(name, where)
-            file_type = entry_filetype(entry_p)
-            hardlink: Optional[bytes] = entry_hardlink(entry_p)
-            link_relative = b""
-            if hardlink is not None:
-                link_relative = self._hardlink_target(name, hardlink, file_type, symlinks)
-                file_type = regular
-            elif file_type != regular and file_type != folder:
-                check_member_kind(file_type, name, where, policy)
-            if not relative:
-                if file_type != folder:
-                    raise BundleError(f"{where}: member {show_name(name)} names no file")
-                # "./" is the archive folder itself, which keeps the mode every revision
-                # root gets, so that hooks running as other users can reach their scripts.
-                status = read_next_header2(read_p, entry_p)
-                continue
-            if check_modes:
-                check_member_permissions(file_type, ffi.entry_perm(entry_p), name, where, policy)
-            if symlinks:
-                _refuse_writes_through(relative, symlinks, name, where)
-                # A hard link to a symlink is a symlink too.
-                if file_type == symlink or link_relative in symlinks:
-                    symlinks.add(relative)
-                else:
-                    symlinks.discard(relative)
-            elif file_type == symlink:
-                symlinks.add(relative)
-                ffi.write_disk_set_options(write_p, self.flags | _SYMLINK_CHECK)
-
-            entry_copy_pathname(entry_p, prefix + relative)
-            if hardlink is not None:
-                la.entry_copy_hardlink(entry_p, prefix + link_relative)
-            if file_type == regular:
-                if not entry_size_is_set(entry_p):
-                    # A zip member streamed with a data descriptor: its size is known
-                    # only at its end, so its bytes are counted as they are written.
-                    if not claim(0):
-                        raise budget.no_room()
-                    self._write_counted(entry_p, name, budget)
-                    status = read_next_header2(read_p, entry_p)
-                    continue
-                size = entry_size(entry_p)
-                stored = size
-                if size >= _SPARSE_CHECK_MIN and hardlink is None:
-                    stored = _stored_size(entry_p, size)
-                if limited:
-                    budget.declare(size, name, stored=stored)
-                elif not claim(stored):
-                    raise budget.no_room()
-            # A folder takes a block on most filesystems; a symlink an inode.
-            elif not claim(1 if file_type == folder else 0):
-                raise budget.no_room()
-            # Header, data and finish in one call. libarchive stops a member at its declared
-            # size ("Too much data"), so a declared size is also an enforced one.
-            status = read_extract2(read_p, entry_p, write_p)
-            if status != ok:
-                raise self._extract_failure(name, status)
+                self._check_header_status(status, name)
+            extract_member(entry_p, name, prefix, budget, symlinks)
             status = read_next_header2(read_p, entry_p)
+
+    def _check_header_status(self, status: int, name: bytes) -> None:
+        """Log a reading warning on a member's header; anything worse is a corrupt bundle."""
+        if status < la.ARCHIVE_WARN:
+            raise self._corrupt(name)
+        log.warning(
+            "libarchive warning",
+            bundle=self.where,
+            member=show_name(name or b""),
+            message=la.error_message(self.read_p),
+        )
+
+    def _extract_member(
+        self, entry_p: int, name: bytes, prefix: bytes, budget: SizeBudget, symlinks: Set[bytes]
+    ) -> None:
+        """Judge the member whose header was just read, point it inside the destination
+        (``prefix``) and write it, counting what it takes against ``budget``."""
+        where = self.where
+        relative = relative_member_name(name, where)
+        file_type = ffi.entry_filetype(entry_p)
+        hardlink: Optional[bytes] = ffi.entry_hardlink(entry_p)
+        link_relative = b""
+        if hardlink is not None:
+            link_relative = self._hardlink_target(name, hardlink, file_type, symlinks)
+            file_type = stat.S_IFREG
+        elif file_type != stat.S_IFREG and file_type != stat.S_IFDIR:
+            check_member_kind(file_type, name, where, self.policy)
+        if not relative:
+            if file_type != stat.S_IFDIR:
+                raise BundleError(f"{where}: member {show_name(name)} names no file")
+            # "./" is the archive folder itself, which keeps the mode every revision
+            # root gets, so that hooks running as other users can reach their scripts.
+            return
+        if self.policy.reject_unsafe_permissions:
+            check_member_permissions(file_type, ffi.entry_perm(entry_p), name, where, self.policy)
+        self._track_symlinks(relative, file_type, link_relative, symlinks, name)
+        ffi.entry_copy_pathname(entry_p, prefix + relative)
+        if hardlink is not None:
+            la.entry_copy_hardlink(entry_p, prefix + link_relative)
+        if file_type == stat.S_IFREG and not ffi.entry_size_is_set(entry_p):
+            # A zip member streamed with a data descriptor: its size is known only at
+            # its end, so its bytes are counted as they are written.
+            budget.take_room(0)
+            self._write_counted(entry_p, name, budget)
+            return
+        _claim_member_room(entry_p, name, file_type, hardlink is not None, budget)
+        # Header, data and finish in one call. libarchive stops a member at its declared
+        # size ("Too much data"), so a declared size is also an enforced one.
+        status = la.read_extract2(self.read_p, entry_p, self.write_p)
+        if status != la.ARCHIVE_OK:
+            raise self._extract_failure(name, status)
+
+    def _track_symlinks(
+        self,
+        relative: bytes,
+        file_type: int,
+        link_relative: bytes,
+        symlinks: Set[bytes],
+        name: bytes,
+    ) -> None:
+        """Refuse a member written through a symlink the archive made, and keep ``symlinks``
+        (the members that are symlinks now) current."""
+        if symlinks:
+            _refuse_writes_through(relative, symlinks, name, self.where)
+            # A hard link to a symlink is a symlink too.
+            if file_type == stat.S_IFLNK or link_relative in symlinks:
+                symlinks.add(relative)
+            else:
+                symlinks.discard(relative)
+        elif file_type == stat.S_IFLNK:
+            symlinks.add(relative)
+            ffi.write_disk_set_options(self.write_p, self.flags | _SYMLINK_CHECK)
 
     def _write_counted(self, entry_p: int, name: bytes, budget: SizeBudget) -> None:
         """Write one member block by block, counting its bytes against the size limit."""
@@ -472,6 +473,21 @@ class _Extraction:
         )
         member = f" member {show_name(name)}" if name else ""
         return BundleError(f"{self.where}: cannot write{member} into {self.archive_dir}: {message}")
+
+
+def _claim_member_room(
+    entry_p: int, name: bytes, file_type: int, is_hardlink: bool, budget: SizeBudget
+) -> None:
+    """Count a member of known size against ``budget`` before it is written."""
+    if file_type == stat.S_IFREG:
+        size = ffi.entry_size(entry_p)
+        stored = size
+        if size >= _SPARSE_CHECK_MIN and not is_hardlink:
+            stored = _stored_size(entry_p, size)
+        budget.declare(size, name, stored=stored)
+    else:
+        # A folder takes a block on most filesystems; a symlink an inode.
+        budget.take_room(1 if file_type == stat.S_IFDIR else 0)
 
 
 def _stored_size(entry_p: int, size: int) -> int:

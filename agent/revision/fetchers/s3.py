@@ -17,7 +17,7 @@ import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Protocol, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Protocol, Tuple
 
 import boto3  # type: ignore[import-untyped]
 import structlog
@@ -128,7 +128,7 @@ def download_s3_bundle_to_disk(
     Raises :class:`BundleError` with a one-line message when the object is missing, access
     is denied, its ETag is not the revision's, or the transfer cannot be completed.
     """
-    client = new_s3_client(settings)
+    client = _s3_client_for(settings)
     url = f"s3://{revision.bucket}/{revision.key}"
     where = _endpoint_text(client)
     try:
@@ -137,14 +137,7 @@ def download_s3_bundle_to_disk(
         raise _client_error(error, url, revision.version) from None
     except BotoCoreError as error:
         raise _transport_error(error, url, where, settings) from None
-    if revision.etag is not None:
-        expected = revision.etag.strip().strip('"')
-        actual = target.etag.strip('"')
-        if expected != actual:
-            raise BundleError(
-                f"{url} has ETag {actual}, but the deployment expects {expected}:"
-                " the object was replaced after the deployment was created"
-            )
+    _check_etag(revision, target, url)
     parallel = target.size >= settings.parallel_threshold and target.size > settings.part_size
     log.info(
         "downloading bundle",
@@ -180,6 +173,13 @@ def download_s3_bundle_to_disk(
         size=_size_text(target.size),
         seconds=round(time.monotonic() - started, 3),
     )
+
+
+def _s3_client_for(settings: FetchSettings) -> Any:
+    """The cached client for ``settings`` when they carry a cache, else a new one."""
+    if settings.s3_clients is None:
+        return new_s3_client(settings)
+    return settings.s3_clients.client_for(settings, new_s3_client)
 
 
 def new_s3_client(settings: FetchSettings) -> Any:
@@ -221,6 +221,19 @@ def _head_object(client: Any, revision: S3Revision, url: str) -> S3Object:
         raise BundleError(f"S3 sent no ETag for {url}; cannot pin the download")
     version = head.get("VersionId") or revision.version
     return S3Object(revision.bucket, revision.key, int(head["ContentLength"]), etag, version)
+
+
+def _check_etag(revision: S3Revision, target: S3Object, url: str) -> None:
+    """Refuse an object whose ETag is not the one the revision names, if it names one."""
+    if revision.etag is None:
+        return
+    expected = revision.etag.strip().strip('"')
+    actual = target.etag.strip('"')
+    if expected != actual:
+        raise BundleError(
+            f"{url} has ETag {actual}, but the deployment expects {expected}:"
+            " the object was replaced after the deployment was created"
+        )
 
 
 def _preallocate(fd: int, size: int) -> None:
@@ -280,30 +293,13 @@ def _download_range(
     for _attempt in range(settings.max_attempts):
         if position == end or progress.cancelled.is_set():
             break
-        parameters: Dict[str, str] = target.get_parameters()
-        ranged = not (whole and position == 0)
-        if ranged:
-            parameters["Range"] = f"bytes={position}-{end - 1}"
         try:
-            response = client.get_object(**parameters)
-            if ranged and not str(response.get("ContentRange") or "").startswith(
-                f"bytes {position}-"
-            ):
-                raise BundleError(
-                    f"{target.url}: the S3 endpoint ignored a byte-range request"
-                    f" (bytes {position}-{end - 1})"
-                )
-            body = response["Body"]
+            body = _open_range(client, target, position, end, ranged=not (whole and position == 0))
             try:
-                while position < end and not progress.cancelled.is_set():
-                    chunk = body.read(min(_CHUNK, end - position))
-                    if not chunk:
-                        break
-                    _write_at(fd, chunk, position)
-                    if progress.watcher is not None:
-                        progress.watcher.written(position, len(chunk))
-                    position += len(chunk)
-                    progress.add(len(chunk))
+                # Counted chunk by chunk, so that a stream breaking part way resumes after
+                # the last byte written.
+                for count in _copy_body_to_disk(body, fd, position, end, progress):
+                    position += count
             finally:
                 body.close()
         except ClientError as error:
@@ -317,14 +313,46 @@ def _download_range(
                 offset=position,
                 reason=problem,
             )
-    if progress.cancelled.is_set():
-        return
-    if position != end:
+    if position != end and not progress.cancelled.is_set():
         raise BundleError(
             f"download of {target.url} was cut short after {settings.max_attempts} attempts"
             f" ({problem}): got {position - start} of {length} bytes"
             + (f" at offset {start}" if start else "")
         )
+
+
+def _open_range(client: Any, target: S3Object, position: int, end: int, *, ranged: bool) -> Any:
+    """GET the object from ``position`` to ``end`` (the whole object unless ``ranged``);
+    returns the body stream. Refuses an endpoint that answers a range with other bytes."""
+    parameters: Dict[str, str] = target.get_parameters()
+    if ranged:
+        parameters["Range"] = f"bytes={position}-{end - 1}"
+    response = client.get_object(**parameters)
+    body = response["Body"]
+    if ranged and not str(response.get("ContentRange") or "").startswith(f"bytes {position}-"):
+        body.close()
+        raise BundleError(
+            f"{target.url}: the S3 endpoint ignored a byte-range request"
+            f" (bytes {position}-{end - 1})"
+        )
+    return body
+
+
+def _copy_body_to_disk(
+    body: Any, fd: int, position: int, end: int, progress: _Progress
+) -> Iterator[int]:
+    """Write what ``body`` streams at ``position`` onwards of ``fd`` until ``end``, the
+    stream's end or a cancel, yielding the size of each chunk once it is in the file."""
+    while position < end and not progress.cancelled.is_set():
+        chunk = body.read(min(_CHUNK, end - position))
+        if not chunk:
+            break
+        _write_at(fd, chunk, position)
+        if progress.watcher is not None:
+            progress.watcher.written(position, len(chunk))
+        position += len(chunk)
+        progress.add(len(chunk))
+        yield len(chunk)
 
 
 def _write_at(fd: int, data: bytes, offset: int) -> None:

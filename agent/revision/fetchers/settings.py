@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from botocore.credentials import Credentials  # type: ignore[import-untyped]
 
     from agent.aws_clients.wire_log import WireLogSettings
+    from agent.revision.fetchers.s3_clients import S3Clients
 
 MIB = 1 << 20
 
@@ -29,6 +30,8 @@ class FetchSettings:
     counts tries per request, retries included. Objects of ``parallel_threshold`` bytes or
     more are fetched as ``part_size`` ranges by ``max_workers`` threads. ``wire_log``
     (``log_aws_wire``) makes the S3 client write its traffic there, secrets redacted.
+    ``s3_clients``, when given, keeps the S3 client built for these settings for the next
+    download (a long-running agent); without it each download builds its own.
     """
 
     region: Optional[str] = None
@@ -47,6 +50,8 @@ class FetchSettings:
     # First back-off of the GitHub retries; doubled on each further attempt.
     retry_delay_seconds: float = 1.0
     wire_log: Optional[WireLogSettings] = None
+    # Not part of the settings' identity: the cache is keyed by the other fields.
+    s3_clients: Optional[S3Clients] = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1 or self.max_workers < 1 or self.part_size < 1:
@@ -59,6 +64,7 @@ class FetchSettings:
         region: Optional[str] = None,
         credentials: Optional[Credentials] = None,
         wire_log: Optional[WireLogSettings] = None,
+        s3_clients: Optional[S3Clients] = None,
     ) -> FetchSettings:
         return cls(
             region=region,
@@ -68,6 +74,7 @@ class FetchSettings:
             github_api_endpoint=config.github_api_endpoint,
             credentials=credentials,
             wire_log=wire_log,
+            s3_clients=s3_clients,
         )
 
 

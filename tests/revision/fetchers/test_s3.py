@@ -16,7 +16,10 @@ from agent.deployment_specification.model import BundleType, S3Revision
 from agent.host_command.download_bundle import download_revision_to_disk
 from agent.revision.bundle import UnpackPolicy
 from agent.revision.errors import BundleError
+from agent.revision.fetchers import s3 as s3_fetcher
 from agent.revision.fetchers.s3 import download_s3_bundle_to_disk
+from agent.revision.fetchers.s3_clients import S3Clients
+from agent.revision.fetchers.settings import FetchSettings
 from tests.revision.archive_builders import file, make_tar
 from tests.support_s3 import (
     REGION,
@@ -256,3 +259,54 @@ def test_s3_tgz_revision_is_unpacked(s3: Any, moto_endpoint: str, tmp_path: Path
     assert (deployment.archive / "appspec.yml").read_bytes() == b"version: 0.0\nos: linux\n"
     assert os.access(deployment.archive / "scripts" / "start.sh", os.X_OK)
     assert deployment.bundle.read_bytes() == tgz.read_bytes()
+
+
+def test_downloads_with_one_client_cache_build_one_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The daemon keeps one client per settings: parsing the S3 model again for every
+    # download is the cost this avoids.
+    built: List[FetchSettings] = []
+    real_new_s3_client = s3_fetcher.new_s3_client
+
+    def counting_new_s3_client(settings: FetchSettings) -> Any:
+        built.append(settings)
+        return real_new_s3_client(settings)
+
+    monkeypatch.setattr(s3_fetcher, "new_s3_client", counting_new_s3_client)
+    clients = S3Clients()
+    data = os.urandom(3000)
+    with stub_s3_server(StubObject("bucket", "app.tgz", data)) as endpoint:
+        revision = S3Revision("bucket", "app.tgz", BundleType.TGZ)
+        for run in range(2):
+            # Equal settings built anew each time, as a deployment does.
+            settings = s3_settings(endpoint, s3_clients=clients)
+            download_s3_bundle_to_disk(revision, tmp_path / f"bundle{run}.tar", settings)
+            assert (tmp_path / f"bundle{run}.tar").read_bytes() == data
+        assert len(built) == 1
+        # Other settings get a client of their own; without a cache, every download builds.
+        download_s3_bundle_to_disk(
+            revision,
+            tmp_path / "other.tar",
+            s3_settings(endpoint, max_attempts=3, s3_clients=clients),
+        )
+        download_s3_bundle_to_disk(revision, tmp_path / "bare.tar", s3_settings(endpoint))
+    assert len(built) == 3
+
+
+def test_the_client_cache_is_bounded() -> None:
+    clients = S3Clients(max_clients=2)
+    built: List[FetchSettings] = []
+
+    def build(settings: FetchSettings) -> object:
+        built.append(settings)
+        return object()
+
+    first, second, third = (FetchSettings(max_attempts=n) for n in (1, 2, 3))
+    kept = clients.client_for(first, build)
+    clients.client_for(second, build)
+    assert clients.client_for(FetchSettings(max_attempts=1), build) is kept
+    clients.client_for(third, build)  # drops the least recently used: second
+    assert clients.client_for(first, build) is kept
+    clients.client_for(second, build)
+    assert built == [first, second, third, second]
