@@ -256,6 +256,22 @@ def verify_pkcs7_payload_against_ca_bytes(
     """:func:`verify_pkcs7_payload_with_openssl` with the CA bundle's bytes already read
     (``ca_pem``, given exactly when ``trust`` is a file): openssl checks against these
     very bytes, so a caller that remembers the outcome knows what it was checked against."""
+    content_bytes, signer_pem = _run_smime_verify(payload_pem, trust, ca_pem)
+    signer = _single_expected_signer(signer_pem, trust, expected_signer)
+    try:
+        content = content_bytes.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SpecSignatureError(
+            "deployment specification refused: its signed content is not UTF-8 text"
+        ) from None
+    return SignedContent(content, signer)
+
+
+def _run_smime_verify(
+    payload_pem: str, trust: SignerTrust, ca_pem: Optional[bytes]
+) -> Tuple[bytes, bytes]:
+    """Run ``openssl smime -verify`` on the payload; the content it carries and the PEM
+    signer certificate(s) openssl wrote out (empty when it wrote none)."""
     with tempfile.TemporaryDirectory(prefix="codedeploy-signer-") as folder:
         signer_file = Path(folder) / "signer.pem"
         ca_copy = Path(folder) / "ca.pem"
@@ -278,10 +294,15 @@ def verify_pkcs7_payload_against_ca_bytes(
         if completed.returncode != 0:
             raise _verification_failure(completed.stderr, trust)
         try:
-            signer_pem = signer_file.read_bytes()
+            return completed.stdout, signer_file.read_bytes()
         except OSError:
-            signer_pem = b""
+            return completed.stdout, b""
 
+
+def _single_expected_signer(
+    signer_pem: bytes, trust: SignerTrust, expected_signer: Optional[str]
+) -> CertificateSummary:
+    """The one signer openssl reported; under a trust, named ``expected_signer`` if given."""
     signer_count = signer_pem.count(PEM_CERTIFICATE_HEADER)
     if signer_count != 1:
         raise SpecSignatureError(
@@ -295,10 +316,4 @@ def verify_pkcs7_payload_against_ca_bytes(
             f"deployment specification refused: it is signed by {shown}, not by the expected"
             f" signer {expected_signer!r} (deployment_signer_name)"
         )
-    try:
-        content = completed.stdout.decode("utf-8")
-    except UnicodeDecodeError:
-        raise SpecSignatureError(
-            "deployment specification refused: its signed content is not UTF-8 text"
-        ) from None
-    return SignedContent(content, signer)
+    return signer

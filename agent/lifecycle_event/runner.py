@@ -401,10 +401,34 @@ def _supervise_script(
     script_log: ScriptLog,
     settings: HookRunSettings,
 ) -> None:
-    location = script.location
-    deadline = run.started_at + script.timeout
+    outcome = _watch_ending_tree_if_interrupted(run, script, settings)
+    if outcome is _Outcome.TIMED_OUT:
+        raise _end_timed_out_script(run, script, script_log, settings)
+    holders = _identify_holders(run) if outcome is _Outcome.OUTPUTS_LEFT_OPEN else []
+    left_open = outcome is _Outcome.OUTPUTS_LEFT_OPEN and run.outputs_open
+    if left_open:
+        _let_go_of_open_outputs(run, script.location, holders, script_log)
+    returncode = run.reap()
+    # What the script started and left running is the application's, not ours to end.
+    run.tree.release_survivors()
+    _raise_for_exit(returncode, script.location, user, script_log)
+    if left_open and settings.outputs_left_open is OutputsLeftOpenPolicy.FAIL:
+        named = ", ".join(f"pid {holder.pid} ({holder.command})" for holder in holders)
+        raise LifecycleEventError(
+            f"Script at specified location: {script.location} exited but left its output"
+            f" open in {named or 'an unknown process'}; redirect the output of background"
+            " processes (e.g. `command > /dev/null 2>&1 &`)",
+            error_code=ErrorCode.OUTPUTS_LEFT_OPEN,
+            script_name=script.location,
+            log=script_log.tail(),
+        )
+
+
+def _watch_ending_tree_if_interrupted(
+    run: _ScriptRun, script: HookScript, settings: HookRunSettings
+) -> _Outcome:
     try:
-        outcome = _watch(run, deadline, settings.outputs_left_open_wait_seconds)
+        return _watch(run, run.started_at + script.timeout, settings.outputs_left_open_wait_seconds)
     except BaseException:
         # Interrupted (Ctrl-C in codedeploy-local, a full disk ...): leave nothing running.
         if not run.exited():
@@ -412,40 +436,45 @@ def _supervise_script(
         run.reap(_AFTER_KILL_SECONDS)
         raise
 
-    if outcome is _Outcome.TIMED_OUT:
-        script_log.agent_note(
-            f"Script at specified location: {location} did not complete in"
-            f" {_seconds_text(script.timeout)} seconds; ending all its processes"
-        )
-        run.end_tree(settings.kill_grace_seconds)
-        if run.outputs_open:
-            run.let_go_of_outputs()
-        run.reap(_AFTER_KILL_SECONDS)
-        raise LifecycleEventError(
-            f"Script at specified location: {location} failed to complete in"
-            f" {_seconds_text(script.timeout)} seconds",
-            error_code=ErrorCode.SCRIPT_TIMED_OUT,
-            script_name=location,
-            log=script_log.tail(),
-        )
 
-    holders: List[PipeHolder] = []
-    left_open = False
-    if outcome is _Outcome.OUTPUTS_LEFT_OPEN:
-        holders = _identify_holders(run)
-        left_open = run.outputs_open
-    named = ", ".join(f"pid {holder.pid} ({holder.command})" for holder in holders)
-    if left_open:
-        described = "; ".join(holder.describe() for holder in holders)
-        script_log.agent_note(
-            f"Script at specified location: {location} exited, but its output is still"
-            f" open in {described or 'an unknown process'}; no longer reading it"
-        )
+def _end_timed_out_script(
+    run: _ScriptRun, script: HookScript, script_log: ScriptLog, settings: HookRunSettings
+) -> LifecycleEventError:
+    """End the whole tree of a script past its timeout; the error to raise for it."""
+    location = script.location
+    script_log.agent_note(
+        f"Script at specified location: {location} did not complete in"
+        f" {_seconds_text(script.timeout)} seconds; ending all its processes"
+    )
+    run.end_tree(settings.kill_grace_seconds)
+    if run.outputs_open:
         run.let_go_of_outputs()
-    returncode = run.reap()
-    # What the script started and left running is the application's, not ours to end.
-    run.tree.release_survivors()
+    run.reap(_AFTER_KILL_SECONDS)
+    return LifecycleEventError(
+        f"Script at specified location: {location} failed to complete in"
+        f" {_seconds_text(script.timeout)} seconds",
+        error_code=ErrorCode.SCRIPT_TIMED_OUT,
+        script_name=location,
+        log=script_log.tail(),
+    )
 
+
+def _let_go_of_open_outputs(
+    run: _ScriptRun, location: str, holders: List[PipeHolder], script_log: ScriptLog
+) -> None:
+    """Log who keeps the exited script's outputs open, then stop reading them."""
+    described = "; ".join(holder.describe() for holder in holders)
+    script_log.agent_note(
+        f"Script at specified location: {location} exited, but its output is still"
+        f" open in {described or 'an unknown process'}; no longer reading it"
+    )
+    run.let_go_of_outputs()
+
+
+def _raise_for_exit(
+    returncode: Optional[int], location: str, user: Optional[HookUser], script_log: ScriptLog
+) -> None:
+    """Refuse a script killed by a signal or ended with a non-zero status."""
     if returncode is not None and returncode < 0:
         raise LifecycleEventError(
             f"{_script_prefix(location, user)} was killed by signal {_signal_name(-returncode)}",
@@ -457,15 +486,6 @@ def _supervise_script(
         raise LifecycleEventError(
             f"{_script_prefix(location, user)} failed with exit code {returncode}",
             error_code=ErrorCode.SCRIPT_FAILED,
-            script_name=location,
-            log=script_log.tail(),
-        )
-    if left_open and settings.outputs_left_open is OutputsLeftOpenPolicy.FAIL:
-        raise LifecycleEventError(
-            f"Script at specified location: {location} exited but left its output open in"
-            f" {named or 'an unknown process'}; redirect the output of background processes"
-            " (e.g. `command > /dev/null 2>&1 &`)",
-            error_code=ErrorCode.OUTPUTS_LEFT_OPEN,
             script_name=location,
             log=script_log.tail(),
         )
