@@ -201,14 +201,7 @@ def process_host_command(
     with structlog.contextvars.bound_contextvars(
         command=command.command_name, host_command=command.host_command_identifier
     ):
-        envelope = _call_with_retries(
-            lambda: client.get_deployment_specification(
-                command.deployment_execution_id, settings.host_identifier
-            ),
-            "fetching the deployment specification",
-            settings,
-            chance,
-        )
+        envelope = _fetch_specification(client, command, settings, chance)
         spec, failure = _open_specification(command, envelope, settings, verified)
         deployment_id = spec.deployment_id if spec is not None else ""
         with structlog.contextvars.bound_contextvars(deployment_id=deployment_id or None):
@@ -249,6 +242,23 @@ def _warm_up_hook_cgroup_move(command: HostCommand, settings: PollerSettings) ->
         event_names.INSTALL,
     ):
         start_cgroup_migration_warm_up()
+
+
+def _fetch_specification(
+    client: CommandServiceClient,
+    command: HostCommand,
+    settings: PollerSettings,
+    chance: random.Random,
+) -> DeploymentSpecificationEnvelope:
+    """The command's specification from the service, retried (network)."""
+    return _call_with_retries(
+        lambda: client.get_deployment_specification(
+            command.deployment_execution_id, settings.host_identifier
+        ),
+        "fetching the deployment specification",
+        settings,
+        chance,
+    )
 
 
 def _open_specification(
