@@ -161,7 +161,7 @@ class DaemonDeployer:
         )
         self.process = subprocess.Popen(
             [sys.executable, "-m", "agent.daemon", "--config_file", str(config), "run"],
-            env=daemon_environment(where),
+            env=daemon_environment(where, REPO),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
