@@ -14,17 +14,18 @@ the deployment root and the logs; ``--purge`` removes those too.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from host_install.aws_agent import find_aws_agent, retire_aws_agent, unit_file_is_ours
 from host_install.bundle import Bundle
-from host_install.commands import run_command
+from host_install.commands import first_error_line, run_command
 from host_install.errors import InstallError
 from host_install.layout import UNIT_NAME, HostLayout
 from host_install.python_env import build_environment_on_disk, find_python_for
@@ -149,19 +150,6 @@ def _points_into(link: Path, prefix: Path) -> bool:
 _FOLDER_MODES = {"log_dir": 0o750, "pid_dir": 0o700, "root_dir": 0o755}
 
 
-def _configured_folders(program: Path, config: Path, layout: HostLayout) -> Dict[str, Path]:
-    """The log folder, pid folder and deployment root as the agent reads ``config``."""
-    status = agent_status_json(program, config)
-    paths = status.get("paths") if status else None
-    if isinstance(paths, dict):
-        return {key: Path(str(paths[key])) for key in _FOLDER_MODES if paths.get(key)}
-    return {
-        "log_dir": layout.default_log_dir,
-        "pid_dir": layout.default_state_dir / ".pid",
-        "root_dir": layout.default_root_dir,
-    }
-
-
 def install_agent(bundle: Bundle, options: InstallOptions, layout: HostLayout, python: str) -> None:
     """Install ``bundle`` (fresh, again, or as an upgrade); on failure the host is as before."""
     _check_options_against_host(options, layout)
@@ -179,7 +167,7 @@ def install_agent(bundle: Bundle, options: InstallOptions, layout: HostLayout, p
             say(f"installing version {bundle.version} into {release}")
             build_environment_on_disk(bundle, find_python_for(bundle, python, _path()), release)
         program = release / "bin" / "codedeploy-agent"
-        changed = _install_config_files(bundle, options, layout, journal, program)
+        changed, folders = _install_config_files(bundle, options, layout, journal, program)
         if upgrade and installed is not None:
             _stop_old_agent(installed, layout, options, journal, with_systemd)
         if aws is not None:
@@ -194,7 +182,7 @@ def install_agent(bundle: Bundle, options: InstallOptions, layout: HostLayout, p
             journal.point_link_on_disk(layout.current, release)
         for name, link in layout.command_links().items():
             journal.point_link_on_disk(link, layout.current / "bin" / name)
-        _prepare_agent_folders(layout, journal)
+        _prepare_agent_folders(layout, journal, folders)
         _install_and_start_service(
             bundle, options, layout, journal, with_systemd, upgrade=upgrade, changed=changed
         )
@@ -217,12 +205,13 @@ def _install_config_files(
     layout: HostLayout,
     journal: UndoJournal,
     program: Path,
-) -> bool:
-    """Put the configuration files in place; True when one of them changed."""
+) -> Tuple[bool, Dict[str, Path]]:
+    """Put the configuration files in place; whether one of them changed, and the agent's
+    folders as the installed configuration names them."""
     changed = False
     journal.make_folders_on_disk(layout.config_dir, 0o755)
     if options.config_file is not None:
-        _check_config_with_agent(program, options.config_file)
+        _check_config_with_agent(program, options.config_file, layout)
         content = options.config_file.read_bytes()
         if journal.replace_file_on_disk(layout.config_file, content, 0o640):
             changed = True
@@ -239,16 +228,26 @@ def _install_config_files(
         if journal.replace_file_on_disk(layout.on_premises_file, content, 0o600):
             changed = True
             say(f"installed {options.on_premises_file} as {layout.on_premises_file}")
-    _check_config_with_agent(program, layout.config_file)
-    return changed
+    return changed, _check_config_with_agent(program, layout.config_file, layout)
 
 
-def _check_config_with_agent(program: Path, config: Path) -> None:
-    """The agent itself reads the file: a bad key or value is refused before anything runs."""
+def _check_config_with_agent(program: Path, config: Path, layout: HostLayout) -> Dict[str, Path]:
+    """The agent itself reads the file: a bad key or value is refused before anything runs.
+    Returns the log folder, pid folder and deployment root as the agent reads them."""
     result = run_command([str(program), "--config_file", str(config), "status", "--json"])
     if result.returncode not in (0, 3):
-        lines = [line for line in result.stderr.splitlines() if line.strip()]
-        raise InstallError(lines[0].strip() if lines else f"{config} cannot be read by the agent")
+        raise InstallError(first_error_line(result.stderr, f"{config} cannot be read by the agent"))
+    try:
+        paths = json.loads(result.stdout).get("paths")
+    except (ValueError, AttributeError):
+        paths = None
+    if isinstance(paths, dict):
+        return {key: Path(str(paths[key])) for key in _FOLDER_MODES if paths.get(key)}
+    return {
+        "log_dir": layout.default_log_dir,
+        "pid_dir": layout.default_state_dir / ".pid",
+        "root_dir": layout.default_root_dir,
+    }
 
 
 def _stop_old_agent(
@@ -292,22 +291,22 @@ def _start_without_systemd(layout: HostLayout) -> None:
         [str(layout.agent_program), "--config_file", str(layout.config_file), "start"]
     )
     if result.returncode != 0:
-        lines = [line for line in result.stderr.splitlines() if line.strip()]
-        raise InstallError(lines[0].strip() if lines else "codedeploy-agent start failed")
+        raise InstallError(first_error_line(result.stderr, "codedeploy-agent start failed"))
 
 
-def _prepare_agent_folders(layout: HostLayout, journal: UndoJournal) -> None:
+def _prepare_agent_folders(
+    layout: HostLayout, journal: UndoJournal, folders: Dict[str, Path]
+) -> None:
     """Make the agent's folders that are missing (their parents 0755), then let the agent
     check its configuration and apply the modes its restrict_* keys ask for."""
     program = layout.agent_program
-    for key, folder in _configured_folders(program, layout.config_file, layout).items():
+    for key, folder in folders.items():
         if not folder.exists() and not folder.is_symlink():
             journal.make_folders_on_disk(folder.parent, 0o755)
             journal.make_folders_on_disk(folder, _FOLDER_MODES[key])
     result = run_command([str(program), "--config_file", str(layout.config_file), "prepare"])
     if result.returncode != 0:
-        lines = [line for line in result.stderr.splitlines() if line.strip()]
-        raise InstallError(lines[0].strip() if lines else "codedeploy-agent prepare failed")
+        raise InstallError(first_error_line(result.stderr, "codedeploy-agent prepare failed"))
 
 
 def _install_and_start_service(

@@ -16,7 +16,6 @@ import logging
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +33,7 @@ from host_install.bundle import (
     read_bundle_on_disk,
     unpack_bundle_on_disk,
 )
-from host_install.commands import last_error_line
+from host_install.commands import last_error_line, run_command
 from host_install.errors import InstallError
 from host_install.layout import HostLayout
 
@@ -183,21 +182,7 @@ def _build_bundle_from_checkout(repo: Path, work: Path, proxy: Optional[str]) ->
     if proxy:
         env.update(HTTPS_PROXY=proxy, HTTP_PROXY=proxy, PIP_PROXY=proxy)
     argv = [sys.executable, str(repo / "release" / "build_release.py"), "--dist", str(work)]
-    logging.getLogger("install").info("running %s", " ".join(argv))
-    try:
-        result = subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-            env=env,
-            timeout=1800,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise InstallError("building the bundle from the checkout took over 30 minutes") from None
-    logging.getLogger("install").info("%s%s", result.stdout, result.stderr)
+    result = run_command(argv, timeout=1800.0, env=env)
     if result.returncode != 0:
         reason = last_error_line(result.stderr, result.returncode)
         if "No module named pip" in result.stderr:

@@ -49,3 +49,10 @@ def last_error_line(stderr: str, status: int) -> str:
     if any("No space left on device" in line for line in lines):
         return "no space left on device"
     return (errors or lines[-1:] or [f"exit status {status}"])[0]
+
+
+def first_error_line(stderr: str, fallback: str) -> str:
+    """A program's first line on stderr (the agent says what is wrong in one), or
+    ``fallback`` when it said nothing."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    return lines[0] if lines else fallback

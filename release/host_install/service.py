@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional
 
-from host_install.commands import run_command
+from host_install.commands import first_error_line, run_command
 from host_install.errors import InstallError
 from host_install.layout import UNIT_NAME
 
@@ -102,8 +102,7 @@ def _failure_reason(unit: str, result: subprocess.CompletedProcess[str]) -> str:
     for line in reversed(last_journal_lines(unit, 20)):
         if "codedeploy-agent:" in line or "error" in line.lower():
             return line.strip()
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    return lines[0].strip() if lines else f"systemctl start exit status {result.returncode}"
+    return first_error_line(result.stderr, f"systemctl start exit status {result.returncode}")
 
 
 def agent_status_json(program: Path, config_file: Path) -> Optional[Mapping[str, object]]:
