@@ -21,7 +21,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
 import structlog
 
@@ -48,9 +48,8 @@ from agent.host_command.download_bundle import (
 )
 from agent.host_command.engine_settings import EngineSettings
 from agent.interrupts import interrupted_by
+from agent.local_deployment.flags import add_local_flags
 from agent.local_deployment.request import (
-    DEFAULT_DEPLOYMENT_GROUP_ID,
-    DEFAULT_DEPLOYMENT_GROUP_NAME,
     LocalDeploymentRequest,
     LocalUsageError,
     build_local_request,
@@ -85,75 +84,13 @@ logs:
 """
 
 
-# The flags of the AWS developer utility (docs/behaviour.md section 2), and ours (--no-wait).
-_OPTIONS: Tuple[Tuple[Tuple[str, ...], Dict[str, Any]], ...] = (
-    (
-        ("-l", "--bundle-location"),
-        {
-            "default": None,
-            "help": "path, s3://bucket/key or GitHub URL (default: the current folder)",
-        },
-    ),
-    (
-        ("-t", "--type"),
-        {"default": "directory", "help": "tar, tgz, zip or directory (default: directory)"},
-    ),
-    (
-        ("-b", "--file-exists-behavior"),
-        {"default": "DISALLOW", "help": "DISALLOW, OVERWRITE or RETAIN (default: DISALLOW)"},
-    ),
-    (
-        ("-g", "--deployment-group"),
-        {
-            "default": DEFAULT_DEPLOYMENT_GROUP_ID,
-            "help": "deployment group id (default: %(default)s)",
-        },
-    ),
-    (
-        ("-d", "--deployment-group-name"),
-        {
-            "default": DEFAULT_DEPLOYMENT_GROUP_NAME,
-            "help": "deployment group name (default: %(default)s)",
-        },
-    ),
-    (
-        ("-a", "--application-name"),
-        {"default": None, "help": "application name (default: the bundle location)"},
-    ),
-    (
-        ("-e", "--events"),
-        {"default": None, "help": "comma-separated events to run instead of the default order"},
-    ),
-    (
-        ("-c", "--agent-configuration-file"),
-        {"default": None, "help": f"agent configuration (default: {DEFAULT_CONFIG_FILE})"},
-    ),
-    (
-        ("-A", "--appspec-filename"),
-        {
-            "default": "appspec.yml",
-            "help": "appspec file name (default: appspec.yml, then appspec.yaml)",
-        },
-    ),
-    (
-        ("--no-wait",),
-        {
-            "action": "store_true",
-            "help": "when another deployment of the group is running, refuse at once instead"
-            " of waiting",
-        },
-    ),
-)
-
-
 def build_parser() -> OneLineArgumentParser:
     parser = OneLineArgumentParser(
         prog="codedeploy-local",
         description="Deploy a revision on this host exactly as the CodeDeploy agent would, with no service.",
         epilog=_EPILOG,
     )
-    for flags, options in _OPTIONS:
-        parser.add_argument(*flags, **options)
+    add_local_flags(parser)
     parser.add_argument(
         "-v", "--version", action="version", version=f"codedeploy-local {__version__}"
     )
