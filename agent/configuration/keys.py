@@ -92,7 +92,8 @@ def setting(
 def required_setting(
     convert: Callable[[str, Any], T], doc: str, *, origin: KeyOrigin = KeyOrigin.AWS
 ) -> T:
-    """A dataclass field, without a default, for a key the file must name."""
+    """A dataclass field, without a default, for a key the file must name (mypy takes the
+    call for a default; the model's constructor still requires the value)."""
     key = ConfigKey("", None, convert, doc, origin, shown_default="required", required=True)
     field: T = dataclasses.field(metadata={_KEY: key})
     return field
