@@ -9,156 +9,25 @@ a newer agent still starts this one.
 from __future__ import annotations
 
 import dataclasses
-import math
-import re
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Literal, Mapping, Optional, Type, Union
+from typing import Any, Dict, List, Mapping, Optional, Type
 
 import yaml
 
-from agent.configuration.model import FIPS_REGIONS, AgentConfig, ConfigError
-from agent.deployment_root.names import ROOT_BOOKKEEPING_NAMES, unsafe_root_entry_reason
-
-# Keys the AWS agent knows that this agent accepts but does not support: each is warned
-# about once, naming it, so that no key is a silent no-op. ``children: 1`` is what this
-# agent does anyway, so it alone is accepted silently.
-_UNSUPPORTED_KEYS = frozenset(
-    {
-        "children",
-        "wait_between_spawning_children",
-        "shared_dir",
-        "user",
-        "instance_service_region",
-        "instance_service_endpoint",
-        "instance_service_port",
-        "codedeploy_test_profile",
-        "max_runtime",
-        "ca_path",
-        # Named among the AWS agent v2's keys, but no public description says what it
-        # reuses; this agent always reuses the previous install's unchanged files.
-        "enable_archive_reuse",
-    }
+from agent.configuration.converters import parse_size
+from agent.configuration.keys import ConfigKey, IgnoredKey, yaml_text
+from agent.configuration.model import (
+    AGENT_CONFIG_KEYS,
+    FIPS_REGIONS,
+    IGNORED_AGENT_KEYS,
+    AgentConfig,
+    ConfigError,
 )
 
-# No disk holds more; beyond it float sizes lose their meaning (and 1e400 is infinity).
-SIZE_MAX = 1024**5
-_SIZE_UNITS = {"": 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
-_SIZE_UNITS.update({"KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "TIB": 1024**4})
+__all__ = ["load_symbol_keyed_mapping", "parse_agent_config", "parse_size", "read_agent_config"]
 
-
-def _as_bool(key: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false", "yes", "no"):
-        return value.strip().lower() in ("true", "yes")
-    raise ConfigError(f"configuration key {key} must be true or false, not {value!r}")
-
-
-def _shown(value: Any) -> str:
-    # A huge number from the file is named, not printed in full.
-    text = repr(value)
-    return text if len(text) <= 40 else text[:40] + "..."
-
-
-def _as_number(key: str, value: Any, *, minimum: float = 0.0, maximum: float = 3600.0) -> float:
-    """A finite number of seconds within ``[minimum, maximum]``: NaN, infinity and absurd
-    values would reach timers and sockets that overflow or never fire."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ConfigError(f"configuration key {key} must be a number, not {_shown(value)}")
-    try:
-        number = float(value)
-    except (ValueError, OverflowError):
-        number = math.nan
-    if not minimum <= number <= maximum:
-        raise ConfigError(
-            f"configuration key {key} must be a number from {minimum:g} to {maximum:g},"
-            f" not {_shown(value)}"
-        )
-    return number
-
-
-def _seconds_up_to(maximum: float, minimum: float = 0.0) -> Callable[[str, Any], float]:
-    return lambda key, value: _as_number(key, value, minimum=minimum, maximum=maximum)
-
-
-def _as_positive_int(key: str, value: Any, *, maximum: int = 1000) -> int:
-    number = 0
-    if not isinstance(value, bool) and len(str(value)) <= 20:
-        try:
-            number = int(str(value).strip())
-        except ValueError:
-            number = 0
-    if not 1 <= number <= maximum:
-        raise ConfigError(
-            f"configuration key {key} must be a whole number from 1 to {maximum},"
-            f" not {_shown(value)}"
-        )
-    return number
-
-
-def _as_text(key: str, value: Any) -> str:
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)) or str(value) == "":
-        raise ConfigError(f"configuration key {key} must be a non-empty string, not {value!r}")
-    return str(value)
-
-
-def _as_file_name(key: str, value: Any) -> str:
-    """A name the agent puts in a path (``<log_dir>/<program_name>.log``, the
-    ``ongoing-deployment`` folder): one safe component, never ``..`` or a ``/``."""
-    text = _as_text(key, value)
-    reason = unsafe_root_entry_reason(text, ROOT_BOOKKEEPING_NAMES)
-    if reason is not None:
-        raise ConfigError(f"configuration key {key} {_shown(text)} {reason}")
-    return text
-
-
-def _as_path(key: str, value: Any) -> Path:
-    text = _as_text(key, value)
-    if not text.startswith("/"):
-        raise ConfigError(f"configuration key {key} must be an absolute path, not {value!r}")
-    if "\0" in text or len(text) > 4095 or any(len(part) > 255 for part in text.split("/")):
-        raise ConfigError(
-            f"configuration key {key} must be a path without NUL, of at most 4095 characters"
-            f" whose parts are at most 255, not {_shown(text)}"
-        )
-    return Path(text)
-
-
-def _as_signer_trust(key: str, value: Any) -> Union[Path, Literal["system"], None]:
-    if value is None or value == "":
-        return None
-    if str(value).strip() == "system":
-        return "system"
-    return _as_path(key, value)
-
-
-def _as_optional_text(key: str, value: Any) -> Optional[str]:
-    return None if value is None or value == "" else _as_text(key, value)
-
-
-def _as_url(key: str, value: Any) -> Optional[str]:
-    text = _as_optional_text(key, value)
-    if text is not None and not re.match(r"^https?://[^/\s]+", text):
-        raise ConfigError(f"configuration key {key} must be an http(s) URL, not {value!r}")
-    return text
-
-
-def parse_size(key: str, value: Any) -> Optional[int]:
-    """Bytes from ``1048576``, ``"512MB"`` or ``"4GB"`` (units are powers of 1024)."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        raise ConfigError(f"configuration key {key} must be a size such as 4GB, not {value!r}")
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(value))
-    unit = match.group(2).upper() if match else None
-    if match is None or unit not in _SIZE_UNITS:
-        raise ConfigError(f"configuration key {key} must be a size such as 4GB, not {value!r}")
-    size = float(match.group(1)) * _SIZE_UNITS[unit]
-    if not 1 <= size <= SIZE_MAX:
-        raise ConfigError(
-            f"configuration key {key} must be from 1 byte to 1024TB, not {_shown(value)}"
-        )
-    return int(size)
+_KEYS: Dict[str, ConfigKey] = {key.name: key for key in AGENT_CONFIG_KEYS}
+_IGNORED: Dict[str, IgnoredKey] = {key.name: key for key in IGNORED_AGENT_KEYS}
 
 
 def load_symbol_keyed_mapping(
@@ -184,59 +53,6 @@ def load_symbol_keyed_mapping(
     return {str(key).lstrip(":"): value for key, value in document.items()}
 
 
-def _choice(*choices: str) -> Callable[[str, Any], str]:
-    def convert(key: str, value: Any) -> str:
-        text = str(value).strip().lower() if value is not None else ""
-        if text not in choices:
-            allowed = " or ".join(choices)
-            raise ConfigError(f"configuration key {key} must be {allowed}, not {value!r}")
-        return text
-
-    return convert
-
-
-_CONVERTERS: Dict[str, Callable[[str, Any], Any]] = {
-    "log_dir": _as_path,
-    "pid_dir": _as_path,
-    "program_name": _as_file_name,
-    "root_dir": _as_path,
-    "ongoing_deployment_tracking": _as_file_name,
-    "on_premises_config_file": _as_path,
-    "verbose": _as_bool,
-    "log_aws_wire": _as_bool,
-    "enable_deployments_log": _as_bool,
-    "time_zone": _choice("local", "utc"),
-    "wait_between_runs": _seconds_up_to(3600.0),
-    "wait_after_error": _seconds_up_to(3600.0),
-    "http_read_timeout": _seconds_up_to(3600.0, minimum=1.0),
-    "kill_agent_max_wait_time_seconds": _seconds_up_to(86400.0),
-    "proxy_uri": _as_url,
-    "deploy_control_endpoint": _as_url,
-    "s3_endpoint_override": _as_url,
-    "use_fips_mode": _as_bool,
-    "enable_auth_policy": _as_bool,
-    "disable_imds_v1": _as_bool,
-    "max_revisions": _as_positive_int,
-    "reject_symlinks_in_bundle": _as_bool,
-    "ignore_ownership_in_bundle": _as_bool,
-    "reject_unsafe_permissions_in_bundle": _as_bool,
-    "reject_path_traversal_in_bundle": _as_bool,
-    "reject_symlink_permission_targets": _as_bool,
-    "restrict_agent_dir_permissions": _as_bool,
-    "restrict_log_dir_permissions": _as_bool,
-    "strip_loader_env_in_hooks": _as_bool,
-    "restrict_hook_env_to_allowlist": _as_bool,
-    "archive_max_extraction_size": parse_size,
-    "deployment_signer_ca_file": _as_signer_trust,
-    "deployment_signer_name": _as_optional_text,
-    "allow_unsigned_deployment_specs": _as_bool,
-    "github_api_endpoint": lambda k, v: _as_url(k, v) or "https://api.github.com",
-    "hook_kill_grace_seconds": _seconds_up_to(3600.0),
-    "hook_outputs_left_open": _choice("fail", "succeed"),
-    "hook_use_cgroups": _as_bool,
-}
-
-
 def parse_agent_config(
     text: str, *, source: Optional[Path] = None, environ: Optional[Mapping[str, str]] = None
 ) -> AgentConfig:
@@ -246,33 +62,22 @@ def parse_agent_config(
 
     values: Dict[str, Any] = {}
     warnings: List[str] = []
-    for key, raw_value in document.items():
-        if key in _UNSUPPORTED_KEYS:
-            if key == "children" and str(raw_value) != "1":
-                warnings.append(
-                    f"{name}: children={raw_value} is ignored; one command runs at a time"
-                )
-            elif key != "children":
-                warnings.append(
-                    f"{name}: configuration key {key} is accepted but not supported by this"
-                    " agent; it has no effect"
-                )
-            continue
-        convert = _CONVERTERS.get(key)
-        if convert is None:
-            warnings.append(f"{name}: unknown configuration key {key} is ignored")
-            continue
-        try:
-            values[key] = convert(key, raw_value)
-        except ConfigError as error:
-            raise ConfigError(f"{name}: {error.message}") from None
+    for name_in_file, raw_value in document.items():
+        ignored = _IGNORED.get(name_in_file)
+        key = _KEYS.get(name_in_file)
+        if ignored is not None:
+            warnings += _ignored_key_warnings(name, ignored, raw_value)
+        elif key is None:
+            warnings.append(f"{name}: unknown configuration key {name_in_file} is ignored")
+        else:
+            values[key.name] = _converted(name, key, raw_value)
 
-    if values.get("reject_path_traversal_in_bundle") is False:
-        warnings.append(
-            f"{name}: reject_path_traversal_in_bundle=false is ignored; archive members that"
-            " escape the archive folder are always rejected"
-        )
-        values["reject_path_traversal_in_bundle"] = True
+    for key in AGENT_CONFIG_KEYS:
+        if key.locked_because and values.get(key.name, key.default) != key.default:
+            warnings.append(
+                f"{name}: {key.name}={yaml_text(values[key.name])} is ignored; {key.locked_because}"
+            )
+            values[key.name] = key.default
     if values.get("deployment_signer_name") and values.get("deployment_signer_ca_file") is None:
         warnings.append(
             f"{name}: deployment_signer_name is checked only together with"
@@ -289,6 +94,28 @@ def parse_agent_config(
     return dataclasses.replace(
         AgentConfig(), **values, config_file=source, warnings=tuple(warnings)
     )
+
+
+def _converted(name: str, key: ConfigKey, raw_value: Any) -> Any:
+    """The key's value from the file; a converter's None (an empty value) is the default."""
+    try:
+        value = key.convert(key.name, raw_value)
+    except ConfigError as error:
+        raise ConfigError(f"{name}: {error.message}") from None
+    return key.default if value is None else value
+
+
+def _ignored_key_warnings(name: str, key: IgnoredKey, raw_value: Any) -> List[str]:
+    """One warning naming a key this agent does not support, unless its value asks for
+    what this agent does anyway."""
+    if key.same_as is None:
+        return [
+            f"{name}: configuration key {key.name} is accepted but not supported by this"
+            " agent; it has no effect"
+        ]
+    if str(raw_value) == key.same_as:
+        return []
+    return [f"{name}: {key.name}={raw_value} is ignored; {key.because}"]
 
 
 def read_agent_config(

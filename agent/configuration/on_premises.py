@@ -14,7 +14,7 @@ import configparser
 import os
 import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
@@ -25,6 +25,7 @@ from botocore.credentials import (  # type: ignore[import-untyped, unused-ignore
     ReadOnlyCredentials,
 )
 
+from agent.configuration.keys import ConfigKey, declared_keys, required_setting, setting
 from agent.configuration.loader import load_symbol_keyed_mapping
 from agent.configuration.model import ConfigError
 
@@ -38,16 +39,6 @@ IAM_USER_METHOD = "codedeploy-onpremises-iam-user"
 CREDENTIALS_FILE_METHOD = "codedeploy-onpremises-credentials-file"
 CREDENTIALS_PROFILE = "default"
 
-_KNOWN_KEYS = frozenset(
-    {
-        "region",
-        "iam_user_arn",
-        "aws_access_key_id",
-        "aws_secret_access_key",
-        "iam_session_arn",
-        "aws_credentials_file",
-    }
-)
 _ARN = re.compile(r"^arn:[a-z0-9-]+:[a-z0-9-]+:[a-z0-9-]*:[0-9]*:\S+$")
 _REGION = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)+$")
 
@@ -56,17 +47,67 @@ class OnPremisesConfigError(ConfigError):
     """The on-premises file, or the credentials file it names, is missing or invalid."""
 
 
+def _as_region(key: str, text: str) -> str:
+    if not _REGION.match(text):
+        raise ConfigError(f"{key} {text[:64]!r} is not a region name")
+    return text
+
+
+def _as_arn(key: str, text: str) -> str:
+    if not _ARN.match(text):
+        raise ConfigError(f"{key} {text[:200]!r} is not an ARN")
+    return text
+
+
+def _as_given(key: str, text: str) -> str:
+    return text
+
+
+def _as_absolute_path(key: str, text: str) -> Path:
+    # A NUL would only fail later, at each read, with an exception no one catches.
+    if not Path(text).is_absolute() or "\0" in text:
+        raise ConfigError(f"{key} must be an absolute path, not {text[:200]!r}")
+    return Path(text)
+
+
 @dataclass(frozen=True)
 class OnPremisesConfig:
-    """A validated on-premises file: an IAM user with keys, or an IAM session with a file."""
+    """A validated on-premises file: an IAM user with keys, or an IAM session with a file.
+
+    Each key of the file is declared here once (see :mod:`agent.configuration.keys`).
+    """
 
     source: Path
-    region: str
-    iam_user_arn: Optional[str] = None
-    aws_access_key_id: Optional[str] = None
-    aws_secret_access_key: Optional[str] = field(default=None, repr=False)
-    iam_session_arn: Optional[str] = None
-    aws_credentials_file: Optional[Path] = None
+    region: str = required_setting(_as_region, "the region the host is registered in")
+    iam_user_arn: Optional[str] = setting(
+        None,
+        _as_arn,
+        "the IAM user the host is registered with; the ARN is the host's identifier",
+        shown_default="this or `iam_session_arn`",
+    )
+    aws_access_key_id: Optional[str] = setting(
+        None, _as_given, "the IAM user's access key", needed_with="iam_user_arn"
+    )
+    aws_secret_access_key: Optional[str] = setting(
+        None,
+        _as_given,
+        "the IAM user's secret key (never logged)",
+        needed_with="iam_user_arn",
+        secret=True,
+    )
+    iam_session_arn: Optional[str] = setting(
+        None,
+        _as_arn,
+        "the IAM session the host is registered with; the ARN is the host's identifier",
+        shown_default="this or `iam_user_arn`",
+    )
+    aws_credentials_file: Optional[Path] = setting(
+        None,
+        _as_absolute_path,
+        "the shared-credentials file of the session, whose `[default]` profile is read again"
+        " whenever the file changes",
+        needed_with="iam_session_arn",
+    )
 
     @property
     def kind(self) -> str:
@@ -83,6 +124,9 @@ class OnPremisesConfig:
         if self.kind == IAM_USER:
             return f"IAM user keys in {self.source}"
         return f"IAM session credentials file {self.aws_credentials_file}"
+
+
+ON_PREMISES_KEYS: Tuple[ConfigKey, ...] = declared_keys(OnPremisesConfig)
 
 
 def read_on_premises_config(path: Path) -> OnPremisesConfig:
@@ -110,43 +154,22 @@ def parse_on_premises_config(text: str, *, source: Path) -> OnPremisesConfig:
         raise OnPremisesConfigError(
             f"on-premises file {source} names neither iam_user_arn nor iam_session_arn"
         )
-    for key in sorted(set(document) - _KNOWN_KEYS):
-        log.warning("unknown on-premises key is ignored", file=str(source), key=key)
+    known = {key.name for key in ON_PREMISES_KEYS}
+    for unknown in sorted(set(document) - known):
+        log.warning("unknown on-premises key is ignored", file=str(source), key=unknown)
 
     arn_key = "iam_user_arn" if has_user else "iam_session_arn"
-    needed = (
-        ("aws_access_key_id", "aws_secret_access_key") if has_user else ("aws_credentials_file",)
-    )
-    values = {key: _text(document, key, source, arn_key) for key in ("region", arn_key, *needed)}
-    if not _REGION.match(values["region"]):
-        raise OnPremisesConfigError(
-            f"on-premises file {source}: region {values['region'][:64]!r} is not a region name"
-        )
-    if not _ARN.match(values[arn_key]):
-        raise OnPremisesConfigError(
-            f"on-premises file {source}: {arn_key} {values[arn_key][:200]!r} is not an ARN"
-        )
-    if has_user:
-        return OnPremisesConfig(
-            source=source,
-            region=values["region"],
-            iam_user_arn=values["iam_user_arn"],
-            aws_access_key_id=values["aws_access_key_id"],
-            aws_secret_access_key=values["aws_secret_access_key"],
-        )
-    credentials_file = Path(values["aws_credentials_file"])
-    # A NUL would only fail later, at each read, with an exception no one catches.
-    if not credentials_file.is_absolute() or "\0" in values["aws_credentials_file"]:
-        raise OnPremisesConfigError(
-            f"on-premises file {source}: aws_credentials_file must be an absolute path,"
-            f" not {values['aws_credentials_file'][:200]!r}"
-        )
-    return OnPremisesConfig(
-        source=source,
-        region=values["region"],
-        iam_session_arn=values["iam_session_arn"],
-        aws_credentials_file=credentials_file,
-    )
+    needed = [
+        key for key in ON_PREMISES_KEYS if key.required or arn_key in (key.name, key.needed_with)
+    ]
+    texts = {key.name: _text(document, key.name, source, arn_key) for key in needed}
+    values: Dict[str, Any] = {}
+    for key in needed:
+        try:
+            values[key.name] = key.convert(key.name, texts[key.name])
+        except ConfigError as error:
+            raise OnPremisesConfigError(f"on-premises file {source}: {error.message}") from None
+    return OnPremisesConfig(source=source, **values)
 
 
 def _load_mapping(text: str, source: Path) -> Dict[str, Any]:

@@ -273,7 +273,7 @@ def _build_loop(
         # One S3 client per distinct settings for the daemon's life, not one per download.
         s3_clients=S3Clients(),
     )
-    engine = EngineSettings.from_config(config, fetch, install_helper=InstallHelper())
+    engine = EngineSettings.from_config(config, fetch, environ, install_helper=InstallHelper())
     settings = PollerSettings(
         host_identifier=identity.host_identifier,
         engine=engine,

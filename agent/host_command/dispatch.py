@@ -9,9 +9,6 @@ reads and writes the deployment root exactly as the AWS agent lays it out.
 
 from __future__ import annotations
 
-import os
-from typing import Mapping, Optional
-
 import structlog
 
 from agent import event_names
@@ -28,7 +25,6 @@ def execute_host_command(
     spec: DeploymentSpecification,
     settings: EngineSettings,
     *,
-    environ: Optional[Mapping[str, str]] = None,
     download_pending: bool = False,
 ) -> str:
     """Run one command of ``spec``'s deployment; return the script-log tail for the report.
@@ -45,14 +41,7 @@ def execute_host_command(
         if command == event_names.INSTALL:
             install(spec, deployment, settings)
             return ""
-        return run_lifecycle_event(
-            command,
-            spec,
-            deployment,
-            settings,
-            os.environ if environ is None else environ,
-            download_pending,
-        )
+        return run_lifecycle_event(command, spec, deployment, settings, download_pending)
 
 
 def is_command_noop(command: str, spec: DeploymentSpecification, settings: EngineSettings) -> bool:

@@ -1,14 +1,15 @@
 """What the commands of a deployment need from the agent configuration, resolved once.
 
-Each program builds one :class:`EngineSettings` at start-up and passes it to every
-command; nothing below reads the configuration again.
+Each program builds one :class:`EngineSettings` at start-up, from its configuration and
+the environment it was started with, and passes it to every command; nothing below reads
+the configuration or the environment again.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Mapping, Optional
 
 from agent.configuration.model import AgentConfig
 from agent.deployment_root.layout import DeploymentRoot
@@ -39,6 +40,9 @@ class EngineSettings:
     # The daemon's: Install runs in a helper process, so that a program with threads
     # still installs large trees with two processes. None: Install runs in this process.
     install_helper: Optional[InstallHelper] = None
+    # The environment hooks inherit (docs/behaviour.md section 9): the program's own, as it
+    # was when the program started. Kept out of the repr: it may hold secrets.
+    inherited_environment: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def agent_folders(self) -> AgentFolders:
@@ -49,11 +53,12 @@ class EngineSettings:
         cls,
         config: AgentConfig,
         fetch: FetchSettings,
+        environ: Mapping[str, str],
         install_helper: Optional[InstallHelper] = None,
     ) -> EngineSettings:
         """The engine's settings; ``fetch`` carries what the program found outside the
-        configuration (the region, the host's credentials), so nothing here reads the
-        environment."""
+        configuration (the region, the host's credentials) and ``environ`` is the program's
+        environment, which the hooks inherit: nothing here reads the environment."""
         return cls(
             root=DeploymentRoot(config.root_dir, config.ongoing_deployment_tracking),
             max_revisions=config.max_revisions,
@@ -76,4 +81,5 @@ class EngineSettings:
             log_dir=config.log_dir,
             pid_dir=config.pid_dir,
             install_helper=install_helper,
+            inherited_environment=dict(environ),
         )

@@ -8,8 +8,6 @@ reads the appspec, opens the script log and reports the log's tail.
 
 from __future__ import annotations
 
-from typing import Mapping
-
 import structlog
 
 from agent.application_specification.parser import read_application_specification
@@ -31,7 +29,6 @@ def run_lifecycle_event(
     spec: DeploymentSpecification,
     deployment: DeploymentDir,
     settings: EngineSettings,
-    environ: Mapping[str, str],
     download_pending: bool,
 ) -> str:
     with structlog.contextvars.bound_contextvars(lifecycle_event=event):
@@ -57,7 +54,7 @@ def run_lifecycle_event(
                 event,
                 scripts,
                 archive,
-                hook_environment(event, spec, environ),
+                hook_environment(event, spec, settings.inherited_environment),
                 script_log,
                 settings.hook_settings,
             )

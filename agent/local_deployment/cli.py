@@ -21,7 +21,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import List, Mapping, Optional, Sequence
 
 import structlog
 
@@ -48,9 +48,8 @@ from agent.host_command.download_bundle import (
 )
 from agent.host_command.engine_settings import EngineSettings
 from agent.interrupts import interrupted_by
+from agent.local_deployment.flags import add_local_flags
 from agent.local_deployment.request import (
-    DEFAULT_DEPLOYMENT_GROUP_ID,
-    DEFAULT_DEPLOYMENT_GROUP_NAME,
     LocalDeploymentRequest,
     LocalUsageError,
     build_local_request,
@@ -85,86 +84,26 @@ logs:
 """
 
 
-# The flags of the AWS developer utility (docs/behaviour.md section 2), and ours (--no-wait).
-_OPTIONS: Tuple[Tuple[Tuple[str, ...], Dict[str, Any]], ...] = (
-    (
-        ("-l", "--bundle-location"),
-        {
-            "default": None,
-            "help": "path, s3://bucket/key or GitHub URL (default: the current folder)",
-        },
-    ),
-    (
-        ("-t", "--type"),
-        {"default": "directory", "help": "tar, tgz, zip or directory (default: directory)"},
-    ),
-    (
-        ("-b", "--file-exists-behavior"),
-        {"default": "DISALLOW", "help": "DISALLOW, OVERWRITE or RETAIN (default: DISALLOW)"},
-    ),
-    (
-        ("-g", "--deployment-group"),
-        {
-            "default": DEFAULT_DEPLOYMENT_GROUP_ID,
-            "help": "deployment group id (default: %(default)s)",
-        },
-    ),
-    (
-        ("-d", "--deployment-group-name"),
-        {
-            "default": DEFAULT_DEPLOYMENT_GROUP_NAME,
-            "help": "deployment group name (default: %(default)s)",
-        },
-    ),
-    (
-        ("-a", "--application-name"),
-        {"default": None, "help": "application name (default: the bundle location)"},
-    ),
-    (
-        ("-e", "--events"),
-        {"default": None, "help": "comma-separated events to run instead of the default order"},
-    ),
-    (
-        ("-c", "--agent-configuration-file"),
-        {"default": None, "help": f"agent configuration (default: {DEFAULT_CONFIG_FILE})"},
-    ),
-    (
-        ("-A", "--appspec-filename"),
-        {
-            "default": "appspec.yml",
-            "help": "appspec file name (default: appspec.yml, then appspec.yaml)",
-        },
-    ),
-    (
-        ("--no-wait",),
-        {
-            "action": "store_true",
-            "help": "when another deployment of the group is running, refuse at once instead"
-            " of waiting",
-        },
-    ),
-)
-
-
 def build_parser() -> OneLineArgumentParser:
     parser = OneLineArgumentParser(
         prog="codedeploy-local",
         description="Deploy a revision on this host exactly as the CodeDeploy agent would, with no service.",
         epilog=_EPILOG,
     )
-    for flags, options in _OPTIONS:
-        parser.add_argument(*flags, **options)
+    add_local_flags(parser)
     parser.add_argument(
         "-v", "--version", action="version", version=f"codedeploy-local {__version__}"
     )
     return parser
 
 
-def _prepare(args: argparse.Namespace) -> tuple[AgentConfig, LocalDeploymentRequest]:
+def _prepare(
+    args: argparse.Namespace, environ: Mapping[str, str]
+) -> tuple[AgentConfig, LocalDeploymentRequest]:
     """Everything checked before a command runs; raises AgentError on a bad request."""
     config_path = Path(args.agent_configuration_file or DEFAULT_CONFIG_FILE)
     config = read_agent_config(
-        config_path, required=args.agent_configuration_file is not None, environ=os.environ
+        config_path, required=args.agent_configuration_file is not None, environ=environ
     )
     request = build_local_request(
         bundle_location=args.bundle_location or os.getcwd(),
@@ -179,16 +118,18 @@ def _prepare(args: argparse.Namespace) -> tuple[AgentConfig, LocalDeploymentRequ
     )
     revision = request.spec.revision
     if isinstance(revision, LocalRevision) and revision.bundle_type is BundleType.DIRECTORY:
-        agent_folders = _engine_settings(config).agent_folders
+        agent_folders = _engine_settings(config, environ).agent_folders
         check_local_revision_on_disk(request, revision.location, agent_folders)
     return config, request
 
 
-def _engine_settings(config: AgentConfig) -> EngineSettings:
+def _engine_settings(config: AgentConfig, environ: Mapping[str, str]) -> EngineSettings:
     """The engine's settings for this program: S3 revisions in ``AWS_REGION`` when it is set
-    (otherwise botocore's own region chain), with botocore's credential chain."""
-    region = os.environ.get("AWS_REGION") or None
-    return EngineSettings.from_config(config, FetchSettings.from_config(config, region=region))
+    (otherwise botocore's own region chain), with botocore's credential chain; hooks inherit
+    ``environ``."""
+    region = environ.get("AWS_REGION") or None
+    fetch = FetchSettings.from_config(config, region=region)
+    return EngineSettings.from_config(config, fetch, environ)
 
 
 def _check_root_writable(config: AgentConfig) -> None:
@@ -206,10 +147,15 @@ def _check_root_writable(config: AgentConfig) -> None:
         )
 
 
-def run_local_deployment(argv: Optional[Sequence[str]] = None) -> int:
+def run_local_deployment(
+    argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, str]] = None
+) -> int:
+    """The program; ``environ`` is the environment it runs in (this process's by default),
+    read here once: the configuration's checks, S3's region and the hooks take it."""
+    environ = dict(os.environ) if environ is None else environ
     args = build_parser().parse_args(argv)
     try:
-        config, request = _prepare(args)
+        config, request = _prepare(args, environ)
         _check_root_writable(config)
         restrict_folders_on_disk(config, daemon=False)
     except AgentError as error:
@@ -220,7 +166,7 @@ def run_local_deployment(argv: Optional[Sequence[str]] = None) -> int:
         config.log_dir / LOCAL_LOG_NAME, verbose=config.verbose, utc=config.time_zone == "utc"
     )
     spec = request.spec
-    settings = _engine_settings_on_disk(config, spec.deployment_id)
+    settings = _engine_settings_on_disk(config, environ, spec.deployment_id)
     deployment = deployment_dir_of(spec, settings.root)
     try:
         # Held until this process exits, however it exits: the kernel lets go of it.
@@ -289,13 +235,15 @@ def _run_commands(
     return EXIT_SUCCEEDED
 
 
-def _engine_settings_on_disk(config: AgentConfig, deployment_id: str) -> EngineSettings:
+def _engine_settings_on_disk(
+    config: AgentConfig, environ: Mapping[str, str], deployment_id: str
+) -> EngineSettings:
     """The engine's settings for this run, once the configuration's warnings are logged and
     the hook cgroups a killed agent left behind are ended (reads and writes cgroupfs)."""
     log = structlog.get_logger("codedeploy-local")
     for warning in config.warnings:
         log.warning(warning)
-    settings = engine_naming_hook_cgroups(_engine_settings(config), deployment_id)
+    settings = engine_naming_hook_cgroups(_engine_settings(config, environ), deployment_id)
     for cgroup in end_hook_cgroups_left_on_disk(settings.root):
         log.warning("ended the hook cgroup a killed agent left behind", cgroup=str(cgroup))
     return settings

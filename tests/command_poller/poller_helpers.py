@@ -7,6 +7,7 @@ file, so a test sees which scripts ran, in which order, and how many times.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,7 +162,9 @@ class Host:
         return PollerSettings(
             host_identifier=HOST,
             engine=EngineSettings(
-                root=self.root, hook_settings=HookRunSettings(kill_grace_seconds=1.0)
+                root=self.root,
+                hook_settings=HookRunSettings(kill_grace_seconds=1.0),
+                inherited_environment=dict(os.environ),
             ),
             signature=SignatureSettings(ca_file, signer_name_for(REGION), allow_unsigned),
             backoff=TINY_BACKOFF,

@@ -191,11 +191,11 @@ def test_a_signer_name_without_a_ca_file_is_warned_about() -> None:
 
 
 def test_every_key_of_the_configuration_is_read_by_the_agent() -> None:
-    """No key may be a silent no-op: each field is used somewhere in agent/ outside the
-    configuration package (or warned about by the loader)."""
-    import dataclasses
+    """No key may be a silent no-op: each declared key is used somewhere in agent/ outside
+    the configuration package (or, locked to its default, warned about by the loader)."""
     import re
 
+    from agent.configuration.model import AGENT_CONFIG_KEYS
     from tests.support import REPO
 
     sources = "\n".join(
@@ -203,11 +203,9 @@ def test_every_key_of_the_configuration_is_read_by_the_agent() -> None:
         for path in (REPO / "agent").rglob("*.py")
         if "configuration" not in path.parts
     )
-    # reject_path_traversal_in_bundle is always on (false is warned about).
-    own = {"config_file", "warnings", "reject_path_traversal_in_bundle"}
     unused = [
-        field.name
-        for field in dataclasses.fields(AgentConfig)
-        if field.name not in own and not re.search(rf"\b{field.name}\b", sources)
+        key.name
+        for key in AGENT_CONFIG_KEYS
+        if key.locked_because is None and not re.search(rf"\b{key.name}\b", sources)
     ]
     assert unused == []

@@ -128,7 +128,7 @@ def test_a_remote_revision_is_refused_at_install_before_copying(
 def test_the_daemons_engine_refuses_it_as_a_failed_install(tmp_path: Path) -> None:
     log_dir = tmp_path / "log"
     config = AgentConfig(root_dir=tmp_path / "root", log_dir=log_dir, pid_dir=tmp_path / "pid")
-    settings = EngineSettings.from_config(config, FetchSettings())
+    settings = EngineSettings.from_config(config, FetchSettings(), {})
     bad = revision(tmp_path / "bad", log_dir / "app", tmp_path / "record.txt")
     bundle = make_bundle(bad, tmp_path / "bad.tgz", "tgz")
     spec = DeploymentSpecification(
