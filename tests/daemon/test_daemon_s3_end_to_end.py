@@ -30,6 +30,14 @@ from tests.command_poller.poller_helpers import (
     spec_json,
     wait_until,
 )
+from tests.configuration.on_premises_files import (
+    ROTATED_SECRET,
+    ROTATED_TOKEN,
+    SESSION_SECRET,
+    session_file,
+    write_credentials,
+)
+from tests.configuration.on_premises_files import SESSION_TOKEN as ONPREM_SESSION_TOKEN
 from tests.support import REPO
 from tests.support_command_service import CommandServiceStub, ForwardingProxy
 from tests.support_s3 import StubObject, moto_s3_server, stub_s3_server
@@ -382,6 +390,52 @@ def test_truncated_body_fails_download_bundle(
         finally:
             daemon.cleanup()
     assert not list(daemon.root.path.rglob("bundle.tar"))
+
+
+def test_a_rotated_credentials_file_briefly_missing_is_one_line_and_polling_goes_on(
+    tmp_path: Path, stub: CommandServiceStub, kit: SigningKit
+) -> None:
+    credentials = tmp_path / "session-credentials"
+    write_credentials(credentials, "ASIAROTATE0000000001", SESSION_SECRET, ONPREM_SESSION_TOKEN)
+    bundle = tgz_revision(tmp_path / "trace.log", tmp_path / "www", "rotated")
+    served = StubObject(BUCKET, "app.tgz", bundle)
+    with stub_s3_server(served) as endpoint:
+        daemon = S3Daemon(tmp_path, stub, kit, endpoint)
+        (tmp_path / "no-onpremises.yml").write_text(session_file(credentials), encoding="utf-8")
+        try:
+            daemon.start(
+                without=("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+            )
+            assert wait_until(lambda: len(stub.requests) > 0)
+            # The rotation job replaces the file: for a moment, there is none.
+            credentials.unlink()
+            expected = (
+                f"command service PollHostCommand failed: credentials file {credentials}"
+                " does not exist"
+            )
+            assert wait_until(lambda: expected in daemon.logs()), daemon.logs()[-2000:]
+            write_credentials(credentials, "ASIAROTATE0000000002", ROTATED_SECRET, ROTATED_TOKEN)
+            ids = queue_deployment(
+                stub,
+                "d-S3ROTATE1",
+                kit.sign(s3_spec("d-S3ROTATE1", "app.tgz", ETag=served.etag)),
+                commands=("DownloadBundle", "Install"),
+            )
+            reports = _run_to_completion(stub, ids)
+            assert [r["CommandStatus"] for r in reports] == ["Succeeded", "Succeeded"], reports
+            daemon.stop()
+        finally:
+            daemon.cleanup()
+    logs = daemon.logs()
+    # A failed call the poll loop knows, not a bug of ours: no traceback.
+    assert "command service call failed; backing off" in logs
+    assert "poll failed unexpectedly" not in logs and "Traceback" not in logs
+    assert all(
+        "Credential=ASIAROTATE0000000002/" in headers["Authorization"]
+        for *_, headers in served.requests
+    )
+    for secret in (SESSION_SECRET, ONPREM_SESSION_TOKEN, ROTATED_SECRET, ROTATED_TOKEN):
+        assert secret not in logs
 
 
 def _download_and_install(
