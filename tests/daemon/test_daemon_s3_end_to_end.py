@@ -415,14 +415,7 @@ def test_a_rotated_credentials_file_briefly_missing_is_one_line_and_polling_goes
             )
             assert wait_until(lambda: expected in daemon.logs()), daemon.logs()[-2000:]
             write_credentials(credentials, "ASIAROTATE0000000002", ROTATED_SECRET, ROTATED_TOKEN)
-            ids = queue_deployment(
-                stub,
-                "d-S3ROTATE1",
-                kit.sign(s3_spec("d-S3ROTATE1", "app.tgz", ETag=served.etag)),
-                commands=("DownloadBundle", "Install"),
-            )
-            reports = _run_to_completion(stub, ids)
-            assert [r["CommandStatus"] for r in reports] == ["Succeeded", "Succeeded"], reports
+            _expect_download_and_install(stub, kit, "d-S3ROTATE1", served)
             daemon.stop()
         finally:
             daemon.cleanup()
@@ -450,17 +443,24 @@ def _download_and_install(
     and Install of the object ``served``; both succeed, and the daemon stops cleanly."""
     try:
         daemon.start(without=without)
-        ids = queue_deployment(
-            stub,
-            deployment_id,
-            kit.sign(s3_spec(deployment_id, served.key, ETag=served.etag)),
-            commands=("DownloadBundle", "Install"),
-        )
-        reports = _run_to_completion(stub, ids)
-        assert [r["CommandStatus"] for r in reports] == ["Succeeded", "Succeeded"], reports
+        _expect_download_and_install(stub, kit, deployment_id, served)
         daemon.stop()
     finally:
         daemon.cleanup()
+
+
+def _expect_download_and_install(
+    stub: CommandServiceStub, kit: SigningKit, deployment_id: str, served: StubObject
+) -> None:
+    """Queue DownloadBundle and Install of the object ``served``; both succeed."""
+    ids = queue_deployment(
+        stub,
+        deployment_id,
+        kit.sign(s3_spec(deployment_id, served.key, ETag=served.etag)),
+        commands=("DownloadBundle", "Install"),
+    )
+    reports = _run_to_completion(stub, ids)
+    assert [r["CommandStatus"] for r in reports] == ["Succeeded", "Succeeded"], reports
 
 
 def test_an_on_premises_host_fetches_with_its_own_credentials_and_region(
