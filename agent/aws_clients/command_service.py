@@ -1,11 +1,13 @@
 """A typed client of the CodeDeploy command service (docs/behaviour.md section 5), driven by botocore.
 
 botocore has no model of this API, so the package ships one (``data/``) and the client is
-built from it: JSON 1.1, SigV4, no hand-written HTTP. This module adds what the AWS agent
-adds to the SDK client (the endpoint rule, the agent-version header, the long-poll read
-timeout, the proxy), checks what the service answers, and turns every botocore failure
-into a :class:`CommandServiceError` with a one-line message and retry hints for the poll
-loop, which does its own back-off.
+built from it, by the builder every AWS client of the agent shares (proxy, timeouts,
+retries, User-Agent: :mod:`agent.aws_clients.clients`): JSON 1.1, SigV4, no hand-written
+HTTP. This module adds what the AWS agent adds to the SDK client (the endpoint rule, the
+agent-version header, the long-poll read timeout), checks what the service answers, and
+turns every failed call into a :class:`CommandServiceError` with the one line of
+:mod:`agent.aws_clients.errors` and retry hints for the poll loop, which does its own
+back-off.
 """
 
 from __future__ import annotations
@@ -17,32 +19,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Dict, Mapping, Optional
-from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 from botocore import xform_name  # type: ignore[import-untyped]
-from botocore.config import Config  # type: ignore[import-untyped]
 from botocore.credentials import (  # type: ignore[import-untyped]
     Credentials,
 )
-from botocore.exceptions import (  # type: ignore[import-untyped]
-    BotoCoreError,
-    ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    CredentialRetrievalError,
-    EndpointConnectionError,
-    HTTPClientError,
-    NoCredentialsError,
-    ParamValidationError,
-    PartialCredentialsError,
-    ProxyConnectionError,
-    ReadTimeoutError,
-    SSLError,
-)
 
 from agent import __version__
-from agent.aws_clients.session import new_botocore_session
+from agent.aws_clients.client_settings import (
+    CONNECT_TIMEOUT_SECONDS,
+    ClientSettings,
+    hide_url_user_info,
+)
+from agent.aws_clients.clients import new_aws_client
+from agent.aws_clients.errors import AWS_CALL_ERRORS, MESSAGE_LIMIT, describe_aws_failure
+from agent.aws_clients.wire_log import WireLogSettings
 from agent.configuration.model import FIPS_REGIONS, AgentConfig, ConfigError
 from agent.errors import AgentError, Diagnostics
 from agent.logging.printable import one_line
@@ -60,39 +52,6 @@ DEPLOYMENT_SYSTEM = "CodeDeploy"
 # errors and timeouts, with its own jittered back-off and retry quota). More would only
 # stack under the poll loop's back-off; a long poll that times out is simply polled again.
 DEFAULT_MAX_ATTEMPTS = 2
-CONNECT_TIMEOUT_SECONDS = 10.0
-
-# Error codes that mean "slow down", as botocore's retry logic knows them, plus HTTP 429.
-_THROTTLING_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "ProvisionedThroughputExceededException",
-        "TransactionInProgressException",
-        "RequestLimitExceeded",
-        "BandwidthLimitExceeded",
-        "LimitExceededException",
-        "RequestThrottled",
-        "SlowDown",
-        "PriorRequestNotComplete",
-        "EC2ThrottledException",
-    }
-)
-# Client-side (4xx) codes that a later attempt can get past: a refreshed credential, a
-# request that timed out on the service side.
-_TRANSIENT_CODES = frozenset(
-    {
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "ExpiredToken",
-        "ExpiredTokenException",
-        "RequestExpired",
-        "IDPCommunicationError",
-    }
-)
 _REGION_NAME = re.compile(r"^[a-z]{2,}(-[a-z0-9]+)+-\d+$")
 # Partitions whose domain is not amazonaws.com (botocore's endpoints.json, legacy rules).
 _PARTITION_DOMAINS = (
@@ -103,7 +62,6 @@ _PARTITION_DOMAINS = (
     ("eu-isoe-", "cloud.adc-e.uk"),
     ("eusc-", "amazonaws.eu"),
 )
-_MESSAGE_LIMIT = 200
 
 
 class CommandServiceError(AgentError):
@@ -168,6 +126,22 @@ class CommandServiceSettings:
         """The botocore service (and endpoint prefix) this configuration talks to."""
         return SECURE_SERVICE_NAME if self.enable_auth_policy else SERVICE_NAME
 
+    @property
+    def client_settings(self) -> ClientSettings:
+        """What the botocore client is built with; the endpoint always explicit, as in the
+        AWS agent: what we log is what is used, and neither ``AWS_ENDPOINT_URL*`` nor
+        ``AWS_USE_FIPS_ENDPOINT`` can send the agent elsewhere."""
+        return ClientSettings(
+            region=self.region,
+            endpoint_url=command_service_endpoint(self),
+            proxy_uri=self.proxy_uri,
+            use_fips=self.use_fips,
+            connect_timeout_seconds=CONNECT_TIMEOUT_SECONDS,
+            read_timeout_seconds=self.read_timeout,
+            max_attempts=self.max_attempts,
+            agent_version=self.agent_version,
+        )
+
     @classmethod
     def from_config(
         cls, config: AgentConfig, region: str, agent_version: str = __version__
@@ -212,17 +186,6 @@ class DeploymentSpecificationEnvelope:
     payload: str = field(repr=False)
 
 
-def hide_url_user_info(url: str) -> str:
-    """The URL without the user name and password a proxy URI may carry."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
-
-
 def command_service_endpoint(settings: CommandServiceSettings) -> str:
     """The URL the client uses: the configured override, or the AWS agent's rule.
 
@@ -249,42 +212,31 @@ def _agent_version_header(agent_version: str) -> Callable[..., None]:
 
 
 def new_command_service_client(
-    settings: CommandServiceSettings, credentials: Optional[Credentials] = None
+    settings: CommandServiceSettings,
+    credentials: Optional[Credentials] = None,
+    wire_log: Optional[WireLogSettings] = None,
 ) -> CommandServiceClient:
     """Build the botocore client from the shipped model (reads the model files from disk).
 
-    A private botocore session is created for it, so the environment and shared AWS files
-    are read as by any SDK; ``credentials`` (static or refreshable) replace its
-    credential chain when given.
+    The environment and shared AWS files are read as by any SDK; ``credentials`` (static
+    or refreshable) replace the credential chain when given; ``wire_log`` makes the
+    client write its traffic there.
     """
-    session = new_botocore_session(credentials)
-    loader = session.get_component("data_loader")
+    client_settings = settings.client_settings
     # Our data folder comes first: the service models, and an endpoints.json that holds
     # only the partitions (the endpoint is always given explicitly), which spares the
     # daemon the 7 MB that botocore's full endpoint list takes once parsed.
-    loader.search_paths.insert(0, str(MODEL_DATA_PATH))
-    proxies = (
-        {"http": settings.proxy_uri, "https": settings.proxy_uri} if settings.proxy_uri else None
-    )
-    config = Config(
-        region_name=settings.region,
-        connect_timeout=CONNECT_TIMEOUT_SECONDS,
-        read_timeout=settings.read_timeout,
-        retries={"mode": "standard", "total_max_attempts": settings.max_attempts},
-        proxies=proxies,
-        user_agent_extra=f"codedeploy-agent-py/{settings.agent_version}",
-    )
-    # Always explicit, as in the AWS agent: what we log is what is used, and neither
-    # AWS_ENDPOINT_URL* nor AWS_USE_FIPS_ENDPOINT can send the agent elsewhere.
-    endpoint = command_service_endpoint(settings)
-    # botocore directly: boto3 would add nothing here but its import (and s3transfer's).
-    client = session.create_client(
-        settings.service_name, region_name=settings.region, endpoint_url=endpoint, config=config
+    client = new_aws_client(
+        settings.service_name,
+        client_settings,
+        credentials=credentials,
+        model_path=MODEL_DATA_PATH,
+        wire_log=wire_log,
     )
     client.meta.events.register("before-sign", _agent_version_header(settings.agent_version))
     log.info(
         "command service client ready",
-        endpoint=hide_url_user_info(endpoint),
+        endpoint=hide_url_user_info(str(client_settings.endpoint_url)),
         proxy=hide_url_user_info(settings.proxy_uri) if settings.proxy_uri else None,
         service=settings.service_name,
     )
@@ -294,63 +246,16 @@ def new_command_service_client(
 def translate_error(
     operation: str, error: Exception, endpoint: str, proxy_uri: Optional[str] = None
 ) -> CommandServiceError:
-    """Turn a botocore failure into a one-line :class:`CommandServiceError` with retry hints.
-
-    botocore's own messages are not reused: they can span lines, and only the pieces named
-    here (code, status, the service's message) ever reach the operator.
-    """
-    where = hide_url_user_info(endpoint)
-    prefix = f"command service {operation}"
-    if isinstance(error, ClientError):
-        details: Mapping[str, Any] = error.response.get("Error", {})
-        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        code = str(details.get("Code") or "").strip() or "UnknownError"
-        throttled = code in _THROTTLING_CODES or status == 429
-        retryable = throttled or code in _TRANSIENT_CODES or (status or 0) >= 500
-        reason = one_line(str(details.get("Message") or ""), _MESSAGE_LIMIT)
-        http = f" (HTTP {status})" if status else ""
-        return CommandServiceError(
-            f"{prefix} failed: {code}{http}" + (f": {reason}" if reason else ""),
-            operation=operation,
-            code=code,
-            throttled=throttled,
-            retryable=retryable,
-        )
-    message: str
-    retryable = True
-    if isinstance(error, ReadTimeoutError):
-        message = f"{prefix} got no answer from {where} within the read timeout"
-    elif isinstance(error, ConnectTimeoutError):
-        message = f"{prefix} could not connect to {where} in time"
-    elif isinstance(error, ProxyConnectionError):
-        proxy = hide_url_user_info(proxy_uri) if proxy_uri else "the proxy"
-        message = f"{prefix} could not connect through proxy {proxy}"
-    elif isinstance(error, SSLError):
-        message = f"{prefix} failed: TLS error talking to {where}"
-    elif isinstance(error, EndpointConnectionError):
-        message = f"{prefix} could not connect to {where}"
-    elif isinstance(error, ConnectionClosedError):
-        message = f"{prefix} failed: {where} closed the connection without an answer"
-    elif isinstance(error, HTTPClientError):
-        message = f"{prefix} failed: the connection to {where} broke"
-    elif isinstance(error, CredentialRetrievalError):
-        message = f"{prefix} failed: AWS credentials could not be fetched"
-    elif isinstance(error, NoCredentialsError):
-        message = f"{prefix} failed: no AWS credentials were found"
-        retryable = False
-    elif isinstance(error, PartialCredentialsError):
-        message = f"{prefix} failed: the AWS credentials are incomplete"
-        retryable = False
-    elif isinstance(error, ParamValidationError):
-        report = str(error.kwargs.get("report", "")).strip().splitlines()
-        message = (
-            f"{prefix} request is invalid: {one_line(report[0] if report else '', _MESSAGE_LIMIT)}"
-        )
-        retryable = False
-    else:
-        message = f"{prefix} failed: {type(error).__name__}"
-        retryable = False
-    return CommandServiceError(message, operation=operation, retryable=retryable)
+    """Turn a failed call into a one-line :class:`CommandServiceError` with retry hints
+    (the words are those of :mod:`agent.aws_clients.errors`, shared with S3)."""
+    failure = describe_aws_failure(error, endpoint=endpoint, proxy_uri=proxy_uri)
+    return CommandServiceError(
+        f"command service {operation} {failure.reason_at_endpoint}",
+        operation=operation,
+        code=failure.code,
+        throttled=failure.throttled,
+        retryable=failure.retryable,
+    )
 
 
 def _diagnostics_envelope(diagnostics: Diagnostics) -> Dict[str, str]:
@@ -381,7 +286,7 @@ class CommandServiceClient:
         method = getattr(self._client, xform_name(operation))
         try:
             response: Dict[str, Any] = method(**parameters)
-        except (BotoCoreError, ClientError) as error:
+        except AWS_CALL_ERRORS as error:
             raise translate_error(
                 operation, error, self.endpoint_url, self._settings.proxy_uri
             ) from None
@@ -395,7 +300,7 @@ class CommandServiceClient:
             return CommandStatus(value)
         except ValueError:
             raise CommandServiceError(
-                f"command service {operation} answered with unknown CommandStatus {one_line(str(value), _MESSAGE_LIMIT)!r}",
+                f"command service {operation} answered with unknown CommandStatus {one_line(str(value), MESSAGE_LIMIT)!r}",
                 operation=operation,
             ) from None
 
@@ -409,7 +314,7 @@ class CommandServiceClient:
         owner = command.get("HostIdentifier")
         if owner != host_identifier:
             raise CommandServiceError(
-                f"command service returned a command for host {one_line(str(owner), _MESSAGE_LIMIT)!r},"
+                f"command service returned a command for host {one_line(str(owner), MESSAGE_LIMIT)!r},"
                 f" not for this host {host_identifier!r}",
                 operation=operation,
             )
@@ -445,7 +350,7 @@ class CommandServiceClient:
         if system != DEPLOYMENT_SYSTEM:
             raise CommandServiceError(
                 f"command service returned a specification for deployment system"
-                f" {one_line(str(system), _MESSAGE_LIMIT)!r}, not {DEPLOYMENT_SYSTEM}",
+                f" {one_line(str(system), MESSAGE_LIMIT)!r}, not {DEPLOYMENT_SYSTEM}",
                 operation=operation,
             )
         envelope = (response.get("DeploymentSpecification") or {}).get("GenericEnvelope") or {}

@@ -224,7 +224,7 @@ def _headers_text(headers: Mapping[str, Any]) -> str:
 
 
 def attach_wire_log(client: Any, writer: WireLogWriter) -> None:
-    """Make ``client`` (a boto3/botocore client) write its traffic to ``writer``'s file."""
+    """Make ``client`` (a botocore client) write its traffic to ``writer``'s file."""
     events = client.meta.events
     events.register("before-send", writer.on_before_send, unique_id=f"wire-log-send-{id(writer)}")
     events.register(

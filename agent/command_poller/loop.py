@@ -25,11 +25,11 @@ import structlog
 from apscheduler.executors.pool import ThreadPoolExecutor  # type: ignore[import-untyped]
 from apscheduler.schedulers.background import BackgroundScheduler  # type: ignore[import-untyped]
 
+from agent.aws_clients.client_settings import hide_url_user_info
 from agent.aws_clients.command_service import (
     CommandServiceClient,
     CommandServiceError,
     HostCommand,
-    hide_url_user_info,
 )
 from agent.command_poller.poller import (
     PollerSettings,

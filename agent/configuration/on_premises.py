@@ -1,29 +1,22 @@
-"""The on-premises identity file (``codedeploy.onpremises.yml``) and the credentials it names.
+"""The on-premises identity file (``codedeploy.onpremises.yml``), parsed once into a frozen model.
 
 A host outside EC2 names its identity there: ``region`` and either an IAM user
 (``iam_user_arn`` with static keys in the file) or an IAM session (``iam_session_arn``
 with a shared-credentials file that a rotation job rewrites). The ARN is the host
-identifier. Session credentials are read again whenever that file changes, so a rotation
-needs no agent restart. Keys are written as plain YAML keys or as the AWS agent's
-``:symbol`` keys. Key values never reach a log line, an error message or a ``repr``.
+identifier. Keys are written as plain YAML keys or as the AWS agent's ``:symbol`` keys.
+The botocore credentials made from this file, the session's re-read on rotation
+included, are AWS client code: :mod:`agent.aws_clients.credentials`. Key values never
+reach a log line, an error message or a ``repr``.
 """
 
 from __future__ import annotations
 
-import configparser
-import os
 import re
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 import structlog
-from botocore.credentials import (  # type: ignore[import-untyped, unused-ignore]
-    CredentialProvider,
-    Credentials,
-    ReadOnlyCredentials,
-)
 
 from agent.configuration.keys import ConfigKey, declared_keys, required_setting, setting
 from agent.configuration.loader import load_symbol_keyed_mapping
@@ -33,11 +26,6 @@ log = structlog.get_logger(__name__)
 
 IAM_USER = "iam-user"
 IAM_SESSION = "iam-session"
-
-# How botocore names where credentials came from (``Credentials.method``).
-IAM_USER_METHOD = "codedeploy-onpremises-iam-user"
-CREDENTIALS_FILE_METHOD = "codedeploy-onpremises-credentials-file"
-CREDENTIALS_PROFILE = "default"
 
 _ARN = re.compile(r"^arn:[a-z0-9-]+:[a-z0-9-]+:[a-z0-9-]*:[0-9]*:\S+$")
 _REGION = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)+$")
@@ -131,14 +119,19 @@ ON_PREMISES_KEYS: Tuple[ConfigKey, ...] = declared_keys(OnPremisesConfig)
 
 def read_on_premises_config(path: Path) -> OnPremisesConfig:
     """Read and validate the on-premises file at ``path``."""
+    return parse_on_premises_config(read_text_from_disk(path, "on-premises file"), source=path)
+
+
+def read_text_from_disk(path: Path, what: str) -> str:
+    """The UTF-8 text of the on-premises file or of the credentials file it names
+    (``what``); one line naming the file when it cannot be read."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise OnPremisesConfigError(f"on-premises file {path} does not exist") from None
+        raise OnPremisesConfigError(f"{what} {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as error:
         reason = error.strerror if isinstance(error, OSError) and error.strerror else "not UTF-8"
-        raise OnPremisesConfigError(f"on-premises file {path} cannot be read: {reason}") from None
-    return parse_on_premises_config(text, source=path)
+        raise OnPremisesConfigError(f"{what} {path} cannot be read: {reason}") from None
 
 
 def parse_on_premises_config(text: str, *, source: Path) -> OnPremisesConfig:
@@ -189,152 +182,3 @@ def _text(document: Dict[str, Any], key: str, source: Path, arn_key: str) -> str
         needed_by = "" if key in ("region", arn_key) else f", which {arn_key} needs"
         raise OnPremisesConfigError(f"on-premises file {source} lacks {key}{needed_by}")
     return value.strip()
-
-
-def read_credentials_file(path: Path) -> ReadOnlyCredentials:
-    """The ``default`` profile of a shared-credentials file (keys and session token)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise OnPremisesConfigError(f"credentials file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as error:
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else "not UTF-8"
-        raise OnPremisesConfigError(f"credentials file {path} cannot be read: {reason}") from None
-    parser = configparser.RawConfigParser()
-    try:
-        parser.read_string(text, source=str(path))
-    except configparser.Error as error:
-        # configparser quotes the offending line, which may hold a key: give only where.
-        line = getattr(error, "lineno", None)
-        where = f" (line {line})" if line else ""
-        raise OnPremisesConfigError(
-            f"credentials file {path} is not in the shared credentials format{where}"
-        ) from None
-    if not parser.has_section(CREDENTIALS_PROFILE):
-        raise OnPremisesConfigError(
-            f"credentials file {path} has no [{CREDENTIALS_PROFILE}] profile"
-        )
-    profile = parser[CREDENTIALS_PROFILE]
-    found: Dict[str, str] = {}
-    for key in ("aws_access_key_id", "aws_secret_access_key"):
-        value = profile.get(key, "").strip()
-        if not value:
-            raise OnPremisesConfigError(
-                f"credentials file {path} has no {key} in profile [{CREDENTIALS_PROFILE}]"
-            )
-        found[key] = value
-    # aws_security_token is the older name the SDKs still read.
-    token = (profile.get("aws_session_token") or profile.get("aws_security_token") or "").strip()
-    return ReadOnlyCredentials(
-        found["aws_access_key_id"], found["aws_secret_access_key"], token or None, None
-    )
-
-
-_FileStamp = Tuple[int, int, int]
-
-
-class ReloadingFileCredentials(Credentials):  # type: ignore[misc, unused-ignore]
-    """botocore credentials that read a shared-credentials file again whenever it changes.
-
-    botocore takes the keys through :meth:`get_frozen_credentials` each time it signs a
-    request; that is where the file's identity, size and modification time are compared
-    with those of the last read. A file that has become unreadable or malformed is an
-    error there (the request is not sent), and the next request tries the file again.
-    """
-
-    def __init__(self, path: Path) -> None:
-        # The parent's __init__ stores fixed keys as attributes; here they are properties
-        # backed by the file, so only what the parent keeps besides them is set.
-        self.method = CREDENTIALS_FILE_METHOD
-        self.path = path
-        self._lock = threading.Lock()
-        self._stamp, self._current = self._read_file()
-
-    def get_frozen_credentials(self) -> ReadOnlyCredentials:
-        with self._lock:
-            stamp = self._stamp_of_file()
-            if stamp != self._stamp:
-                self._stamp, self._current = self._read_file()
-                log.info("on-premises credentials file changed; read it again", file=str(self.path))
-            return self._current
-
-    @property
-    def access_key(self) -> str:
-        return str(self.get_frozen_credentials().access_key)
-
-    @property
-    def secret_key(self) -> str:
-        return str(self.get_frozen_credentials().secret_key)
-
-    @property
-    def token(self) -> Optional[str]:
-        token = self.get_frozen_credentials().token
-        return None if token is None else str(token)
-
-    @property
-    def account_id(self) -> Optional[str]:
-        return None
-
-    def __repr__(self) -> str:
-        return f"ReloadingFileCredentials({str(self.path)!r})"
-
-    def _read_file(self) -> Tuple[_FileStamp, ReadOnlyCredentials]:
-        # The stamp is taken before the read, so a change during the read is seen next time.
-        stamp = self._stamp_of_file()
-        return stamp, read_credentials_file(self.path)
-
-    def _stamp_of_file(self) -> _FileStamp:
-        try:
-            status = os.stat(self.path)
-        except FileNotFoundError:
-            raise OnPremisesConfigError(f"credentials file {self.path} does not exist") from None
-        except OSError as error:
-            raise OnPremisesConfigError(
-                f"credentials file {self.path} cannot be read: {error.strerror}"
-            ) from None
-        return (status.st_ino, status.st_size, status.st_mtime_ns)
-
-
-def credentials_for(on_premises: OnPremisesConfig) -> Credentials:
-    """botocore credentials for the on-premises host; reads the credentials file if named.
-
-    An IAM user gets fixed keys from the on-premises file; an IAM session gets
-    :class:`ReloadingFileCredentials` over its credentials file.
-    """
-    if on_premises.aws_credentials_file is not None:
-        credentials = ReloadingFileCredentials(on_premises.aws_credentials_file)
-    else:
-        credentials = Credentials(
-            on_premises.aws_access_key_id,
-            on_premises.aws_secret_access_key,
-            None,
-            method=IAM_USER_METHOD,
-        )
-    log.info(
-        "using on-premises AWS access keys",
-        identity=on_premises.host_identifier,
-        source=on_premises.credential_source,
-    )
-    return credentials
-
-
-class OnPremisesCredentialProvider(CredentialProvider):  # type: ignore[misc, unused-ignore]
-    """A botocore credential provider for the on-premises host.
-
-    Put it in a botocore session before any client is made, so that the session's
-    clients sign with it and nothing else::
-
-        session.register_component(
-            "credential_provider", CredentialResolver([OnPremisesCredentialProvider(config)])
-        )
-    """
-
-    METHOD = "codedeploy-onpremises"
-    CANONICAL_NAME = "custom-codedeploy-onpremises"
-
-    def __init__(self, on_premises: OnPremisesConfig) -> None:
-        super().__init__()
-        self.on_premises = on_premises
-
-    def load(self) -> Credentials:
-        return credentials_for(self.on_premises)

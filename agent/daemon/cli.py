@@ -33,15 +33,12 @@ from typing import Any, Callable, Dict, List, Mapping, NoReturn, Optional, Seque
 import structlog
 
 from agent import __version__
+from agent.aws_clients.clients import S3Clients
 from agent.aws_clients.command_service import CommandServiceSettings, new_command_service_client
+from agent.aws_clients.credentials import credentials_for
 from agent.aws_clients.host_identity import HostIdentityError, resolve_host_identity
 from agent.aws_clients.instance_metadata import RetryPolicy
-from agent.aws_clients.wire_log import (
-    WireLogSettings,
-    WireLogWriter,
-    attach_wire_log,
-    wire_log_file_for,
-)
+from agent.aws_clients.wire_log import WireLogSettings, wire_log_file_for
 from agent.command_line import OneLineArgumentParser
 from agent.command_poller.backoff import BackoffPolicy
 from agent.command_poller.loop import RUNNING, STOPPING, LoopStatus, PollLoop, StatusListener
@@ -50,7 +47,7 @@ from agent.command_poller.poller import PollerSettings
 from agent.configuration.folder_modes import restrict_folders_on_disk
 from agent.configuration.loader import read_agent_config
 from agent.configuration.model import DEFAULT_CONFIG_FILE, AgentConfig
-from agent.configuration.on_premises import OnPremisesConfigError, credentials_for
+from agent.configuration.on_premises import OnPremisesConfigError
 from agent.daemon.identity_wait import KeepAlive, WaitSignals, wait_for_identity
 from agent.daemon.journal import Journal
 from agent.daemon.pidfile import (
@@ -84,7 +81,6 @@ from agent.host_command.engine_settings import EngineSettings
 from agent.installer.install_process import InstallHelper
 from agent.logging.printable import escape_control_characters
 from agent.logging.setup import configure_file_logging
-from agent.revision.fetchers.s3_clients import S3Clients
 from agent.revision.fetchers.settings import FetchSettings
 
 log = structlog.get_logger(__name__)
@@ -254,17 +250,16 @@ def _build_loop(
     signature = SignatureSettings.from_config(config, identity.region)
     log.info("deployment specifications are verified", policy=signature.policy())
     credentials = credentials_for(identity.on_premises) if identity.on_premises else None
-    client = new_command_service_client(
-        CommandServiceSettings.from_config(config, identity.region), credentials
-    )
     wire_log: Optional[WireLogSettings] = None
     if config.log_aws_wire:
         wire_log = WireLogSettings(wire_log_file_for(config.log_dir, config.program_name))
-        attach_wire_log(client.boto_client, WireLogWriter(wire_log))
         log.info("writing the AWS wire log", path=str(wire_log.path))
+    client = new_command_service_client(
+        CommandServiceSettings.from_config(config, identity.region), credentials, wire_log
+    )
     # S3 revisions are fetched in the host's region (AWS_REGION when set: the identity
     # honours it) with the host's credentials (the on-premises ones when the host is
-    # registered that way; boto3's chain otherwise).
+    # registered that way; botocore's chain otherwise), through the same proxy.
     fetch = FetchSettings.from_config(
         config,
         region=identity.region,

@@ -4,7 +4,7 @@ Each revision source has its fetcher (:mod:`agent.revision.fetchers`): local fil
 folders, S3 and GitHub. Whatever the source, an archive ends up as
 ``<deployment>/bundle.tar`` and is unpacked into ``deployment-archive/``; a folder revision
 is copied straight into ``deployment-archive/``. The network fetchers and libarchive are
-imported only when a revision needs them, so a local deployment never loads boto3. Before
+imported only when a revision needs them, so a local deployment never loads botocore. Before
 the group's most-recent marker names the new deployment, its appspec is read and checked
 against the events the deployment will run.
 """

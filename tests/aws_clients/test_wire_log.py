@@ -9,6 +9,7 @@ from typing import Iterator
 import pytest
 from botocore.credentials import Credentials  # type: ignore[import-untyped]
 
+from agent.aws_clients.clients import new_s3_client
 from agent.aws_clients.command_service import CommandServiceSettings, new_command_service_client
 from agent.aws_clients.wire_log import (
     WireLogSettings,
@@ -19,7 +20,7 @@ from agent.aws_clients.wire_log import (
     wire_log_file_for,
 )
 from agent.deployment_specification.model import BundleType, S3Revision
-from agent.revision.fetchers.s3 import download_s3_bundle_to_disk, new_s3_client
+from agent.revision.fetchers.s3 import download_s3_bundle_to_disk
 from tests.support_command_service import CommandServiceStub
 from tests.support_s3 import StubObject, s3_settings, stub_s3_server
 
@@ -115,7 +116,7 @@ def test_s3_fetch_with_a_wire_log_records_head_and_get_without_secrets(tmp_path:
         )
         revision = S3Revision(bucket="bucket", key="app.tgz", bundle_type=BundleType.TGZ)
         download_s3_bundle_to_disk(revision, tmp_path / "bundle.tar", settings)
-        presigned = new_s3_client(settings).generate_presigned_url(
+        presigned = new_s3_client(settings.s3_client_settings).generate_presigned_url(
             "get_object", Params={"Bucket": "bucket", "Key": "app.tgz"}
         )
     assert (tmp_path / "bundle.tar").read_bytes() == stub.data

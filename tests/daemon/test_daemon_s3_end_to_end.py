@@ -19,6 +19,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 import boto3  # type: ignore[import-untyped]
 import pytest
 
+from agent import __version__
 from agent.daemon.pidfile import process_is_running, read_pid_file
 from agent.deployment_root.layout import DeploymentRoot
 from tests.command_poller.poller_helpers import (
@@ -29,8 +30,16 @@ from tests.command_poller.poller_helpers import (
     spec_json,
     wait_until,
 )
+from tests.configuration.on_premises_files import (
+    ROTATED_SECRET,
+    ROTATED_TOKEN,
+    SESSION_SECRET,
+    session_file,
+    write_credentials,
+)
+from tests.configuration.on_premises_files import SESSION_TOKEN as ONPREM_SESSION_TOKEN
 from tests.support import REPO
-from tests.support_command_service import CommandServiceStub
+from tests.support_command_service import CommandServiceStub, ForwardingProxy
 from tests.support_s3 import StubObject, moto_s3_server, stub_s3_server
 from tests.support_signing import SigningKit, make_signing_kit
 
@@ -383,6 +392,77 @@ def test_truncated_body_fails_download_bundle(
     assert not list(daemon.root.path.rglob("bundle.tar"))
 
 
+def test_a_rotated_credentials_file_briefly_missing_is_one_line_and_polling_goes_on(
+    tmp_path: Path, stub: CommandServiceStub, kit: SigningKit
+) -> None:
+    credentials = tmp_path / "session-credentials"
+    write_credentials(credentials, "ASIAROTATE0000000001", SESSION_SECRET, ONPREM_SESSION_TOKEN)
+    bundle = tgz_revision(tmp_path / "trace.log", tmp_path / "www", "rotated")
+    served = StubObject(BUCKET, "app.tgz", bundle)
+    with stub_s3_server(served) as endpoint:
+        daemon = S3Daemon(tmp_path, stub, kit, endpoint)
+        (tmp_path / "no-onpremises.yml").write_text(session_file(credentials), encoding="utf-8")
+        try:
+            daemon.start(
+                without=("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+            )
+            assert wait_until(lambda: len(stub.requests) > 0)
+            # The rotation job replaces the file: for a moment, there is none.
+            credentials.unlink()
+            expected = (
+                f"command service PollHostCommand failed: credentials file {credentials}"
+                " does not exist"
+            )
+            assert wait_until(lambda: expected in daemon.logs()), daemon.logs()[-2000:]
+            write_credentials(credentials, "ASIAROTATE0000000002", ROTATED_SECRET, ROTATED_TOKEN)
+            _expect_download_and_install(stub, kit, "d-S3ROTATE1", served)
+            daemon.stop()
+        finally:
+            daemon.cleanup()
+    logs = daemon.logs()
+    # A failed call the poll loop knows, not a bug of ours: no traceback.
+    assert "command service call failed; backing off" in logs
+    assert "poll failed unexpectedly" not in logs and "Traceback" not in logs
+    assert all(
+        "Credential=ASIAROTATE0000000002/" in headers["Authorization"]
+        for *_, headers in served.requests
+    )
+    for secret in (SESSION_SECRET, ONPREM_SESSION_TOKEN, ROTATED_SECRET, ROTATED_TOKEN):
+        assert secret not in logs
+
+
+def _download_and_install(
+    daemon: S3Daemon,
+    stub: CommandServiceStub,
+    kit: SigningKit,
+    deployment_id: str,
+    served: StubObject,
+    without: Sequence[str] = (),
+) -> None:
+    """Run ``daemon`` (its environment ``without`` those variables) through DownloadBundle
+    and Install of the object ``served``; both succeed, and the daemon stops cleanly."""
+    try:
+        daemon.start(without=without)
+        _expect_download_and_install(stub, kit, deployment_id, served)
+        daemon.stop()
+    finally:
+        daemon.cleanup()
+
+
+def _expect_download_and_install(
+    stub: CommandServiceStub, kit: SigningKit, deployment_id: str, served: StubObject
+) -> None:
+    """Queue DownloadBundle and Install of the object ``served``; both succeed."""
+    ids = queue_deployment(
+        stub,
+        deployment_id,
+        kit.sign(s3_spec(deployment_id, served.key, ETag=served.etag)),
+        commands=("DownloadBundle", "Install"),
+    )
+    reports = _run_to_completion(stub, ids)
+    assert [r["CommandStatus"] for r in reports] == ["Succeeded", "Succeeded"], reports
+
+
 def test_an_on_premises_host_fetches_with_its_own_credentials_and_region(
     tmp_path: Path, stub: CommandServiceStub
 ) -> None:
@@ -400,28 +480,15 @@ def test_an_on_premises_host_fetches_with_its_own_credentials_and_region(
             f"aws_secret_access_key: {on_premises_secret}\n",
             encoding="utf-8",
         )
-        try:
-            # Neither identity, region nor credentials come from the environment.
-            daemon.start(
-                without=(
-                    "AWS_REGION",
-                    "AWS_HOST_IDENTIFIER",
-                    "AWS_ACCESS_KEY_ID",
-                    "AWS_SECRET_ACCESS_KEY",
-                    "AWS_SESSION_TOKEN",
-                )
-            )
-            ids = queue_deployment(
-                stub,
-                "d-S3ONPREM1",
-                kit.sign(s3_spec("d-S3ONPREM1", "app.tgz", ETag=served.etag)),
-                commands=("DownloadBundle", "Install"),
-            )
-            reports = _run_to_completion(stub, ids)
-            assert [r["CommandStatus"] for r in reports] == ["Succeeded", "Succeeded"], reports
-            daemon.stop()
-        finally:
-            daemon.cleanup()
+        # Neither identity, region nor credentials come from the environment.
+        without = (
+            "AWS_REGION",
+            "AWS_HOST_IDENTIFIER",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+        )
+        _download_and_install(daemon, stub, kit, "d-S3ONPREM1", served, without=without)
     assert (tmp_path / "www" / "index.html").read_text(encoding="utf-8") == "onprem\n"
     authorizations = [headers.get("Authorization", "") for *_, headers in served.requests]
     assert authorizations and all(
@@ -429,3 +496,36 @@ def test_an_on_premises_host_fetches_with_its_own_credentials_and_region(
         for value in authorizations
     ), authorizations
     assert on_premises_secret not in daemon.logs()
+
+
+def test_the_daemon_reaches_both_services_through_its_proxy_naming_itself_alike(
+    tmp_path: Path, stub: CommandServiceStub, kit: SigningKit
+) -> None:
+    bundle = tgz_revision(tmp_path / "trace.log", tmp_path / "www", "proxied")
+    served = StubObject(BUCKET, "app.tgz", bundle)
+    with stub_s3_server(served) as endpoint, ForwardingProxy() as proxy:
+        daemon = S3Daemon(tmp_path, stub, kit, endpoint)
+        with daemon.config.open("a", encoding="utf-8") as config:
+            config.write(f":proxy_uri: '{proxy.url}'\n")
+        _download_and_install(daemon, stub, kit, "d-S3PROXY01", served)
+        seen = list(proxy.seen)
+    assert (tmp_path / "www" / "index.html").read_text(encoding="utf-8") == "proxied\n"
+    # Both services were reached through the configured proxy, and only through it.
+    through_proxy = [(method, url.split("?")[0]) for method, url, _ in seen]
+    assert through_proxy.count(("POST", f"{stub.url}/")) == len(stub.requests)
+    assert ("HEAD", f"{endpoint}/{BUCKET}/app.tgz") in through_proxy
+    assert ("GET", f"{endpoint}/{BUCKET}/app.tgz") in through_proxy
+    assert len(through_proxy) == len(stub.requests) + len(served.requests)
+    # Each request named the agent and its version, in one and the same User-Agent (but
+    # for the features botocore saw a request use, its own business).
+    user_agents = {user_agent for *_, user_agent in seen}
+    user_agents |= {request.headers["user-agent"] for request in stub.requests}
+    user_agents |= {headers["User-Agent"] for *_, headers in served.requests}
+    user_agents = {_without_feature_ids(user_agent) for user_agent in user_agents}
+    assert len(user_agents) == 1, user_agents
+    assert user_agents.pop().endswith(f" codedeploy-agent-py/{__version__}")
+
+
+def _without_feature_ids(user_agent: str) -> str:
+    """The User-Agent without botocore's ``m/`` token (the features a request used)."""
+    return " ".join(token for token in user_agent.split() if not token.startswith("m/"))

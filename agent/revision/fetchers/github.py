@@ -21,7 +21,7 @@ from urllib.parse import quote, urlsplit
 
 import structlog
 
-from agent import __version__
+from agent.aws_clients.client_settings import agent_user_agent
 from agent.deployment_specification.model import BundleType, GitHubRevision
 from agent.revision.archive_staging import (
     bundle_file_staged_on_disk,
@@ -140,7 +140,7 @@ def _fetch_once_to_disk(
     opener = urllib.request.build_opener(*handlers)
     request = urllib.request.Request(url, method="GET")  # noqa: S310 (http(s) API base)
     request.add_header("Accept", "application/vnd.github+json")
-    request.add_header("User-Agent", f"codedeploy-agent-py/{__version__}")
+    request.add_header("User-Agent", agent_user_agent())
     if authorization:
         # Unredirected: the redirect handler decides where it may follow.
         request.add_unredirected_header("Authorization", authorization)

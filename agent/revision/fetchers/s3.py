@@ -6,7 +6,10 @@ partial file beside the bundle that is renamed into place only once every byte i
 Every GET is pinned to the version and ETag the HEAD saw (``If-Match``), so the object
 cannot change half way. Large objects are fetched as ranges by a few threads, each writing
 at its own offset of a preallocated file; a part whose stream breaks resumes where it
-stopped. boto3 is imported here only, and this module only when an S3 revision is fetched.
+stopped. The client comes from :mod:`agent.aws_clients.clients` (the daemon's cached one
+when the settings carry a cache), and a failed call reads as it does for the command
+service (:mod:`agent.aws_clients.errors`). botocore is imported when this module is, and
+this module only when an S3 revision is fetched.
 """
 
 from __future__ import annotations
@@ -19,23 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Protocol, Tuple
 
-import boto3  # type: ignore[import-untyped]
 import structlog
-from botocore.config import Config  # type: ignore[import-untyped]
-from botocore.exceptions import (  # type: ignore[import-untyped]
-    BotoCoreError,
-    ClientError,
-    ConnectTimeoutError,
-    CredentialRetrievalError,
-    EndpointConnectionError,
-    NoCredentialsError,
-    PartialCredentialsError,
-    ProxyConnectionError,
-    SSLError,
-)
 
-from agent.aws_clients.session import new_botocore_session
-from agent.aws_clients.wire_log import WireLogWriter, attach_wire_log
+from agent.aws_clients.client_settings import hide_url_user_info
+from agent.aws_clients.clients import s3_client_for
+from agent.aws_clients.errors import AWS_CALL_ERRORS, AwsFailure, describe_aws_failure
 from agent.deployment_specification.model import S3Revision
 from agent.revision.archive_staging import (
     bundle_file_staged_on_disk,
@@ -128,15 +119,15 @@ def download_s3_bundle_to_disk(
     Raises :class:`BundleError` with a one-line message when the object is missing, access
     is denied, its ETag is not the revision's, or the transfer cannot be completed.
     """
-    client = _s3_client_for(settings)
+    client = s3_client_for(settings.s3_client_settings, settings.s3_clients)
     url = f"s3://{revision.bucket}/{revision.key}"
     where = _endpoint_text(client)
     try:
         target = _head_object(client, revision, url)
-    except ClientError as error:
-        raise _client_error(error, url, revision.version) from None
-    except BotoCoreError as error:
-        raise _transport_error(error, url, where, settings) from None
+    except AWS_CALL_ERRORS as error:
+        raise _s3_error(
+            _failure(error, client, settings), url, revision.version, settings
+        ) from None
     _check_etag(revision, target, url)
     parallel = target.size >= settings.parallel_threshold and target.size > settings.part_size
     log.info(
@@ -173,42 +164,6 @@ def download_s3_bundle_to_disk(
         size=_size_text(target.size),
         seconds=round(time.monotonic() - started, 3),
     )
-
-
-def _s3_client_for(settings: FetchSettings) -> Any:
-    """The cached client for ``settings`` when they carry a cache, else a new one."""
-    if settings.s3_clients is None:
-        return new_s3_client(settings)
-    return settings.s3_clients.client_for(settings, new_s3_client)
-
-
-def new_s3_client(settings: FetchSettings) -> Any:
-    """A boto3 S3 client for the settings: endpoint override (path-style), proxy, FIPS,
-    region, standard retries. Reads the environment and shared AWS files like any SDK."""
-    session = new_botocore_session(settings.credentials)
-    proxy = settings.proxy_uri
-    overridden = settings.s3_endpoint_override is not None
-    config = Config(
-        region_name=settings.region,
-        signature_version="s3v4",
-        connect_timeout=settings.connect_timeout_seconds,
-        read_timeout=settings.read_timeout_seconds,
-        retries={"mode": "standard", "total_max_attempts": settings.max_attempts},
-        proxies={"http": proxy, "https": proxy} if proxy else None,
-        # S3-compatible stores rarely have per-bucket DNS names.
-        s3={"addressing_style": "path"} if overridden else None,
-        use_fips_endpoint=settings.use_fips and not overridden,
-        max_pool_connections=max(10, settings.max_workers + 2),
-    )
-    client = boto3.session.Session(botocore_session=session).client(
-        "s3",
-        region_name=settings.region,
-        endpoint_url=settings.s3_endpoint_override,
-        config=config,
-    )
-    if settings.wire_log is not None:
-        attach_wire_log(client, WireLogWriter(settings.wire_log))
-    return client
 
 
 def _head_object(client: Any, revision: S3Revision, url: str) -> S3Object:
@@ -302,11 +257,12 @@ def _download_range(
                     position += count
             finally:
                 body.close()
-        except ClientError as error:
-            raise _client_error(error, target.url, target.version_id) from None
-        except BotoCoreError as error:
+        except AWS_CALL_ERRORS as error:
+            failure = _failure(error, client, settings)
+            if failure.answered or not failure.sent:
+                raise _s3_error(failure, target.url, target.version_id, settings) from None
             # botocore already retried the request; a broken stream gets another go.
-            problem = _transport_text(error)
+            problem = failure.reason
             log.warning(
                 "bundle download interrupted, resuming",
                 source=target.url,
@@ -363,10 +319,29 @@ def _write_at(fd: int, data: bytes, offset: int) -> None:
         offset += written
 
 
-def _client_error(error: Any, url: str, version: Optional[str]) -> BundleError:
-    details: Mapping[str, Any] = error.response.get("Error", {})
-    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    code = str(details.get("Code") or status or "UnknownError")
+def _failure(error: Exception, client: Any, settings: FetchSettings) -> AwsFailure:
+    return describe_aws_failure(
+        error, endpoint=str(client.meta.endpoint_url), proxy_uri=settings.proxy_uri
+    )
+
+
+def _s3_error(
+    failure: AwsFailure, url: str, version: Optional[str], settings: FetchSettings
+) -> BundleError:
+    """The one line of a failed S3 call: S3's answers that name the object in words of
+    their own, anything else in the words every AWS client of the agent uses."""
+    if failure.answered:
+        return _answer_error(failure, url, version)
+    if not failure.sent:
+        return BundleError(f"cannot download {url}: {failure.reason}")
+    return BundleError(
+        f"cannot download {url} from {failure.endpoint} after {settings.max_attempts}"
+        f" attempts: {failure.reason}"
+    )
+
+
+def _answer_error(failure: AwsFailure, url: str, version: Optional[str]) -> BundleError:
+    code, status = failure.code, failure.http_status
     version_text = f"version {version}" if version else "latest version"
     if code in _MISSING_CODES or status == 404:
         return BundleError(f"{url} does not exist ({version_text}; S3 said {code})")
@@ -377,40 +352,12 @@ def _client_error(error: Any, url: str, version: Optional[str]) -> BundleError:
         )
     if code in _CHANGED_CODES or status == 412:
         return BundleError(f"{url} changed while it was being downloaded; retry the deployment")
-    reason = " ".join(str(details.get("Message") or "").split())[:200]
-    http = f" (HTTP {status})" if status else ""
-    return BundleError(
-        f"cannot download {url} ({version_text}): {code}{http}" + (f": {reason}" if reason else "")
-    )
-
-
-def _transport_error(
-    error: Exception, url: str, where: str, settings: FetchSettings
-) -> BundleError:
-    if isinstance(error, (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError)):
-        return BundleError(f"cannot download {url}: no usable AWS credentials were found")
-    if isinstance(error, ProxyConnectionError):
-        return BundleError(f"cannot download {url}: the proxy refused or dropped the connection")
-    return BundleError(
-        f"cannot download {url} from {where} after {settings.max_attempts} attempts:"
-        f" {_transport_text(error)}"
-    )
-
-
-def _transport_text(error: Exception) -> str:
-    if isinstance(error, SSLError):
-        return "TLS error"
-    if isinstance(error, ConnectTimeoutError):
-        return "connection timed out"
-    if isinstance(error, EndpointConnectionError):
-        return "could not connect"
-    return type(error).__name__
+    return BundleError(f"cannot download {url} ({version_text}): {failure.reason}")
 
 
 def _endpoint_text(client: Any) -> str:
-    """The endpoint host, without any credentials a URL could carry."""
-    url = str(client.meta.endpoint_url)
-    return url.split("@")[-1] if "@" in url else url
+    """The endpoint, without any credentials a URL could carry."""
+    return hide_url_user_info(str(client.meta.endpoint_url))
 
 
 def _size_text(size: int) -> str:

@@ -9,14 +9,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
+from agent.aws_clients.client_settings import (
+    MIN_POOL_CONNECTIONS,
+    ClientSettings,
+    S3ClientSettings,
+)
 from agent.configuration.model import AgentConfig
 from agent.revision.errors import RevisionSourceError
 
 if TYPE_CHECKING:
     from botocore.credentials import Credentials  # type: ignore[import-untyped]
 
+    from agent.aws_clients.clients import S3Clients
     from agent.aws_clients.wire_log import WireLogSettings
-    from agent.revision.fetchers.s3_clients import S3Clients
 
 MIB = 1 << 20
 
@@ -25,8 +30,8 @@ MIB = 1 << 20
 class FetchSettings:
     """How S3 and GitHub revisions are fetched, resolved once from the configuration.
 
-    ``credentials`` (botocore credentials, static or refreshable) replace boto3's default
-    chain for S3 when given; ``region`` None lets botocore find it. ``max_attempts``
+    ``credentials`` (botocore credentials, static or refreshable) replace botocore's
+    default chain for S3 when given; ``region`` None lets botocore find it. ``max_attempts``
     counts tries per request, retries included. Objects of ``parallel_threshold`` bytes or
     more are fetched as ``part_size`` ranges by ``max_workers`` threads. ``wire_log``
     (``log_aws_wire``) makes the S3 client write its traffic there, secrets redacted.
@@ -56,6 +61,26 @@ class FetchSettings:
     def __post_init__(self) -> None:
         if self.max_attempts < 1 or self.max_workers < 1 or self.part_size < 1:
             raise RevisionSourceError("fetch attempts, workers and part size must be >= 1")
+        if min(self.connect_timeout_seconds, self.read_timeout_seconds) <= 0:
+            raise RevisionSourceError("fetch timeouts must be > 0")
+
+    @property
+    def s3_client_settings(self) -> S3ClientSettings:
+        """What the S3 client is built with (the key of the daemon's client cache)."""
+        return S3ClientSettings(
+            client=ClientSettings(
+                region=self.region,
+                endpoint_url=self.s3_endpoint_override,
+                proxy_uri=self.proxy_uri,
+                use_fips=self.use_fips,
+                connect_timeout_seconds=self.connect_timeout_seconds,
+                read_timeout_seconds=self.read_timeout_seconds,
+                max_attempts=self.max_attempts,
+            ),
+            credentials=self.credentials,
+            max_pool_connections=max(MIN_POOL_CONNECTIONS, self.max_workers + 2),
+            wire_log=self.wire_log,
+        )
 
     @classmethod
     def from_config(

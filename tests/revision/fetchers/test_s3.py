@@ -11,15 +11,15 @@ import boto3  # type: ignore[import-untyped]
 import pytest
 from structlog.testing import capture_logs
 
+from agent.aws_clients import clients as aws_clients
+from agent.aws_clients.client_settings import S3ClientSettings
+from agent.aws_clients.clients import S3Clients
 from agent.deployment_root.layout import DeploymentDir
 from agent.deployment_specification.model import BundleType, S3Revision
 from agent.host_command.download_bundle import download_revision_to_disk
 from agent.revision.bundle import UnpackPolicy
 from agent.revision.errors import BundleError
-from agent.revision.fetchers import s3 as s3_fetcher
 from agent.revision.fetchers.s3 import download_s3_bundle_to_disk
-from agent.revision.fetchers.s3_clients import S3Clients
-from agent.revision.fetchers.settings import FetchSettings
 from tests.revision.archive_builders import file, make_tar
 from tests.support_s3 import (
     REGION,
@@ -266,14 +266,14 @@ def test_downloads_with_one_client_cache_build_one_client(
 ) -> None:
     # The daemon keeps one client per settings: parsing the S3 model again for every
     # download is the cost this avoids.
-    built: List[FetchSettings] = []
-    real_new_s3_client = s3_fetcher.new_s3_client
+    built: List[S3ClientSettings] = []
+    real_new_s3_client = aws_clients.new_s3_client
 
-    def counting_new_s3_client(settings: FetchSettings) -> Any:
+    def counting_new_s3_client(settings: S3ClientSettings) -> Any:
         built.append(settings)
         return real_new_s3_client(settings)
 
-    monkeypatch.setattr(s3_fetcher, "new_s3_client", counting_new_s3_client)
+    monkeypatch.setattr(aws_clients, "new_s3_client", counting_new_s3_client)
     clients = S3Clients()
     data = os.urandom(3000)
     with stub_s3_server(StubObject("bucket", "app.tgz", data)) as endpoint:
@@ -292,21 +292,3 @@ def test_downloads_with_one_client_cache_build_one_client(
         )
         download_s3_bundle_to_disk(revision, tmp_path / "bare.tar", s3_settings(endpoint))
     assert len(built) == 3
-
-
-def test_the_client_cache_is_bounded() -> None:
-    clients = S3Clients(max_clients=2)
-    built: List[FetchSettings] = []
-
-    def build(settings: FetchSettings) -> object:
-        built.append(settings)
-        return object()
-
-    first, second, third = (FetchSettings(max_attempts=n) for n in (1, 2, 3))
-    kept = clients.client_for(first, build)
-    clients.client_for(second, build)
-    assert clients.client_for(FetchSettings(max_attempts=1), build) is kept
-    clients.client_for(third, build)  # drops the least recently used: second
-    assert clients.client_for(first, build) is kept
-    clients.client_for(second, build)
-    assert built == [first, second, third, second]

@@ -1,0 +1,135 @@
+"""The one place the agent builds its botocore sessions and clients (the command service, S3).
+
+Each client gets a private botocore session, so the environment and the shared AWS files
+are read as by any SDK, except that credentials the agent resolved itself (the
+on-premises ones) replace the session's credential chain when given. Each gets one
+botocore configuration made from :class:`ClientSettings`: the proxy, the connect and read
+timeouts, standard retries, the region, FIPS endpoints and the agent's User-Agent; the
+caller adds only what its service needs. botocore directly: boto3 would add nothing but
+its import time and memory.
+
+Building an S3 client parses the S3 service model, tens of milliseconds; a long-running
+agent keeps the clients it built in an :class:`S3Clients` it passes along (an object, not
+module state), bounded so that settings that change cannot make it grow without end.
+botocore clients are thread-safe: the part threads of a download, and later downloads,
+share one.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Callable, Hashable, Optional, TypeVar
+
+import botocore.session  # type: ignore[import-untyped]
+from botocore.config import Config  # type: ignore[import-untyped]
+from botocore.credentials import (  # type: ignore[import-untyped]
+    CredentialResolver,
+    Credentials,
+)
+
+from agent.aws_clients.client_settings import ClientSettings, S3ClientSettings
+from agent.aws_clients.credentials import GivenCredentialsProvider
+from agent.aws_clients.wire_log import WireLogSettings, WireLogWriter, attach_wire_log
+
+DEFAULT_MAX_CLIENTS = 4
+
+Key = TypeVar("Key", bound=Hashable)
+
+
+def new_botocore_session(credentials: Optional[Credentials] = None) -> botocore.session.Session:
+    """A fresh botocore session; ``credentials`` (static or refreshable) replace its
+    credential chain when given."""
+    session = botocore.session.Session()
+    if credentials is not None:
+        session.register_component(
+            "credential_provider",
+            CredentialResolver(providers=[GivenCredentialsProvider(credentials)]),
+        )
+    return session
+
+
+def new_aws_client(
+    service_name: str,
+    settings: ClientSettings,
+    *,
+    credentials: Optional[Credentials] = None,
+    model_path: Optional[Path] = None,
+    wire_log: Optional[WireLogSettings] = None,
+    **service_config: Any,
+) -> Any:
+    """A botocore client of ``service_name`` built with ``settings`` (reads the service
+    model from disk); ``model_path`` is searched for models before botocore's own,
+    ``service_config`` adds the service's own botocore options."""
+    session = new_botocore_session(credentials)
+    if model_path is not None:
+        session.get_component("data_loader").search_paths.insert(0, str(model_path))
+    config = Config(
+        region_name=settings.region,
+        connect_timeout=settings.connect_timeout_seconds,
+        read_timeout=settings.read_timeout_seconds,
+        retries={"mode": "standard", "total_max_attempts": settings.max_attempts},
+        proxies=settings.proxies,
+        user_agent_extra=settings.user_agent,
+        # A given endpoint is used as it is; AWS_USE_FIPS_ENDPOINT cannot change AWS's.
+        use_fips_endpoint=settings.use_fips and settings.endpoint_url is None,
+        **service_config,
+    )
+    client = session.create_client(
+        service_name,
+        region_name=settings.region,
+        endpoint_url=settings.endpoint_url,
+        config=config,
+    )
+    if wire_log is not None:
+        attach_wire_log(client, WireLogWriter(wire_log))
+    return client
+
+
+def new_s3_client(settings: S3ClientSettings) -> Any:
+    """A botocore S3 client: the common settings, path-style addressing for a given
+    endpoint, SigV4, a connection per part thread."""
+    return new_aws_client(
+        "s3",
+        settings.client,
+        credentials=settings.credentials,
+        wire_log=settings.wire_log,
+        signature_version="s3v4",
+        s3={"addressing_style": "path"} if settings.path_style else None,
+        max_pool_connections=settings.max_pool_connections,
+    )
+
+
+class S3Clients:
+    """A thread-safe, bounded cache of S3 clients keyed by the settings they were built for."""
+
+    def __init__(self, max_clients: int = DEFAULT_MAX_CLIENTS) -> None:
+        if max_clients < 1:
+            raise ValueError("an S3 client cache holds at least one client")
+        self._max_clients = max_clients
+        self._lock = threading.Lock()
+        self._clients: OrderedDict[Hashable, Any] = OrderedDict()
+
+    def client_for(self, settings: Key, build: Callable[[Key], Any]) -> Any:
+        """The client built by ``build`` for settings equal to ``settings``, built now if
+        there is none; the least recently used client is dropped beyond the bound."""
+        # Built under the lock: two downloads starting together build one client, not two.
+        with self._lock:
+            client = self._clients.get(settings)
+            if client is None:
+                client = build(settings)
+                self._clients[settings] = client
+                while len(self._clients) > self._max_clients:
+                    self._clients.popitem(last=False)
+            else:
+                self._clients.move_to_end(settings)
+            return client
+
+
+def s3_client_for(settings: S3ClientSettings, clients: Optional[S3Clients] = None) -> Any:
+    """The S3 client for ``settings``: the one ``clients`` keeps for them (built on first
+    use), or a new one when there is no cache (a one-shot program)."""
+    if clients is None:
+        return new_s3_client(settings)
+    return clients.client_for(settings, new_s3_client)
