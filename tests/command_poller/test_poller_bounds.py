@@ -16,17 +16,16 @@ import pytest
 
 from agent.command_poller.poller import poll_once
 from agent.deployment_root.layout import DeploymentRoot
-from tests.command_poller.poller_helpers import (
+from tests.support.command_service import (
     HOST,
-    Host,
+    CommandServiceStub,
     client_for,
     completion_of,
-    make_revision,
     queue_deployment,
-    spec_json,
 )
-from tests.support_command_service import CommandServiceStub
-from tests.support_signing import SigningKit
+from tests.support.poller_host import Host
+from tests.support.signing import SigningKit
+from tests.support.traced_revisions import make_revision, spec_json
 
 
 @pytest.mark.parametrize(

@@ -20,20 +20,19 @@ from agent.command_poller.ongoing import (
     write_ongoing_record_to_disk,
 )
 from agent.command_poller.poller import poll_once, report_commands_interrupted_by_restart
-from tests.command_poller.poller_helpers import (
+from tests.support.command_service import (
     HOST,
-    SERVICE_ORDER,
-    Host,
+    CommandServiceStub,
+    Fault,
     acknowledgements_of,
     client_for,
     completion_of,
-    make_revision,
     queue_deployment,
-    spec_json,
-    wait_until,
 )
-from tests.support_command_service import CommandServiceStub, Fault
-from tests.support_signing import SigningKit, replace_in_pkcs7
+from tests.support.poller_host import Host
+from tests.support.signing import SigningKit, replace_in_pkcs7
+from tests.support.traced_revisions import SERVICE_ORDER, make_revision, spec_json
+from tests.support.waiting import wait_until
 
 SECOND_HOST = "arn:aws:iam::123456789012:user/second-test-host"
 

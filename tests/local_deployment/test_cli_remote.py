@@ -8,8 +8,9 @@ from typing import Dict, Iterator, Tuple
 import boto3
 import pytest
 
-from tests.support import LocalAgent, make_bundle, write_tree
-from tests.support_s3 import REGION, moto_s3_server
+from tests.support.archives import make_bundle, write_tree
+from tests.support.local_agent import LocalAgent
+from tests.support.s3_servers import REGION, moto_s3_server
 
 ENV: Dict[str, str] = {
     "AWS_ACCESS_KEY_ID": "AKIDTESTTESTTESTTEST",

@@ -20,14 +20,8 @@ from agent.revision.fetchers import s3 as s3_fetcher
 from agent.revision.fetchers.s3 import download_s3_bundle_to_disk
 from agent.revision.fetchers.s3_clients import S3Clients
 from agent.revision.fetchers.settings import FetchSettings
-from tests.revision.archive_builders import file, make_tar
-from tests.support_s3 import (
-    REGION,
-    StubObject,
-    moto_s3_server,
-    s3_settings,
-    stub_s3_server,
-)
+from tests.support.archives import file, make_tar
+from tests.support.s3_servers import REGION, StubObject, moto_s3_server, s3_settings, stub_s3_server
 
 BUCKET = "revisions"
 

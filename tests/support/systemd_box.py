@@ -1,6 +1,6 @@
 """A real systemd booted in a throwaway root, for tests of what runs under systemd.
 
-``boot_systemd_box`` starts ``tests/support_systemd_boot.py``, which boots
+``boot_systemd_box`` starts ``tests/support/systemd_box_boot.py``, which boots
 ``/lib/systemd/systemd`` as PID 1 of new PID, mount, cgroup, UTS and IPC namespaces,
 chrooted into an overlay whose lower layer is the real ``/`` and whose upper layer is a
 tmpfs that exists only in the box's mount namespace. Nothing written inside reaches the real
@@ -33,7 +33,7 @@ from typing import IO, Iterator, List, Optional, Sequence
 
 from agent.lifecycle_event.process_tree import read_own_cgroup_dir
 
-BOOT_PROGRAM = Path(__file__).with_name("support_systemd_boot.py")
+BOOT_PROGRAM = Path(__file__).with_name("systemd_box_boot.py")
 SYSTEMD = Path("/lib/systemd/systemd")
 BOOT_TIMEOUT_SECONDS = 60.0
 POWEROFF_TIMEOUT_SECONDS = 30.0

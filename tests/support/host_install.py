@@ -21,15 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence
 
-from tests.support import REPO
-from tests.support_systemd import SystemdBox
+from tests.support.checkout import REPO
+from tests.support.command_service import HOST
+from tests.support.systemd_box import SystemdBox
 
 BUNDLES_HOME = Path("/var/tmp")
 CLEAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 INSTALL_LOG = "/var/log/codedeploy-agent-install.log"
 CONFIG = "/etc/codedeploy-agent/conf/codedeployagent.yml"
 ON_PREMISES = "/etc/codedeploy-agent/conf/codedeploy.onpremises.yml"
-HOST = "arn:aws:iam::123456789012:user/test-host"  # the command poller tests' host
 ON_PREMISES_TEXT = (
     "---\n"
     f"iam_user_arn: {HOST}\n"
