@@ -18,6 +18,7 @@ from agent.lifecycle_event.hook_environment import HOOK_ENV_ALLOWLIST
 from agent.lifecycle_event.settings import HookRunSettings, OutputsLeftOpenPolicy
 from agent.logging.shared_log_file import DEPLOYMENTS_LOG_ROTATION, LogRotation
 from agent.revision.bundle import UnpackPolicy
+from agent.revision.fetchers.revision_fetcher import RevisionFetcher
 from agent.revision.fetchers.settings import FetchSettings
 
 
@@ -39,6 +40,9 @@ class EngineSettings:
     # The daemon's: Install runs in a helper process, so that a program with threads
     # still installs large trees with two processes. None: Install runs in this process.
     install_helper: Optional[InstallHelper] = None
+    # Where DownloadBundle gets revisions; None: each from its own source, with ``fetch``
+    # (tests of DownloadBundle's own logic put an in-process fetcher here).
+    revision_fetcher: Optional[RevisionFetcher] = None
 
     @property
     def agent_folders(self) -> AgentFolders:

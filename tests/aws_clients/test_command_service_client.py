@@ -22,7 +22,7 @@ from botocore.credentials import Credentials  # type: ignore[import-untyped]
 from agent.aws_clients.command_service import (
     AGENT_VERSION_HEADER,
     MODEL_DATA_PATH,
-    CommandServiceClient,
+    BotocoreCommandServiceClient,
     CommandServiceError,
     CommandServiceSettings,
     CommandStatus,
@@ -51,7 +51,7 @@ def service() -> Iterator[CommandServiceStub]:
 
 def client_for(
     stub: CommandServiceStub, *, secure: bool = False, max_attempts: int = 1, **extra: object
-) -> CommandServiceClient:
+) -> BotocoreCommandServiceClient:
     settings = CommandServiceSettings(
         region="us-east-1",
         endpoint_url=stub.url,

@@ -27,7 +27,7 @@ from typing import Any, Deque, Dict, Iterable, List, Optional, Protocol, Sequenc
 from botocore.credentials import Credentials  # type: ignore[import-untyped]
 
 from agent.aws_clients.command_service import (
-    CommandServiceClient,
+    BotocoreCommandServiceClient,
     CommandServiceSettings,
     new_command_service_client,
 )
@@ -365,10 +365,23 @@ def _handler_for(stub: CommandServiceStub) -> type:
 # -- a host's side of the conversation ----------------------------------------------------
 
 
+class SentRequest(Protocol):
+    """A request as the stub or the in-process fake recorded it."""
+
+    @property
+    def operation(self) -> str: ...
+
+    @property
+    def body(self) -> Dict[str, Any]: ...
+
+    @property
+    def fault(self) -> Optional[Fault]: ...
+
+
 class RecordsRequests(Protocol):
     """What a test reads back from the stub or the in-process fake alike."""
 
-    def requests_for(self, operation: str) -> Sequence[RecordedRequest]: ...
+    def requests_for(self, operation: str) -> Sequence[SentRequest]: ...
 
     def completions(self) -> List[Dict[str, Any]]: ...
 
@@ -402,7 +415,9 @@ def queue_deployment(
     ]
 
 
-def client_for(stub: CommandServiceStub, *, read_timeout: float = 2.0) -> CommandServiceClient:
+def client_for(
+    stub: CommandServiceStub, *, read_timeout: float = 2.0
+) -> BotocoreCommandServiceClient:
     """The agent's real client of ``stub`` (botocore, SigV4, one attempt per call)."""
     settings = CommandServiceSettings(
         region=REGION, endpoint_url=stub.url, read_timeout=read_timeout, max_attempts=1

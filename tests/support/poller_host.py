@@ -16,6 +16,7 @@ from agent.deployment_root.layout import DeploymentRoot
 from agent.deployment_specification.envelope import SignatureSettings
 from agent.host_command.engine_settings import EngineSettings
 from agent.lifecycle_event.runner import HookRunSettings
+from agent.revision.fetchers.revision_fetcher import RevisionFetcher
 from tests.support.command_service import HOST, REGION
 from tests.support.signing import SigningKit, signer_name_for
 from tests.support.traced_revisions import read_trace
@@ -47,13 +48,22 @@ class Host:
         return read_trace(self.trace)
 
     def settings(
-        self, kit: Optional[SigningKit], *, allow_unsigned: bool = False, attempts: int = 5
+        self,
+        kit: Optional[SigningKit],
+        *,
+        allow_unsigned: bool = False,
+        attempts: int = 5,
+        revision_fetcher: Optional[RevisionFetcher] = None,
     ) -> PollerSettings:
+        """The poller's settings; specifications are checked against ``kit``'s CA, and
+        revisions come from their sources unless ``revision_fetcher`` is given."""
         ca_file = kit.ca_bundle if kit is not None else self.base / "no-ca.pem"
         return PollerSettings(
             host_identifier=HOST,
             engine=EngineSettings(
-                root=self.root, hook_settings=HookRunSettings(kill_grace_seconds=1.0)
+                root=self.root,
+                hook_settings=HookRunSettings(kill_grace_seconds=1.0),
+                revision_fetcher=revision_fetcher,
             ),
             signature=SignatureSettings(ca_file, signer_name_for(REGION), allow_unsigned),
             backoff=TINY_BACKOFF,

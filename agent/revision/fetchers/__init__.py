@@ -2,5 +2,6 @@
 
 Each fetcher leaves an archive as ``<deployment>/bundle.tar`` (a local folder is copied
 straight into ``deployment-archive/``). The network fetchers import their libraries
-(boto3) themselves, and are imported only when a revision needs them.
+(boto3) themselves, and are imported only when a revision needs them. What DownloadBundle
+needs of a fetcher is the ``RevisionFetcher`` Protocol (``revision_fetcher.py``).
 """
