@@ -29,7 +29,6 @@ Usage: python benchmarks/daemon_bench.py [--idle-seconds 60] [--commands 21] [--
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -49,6 +48,7 @@ if str(REPO) not in sys.path:
 from tests.support.command_service import CommandServiceStub, RecordedRequest  # noqa: E402
 from tests.support.daemon import AgentDaemon  # noqa: E402
 from tests.support.signing import SigningKit, make_signing_kit  # noqa: E402
+from tests.support.traced_revisions import spec_json  # noqa: E402
 
 HOST = "arn:aws:iam::123456789012:user/bench-host"
 GROUP = "bench-group"
@@ -122,18 +122,12 @@ def write_revision(where: Path) -> Path:
 
 
 def spec_for(deployment_id: str, revision: Path) -> str:
-    return json.dumps(
-        {
-            "DeploymentId": f"arn:aws:codedeploy:us-east-1:123456789012:deployment/{deployment_id}",
-            "DeploymentGroupId": GROUP,
-            "DeploymentGroupName": "bench",
-            "ApplicationName": "bench-app",
-            "Revision": {
-                "RevisionType": "Local Directory",
-                "LocalRevision": {"Location": str(revision), "BundleType": "directory"},
-            },
-            "AgentActionOverrides": {"AgentOverrides": {"FileExistsBehavior": "OVERWRITE"}},
-        }
+    return spec_json(
+        deployment_id,
+        revision,
+        group_id=GROUP,
+        DeploymentGroupName="bench",
+        ApplicationName="bench-app",
     )
 
 

@@ -22,7 +22,6 @@ from tests.support.host_install import (
     ON_PREMISES_TEXT,
     Installer,
     agent_config,
-    copy_tree_into_box,
 )
 from tests.support.signing import SigningKit
 from tests.support.systemd_box import SystemdBox
@@ -159,7 +158,7 @@ def test_a_deployment_from_the_command_service_completes_under_systemd(
     tag = uuid.uuid4().hex[:8]
     trace = f"/root/trace-{tag}.log"
     made = make_revision(tmp_path / "revision", Path(trace), Path(f"/srv/app-{tag}"))
-    revision = copy_tree_into_box(systemd_box, made, f"/root/revision-{tag}")
+    revision = systemd_box.copy_tree_in(made, f"/root/revision-{tag}")
     ids = queue_deployment(
         service_stub, f"d-SYSTEMD{tag}", signing.sign(spec_json(f"d-SYSTEMD{tag}", revision))
     )

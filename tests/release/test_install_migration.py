@@ -23,7 +23,6 @@ from tests.support.host_install import (
     ON_PREMISES,
     ON_PREMISES_TEXT,
     Installer,
-    copy_tree_into_box,
 )
 from tests.support.signing import SigningKit
 from tests.support.systemd_box import SystemdBox
@@ -155,7 +154,7 @@ def test_the_next_deployment_carries_on_from_the_aws_deployment_root(
     tmp_path: Path,
 ) -> None:
     made = make_revision(tmp_path / "revision", Path("/root/trace-new.log"), Path("/srv/migrated"))
-    revision = copy_tree_into_box(systemd_box, made, "/root/revision-new")
+    revision = systemd_box.copy_tree_in(made, "/root/revision-new")
     ids = queue_deployment(
         service_stub,
         "d-MIGRATED1",

@@ -21,7 +21,6 @@ from tests.support.host_install import (
     Installer,
     agent_config,
     assert_one_line_failure,
-    copy_tree_into_box,
 )
 from tests.support.signing import SigningKit
 from tests.support.systemd_box import SystemdBox
@@ -70,7 +69,7 @@ def _deploy(
         Path(f"/srv/app-{tag}"),
         scripts={"BeforeInstall": hook},
     )
-    revision = copy_tree_into_box(box, made, f"/root/revision-{tag}")
+    revision = box.copy_tree_in(made, f"/root/revision-{tag}")
     return queue_deployment(
         stub, f"d-UPGRADE{tag}", kit.sign(spec_json(f"d-UPGRADE{tag}", revision))
     )

@@ -158,13 +158,7 @@ class AgentService:
             scripts=scripts,
             timeout=timeout,
         )
-        for path in sorted(made.rglob("*")):
-            if path.is_file():
-                self.box.write_file(
-                    f"{inside}/{path.relative_to(made)}",
-                    path.read_text(encoding="utf-8"),
-                    mode=path.stat().st_mode & 0o777,
-                )
+        self.box.copy_tree_in(made, inside)
         return inside
 
     def deploy(

@@ -183,19 +183,6 @@ def assert_one_line_failure(done: subprocess.CompletedProcess[str], *needles: st
     return lines[0]
 
 
-def copy_tree_into_box(box: SystemdBox, folder: Path, inside: str) -> Path:
-    """Copy the files of ``folder`` (a test's tmp folder) into the box at ``inside``."""
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            relative = path.relative_to(folder).as_posix()
-            box.write_file(
-                f"{inside}/{relative}",
-                path.read_text(encoding="utf-8"),
-                mode=path.stat().st_mode & 0o777,
-            )
-    return Path(inside)
-
-
 def agent_config(
     endpoint: str,
     ca_bundle: Optional[str] = None,

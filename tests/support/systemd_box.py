@@ -133,6 +133,19 @@ class SystemdBox:
         if done.returncode != 0:
             raise SystemdBoxError(f"cannot write {inside} in the box: {done.stderr.strip()}")
 
+    def copy_tree_in(self, folder: Path, inside: str) -> Path:
+        """Copy the files of ``folder`` (a test's tmp folder, text files) into the box at
+        ``inside``, modes kept; returns ``inside``."""
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                relative = path.relative_to(folder).as_posix()
+                self.write_file(
+                    f"{inside}/{relative}",
+                    path.read_text(encoding="utf-8"),
+                    mode=path.stat().st_mode & 0o777,
+                )
+        return Path(inside)
+
     def read_text(self, inside: str) -> str:
         """The text of the box's file ``inside``, read in the box's root."""
         done = self.run(["cat", "--", inside])

@@ -7,7 +7,6 @@ import socket
 from pathlib import Path
 from typing import Any, Iterator, List
 
-import boto3  # type: ignore[import-untyped]
 import pytest
 from structlog.testing import capture_logs
 
@@ -21,7 +20,13 @@ from agent.revision.fetchers.s3 import download_s3_bundle_to_disk
 from agent.revision.fetchers.s3_clients import S3Clients
 from agent.revision.fetchers.settings import FetchSettings
 from tests.support.archives import file, make_tar
-from tests.support.s3_servers import REGION, StubObject, moto_s3_server, s3_settings, stub_s3_server
+from tests.support.s3_servers import (
+    StubObject,
+    moto_s3_server,
+    s3_client,
+    s3_settings,
+    stub_s3_server,
+)
 
 BUCKET = "revisions"
 
@@ -35,13 +40,7 @@ def moto_endpoint() -> Iterator[str]:
 @pytest.fixture
 def s3(moto_endpoint: str) -> Iterator[Any]:
     """A client of the moto server with a fresh versioned bucket, emptied afterwards."""
-    client = boto3.client(
-        "s3",
-        region_name=REGION,
-        endpoint_url=moto_endpoint,
-        aws_access_key_id="AKIDTESTTESTTESTTEST",
-        aws_secret_access_key="test-secret-key",
-    )
+    client = s3_client(moto_endpoint)
     client.create_bucket(Bucket=BUCKET)
     client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
     yield client
