@@ -29,9 +29,6 @@ Usage: python benchmarks/daemon_bench.py [--idle-seconds 60] [--commands 21] [--
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -48,11 +45,10 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.support_command_service import (  # noqa: E402
-    CommandServiceStub,
-    RecordedRequest,
-)
-from tests.support_signing import SigningKit, make_signing_kit  # noqa: E402
+from tests.support.command_service import CommandServiceStub, RecordedRequest  # noqa: E402
+from tests.support.daemon import AgentDaemon  # noqa: E402
+from tests.support.signing import SigningKit, make_signing_kit  # noqa: E402
+from tests.support.traced_revisions import spec_json  # noqa: E402
 
 HOST = "arn:aws:iam::123456789012:user/bench-host"
 GROUP = "bench-group"
@@ -126,56 +122,13 @@ def write_revision(where: Path) -> Path:
 
 
 def spec_for(deployment_id: str, revision: Path) -> str:
-    return json.dumps(
-        {
-            "DeploymentId": f"arn:aws:codedeploy:us-east-1:123456789012:deployment/{deployment_id}",
-            "DeploymentGroupId": GROUP,
-            "DeploymentGroupName": "bench",
-            "ApplicationName": "bench-app",
-            "Revision": {
-                "RevisionType": "Local Directory",
-                "LocalRevision": {"Location": str(revision), "BundleType": "directory"},
-            },
-            "AgentActionOverrides": {"AgentOverrides": {"FileExistsBehavior": "OVERWRITE"}},
-        }
+    return spec_json(
+        deployment_id,
+        revision,
+        group_id=GROUP,
+        DeploymentGroupName="bench",
+        ApplicationName="bench-app",
     )
-
-
-def write_config(where: Path, stub: CommandServiceStub, kit: SigningKit, poll_wait: float) -> Path:
-    config = where / "codedeployagent.yml"
-    config.write_text(
-        f":root_dir: '{where / 'deployment-root'}'\n"
-        f":log_dir: '{where / 'log'}'\n"
-        f":pid_dir: '{where / 'pid'}'\n"
-        f":deploy_control_endpoint: '{stub.url}'\n"
-        ":wait_between_runs: 1\n"
-        ":wait_after_error: 1\n"
-        f":http_read_timeout: {poll_wait + 10:g}\n"
-        ":kill_agent_max_wait_time_seconds: 60\n"
-        f":deployment_signer_ca_file: '{kit.ca_bundle}'\n"
-        f":on_premises_config_file: '{where / 'no-onpremises.yml'}'\n",
-        encoding="utf-8",
-    )
-    return config
-
-
-def daemon_environment(where: Path, source: Path) -> Dict[str, str]:
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith("AWS_") and name not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")
-    }
-    env.update(
-        AWS_REGION="us-east-1",
-        AWS_HOST_IDENTIFIER=HOST,
-        AWS_ACCESS_KEY_ID="AKIDBENCHMARK",
-        AWS_SECRET_ACCESS_KEY="benchmark-secret",  # noqa: S106 (not a real key)
-        AWS_CONFIG_FILE=str(where / "no-aws-config"),
-        AWS_SHARED_CREDENTIALS_FILE=str(where / "no-aws-credentials"),
-        AWS_EC2_METADATA_DISABLED="true",
-        PYTHONPATH=str(source),
-    )
-    return env
 
 
 def peak_rss_bytes(pid: int) -> int:
@@ -210,7 +163,7 @@ class Agent:
     where: Path
     stub: TimedStub
     revision: Path
-    daemon: Optional[subprocess.Popen[bytes]] = None
+    daemon: Optional[AgentDaemon] = None
     latencies: List[float] = field(default_factory=list)
     first: List[float] = field(default_factory=list)  # the first command of each deployment
     later: List[float] = field(default_factory=list)
@@ -220,29 +173,27 @@ class Agent:
 
     @property
     def process(self) -> psutil.Process:
-        assert self.daemon is not None
-        return psutil.Process(self.daemon.pid)
+        assert self.daemon is not None and self.daemon.process is not None
+        return psutil.Process(self.daemon.process.pid)
 
     def start(self, kit: SigningKit, poll_wait: float) -> None:
         self.stub.start()
-        config = write_config(self.where, self.stub, kit, poll_wait)
-        self.daemon = subprocess.Popen(
-            [sys.executable, "-m", "agent.daemon", "--config_file", str(config), "run"],
-            env=daemon_environment(self.where, self.source),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            cwd=self.where,
+        self.daemon = AgentDaemon(
+            self.where,
+            self.stub,
+            kit,
+            source=self.source,
+            host=HOST,
+            wait_between_runs=1,
+            wait_after_error=1,
+            http_read_timeout=poll_wait + 10,
+            hook_kill_grace_seconds=None,
         )
+        self.daemon.run(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def stop(self) -> None:
         if self.daemon is not None:
-            self.daemon.send_signal(signal.SIGTERM)
-            try:
-                self.daemon.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.daemon.kill()
-                self.daemon.wait(timeout=10)
+            self.daemon.stop()
         self.stub.stop()
 
 

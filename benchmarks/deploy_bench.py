@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -40,9 +39,10 @@ from statistics import median
 from typing import Dict, List, Optional, Sequence, Tuple
 
 # daemon_bench (beside this file) also puts the repository on sys.path for tests.*.
-from daemon_bench import HOST, TimedStub, daemon_environment, peak_rss_bytes
+from daemon_bench import HOST, TimedStub, peak_rss_bytes
 
-from tests.support_signing import make_signing_kit
+from tests.support.daemon import AgentDaemon
+from tests.support.signing import make_signing_kit
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -144,32 +144,23 @@ class DaemonDeployer:
         self.kit = make_signing_kit(where / "signing")
         self.stub = TimedStub(poll_wait=20.0, hang_seconds=5.0)
         self.stub.start()
-        config = where / "codedeployagent.yml"
-        config.write_text(
-            f":root_dir: '{where / 'daemon-root'}'\n"
-            f":log_dir: '{where / 'daemon-log'}'\n"
-            f":pid_dir: '{where / 'daemon-pid'}'\n"
-            f":deploy_control_endpoint: '{self.stub.url}'\n"
+        (where / "daemon").mkdir()
+        self.daemon = AgentDaemon(
+            where / "daemon",
+            self.stub,
+            self.kit,
+            host=HOST,
             # The next command of a deployment is polled for at once, as a service
             # hands it out as soon as the previous one completes.
-            ":wait_between_runs: 0\n"
-            ":wait_after_error: 1\n"
-            ":http_read_timeout: 30\n"
-            f":deployment_signer_ca_file: '{self.kit.ca_bundle}'\n"
-            f":on_premises_config_file: '{where / 'no-onpremises.yml'}'\n",
-            encoding="utf-8",
+            wait_between_runs=0,
+            wait_after_error=1,
+            http_read_timeout=30,
+            hook_kill_grace_seconds=None,
         )
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "agent.daemon", "--config_file", str(config), "run"],
-            env=daemon_environment(where, REPO),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            cwd=where,
-        )
+        self.daemon.run(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if not self.stub.wait_for_poll_after(0.0):
             self.close()
-            sys.exit(f"the daemon never polled; see {where / 'daemon-log'}")
+            sys.exit(f"the daemon never polled; see {self.daemon.log_dir}")
         self.deployments = 0
 
     def deploy(self, bundle: Path, group: str) -> float:
@@ -202,22 +193,18 @@ class DaemonDeployer:
         ]
         done = self.stub.wait_for_completion(ids[-1], timeout=600)
         if done is None:
-            sys.exit(f"{deployment_id} did not complete; see {self.where / 'daemon-log'}")
+            sys.exit(f"{deployment_id} did not complete; see {self.daemon.log_dir}")
         failed = [c for c in self.stub.completions() if c["CommandStatus"] != "Succeeded"]
         if failed:
             sys.exit(f"{deployment_id} failed: {failed}")
         return done - queued
 
     def peak_rss_kib(self) -> int:
-        return peak_rss_bytes(self.process.pid) // 1024
+        assert self.daemon.process is not None
+        return peak_rss_bytes(self.daemon.process.pid) // 1024
 
     def close(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        self.daemon.stop()
         self.stub.stop()
 
 

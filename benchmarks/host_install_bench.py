@@ -1,6 +1,6 @@
 """Installing from the release bundle: its size, and how long ``install`` takes on a host.
 
-Builds this checkout's bundle, boots a systemd box (``tests/support_systemd.py``), unpacks
+Builds this checkout's bundle, boots a systemd box (``tests/support/systemd_box.py``), unpacks
 the bundle there and, ``--rounds`` times, runs ``install auto`` with no network (a network
 namespace of its own) and then ``install --uninstall --purge``. It prints, measured in the
 same run:
@@ -30,8 +30,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.support_install import Installer, build_bundle, bundles_folder  # noqa: E402
-from tests.support_systemd import boot_systemd_box, systemd_box_unavailable_reason  # noqa: E402
+from tests.support.host_install import Installer, build_bundle, bundles_folder  # noqa: E402
+from tests.support.systemd_box import boot_systemd_box, systemd_box_unavailable_reason  # noqa: E402
 
 
 def _timed(action: object) -> float:

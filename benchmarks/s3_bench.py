@@ -40,7 +40,7 @@ if str(REPO) not in sys.path:
 
 # The deployment run that reports its peak RSS, and the sync before each timed step.
 from benchmarks.deploy_bench import _MEASURED_RUN, settle  # noqa: E402
-from tests.support_seaweedfs import SeaweedS3, seaweedfs_s3_server, weed_binary  # noqa: E402
+from tests.support.s3_servers import SeaweedS3, seaweedfs_s3_server, weed_binary  # noqa: E402
 
 MIB = 1 << 20
 BUCKET = "bench-revisions"

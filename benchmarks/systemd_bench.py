@@ -1,8 +1,8 @@
 """The agent as a systemd service: how fast it is ready, and what memory it holds idle.
 
-Boots a systemd box (``tests/support_systemd.py``: systemd 252 as PID 1 in an overlay of
+Boots a systemd box (``tests/support/systemd_box.py``: systemd 252 as PID 1 in an overlay of
 ``/``), installs the repository's unit with the worktree's program and an on-premises
-identity (``tests/support_agent_service.py``), and points the agent at the command
+identity (``tests/support/agent_service.py``), and points the agent at the command
 service stub on loopback, which holds an empty poll for ``--poll-wait`` seconds as the
 real long poll does. It prints, measured in the same run:
 
@@ -34,15 +34,15 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.command_poller.poller_helpers import wait_until  # noqa: E402
-from tests.support_agent_service import UNIT, AgentService, new_box_base  # noqa: E402
-from tests.support_command_service import CommandServiceStub  # noqa: E402
-from tests.support_signing import make_signing_kit  # noqa: E402
-from tests.support_systemd import (  # noqa: E402
+from tests.support.agent_service import UNIT, AgentService, new_box_base  # noqa: E402
+from tests.support.command_service import CommandServiceStub  # noqa: E402
+from tests.support.signing import make_signing_kit  # noqa: E402
+from tests.support.systemd_box import (  # noqa: E402
     SystemdBox,
     boot_systemd_box,
     systemd_box_unavailable_reason,
 )
+from tests.support.waiting import wait_until  # noqa: E402
 
 FLOOR_UNIT = "bench-floor.service"
 # The smallest Python service that tells systemd it is ready: the baseline.

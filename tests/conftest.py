@@ -4,31 +4,23 @@ receiving end of a systemd notify socket, and a real systemd booted in a throwaw
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 import pytest
 
-from tests.support import LocalAgent
-from tests.support_command_service import CommandServiceStub
-from tests.support_signing import SigningKit, make_signing_kit
-from tests.support_systemd import SystemdBox, boot_systemd_box, systemd_box_unavailable_reason
-
-if TYPE_CHECKING:
-    from tests.daemon.test_daemon_process import Daemon, NotifyReceiver
+from tests.support.command_service import CommandServiceStub
+from tests.support.daemon import AgentDaemon
+from tests.support.local_agent import LocalAgent
+from tests.support.notify_socket import NotifyReceiver, notify_receiver
+from tests.support.signing import SigningKit, make_signing_kit
+from tests.support.systemd_box import SystemdBox, boot_systemd_box, systemd_box_unavailable_reason
 
 
 @pytest.fixture
 def local_agent(tmp_path: Path) -> LocalAgent:
-    base = tmp_path / "agent"
-    base.mkdir()
-    agent = LocalAgent(base)
-    agent.config.write_text(
-        f":root_dir: '{agent.root}'\n:log_dir: '{base / 'log'}'\n:hook_kill_grace_seconds: 1\n",
-        encoding="utf-8",
-    )
-    return agent
+    """A ``codedeploy-local`` configured under tmp_path/agent."""
+    return LocalAgent.configured(tmp_path / "agent")
 
 
 @pytest.fixture(scope="module")
@@ -45,12 +37,12 @@ def stub() -> Iterator[CommandServiceStub]:
 
 
 @pytest.fixture
-def agent_daemon(tmp_path: Path, stub: CommandServiceStub, kit: SigningKit) -> Iterator[Daemon]:
+def agent_daemon(
+    tmp_path: Path, stub: CommandServiceStub, kit: SigningKit
+) -> Iterator[AgentDaemon]:
     """A ``codedeploy-agent`` configured under tmp_path against the stub (strict chain to
     the kit's CA); its processes are ended when the test ends."""
-    from tests.daemon.test_daemon_process import Daemon
-
-    daemon = Daemon(tmp_path, stub, kit)
+    daemon = AgentDaemon(tmp_path, stub, kit)
     try:
         yield daemon
     finally:
@@ -60,23 +52,14 @@ def agent_daemon(tmp_path: Path, stub: CommandServiceStub, kit: SigningKit) -> I
 @pytest.fixture
 def notify() -> Iterator[NotifyReceiver]:
     """The service manager's end of a ``NOTIFY_SOCKET``, in a folder of /tmp."""
-    from tests.daemon.test_daemon_process import NotifyReceiver
-
-    # A unix socket path is at most 107 bytes: pytest's folders can be longer.
-    folder = Path(tempfile.mkdtemp(prefix="sdn", dir="/tmp"))
-    receiver = NotifyReceiver(folder / "notify")
-    try:
+    with notify_receiver() as receiver:
         yield receiver
-    finally:
-        receiver.close()
-        receiver.address.unlink(missing_ok=True)
-        folder.rmdir()
 
 
 @pytest.fixture(scope="module")
 def systemd_box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SystemdBox]:
     """A systemd booted once per test module in an overlay of ``/`` (see
-    ``tests/support_systemd.py``); tests in one module share it, so each uses names of its
+    ``tests/support/systemd_box.py``); tests in one module share it, so each uses names of its
     own. Skipped when the machine cannot boot one (not root, no overlay, no cgroup2)."""
     reason = systemd_box_unavailable_reason()
     if reason is not None:

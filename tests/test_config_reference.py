@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from agent.config_reference import DOCUMENTS, Document, document_problems, rewritten
-from tests.support import REPO
+from tests.support.checkout import REPO
 
 README, BEHAVIOUR = DOCUMENTS
 

@@ -8,7 +8,7 @@ import ast
 from pathlib import Path
 from typing import List
 
-from tests.support import REPO
+from tests.support.checkout import REPO
 
 LIMIT = 60
 

@@ -215,7 +215,7 @@ def new_command_service_client(
     settings: CommandServiceSettings,
     credentials: Optional[Credentials] = None,
     wire_log: Optional[WireLogSettings] = None,
-) -> CommandServiceClient:
+) -> BotocoreCommandServiceClient:
     """Build the botocore client from the shipped model (reads the model files from disk).
 
     The environment and shared AWS files are read as by any SDK; ``credentials`` (static
@@ -240,7 +240,7 @@ def new_command_service_client(
         proxy=hide_url_user_info(settings.proxy_uri) if settings.proxy_uri else None,
         service=settings.service_name,
     )
-    return CommandServiceClient(client, settings)
+    return BotocoreCommandServiceClient(client, settings)
 
 
 def translate_error(
@@ -262,8 +262,9 @@ def _diagnostics_envelope(diagnostics: Diagnostics) -> Dict[str, str]:
     return {"Format": "JSON", "Payload": diagnostics.to_payload()}
 
 
-class CommandServiceClient:
-    """The five operations of the command service, typed, with the answers checked."""
+class BotocoreCommandServiceClient:
+    """The five operations of the command service, typed, with the answers checked: the
+    client the daemon polls with (it fits the poller's ``CommandServiceClient``)."""
 
     def __init__(self, boto_client: Any, settings: CommandServiceSettings) -> None:
         self._client = boto_client

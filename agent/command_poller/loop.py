@@ -27,7 +27,6 @@ from apscheduler.schedulers.background import BackgroundScheduler  # type: ignor
 
 from agent.aws_clients.client_settings import hide_url_user_info
 from agent.aws_clients.command_service import (
-    CommandServiceClient,
     CommandServiceError,
     HostCommand,
 )
@@ -36,6 +35,7 @@ from agent.command_poller.poller import (
     poll_once,
     report_commands_interrupted_by_restart,
 )
+from agent.command_poller.service_client import CommandServiceClient
 from agent.deployment_root.group_lock import DaemonGroupLocks
 from agent.deployment_specification.verified_payloads import VerifiedPayloads
 from agent.lifecycle_event.process_tree import reap_adopted_orphans

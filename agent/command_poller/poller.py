@@ -19,7 +19,6 @@ import structlog
 
 from agent import event_names
 from agent.aws_clients.command_service import (
-    CommandServiceClient,
     CommandServiceError,
     CommandStatus,
     DeploymentSpecificationEnvelope,
@@ -33,6 +32,7 @@ from agent.command_poller.ongoing import (
     remove_ongoing_record_from_disk,
     write_ongoing_record_to_disk,
 )
+from agent.command_poller.service_client import CommandServiceClient
 from agent.deployment_root.group_lock import DaemonGroupLocks
 from agent.deployment_root.names import shown_name
 from agent.deployment_specification.envelope import (

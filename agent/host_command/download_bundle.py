@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -40,6 +41,7 @@ from agent.revision.fetchers.local import (
     copy_directory_revision_to_disk,
     fetch_local_bundle_to_disk,
 )
+from agent.revision.fetchers.revision_fetcher import RevisionFetcher
 from agent.revision.fetchers.settings import DEFAULT_FETCH_SETTINGS, FetchSettings
 
 log = structlog.get_logger(__name__)
@@ -56,14 +58,33 @@ def fetch_revision_to_disk(
     deployment = deployment_dir_on_disk(spec, settings.root)
     if prune_first:
         prune_old_deployments_of_group_on_disk(spec, settings)
-    download_revision_to_disk(
+    fetcher: RevisionFetcher = settings.revision_fetcher or RevisionSources(settings.fetch)
+    fetcher.fetch_to_disk(
         spec.revision,
         deployment,
         appspec_filename=spec.appspec_filename,
         policy=settings.unpack_policy,
-        fetch=settings.fetch,
     )
     return deployment
+
+
+@dataclass(frozen=True)
+class RevisionSources:
+    """The agent's fetcher: each revision from its own source, with ``fetch``'s settings."""
+
+    fetch: FetchSettings = DEFAULT_FETCH_SETTINGS
+
+    def fetch_to_disk(
+        self,
+        revision: Revision,
+        deployment: DeploymentDir,
+        *,
+        appspec_filename: str,
+        policy: UnpackPolicy,
+    ) -> None:
+        download_revision_to_disk(
+            revision, deployment, appspec_filename=appspec_filename, policy=policy, fetch=self.fetch
+        )
 
 
 def prune_old_deployments_of_group_on_disk(

@@ -19,6 +19,7 @@ from agent.lifecycle_event.hook_environment import HOOK_ENV_ALLOWLIST
 from agent.lifecycle_event.settings import HookRunSettings, OutputsLeftOpenPolicy
 from agent.logging.shared_log_file import DEPLOYMENTS_LOG_ROTATION, LogRotation
 from agent.revision.bundle import UnpackPolicy
+from agent.revision.fetchers.revision_fetcher import RevisionFetcher
 from agent.revision.fetchers.settings import FetchSettings
 
 
@@ -43,6 +44,9 @@ class EngineSettings:
     # The environment hooks inherit (docs/behaviour.md section 9): the program's own, as it
     # was when the program started. Kept out of the repr: it may hold secrets.
     inherited_environment: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # Where DownloadBundle gets revisions; None: each from its own source, with ``fetch``
+    # (tests of DownloadBundle's own logic put an in-process fetcher here).
+    revision_fetcher: Optional[RevisionFetcher] = None
 
     @property
     def agent_folders(self) -> AgentFolders:

@@ -15,8 +15,9 @@ from agent.configuration.model import AgentConfig
 from agent.deployment_specification.model import BundleType, S3Revision
 from agent.revision.fetchers.s3 import download_s3_bundle_to_disk
 from agent.revision.fetchers.settings import FetchSettings
-from tests.support_command_service import CommandServiceStub, ForwardingProxy
-from tests.support_s3 import REGION, TEST_CREDENTIALS, StubObject, stub_s3_server
+from tests.support.command_service import CommandServiceStub
+from tests.support.http_proxy import ForwardingProxy
+from tests.support.s3_servers import REGION, TEST_CREDENTIALS, StubObject, stub_s3_server
 
 HOST = "arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0"
 AGENT_TOKEN = f"codedeploy-agent-py/{__version__}"

@@ -22,7 +22,7 @@ from botocore.credentials import Credentials  # type: ignore[import-untyped]
 from agent.aws_clients.command_service import (
     AGENT_VERSION_HEADER,
     MODEL_DATA_PATH,
-    CommandServiceClient,
+    BotocoreCommandServiceClient,
     CommandServiceError,
     CommandServiceSettings,
     CommandStatus,
@@ -32,7 +32,8 @@ from agent.aws_clients.command_service import (
 )
 from agent.configuration.model import AgentConfig, ConfigError
 from agent.errors import Diagnostics, ErrorCode
-from tests.support_command_service import CommandServiceStub, Fault, ForwardingProxy
+from tests.support.command_service import CommandServiceStub, Fault
+from tests.support.http_proxy import ForwardingProxy
 
 HOST = "arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0"
 EXECUTION = "codedeploy:DEFAULT:us-east-1:d-ABCDEFGHI"
@@ -50,7 +51,7 @@ def service() -> Iterator[CommandServiceStub]:
 
 def client_for(
     stub: CommandServiceStub, *, secure: bool = False, max_attempts: int = 1, **extra: object
-) -> CommandServiceClient:
+) -> BotocoreCommandServiceClient:
     settings = CommandServiceSettings(
         region="us-east-1",
         endpoint_url=stub.url,

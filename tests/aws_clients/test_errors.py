@@ -27,8 +27,8 @@ from agent.aws_clients.credentials import ReloadingFileCredentials
 from agent.deployment_specification.model import BundleType, S3Revision
 from agent.revision.errors import BundleError
 from agent.revision.fetchers.s3 import download_s3_bundle_to_disk
-from tests.configuration.on_premises_files import SESSION_SECRET, SESSION_TOKEN, write_credentials
-from tests.support_s3 import REGION, TEST_CREDENTIALS, s3_settings
+from tests.support.on_premises_files import SESSION_SECRET, SESSION_TOKEN, write_credentials
+from tests.support.s3_servers import REGION, TEST_CREDENTIALS, s3_settings
 
 HOST = "arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0"
 OBJECT = "s3://bucket/app.tgz"

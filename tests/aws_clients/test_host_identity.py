@@ -18,7 +18,7 @@ from agent.aws_clients.host_identity import (
 )
 from agent.aws_clients.instance_metadata import InstanceMetadataClient, RetryPolicy
 from agent.configuration.model import AgentConfig
-from tests.support_imds import ImdsBehaviour, ImdsStub
+from tests.support.imds import ImdsBehaviour, ImdsStub
 
 INSTANCE_ARN = "arn:aws:ec2:eu-west-1:123456789012:instance/i-0123456789abcdef0"
 USER_ARN = "arn:aws:iam::123456789012:user/codedeploy-host"

@@ -18,7 +18,7 @@ from agent.aws_clients.instance_metadata import (
     InstanceMetadataError,
     RetryPolicy,
 )
-from tests.support_imds import DEFAULT_DOCUMENT, ImdsBehaviour, ImdsStub
+from tests.support.imds import DEFAULT_DOCUMENT, ImdsBehaviour, ImdsStub
 
 FAST = RetryPolicy(first_delay=0.01, max_delay=0.05, total_wait=5.0, request_timeout=2.0)
 NO_RETRY = RetryPolicy(first_delay=0.01, max_delay=0.01, total_wait=0.0, request_timeout=2.0)

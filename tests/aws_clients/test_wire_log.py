@@ -21,8 +21,8 @@ from agent.aws_clients.wire_log import (
 )
 from agent.deployment_specification.model import BundleType, S3Revision
 from agent.revision.fetchers.s3 import download_s3_bundle_to_disk
-from tests.support_command_service import CommandServiceStub
-from tests.support_s3 import StubObject, s3_settings, stub_s3_server
+from tests.support.command_service import CommandServiceStub
+from tests.support.s3_servers import StubObject, s3_settings, stub_s3_server
 
 HOST = "arn:aws:iam::123456789012:user/wire-host"
 ACCESS_KEY = "ASIAWIRELOGTEST12345"

@@ -1,8 +1,9 @@
 """A command whose ids or name the host cannot hold is a failed command, never a crash.
 
-Against the command service stub on loopback: the poll reports the command as failed with
-one line naming the field, creates nothing under the deployment root's own folders, and
-the next deployment runs as usual.
+The poll reports the command as failed with one line naming the field, creates nothing
+under the deployment root's own folders, and the next deployment runs as usual. The
+poller's checks run against the in-process command service; what arrives over the wire
+(a nonce that is no number) against the stub on loopback.
 """
 
 from __future__ import annotations
@@ -16,17 +17,17 @@ import pytest
 
 from agent.command_poller.poller import poll_once
 from agent.deployment_root.layout import DeploymentRoot
-from tests.command_poller.poller_helpers import (
+from tests.support.command_service import (
     HOST,
-    Host,
+    CommandServiceStub,
     client_for,
     completion_of,
-    make_revision,
     queue_deployment,
-    spec_json,
 )
-from tests.support_command_service import CommandServiceStub
-from tests.support_signing import SigningKit
+from tests.support.fake_command_service import FakeCommandService
+from tests.support.poller_host import Host
+from tests.support.signing import SigningKit
+from tests.support.traced_revisions import make_revision, spec_json
 
 
 @pytest.mark.parametrize(
@@ -40,33 +41,33 @@ from tests.support_signing import SigningKit
     ],
 )
 def test_a_group_id_that_cannot_name_a_folder_fails_the_command_and_polling_goes_on(
-    stub: CommandServiceStub, kit: SigningKit, tmp_path: Path, group: str, named: str
+    service: FakeCommandService, kit: SigningKit, tmp_path: Path, group: str, named: str
 ) -> None:
     host = Host(tmp_path)
     revision = make_revision(host.base / "revision", host.trace, host.destination)
     bad = queue_deployment(
-        stub,
+        service,
         "d-BADGROUP1",
         kit.sign(spec_json("d-BADGROUP1", revision, group_id=group)),
         commands=("DownloadBundle", "ApplicationStop"),
     )
     good = queue_deployment(
-        stub,
+        service,
         "d-GOODGRP01",
         kit.sign(spec_json("d-GOODGRP01", revision)),
         commands=("DownloadBundle", "Install"),
     )
-    client, settings = client_for(stub), host.settings(kit)
+    settings = host.settings(kit)
     for _ in range(4):
-        assert poll_once(client, settings, rng=random.Random(1)).command is not None
+        assert poll_once(service, settings, rng=random.Random(1)).command is not None
     for command in bad:
-        [report] = completion_of(stub, command)
+        [report] = completion_of(service, command)
         assert report["CommandStatus"] == "Failed"
         payload = report["payload"]
         assert isinstance(payload, dict) and payload["error_code"] == 5
         message = str(payload["message"])
         assert named in message and message.isprintable() and len(message) < 300
-    assert [completion_of(stub, c)[0]["CommandStatus"] for c in good] == ["Succeeded"] * 2
+    assert [completion_of(service, c)[0]["CommandStatus"] for c in good] == ["Succeeded"] * 2
     assert (host.destination / "index.html").exists()
     for own in ("deployment-instructions", "deployment-logs", "ongoing-deployment"):
         folder = host.root.path / own
@@ -74,29 +75,29 @@ def test_a_group_id_that_cannot_name_a_folder_fails_the_command_and_polling_goes
 
 
 def test_a_command_name_from_the_service_is_bounded(
-    stub: CommandServiceStub, kit: SigningKit, tmp_path: Path
+    service: FakeCommandService, kit: SigningKit, tmp_path: Path
 ) -> None:
     host = Host(tmp_path)
     revision = make_revision(host.base / "revision", host.trace, host.destination)
-    stub.set_specification(
+    service.set_specification(
         "d-BADNAME01", kit.sign(spec_json("d-BADNAME01", revision)), "PKCS7/JSON"
     )
-    command = stub.queue_command(HOST, "Application\nStart", "d-BADNAME01")
-    poll_once(client_for(stub), host.settings(kit), rng=random.Random(1))
-    [report] = completion_of(stub, command["HostCommandIdentifier"])
+    command = service.queue_command(HOST, "Application\nStart", "d-BADNAME01")
+    poll_once(service, host.settings(kit), rng=random.Random(1))
+    [report] = completion_of(service, command["HostCommandIdentifier"])
     assert report["CommandStatus"] == "Failed"
     assert "command name" in json.dumps(report["payload"])
 
 
 def test_the_configured_tracking_folder_is_refused_as_a_group_id_by_the_engine(
-    stub: CommandServiceStub, kit: SigningKit, tmp_path: Path
+    service: FakeCommandService, kit: SigningKit, tmp_path: Path
 ) -> None:
     # The specification's parser knows only the default folder names; the engine knows
     # the configured one.
     host = Host(tmp_path)
     revision = make_revision(host.base / "revision", host.trace, host.destination)
     ids = queue_deployment(
-        stub,
+        service,
         "d-TRACKING1",
         kit.sign(spec_json("d-TRACKING1", revision, group_id="busy")),
         commands=("DownloadBundle",),
@@ -104,8 +105,8 @@ def test_the_configured_tracking_folder_is_refused_as_a_group_id_by_the_engine(
     settings = host.settings(kit)
     root = DeploymentRoot(host.root.path, ongoing_deployment_tracking="busy")
     settings = dataclasses.replace(settings, engine=dataclasses.replace(settings.engine, root=root))
-    poll_once(client_for(stub), settings, rng=random.Random(1))
-    [report] = completion_of(stub, ids[0])
+    poll_once(service, settings, rng=random.Random(1))
+    [report] = completion_of(service, ids[0])
     assert report["CommandStatus"] == "Failed"
     assert "deployment group id 'busy'" in json.dumps(report["payload"])
     assert not (root.path / "busy" / "d-TRACKING1").is_dir()

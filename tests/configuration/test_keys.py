@@ -24,7 +24,7 @@ from agent.configuration.on_premises import (
     parse_on_premises_config,
 )
 from agent.local_deployment.flags import LOCAL_FLAGS
-from tests.support import REPO
+from tests.support.checkout import REPO
 
 SESSION_ARN = "arn:aws:sts::123456789012:assumed-role/CodeDeployHost/host-17"
 

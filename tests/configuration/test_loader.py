@@ -196,7 +196,7 @@ def test_every_key_of_the_configuration_is_read_by_the_agent() -> None:
     import re
 
     from agent.configuration.model import AGENT_CONFIG_KEYS
-    from tests.support import REPO
+    from tests.support.checkout import REPO
 
     sources = "\n".join(
         path.read_text(encoding="utf-8")

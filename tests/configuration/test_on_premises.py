@@ -15,7 +15,7 @@ from agent.configuration.on_premises import (
     parse_on_premises_config,
     read_on_premises_config,
 )
-from tests.configuration.on_premises_files import (
+from tests.support.on_premises_files import (
     SECRET,
     SESSION_ARN,
     USER_ARN,

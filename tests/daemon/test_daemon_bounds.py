@@ -7,14 +7,14 @@ import signal
 import pytest
 
 from agent.daemon.systemd_notify import watchdog_interval_seconds
-from tests.command_poller.poller_helpers import wait_until
-from tests.daemon.test_daemon_process import Daemon
-from tests.support_command_service import CommandServiceStub
+from tests.support.command_service import CommandServiceStub
+from tests.support.daemon import AgentDaemon
+from tests.support.waiting import wait_until
 
 
 @pytest.mark.parametrize("content", ["9" * 30, "4194305", "0"])
 def test_a_pid_file_holding_no_possible_pid_means_not_running(
-    agent_daemon: Daemon, content: str
+    agent_daemon: AgentDaemon, content: str
 ) -> None:
     agent_daemon.pid_file.parent.mkdir(parents=True, exist_ok=True)
     agent_daemon.pid_file.write_text(content, encoding="ascii")
@@ -28,7 +28,7 @@ def test_a_pid_file_holding_no_possible_pid_means_not_running(
 
 
 def test_an_absurd_watchdog_timeout_neither_crashes_nor_spins(
-    agent_daemon: Daemon, stub: CommandServiceStub
+    agent_daemon: AgentDaemon, stub: CommandServiceStub
 ) -> None:
     process = agent_daemon.run({"WATCHDOG_USEC": "1" + "0" * 30})
     assert wait_until(lambda: len(stub.requests_for("PollHostCommand")) > 0)

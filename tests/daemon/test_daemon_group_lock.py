@@ -8,25 +8,20 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
-from tests.command_poller.poller_helpers import (
-    completion_of,
-    make_revision,
-    queue_deployment,
-    spec_json,
-    wait_until,
-)
-from tests.daemon.test_daemon_process import Daemon
-from tests.support_command_service import CommandServiceStub
-from tests.support_signing import SigningKit
+from tests.support.command_service import CommandServiceStub, completion_of, queue_deployment
+from tests.support.daemon import AgentDaemon
+from tests.support.local_agent import LocalAgent
+from tests.support.signing import SigningKit
+from tests.support.traced_revisions import make_revision, spec_json
+from tests.support.waiting import wait_until
 
 GROUP = "group-1"  # the group of spec_json's specifications
 EVENTS = ["ApplicationStop", "DownloadBundle", "BeforeInstall", "Install", "ApplicationStart"]
 
 
-def _held_revision(agent_daemon: Daemon, name: str) -> Path:
+def _held_revision(agent_daemon: AgentDaemon, name: str) -> Path:
     """A revision whose BeforeInstall waits (at most a minute) for ``<name>-release``."""
     started, release = agent_daemon.base / f"{name}-started", agent_daemon.base / f"{name}-release"
     wait = (
@@ -42,38 +37,28 @@ def _held_revision(agent_daemon: Daemon, name: str) -> Path:
     )
 
 
-def _local(agent_daemon: Daemon, revision: Path, *extra: str) -> subprocess.Popen[str]:
+def _local(agent_daemon: AgentDaemon, revision: Path, *extra: str) -> subprocess.Popen[str]:
     # The daemon's configuration file also serves codedeploy-local: same root, same group.
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "agent.local_deployment",
-            "-c",
-            str(agent_daemon.config),
-            "--bundle-location",
-            str(revision),
-            "--deployment-group",
-            GROUP,
-            "--file-exists-behavior",
-            "OVERWRITE",
-            *extra,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=agent_daemon.base,
+    return LocalAgent(agent_daemon.base).start(
+        "--bundle-location",
+        str(revision),
+        "--deployment-group",
+        GROUP,
+        "--file-exists-behavior",
+        "OVERWRITE",
+        *extra,
+        config=agent_daemon.config,
     )
 
 
-def _log(agent_daemon: Daemon) -> str:
+def _log(agent_daemon: AgentDaemon) -> str:
     return (
         agent_daemon.log_file.read_text(encoding="utf-8") if agent_daemon.log_file.exists() else ""
     )
 
 
 def test_the_daemon_waits_for_codedeploy_local_then_deploys(
-    agent_daemon: Daemon, stub: CommandServiceStub, kit: SigningKit
+    agent_daemon: AgentDaemon, stub: CommandServiceStub, kit: SigningKit
 ) -> None:
     local_revision = _held_revision(agent_daemon, "local")
     local = _local(agent_daemon, local_revision)
@@ -109,7 +94,7 @@ def test_the_daemon_waits_for_codedeploy_local_then_deploys(
 
 
 def test_codedeploy_local_is_refused_while_the_daemon_deploys_and_runs_after_it(
-    agent_daemon: Daemon, stub: CommandServiceStub, kit: SigningKit
+    agent_daemon: AgentDaemon, stub: CommandServiceStub, kit: SigningKit
 ) -> None:
     revision = _held_revision(agent_daemon, "daemon")
     ids = queue_deployment(

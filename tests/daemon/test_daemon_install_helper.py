@@ -11,16 +11,11 @@ import signal
 from pathlib import Path
 from typing import List
 
-from tests.command_poller.poller_helpers import (
-    completion_of,
-    make_revision,
-    queue_deployment,
-    spec_json,
-    wait_until,
-)
-from tests.daemon.test_daemon_process import Daemon
-from tests.support_command_service import CommandServiceStub
-from tests.support_signing import SigningKit
+from tests.support.command_service import CommandServiceStub, completion_of, queue_deployment
+from tests.support.daemon import AgentDaemon
+from tests.support.signing import SigningKit
+from tests.support.traced_revisions import make_revision, spec_json
+from tests.support.waiting import wait_until
 
 _HELPER_LINE = re.compile(
     r"install ran in a helper process\s+helper_pid=(\d+) second_processes=(\d+)"
@@ -28,7 +23,7 @@ _HELPER_LINE = re.compile(
 )
 
 
-def _revision_with_folders(daemon: Daemon, destination: Path) -> Path:
+def _revision_with_folders(daemon: AgentDaemon, destination: Path) -> Path:
     """A revision whose ``content`` holds four folders: enough for the install to split."""
     revision = make_revision(
         daemon.base / "revision",
@@ -45,7 +40,7 @@ def _revision_with_folders(daemon: Daemon, destination: Path) -> Path:
     return revision
 
 
-def _helper_lines(daemon: Daemon) -> List[re.Match[str]]:
+def _helper_lines(daemon: AgentDaemon) -> List[re.Match[str]]:
     return list(_HELPER_LINE.finditer(daemon.log_file.read_text(encoding="utf-8")))
 
 
@@ -71,7 +66,7 @@ def _helpers_of(daemon_pid: int) -> List[int]:
 
 
 def test_the_daemons_install_runs_in_a_helper_that_splits_the_tree(
-    agent_daemon: Daemon, stub: CommandServiceStub, kit: SigningKit
+    agent_daemon: AgentDaemon, stub: CommandServiceStub, kit: SigningKit
 ) -> None:
     destination = agent_daemon.base / "www"
     revision = _revision_with_folders(agent_daemon, destination)
@@ -99,7 +94,7 @@ def test_the_daemons_install_runs_in_a_helper_that_splits_the_tree(
 
 
 def test_a_conflict_found_by_the_worker_is_one_line_and_installs_nothing(
-    agent_daemon: Daemon, stub: CommandServiceStub, kit: SigningKit
+    agent_daemon: AgentDaemon, stub: CommandServiceStub, kit: SigningKit
 ) -> None:
     destination = agent_daemon.base / "www"
     revision = _revision_with_folders(agent_daemon, destination)
@@ -142,7 +137,7 @@ def test_a_conflict_found_by_the_worker_is_one_line_and_installs_nothing(
 
 
 def test_a_helper_started_ahead_dies_with_the_daemon(
-    agent_daemon: Daemon, stub: CommandServiceStub, kit: SigningKit
+    agent_daemon: AgentDaemon, stub: CommandServiceStub, kit: SigningKit
 ) -> None:
     started = agent_daemon.base / "hook-started"
     revision = make_revision(

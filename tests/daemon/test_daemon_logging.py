@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support import REPO
+from tests.support.checkout import REPO
 
 PROGRAM = """
 import sys

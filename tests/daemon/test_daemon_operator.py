@@ -17,17 +17,12 @@ from typing import List
 import pytest
 
 from agent import __version__
-from tests.command_poller.poller_helpers import (
-    completion_of,
-    make_revision,
-    queue_deployment,
-    spec_json,
-    wait_until,
-)
-from tests.daemon.test_daemon_process import Daemon
-from tests.support import REPO
-from tests.support_command_service import CommandServiceStub, Fault
-from tests.support_signing import SigningKit
+from tests.support.checkout import REPO
+from tests.support.command_service import CommandServiceStub, Fault, completion_of, queue_deployment
+from tests.support.daemon import AgentDaemon
+from tests.support.signing import SigningKit
+from tests.support.traced_revisions import make_revision, spec_json
+from tests.support.waiting import wait_until
 
 
 def program(name: str, *arguments: str) -> subprocess.CompletedProcess[str]:
@@ -86,7 +81,7 @@ def test_a_bad_command_line_is_one_line_and_exit_2(name: str, arguments: List[st
     assert lines[0].startswith(f"{name}: ") and f"see {name} --help" in lines[0]
 
 
-def test_run_in_a_terminal_shows_its_log_lines_there(agent_daemon: Daemon) -> None:
+def test_run_in_a_terminal_shows_its_log_lines_there(agent_daemon: AgentDaemon) -> None:
     leader, follower = pty.openpty()
     process = subprocess.Popen(
         agent_daemon.command("run"),
@@ -122,7 +117,7 @@ def test_run_in_a_terminal_shows_its_log_lines_there(agent_daemon: Daemon) -> No
 
 
 def test_status_tells_how_long_a_command_has_been_running(
-    agent_daemon: Daemon, stub: CommandServiceStub, kit: SigningKit
+    agent_daemon: AgentDaemon, stub: CommandServiceStub, kit: SigningKit
 ) -> None:
     started = agent_daemon.base / "hook-started"
     revision = make_revision(
@@ -151,7 +146,7 @@ def test_status_tells_how_long_a_command_has_been_running(
 
 
 def test_status_tells_how_long_it_waits_after_an_error_and_when_it_tries_again(
-    agent_daemon: Daemon, stub: CommandServiceStub
+    agent_daemon: AgentDaemon, stub: CommandServiceStub
 ) -> None:
     text = agent_daemon.config.read_text(encoding="utf-8")
     agent_daemon.config.write_text(
@@ -173,7 +168,7 @@ def test_status_tells_how_long_it_waits_after_an_error_and_when_it_tries_again(
     assert process.wait(timeout=60) == 0
 
 
-def test_start_with_a_log_folder_that_cannot_be_made_names_it(agent_daemon: Daemon) -> None:
+def test_start_with_a_log_folder_that_cannot_be_made_names_it(agent_daemon: AgentDaemon) -> None:
     blocker = agent_daemon.base / "a-file"
     blocker.write_text("not a folder\n", encoding="utf-8")
     text = agent_daemon.config.read_text(encoding="utf-8")

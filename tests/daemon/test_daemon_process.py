@@ -2,180 +2,38 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import signal
-import socket
 import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
-from typing import Dict, List, Optional, Pattern, Union
 
 import pytest
 
 from agent.command_poller.ongoing import read_ongoing_records_from_disk
 from agent.daemon.pidfile import process_is_running, read_pid_file
-from agent.deployment_root.layout import DeploymentRoot
 from agent.lifecycle_event.process_tree import (
     create_hook_cgroup,
     find_unified_cgroup_mount,
     own_cgroup_v2_path,
 )
-from tests.command_poller.poller_helpers import (
-    HOST,
-    completion_of,
-    make_revision,
-    queue_deployment,
-    spec_json,
-    wait_until,
-)
-from tests.support import REPO
-from tests.support_command_service import CommandServiceStub
-from tests.support_processes import interrupt_during_imports, kill_marked, pids_with_marker
-from tests.support_signing import SigningKit
-
-
-class Daemon:
-    """One agent's configuration and folders under ``base``, and its processes."""
-
-    def __init__(self, base: Path, stub: CommandServiceStub, kit: SigningKit) -> None:
-        self.base = base
-        self.config = base / "codedeployagent.yml"
-        self.root = DeploymentRoot(base / "deployment-root")
-        self.pid_file = base / "pid" / "codedeploy-agent.pid"
-        self.log_file = base / "log" / "codedeploy-agent.log"
-        self.trace = base / "trace.log"
-        self.processes: List[subprocess.Popen[str]] = []
-        self.config.write_text(
-            f":root_dir: '{self.root.path}'\n"
-            f":log_dir: '{base / 'log'}'\n"
-            f":pid_dir: '{base / 'pid'}'\n"
-            f":deploy_control_endpoint: '{stub.url}'\n"
-            ":wait_between_runs: 0.05\n"
-            ":wait_after_error: 0.05\n"
-            ":http_read_timeout: 2\n"
-            ":kill_agent_max_wait_time_seconds: 60\n"
-            f":deployment_signer_ca_file: '{kit.ca_bundle}'\n"
-            f":on_premises_config_file: '{base / 'no-onpremises.yml'}'\n"
-            ":hook_kill_grace_seconds: 1\n",
-            encoding="utf-8",
-        )
-
-    def environment(self, extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
-        env = {
-            name: value
-            for name, value in os.environ.items()
-            if not name.startswith("AWS_") and name not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")
-        }
-        env.update(
-            AWS_REGION="us-east-1",
-            AWS_HOST_IDENTIFIER=HOST,
-            AWS_ACCESS_KEY_ID="AKIDEXAMPLE",
-            AWS_SECRET_ACCESS_KEY="not-a-real-secret",
-            AWS_CONFIG_FILE=str(self.base / "no-aws-config"),
-            AWS_SHARED_CREDENTIALS_FILE=str(self.base / "no-aws-credentials"),
-            AWS_EC2_METADATA_DISABLED="true",
-            PYTHONPATH=str(REPO),
-        )
-        env.update(extra or {})
-        return env
-
-    def command(self, verb: str) -> List[str]:
-        return [sys.executable, "-m", "agent.daemon", "--config_file", str(self.config), verb]
-
-    def run(self, extra_env: Optional[Dict[str, str]] = None) -> subprocess.Popen[str]:
-        process = subprocess.Popen(
-            self.command("run"),
-            env=self.environment(extra_env),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=self.base,
-        )
-        self.processes.append(process)
-        return process
-
-    def manage(
-        self, verb: str, *, config: Optional[Path] = None, json_output: bool = False
-    ) -> subprocess.CompletedProcess[str]:
-        command = self.command(verb)
-        if config is not None:
-            command[4] = str(config)
-        if json_output:
-            command.insert(-1, "--json")
-        return subprocess.run(
-            command,
-            env=self.environment(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-            cwd=self.base,
-        )
-
-    def cleanup(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait(timeout=30)
-        pid = read_pid_file(self.pid_file)
-        if pid is not None and process_is_running(pid):
-            os.kill(pid, signal.SIGKILL)
-
-
-class NotifyReceiver:
-    """The service manager's end of ``NOTIFY_SOCKET``: every datagram the daemon sends."""
-
-    def __init__(self, address: Path) -> None:
-        self.address = address
-        self.messages: List[str] = []
-        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._socket.bind(str(address))
-        self._socket.settimeout(0.2)
-
-    def receive_until(self, wanted: Union[Pattern[str], str], timeout: float = 30.0) -> str:
-        """The first message (received so far or later) that starts with ``wanted`` (a
-        text) or matches it (a pattern); fails the test after ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        seen = 0
-        while True:
-            for message in self.messages[seen:]:
-                if message.startswith(wanted) if isinstance(wanted, str) else wanted.match(message):
-                    return message
-            seen = len(self.messages)
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no {wanted!r} among {self.messages}")
-            with contextlib.suppress(socket.timeout):
-                self.messages.append(self._socket.recv(65536).decode("utf-8"))
-
-    def count(self, prefix: str) -> int:
-        """How many messages received so far start with ``prefix``."""
-        return sum(1 for message in self.messages if message.startswith(prefix))
-
-    def receive_count(self, prefix: str, count: int, timeout: float = 30.0) -> bool:
-        """Receive until ``count`` messages start with ``prefix``; False after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while self.count(prefix) < count and time.monotonic() < deadline:
-            with contextlib.suppress(socket.timeout):
-                self.messages.append(self._socket.recv(65536).decode("utf-8"))
-        return self.count(prefix) >= count
-
-    def close(self) -> None:
-        self._socket.close()
+from tests.support.command_service import HOST, CommandServiceStub, completion_of, queue_deployment
+from tests.support.daemon import AgentDaemon
+from tests.support.notify_socket import NotifyReceiver
+from tests.support.processes import interrupt_during_imports, kill_marked, pids_with_marker
+from tests.support.signing import SigningKit
+from tests.support.traced_revisions import make_revision, spec_json
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
-def daemon(agent_daemon: Daemon) -> Daemon:
+def daemon(agent_daemon: AgentDaemon) -> AgentDaemon:
     """The shared daemon fixture (tests/conftest.py), under this file's shorter name."""
     return agent_daemon
 
 
 def test_sigterm_during_a_hook_lets_it_finish_reports_it_and_exits_0(
-    daemon: Daemon, stub: CommandServiceStub, kit: SigningKit
+    daemon: AgentDaemon, stub: CommandServiceStub, kit: SigningKit
 ) -> None:
     started, finished = daemon.base / "hook-started", daemon.base / "hook-finished"
     revision = make_revision(
@@ -207,7 +65,7 @@ def test_sigterm_during_a_hook_lets_it_finish_reports_it_and_exits_0(
 
 
 def test_sigkill_during_a_hook_is_reported_after_restart_and_the_next_deployment_works(
-    daemon: Daemon, stub: CommandServiceStub, kit: SigningKit
+    daemon: AgentDaemon, stub: CommandServiceStub, kit: SigningKit
 ) -> None:
     started = daemon.base / "hook-started"
     revision = make_revision(
@@ -260,7 +118,7 @@ def test_sigkill_during_a_hook_is_reported_after_restart_and_the_next_deployment
 
 
 def test_start_status_and_stop_manage_the_daemon_through_its_pid_file(
-    daemon: Daemon, stub: CommandServiceStub
+    daemon: AgentDaemon, stub: CommandServiceStub
 ) -> None:
     before = daemon.manage("status")
     assert before.returncode == 3, before
@@ -294,7 +152,7 @@ def test_start_status_and_stop_manage_the_daemon_through_its_pid_file(
 
 
 def test_under_systemd_it_sends_ready_status_watchdog_and_stopping(
-    daemon: Daemon, stub: CommandServiceStub, kit: SigningKit, notify: NotifyReceiver
+    daemon: AgentDaemon, stub: CommandServiceStub, kit: SigningKit, notify: NotifyReceiver
 ) -> None:
     revision = make_revision(daemon.base / "revision", daemon.trace, daemon.base / "www")
     process = daemon.run({"NOTIFY_SOCKET": str(notify.address), "WATCHDOG_USEC": "300000"})
@@ -324,7 +182,7 @@ def test_under_systemd_it_sends_ready_status_watchdog_and_stopping(
     assert status_file["state"] == "stopped"
 
 
-def test_a_bad_configuration_is_one_line_and_exit_1(daemon: Daemon) -> None:
+def test_a_bad_configuration_is_one_line_and_exit_1(daemon: AgentDaemon) -> None:
     broken = daemon.base / "broken.yml"
     broken.write_text(":max_revisions: 0\n", encoding="utf-8")
     for verb in ("run", "start", "status"):
@@ -335,7 +193,7 @@ def test_a_bad_configuration_is_one_line_and_exit_1(daemon: Daemon) -> None:
         assert "Traceback" not in result.stderr
 
 
-def test_version_needs_no_configuration(daemon: Daemon) -> None:
+def test_version_needs_no_configuration(daemon: AgentDaemon) -> None:
     result = daemon.manage("version", config=daemon.base / "missing.yml")
     assert result.returncode == 0
     assert result.stdout.startswith("codedeploy-agent ")
@@ -343,7 +201,7 @@ def test_version_needs_no_configuration(daemon: Daemon) -> None:
 
 @pytest.mark.root
 def test_a_restart_after_sigkill_ends_the_hook_and_its_cgroup_left_behind(
-    daemon: Daemon, stub: CommandServiceStub, kit: SigningKit
+    daemon: AgentDaemon, stub: CommandServiceStub, kit: SigningKit
 ) -> None:
     if create_hook_cgroup() is None:
         pytest.skip("this host does not let us create a cgroup v2")
@@ -393,7 +251,7 @@ def test_a_restart_after_sigkill_ends_the_hook_and_its_cgroup_left_behind(
         kill_marked(marker)
 
 
-def test_ctrl_c_during_the_imports_is_one_line_and_130(daemon: Daemon) -> None:
+def test_ctrl_c_during_the_imports_is_one_line_and_130(daemon: AgentDaemon) -> None:
     process = subprocess.Popen(
         daemon.command("status"),
         env=daemon.environment(),

@@ -7,101 +7,49 @@ server (or, for faults moto cannot stage, the S3 stub) on loopback, reached thro
 
 from __future__ import annotations
 
-import io
-import os
-import signal
 import subprocess
-import sys
-import tarfile
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Sequence
 
-import boto3  # type: ignore[import-untyped]
 import pytest
 
 from agent import __version__
-from agent.daemon.pidfile import process_is_running, read_pid_file
-from agent.deployment_root.layout import DeploymentRoot
-from tests.command_poller.poller_helpers import (
+from tests.support.command_service import (
     HOST,
+    CommandServiceStub,
     acknowledgements_of,
     completion_of,
     queue_deployment,
-    spec_json,
-    wait_until,
 )
-from tests.configuration.on_premises_files import (
+from tests.support.daemon import AgentDaemon
+from tests.support.http_proxy import ForwardingProxy
+from tests.support.on_premises_files import (
     ROTATED_SECRET,
     ROTATED_TOKEN,
     SESSION_SECRET,
     session_file,
     write_credentials,
 )
-from tests.configuration.on_premises_files import SESSION_TOKEN as ONPREM_SESSION_TOKEN
-from tests.support import REPO
-from tests.support_command_service import CommandServiceStub, ForwardingProxy
-from tests.support_s3 import StubObject, moto_s3_server, stub_s3_server
-from tests.support_signing import SigningKit, make_signing_kit
+from tests.support.on_premises_files import SESSION_TOKEN as ONPREM_SESSION_TOKEN
+from tests.support.s3_servers import StubObject, moto_s3_server, s3_client, stub_s3_server
+from tests.support.signing import SigningKit, make_signing_kit
+from tests.support.traced_revisions import SERVICE_ORDER, spec_json, tgz_revision
+from tests.support.waiting import wait_until
 
 BUCKET = "revisions"
 ACCESS_KEY = "AKIDDAEMONS3TEST0001"
 SECRET_KEY = "daemon-s3-secret-key-not-real-0123456789"
 SESSION_TOKEN = "daemon-s3-session-token-not-real-abcdefghijklmnop"
-FULL_ORDER = (
-    "ApplicationStop",
-    "DownloadBundle",
-    "BeforeInstall",
-    "Install",
-    "AfterInstall",
-    "ApplicationStart",
-    "ValidateService",
-)
 HOOKED = ("ApplicationStop", "BeforeInstall", "AfterInstall", "ApplicationStart", "ValidateService")
 
 
 @pytest.fixture(scope="module")
 def moto_endpoint() -> Iterator[str]:
     with moto_s3_server() as endpoint:
-        s3 = _s3_client(endpoint)
+        s3 = s3_client(endpoint, ACCESS_KEY, SECRET_KEY)
         s3.create_bucket(Bucket=BUCKET)
         s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
         yield endpoint
-
-
-def _s3_client(endpoint: str) -> Any:
-    return boto3.client(
-        "s3",
-        region_name="us-east-1",
-        endpoint_url=endpoint,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-    )
-
-
-def tgz_revision(trace: Path, destination: Path, label: str) -> bytes:
-    """A tgz bundle whose hooks append ``<event> <label> <BUNDLE_*>`` to ``trace``."""
-    files: Dict[str, bytes] = {"content/index.html": f"{label}\n".encode()}
-    hooks: List[str] = []
-    for event in HOOKED:
-        files[f"scripts/{event}.sh"] = (
-            "#!/bin/sh\n"
-            f'echo "$LIFECYCLE_EVENT {label} $DEPLOYMENT_ID'
-            f' $BUNDLE_BUCKET $BUNDLE_KEY $BUNDLE_VERSION $BUNDLE_ETAG" >> "{trace}"\n'
-        ).encode()
-        hooks.append(f"  {event}:\n    - location: scripts/{event}.sh\n      timeout: 60\n")
-    files["appspec.yml"] = (
-        "version: 0.0\nos: linux\nfiles:\n"
-        f"  - source: content\n    destination: {destination}\n"
-        "hooks:\n" + "".join(hooks)
-    ).encode()
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, data in files.items():
-            member = tarfile.TarInfo(name)
-            member.size = len(data)
-            member.mode = 0o755 if name.endswith(".sh") else 0o644
-            archive.addfile(member, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 def s3_spec(deployment_id: str, key: str, **s3_fields: str) -> str:
@@ -112,90 +60,22 @@ def s3_spec(deployment_id: str, key: str, **s3_fields: str) -> str:
     return spec_json(deployment_id, Path("/unused"), Revision=revision)
 
 
-class S3Daemon:
-    """One agent under ``base`` whose S3 endpoint is ``s3_endpoint``."""
-
-    def __init__(
-        self, base: Path, stub: CommandServiceStub, kit: SigningKit, s3_endpoint: str
-    ) -> None:
-        self.base = base
-        self.root = DeploymentRoot(base / "deployment-root")
-        self.log_dir = base / "log"
-        self.pid_file = base / "pid" / "codedeploy-agent.pid"
-        self.trace = base / "trace.log"
-        self.destination = base / "www"
-        self.config = base / "codedeployagent.yml"
-        self.process: Optional[subprocess.Popen[str]] = None
-        self.config.write_text(
-            f":root_dir: '{self.root.path}'\n"
-            f":log_dir: '{self.log_dir}'\n"
-            f":pid_dir: '{base / 'pid'}'\n"
-            f":deploy_control_endpoint: '{stub.url}'\n"
-            f":s3_endpoint_override: '{s3_endpoint}'\n"
-            ":log_aws_wire: true\n"
-            ":wait_between_runs: 0.05\n"
-            ":wait_after_error: 0.05\n"
-            ":http_read_timeout: 2\n"
-            ":kill_agent_max_wait_time_seconds: 60\n"
-            f":deployment_signer_ca_file: '{kit.ca_bundle}'\n"
-            f":on_premises_config_file: '{base / 'no-onpremises.yml'}'\n"
-            ":hook_kill_grace_seconds: 1\n",
-            encoding="utf-8",
-        )
-
-    def start(self, without: Sequence[str] = ()) -> subprocess.Popen[str]:
-        env = {
-            name: value
-            for name, value in os.environ.items()
-            if not name.startswith("AWS_") and name not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")
-        }
-        env.update(
-            AWS_REGION="us-east-1",
-            AWS_HOST_IDENTIFIER=HOST,
-            AWS_ACCESS_KEY_ID=ACCESS_KEY,
-            AWS_SECRET_ACCESS_KEY=SECRET_KEY,
-            AWS_SESSION_TOKEN=SESSION_TOKEN,
-            AWS_CONFIG_FILE=str(self.base / "no-aws-config"),
-            AWS_SHARED_CREDENTIALS_FILE=str(self.base / "no-aws-credentials"),
-            AWS_EC2_METADATA_DISABLED="true",
-            PYTHONPATH=str(REPO),
-        )
-        for name in without:
-            del env[name]
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "agent.daemon", "--config_file", str(self.config), "run"],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=self.base,
-        )
-        return self.process
-
-    def stop(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        assert self.process.wait(timeout=60) == 0
-
-    def cleanup(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=30)
-        pid = read_pid_file(self.pid_file)
-        if pid is not None and process_is_running(pid):
-            os.kill(pid, signal.SIGKILL)
-
-    def trace_lines(self) -> List[str]:
-        if not self.trace.exists():
-            return []
-        return self.trace.read_text(encoding="utf-8").splitlines()
-
-    def logs(self) -> str:
-        return "".join(
-            path.read_text(encoding="utf-8", errors="replace")
-            for path in sorted(self.log_dir.glob("*.log"))
-        )
+def s3_daemon(
+    base: Path, stub: CommandServiceStub, kit: SigningKit, s3_endpoint: str
+) -> AgentDaemon:
+    """An agent under ``base`` whose S3 endpoint is ``s3_endpoint``, with the S3 tests'
+    keys and session token in its environment and its AWS traffic in the wire log."""
+    return AgentDaemon(
+        base,
+        stub,
+        kit,
+        credentials={
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "AWS_SESSION_TOKEN": SESSION_TOKEN,
+        },
+        extra_config=f":s3_endpoint_override: '{s3_endpoint}'\n:log_aws_wire: true\n",
+    )
 
 
 def _run_to_completion(stub: CommandServiceStub, ids: List[str]) -> List[Dict[str, object]]:
@@ -218,27 +98,27 @@ def _payload(report: Dict[str, object]) -> Dict[str, Any]:
 def test_two_in_place_deployments_of_s3_revisions(
     tmp_path: Path, stub: CommandServiceStub, kit: SigningKit, moto_endpoint: str
 ) -> None:
-    daemon = S3Daemon(tmp_path, stub, kit, moto_endpoint)
-    s3 = _s3_client(moto_endpoint)
+    daemon = s3_daemon(tmp_path, stub, kit, moto_endpoint)
+    s3 = s3_client(moto_endpoint, ACCESS_KEY, SECRET_KEY)
     key = f"{tmp_path.name}/app.tgz"
     first = s3.put_object(
-        Bucket=BUCKET, Key=key, Body=tgz_revision(daemon.trace, daemon.destination, "one")
+        Bucket=BUCKET, Key=key, Body=tgz_revision(daemon.trace, daemon.destination, "one", HOOKED)
     )
     second = s3.put_object(
-        Bucket=BUCKET, Key=key, Body=tgz_revision(daemon.trace, daemon.destination, "two")
+        Bucket=BUCKET, Key=key, Body=tgz_revision(daemon.trace, daemon.destination, "two", HOOKED)
     )
     try:
-        daemon.start()
+        daemon.run(stdout=subprocess.DEVNULL)
         # The first deployment names the older version of the object explicitly.
         ids = queue_deployment(
             stub,
             "d-S3FIRST01",
             kit.sign(s3_spec("d-S3FIRST01", key, Version=first["VersionId"], ETag=first["ETag"])),
-            commands=FULL_ORDER,
+            commands=SERVICE_ORDER,
         )
         reports = _run_to_completion(stub, ids)
-        assert [r["CommandStatus"] for r in reports] == ["Succeeded"] * len(FULL_ORDER)
-        assert [len(acknowledgements_of(stub, i)) for i in ids] == [1] * len(FULL_ORDER)
+        assert [r["CommandStatus"] for r in reports] == ["Succeeded"] * len(SERVICE_ORDER)
+        assert [len(acknowledgements_of(stub, i)) for i in ids] == [1] * len(SERVICE_ORDER)
         assert (daemon.destination / "index.html").read_text(encoding="utf-8") == "one\n"
         etag_one = first["ETag"]
         expected_one = [
@@ -253,10 +133,10 @@ def test_two_in_place_deployments_of_s3_revisions(
             stub,
             "d-S3SECOND1",
             kit.sign(s3_spec("d-S3SECOND1", key, ETag=second["ETag"].strip('"'))),
-            commands=FULL_ORDER,
+            commands=SERVICE_ORDER,
         )
         reports = _run_to_completion(stub, ids)
-        assert [r["CommandStatus"] for r in reports] == ["Succeeded"] * len(FULL_ORDER)
+        assert [r["CommandStatus"] for r in reports] == ["Succeeded"] * len(SERVICE_ORDER)
         assert all(_payload(r)["error_code"] == 0 for r in reports)
         assert (daemon.destination / "index.html").read_text(encoding="utf-8") == "two\n"
         etag_two = second["ETag"].strip('"')
@@ -264,7 +144,7 @@ def test_two_in_place_deployments_of_s3_revisions(
             f"ApplicationStop one d-S3SECOND1 {BUCKET} {key}  {etag_two}",
             *(f"{event} two d-S3SECOND1 {BUCKET} {key}  {etag_two}" for event in HOOKED[1:]),
         ]
-        daemon.stop()
+        assert daemon.stop() == 0
     finally:
         daemon.cleanup()
 
@@ -280,7 +160,7 @@ def test_two_in_place_deployments_of_s3_revisions(
 
 
 def _deploy_and_expect_download_failure(
-    daemon: S3Daemon, stub: CommandServiceStub, kit: SigningKit, spec: str, expected: str
+    daemon: AgentDaemon, stub: CommandServiceStub, kit: SigningKit, spec: str, expected: str
 ) -> str:
     """Queue DownloadBundle, BeforeInstall, Install of a deployment whose download fails;
     check each is reported once and the daemon keeps going; return the download message."""
@@ -317,19 +197,19 @@ def _deploy_and_expect_download_failure(
 def test_etag_mismatch_fails_download_bundle(
     tmp_path: Path, stub: CommandServiceStub, kit: SigningKit, moto_endpoint: str
 ) -> None:
-    daemon = S3Daemon(tmp_path, stub, kit, moto_endpoint)
+    daemon = s3_daemon(tmp_path, stub, kit, moto_endpoint)
     key = f"{tmp_path.name}/app.tgz"
-    put = _s3_client(moto_endpoint).put_object(
-        Bucket=BUCKET, Key=key, Body=tgz_revision(daemon.trace, daemon.destination, "x")
+    put = s3_client(moto_endpoint, ACCESS_KEY, SECRET_KEY).put_object(
+        Bucket=BUCKET, Key=key, Body=tgz_revision(daemon.trace, daemon.destination, "x", HOOKED)
     )
     wrong = "0123456789abcdef0123456789abcdef"
     try:
-        daemon.start()
+        daemon.run(stdout=subprocess.DEVNULL)
         message = _deploy_and_expect_download_failure(
             daemon, stub, kit, s3_spec("d-S3FAULT01", key, ETag=wrong), f"ETag {put['ETag'][1:-1]}"
         )
         assert wrong in message and f"s3://{BUCKET}/{key}" in message
-        daemon.stop()
+        assert daemon.stop() == 0
     finally:
         daemon.cleanup()
 
@@ -337,15 +217,15 @@ def test_etag_mismatch_fails_download_bundle(
 def test_missing_object_fails_download_bundle(
     tmp_path: Path, stub: CommandServiceStub, kit: SigningKit, moto_endpoint: str
 ) -> None:
-    daemon = S3Daemon(tmp_path, stub, kit, moto_endpoint)
+    daemon = s3_daemon(tmp_path, stub, kit, moto_endpoint)
     key = f"{tmp_path.name}/nowhere.tgz"
     try:
-        daemon.start()
+        daemon.run(stdout=subprocess.DEVNULL)
         message = _deploy_and_expect_download_failure(
             daemon, stub, kit, s3_spec("d-S3FAULT01", key), "does not exist"
         )
         assert f"s3://{BUCKET}/{key}" in message
-        daemon.stop()
+        assert daemon.stop() == 0
     finally:
         daemon.cleanup()
 
@@ -355,14 +235,14 @@ def test_access_denied_fails_download_bundle(
 ) -> None:
     refused = StubObject(BUCKET, "app.tgz", b"unused", status=403)
     with stub_s3_server(refused) as endpoint:
-        daemon = S3Daemon(tmp_path, stub, kit, endpoint)
+        daemon = s3_daemon(tmp_path, stub, kit, endpoint)
         try:
-            daemon.start()
+            daemon.run(stdout=subprocess.DEVNULL)
             message = _deploy_and_expect_download_failure(
                 daemon, stub, kit, s3_spec("d-S3FAULT01", "app.tgz"), "access denied"
             )
             assert f"s3://{BUCKET}/app.tgz" in message
-            daemon.stop()
+            assert daemon.stop() == 0
         finally:
             daemon.cleanup()
     # The daemon's S3 client used the environment's credentials.
@@ -376,91 +256,20 @@ def test_access_denied_fails_download_bundle(
 def test_truncated_body_fails_download_bundle(
     tmp_path: Path, stub: CommandServiceStub, kit: SigningKit
 ) -> None:
-    bundle = tgz_revision(tmp_path / "trace.log", tmp_path / "www", "cut")
+    bundle = tgz_revision(tmp_path / "trace.log", tmp_path / "www", "cut", HOOKED)
     cut = StubObject(BUCKET, "app.tgz", bundle, cut_after=len(bundle) // 8)
     with stub_s3_server(cut) as endpoint:
-        daemon = S3Daemon(tmp_path, stub, kit, endpoint)
+        daemon = s3_daemon(tmp_path, stub, kit, endpoint)
         try:
-            daemon.start()
+            daemon.run(stdout=subprocess.DEVNULL)
             message = _deploy_and_expect_download_failure(
                 daemon, stub, kit, s3_spec("d-S3FAULT01", "app.tgz"), "cut short"
             )
             assert f"s3://{BUCKET}/app.tgz" in message
-            daemon.stop()
+            assert daemon.stop() == 0
         finally:
             daemon.cleanup()
     assert not list(daemon.root.path.rglob("bundle.tar"))
-
-
-def test_a_rotated_credentials_file_briefly_missing_is_one_line_and_polling_goes_on(
-    tmp_path: Path, stub: CommandServiceStub, kit: SigningKit
-) -> None:
-    credentials = tmp_path / "session-credentials"
-    write_credentials(credentials, "ASIAROTATE0000000001", SESSION_SECRET, ONPREM_SESSION_TOKEN)
-    bundle = tgz_revision(tmp_path / "trace.log", tmp_path / "www", "rotated")
-    served = StubObject(BUCKET, "app.tgz", bundle)
-    with stub_s3_server(served) as endpoint:
-        daemon = S3Daemon(tmp_path, stub, kit, endpoint)
-        (tmp_path / "no-onpremises.yml").write_text(session_file(credentials), encoding="utf-8")
-        try:
-            daemon.start(
-                without=("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
-            )
-            assert wait_until(lambda: len(stub.requests) > 0)
-            # The rotation job replaces the file: for a moment, there is none.
-            credentials.unlink()
-            expected = (
-                f"command service PollHostCommand failed: credentials file {credentials}"
-                " does not exist"
-            )
-            assert wait_until(lambda: expected in daemon.logs()), daemon.logs()[-2000:]
-            write_credentials(credentials, "ASIAROTATE0000000002", ROTATED_SECRET, ROTATED_TOKEN)
-            _expect_download_and_install(stub, kit, "d-S3ROTATE1", served)
-            daemon.stop()
-        finally:
-            daemon.cleanup()
-    logs = daemon.logs()
-    # A failed call the poll loop knows, not a bug of ours: no traceback.
-    assert "command service call failed; backing off" in logs
-    assert "poll failed unexpectedly" not in logs and "Traceback" not in logs
-    assert all(
-        "Credential=ASIAROTATE0000000002/" in headers["Authorization"]
-        for *_, headers in served.requests
-    )
-    for secret in (SESSION_SECRET, ONPREM_SESSION_TOKEN, ROTATED_SECRET, ROTATED_TOKEN):
-        assert secret not in logs
-
-
-def _download_and_install(
-    daemon: S3Daemon,
-    stub: CommandServiceStub,
-    kit: SigningKit,
-    deployment_id: str,
-    served: StubObject,
-    without: Sequence[str] = (),
-) -> None:
-    """Run ``daemon`` (its environment ``without`` those variables) through DownloadBundle
-    and Install of the object ``served``; both succeed, and the daemon stops cleanly."""
-    try:
-        daemon.start(without=without)
-        _expect_download_and_install(stub, kit, deployment_id, served)
-        daemon.stop()
-    finally:
-        daemon.cleanup()
-
-
-def _expect_download_and_install(
-    stub: CommandServiceStub, kit: SigningKit, deployment_id: str, served: StubObject
-) -> None:
-    """Queue DownloadBundle and Install of the object ``served``; both succeed."""
-    ids = queue_deployment(
-        stub,
-        deployment_id,
-        kit.sign(s3_spec(deployment_id, served.key, ETag=served.etag)),
-        commands=("DownloadBundle", "Install"),
-    )
-    reports = _run_to_completion(stub, ids)
-    assert [r["CommandStatus"] for r in reports] == ["Succeeded", "Succeeded"], reports
 
 
 def test_an_on_premises_host_fetches_with_its_own_credentials_and_region(
@@ -469,10 +278,10 @@ def test_an_on_premises_host_fetches_with_its_own_credentials_and_region(
     region = "eu-west-1"
     kit = make_signing_kit(tmp_path / "signing", region=region)
     on_premises_key, on_premises_secret = "AKIDONPREMISES000001", "on-premises-secret-not-real"
-    bundle = tgz_revision(tmp_path / "trace.log", tmp_path / "www", "onprem")
+    bundle = tgz_revision(tmp_path / "trace.log", tmp_path / "www", "onprem", HOOKED)
     served = StubObject(BUCKET, "app.tgz", bundle)
     with stub_s3_server(served) as endpoint:
-        daemon = S3Daemon(tmp_path, stub, kit, endpoint)
+        daemon = s3_daemon(tmp_path, stub, kit, endpoint)
         (tmp_path / "no-onpremises.yml").write_text(
             f"region: {region}\n"
             f"iam_user_arn: {HOST}\n"
@@ -498,13 +307,85 @@ def test_an_on_premises_host_fetches_with_its_own_credentials_and_region(
     assert on_premises_secret not in daemon.logs()
 
 
+def test_a_rotated_credentials_file_briefly_missing_is_one_line_and_polling_goes_on(
+    tmp_path: Path, stub: CommandServiceStub, kit: SigningKit
+) -> None:
+    credentials = tmp_path / "session-credentials"
+    write_credentials(credentials, "ASIAROTATE0000000001", SESSION_SECRET, ONPREM_SESSION_TOKEN)
+    bundle = tgz_revision(tmp_path / "trace.log", tmp_path / "www", "rotated", HOOKED)
+    served = StubObject(BUCKET, "app.tgz", bundle)
+    with stub_s3_server(served) as endpoint:
+        daemon = s3_daemon(tmp_path, stub, kit, endpoint)
+        daemon.on_premises_file.write_text(session_file(credentials), encoding="utf-8")
+        try:
+            daemon.run(
+                stdout=subprocess.DEVNULL,
+                without=("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"),
+            )
+            assert wait_until(lambda: len(stub.requests) > 0)
+            # The rotation job replaces the file: for a moment, there is none.
+            credentials.unlink()
+            expected = (
+                f"command service PollHostCommand failed: credentials file {credentials}"
+                " does not exist"
+            )
+            assert wait_until(lambda: expected in daemon.logs()), daemon.logs()[-2000:]
+            write_credentials(credentials, "ASIAROTATE0000000002", ROTATED_SECRET, ROTATED_TOKEN)
+            _expect_download_and_install(stub, kit, "d-S3ROTATE1", served)
+            assert daemon.stop() == 0
+        finally:
+            daemon.cleanup()
+    logs = daemon.logs()
+    # A failed call the poll loop knows, not a bug of ours: no traceback.
+    assert "command service call failed; backing off" in logs
+    assert "poll failed unexpectedly" not in logs and "Traceback" not in logs
+    assert all(
+        "Credential=ASIAROTATE0000000002/" in headers["Authorization"]
+        for *_, headers in served.requests
+    )
+    for secret in (SESSION_SECRET, ONPREM_SESSION_TOKEN, ROTATED_SECRET, ROTATED_TOKEN):
+        assert secret not in logs
+
+
+def _download_and_install(
+    daemon: AgentDaemon,
+    stub: CommandServiceStub,
+    kit: SigningKit,
+    deployment_id: str,
+    served: StubObject,
+    without: Sequence[str] = (),
+) -> None:
+    """Run ``daemon`` (its environment ``without`` those variables) through DownloadBundle
+    and Install of the object ``served``; both succeed, and the daemon stops cleanly."""
+    try:
+        daemon.run(stdout=subprocess.DEVNULL, without=without)
+        _expect_download_and_install(stub, kit, deployment_id, served)
+        assert daemon.stop() == 0
+    finally:
+        daemon.cleanup()
+
+
+def _expect_download_and_install(
+    stub: CommandServiceStub, kit: SigningKit, deployment_id: str, served: StubObject
+) -> None:
+    """Queue DownloadBundle and Install of the object ``served``; both succeed."""
+    ids = queue_deployment(
+        stub,
+        deployment_id,
+        kit.sign(s3_spec(deployment_id, served.key, ETag=served.etag)),
+        commands=("DownloadBundle", "Install"),
+    )
+    reports = _run_to_completion(stub, ids)
+    assert [r["CommandStatus"] for r in reports] == ["Succeeded", "Succeeded"], reports
+
+
 def test_the_daemon_reaches_both_services_through_its_proxy_naming_itself_alike(
     tmp_path: Path, stub: CommandServiceStub, kit: SigningKit
 ) -> None:
-    bundle = tgz_revision(tmp_path / "trace.log", tmp_path / "www", "proxied")
+    bundle = tgz_revision(tmp_path / "trace.log", tmp_path / "www", "proxied", HOOKED)
     served = StubObject(BUCKET, "app.tgz", bundle)
     with stub_s3_server(served) as endpoint, ForwardingProxy() as proxy:
-        daemon = S3Daemon(tmp_path, stub, kit, endpoint)
+        daemon = s3_daemon(tmp_path, stub, kit, endpoint)
         with daemon.config.open("a", encoding="utf-8") as config:
             config.write(f":proxy_uri: '{proxy.url}'\n")
         _download_and_install(daemon, stub, kit, "d-S3PROXY01", served)

@@ -18,17 +18,12 @@ from typing import Dict, Optional
 import pytest
 
 from agent import __version__
-from tests.command_poller.poller_helpers import (
-    HOST,
-    completion_of,
-    make_revision,
-    queue_deployment,
-    spec_json,
-    wait_until,
-)
-from tests.daemon.test_daemon_process import Daemon, NotifyReceiver
-from tests.support_command_service import CommandServiceStub
-from tests.support_signing import SigningKit
+from tests.support.command_service import HOST, CommandServiceStub, completion_of, queue_deployment
+from tests.support.daemon import AgentDaemon
+from tests.support.notify_socket import NotifyReceiver
+from tests.support.signing import SigningKit
+from tests.support.traced_revisions import make_revision, spec_json
+from tests.support.waiting import wait_until
 
 WAITING_STATUS = re.compile(
     r"STATUS=waiting for an identity: cannot determine the host identity: EC2 metadata is"
@@ -42,13 +37,13 @@ def _service_env(notify: NotifyReceiver, extra: Optional[Dict[str, str]] = None)
     return {"NOTIFY_SOCKET": str(notify.address), "WATCHDOG_USEC": "400000", **(extra or {})}
 
 
-def _tries_logged(daemon: Daemon) -> int:
+def _tries_logged(daemon: AgentDaemon) -> int:
     if not daemon.log_file.exists():
         return 0
     return daemon.log_file.read_text(encoding="utf-8").count("no host identity yet; trying again")
 
 
-def _write_on_premises_file(daemon: Daemon, region: str = "us-east-1") -> None:
+def _write_on_premises_file(daemon: AgentDaemon, region: str = "us-east-1") -> None:
     partial = daemon.base / "on-premises.partial"
     partial.write_text(
         f"region: {region}\niam_user_arn: {HOST}\naws_access_key_id: AKIDONPREMISES000001\n"
@@ -59,7 +54,7 @@ def _write_on_premises_file(daemon: Daemon, region: str = "us-east-1") -> None:
 
 
 def test_without_an_identity_it_stays_up_says_why_and_polls_once_the_file_appears(
-    agent_daemon: Daemon, stub: CommandServiceStub, notify: NotifyReceiver
+    agent_daemon: AgentDaemon, stub: CommandServiceStub, notify: NotifyReceiver
 ) -> None:
     process = agent_daemon.run(_service_env(notify, NO_IDENTITY))
     # Ready first: systemd's start timeout must not end a daemon that waits.
@@ -101,7 +96,7 @@ def test_without_an_identity_it_stays_up_says_why_and_polls_once_the_file_appear
 
 
 def test_sigterm_ends_the_wait_for_an_identity_at_once_with_exit_0(
-    agent_daemon: Daemon, notify: NotifyReceiver
+    agent_daemon: AgentDaemon, notify: NotifyReceiver
 ) -> None:
     process = agent_daemon.run(_service_env(notify, NO_IDENTITY))
     notify.receive_until(WAITING_STATUS)
@@ -123,7 +118,7 @@ def test_sigterm_ends_the_wait_for_an_identity_at_once_with_exit_0(
 
 
 def test_a_slow_metadata_service_keeps_the_watchdog_fed_and_sigterm_ends_the_try(
-    agent_daemon: Daemon, notify: NotifyReceiver
+    agent_daemon: AgentDaemon, notify: NotifyReceiver
 ) -> None:
     # A metadata service that takes connections and never answers: one try lasts long.
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
@@ -152,7 +147,7 @@ def test_a_slow_metadata_service_keeps_the_watchdog_fed_and_sigterm_ends_the_try
 
 
 def test_a_configuration_error_found_with_the_identity_still_exits_1_with_one_line(
-    agent_daemon: Daemon, notify: NotifyReceiver
+    agent_daemon: AgentDaemon, notify: NotifyReceiver
 ) -> None:
     # The identity is found, but this configuration cannot poll in its region: the
     # operator's to fix, not a wait.
@@ -174,7 +169,7 @@ def test_a_configuration_error_found_with_the_identity_still_exits_1_with_one_li
     assert not agent_daemon.pid_file.exists()
 
 
-def _status_json(daemon: Daemon) -> Dict[str, object]:
+def _status_json(daemon: AgentDaemon) -> Dict[str, object]:
     result = daemon.manage("status", json_output=True)
     assert result.returncode in (0, 3), result
     assert len(result.stdout.splitlines()) == 1, result.stdout
@@ -185,7 +180,7 @@ def _status_json(daemon: Daemon) -> Dict[str, object]:
 
 
 def test_status_json_says_whether_it_runs_and_whether_a_command_runs_now(
-    agent_daemon: Daemon, stub: CommandServiceStub, kit: SigningKit
+    agent_daemon: AgentDaemon, stub: CommandServiceStub, kit: SigningKit
 ) -> None:
     stopped = _status_json(agent_daemon)
     assert stopped["running"] is False and stopped["pid"] is None
@@ -232,7 +227,7 @@ def test_status_json_says_whether_it_runs_and_whether_a_command_runs_now(
 
 
 @pytest.mark.parametrize("verb", ["run", "stop", "prepare", "version"])
-def test_json_with_another_verb_is_a_bad_command_line(agent_daemon: Daemon, verb: str) -> None:
+def test_json_with_another_verb_is_a_bad_command_line(agent_daemon: AgentDaemon, verb: str) -> None:
     result = agent_daemon.manage(verb, json_output=True)
     assert result.returncode == 2, result
     assert result.stdout == ""
@@ -242,7 +237,7 @@ def test_json_with_another_verb_is_a_bad_command_line(agent_daemon: Daemon, verb
     ]
 
 
-def _restricting_config(daemon: Daemon, extra: str = "") -> Path:
+def _restricting_config(daemon: AgentDaemon, extra: str = "") -> Path:
     config = daemon.base / "restricting.yml"
     config.write_text(
         f":root_dir: '{daemon.base / 'state' / 'deployment-root'}'\n"
@@ -261,7 +256,7 @@ def _mode(path: Path) -> int:
 
 
 def test_prepare_checks_the_configuration_and_makes_the_folders_with_their_modes(
-    agent_daemon: Daemon,
+    agent_daemon: AgentDaemon,
 ) -> None:
     config = _restricting_config(agent_daemon, ":frobnicate: 1\n")
     old_umask = os.umask(0o022)
@@ -286,7 +281,7 @@ def test_prepare_checks_the_configuration_and_makes_the_folders_with_their_modes
     assert again.returncode == 0 and again.stdout == result.stdout
 
 
-def test_prepare_without_restrictions_makes_the_three_folders(agent_daemon: Daemon) -> None:
+def test_prepare_without_restrictions_makes_the_three_folders(agent_daemon: AgentDaemon) -> None:
     result = agent_daemon.manage("prepare")
     assert result.returncode == 0, result
     for folder in ("log", "pid", "deployment-root"):
@@ -303,7 +298,7 @@ def test_prepare_without_restrictions_makes_the_three_folders(agent_daemon: Daem
     ],
 )
 def test_prepare_refuses_a_bad_configuration_in_one_line_and_makes_nothing(
-    agent_daemon: Daemon, extra: str, on_premises: Optional[str], named: str
+    agent_daemon: AgentDaemon, extra: str, on_premises: Optional[str], named: str
 ) -> None:
     config = _restricting_config(agent_daemon, extra)
     if on_premises is not None:
@@ -318,7 +313,7 @@ def test_prepare_refuses_a_bad_configuration_in_one_line_and_makes_nothing(
 
 
 def test_run_in_a_pipe_has_no_log_lines_on_stderr_only_the_journal_lines(
-    agent_daemon: Daemon, stub: CommandServiceStub
+    agent_daemon: AgentDaemon, stub: CommandServiceStub
 ) -> None:
     process = agent_daemon.run()
     assert wait_until(lambda: len(stub.requests_for("PollHostCommand")) > 0)

@@ -15,25 +15,20 @@ from typing import Optional
 
 import pytest
 
-from tests.command_poller.poller_helpers import (
-    completion_of,
-    make_revision,
-    queue_deployment,
-    spec_json,
-    wait_until,
-)
-from tests.daemon.test_daemon_process import Daemon
-from tests.support_command_service import CommandServiceStub
-from tests.support_signing import (
+from tests.support.command_service import CommandServiceStub, completion_of, queue_deployment
+from tests.support.daemon import AgentDaemon
+from tests.support.signing import (
     SigningKit,
     counting_openssl_wrapper,
     make_signing_kit,
     openssl_x509_fields,
     replace_in_pkcs7,
 )
+from tests.support.traced_revisions import make_revision, spec_json
+from tests.support.waiting import wait_until
 
 
-def configure_signer_ca(daemon: Daemon, value: Optional[str]) -> None:
+def configure_signer_ca(daemon: AgentDaemon, value: Optional[str]) -> None:
     """Replace the daemon's ``deployment_signer_ca_file`` line (None: no such line)."""
     lines = [
         line
@@ -56,7 +51,7 @@ def stranger(tmp_path_factory: pytest.TempPathFactory) -> SigningKit:
 
 
 def test_without_a_ca_file_an_intact_spec_from_any_ca_runs_and_its_signer_is_logged(
-    agent_daemon: Daemon, stub: CommandServiceStub, stranger: SigningKit
+    agent_daemon: AgentDaemon, stub: CommandServiceStub, stranger: SigningKit
 ) -> None:
     configure_signer_ca(agent_daemon, None)
     revision = make_revision(
@@ -98,7 +93,7 @@ def test_without_a_ca_file_an_intact_spec_from_any_ca_runs_and_its_signer_is_log
 
 
 def test_without_a_ca_file_an_altered_spec_is_refused(
-    agent_daemon: Daemon, stub: CommandServiceStub, stranger: SigningKit
+    agent_daemon: AgentDaemon, stub: CommandServiceStub, stranger: SigningKit
 ) -> None:
     configure_signer_ca(agent_daemon, None)
     revision = make_revision(
@@ -122,7 +117,7 @@ def test_without_a_ca_file_an_altered_spec_is_refused(
 
 
 def test_a_configured_ca_file_that_is_missing_stops_the_start_in_one_line(
-    agent_daemon: Daemon,
+    agent_daemon: AgentDaemon,
 ) -> None:
     absent = agent_daemon.base / "certs" / "my-ca.pem"
     configure_signer_ca(agent_daemon, str(absent))
@@ -144,7 +139,7 @@ def test_a_configured_ca_file_that_is_missing_stops_the_start_in_one_line(
 
 
 def test_a_configured_ca_file_is_named_in_the_start_up_line_and_status(
-    agent_daemon: Daemon, stub: CommandServiceStub, kit: SigningKit
+    agent_daemon: AgentDaemon, stub: CommandServiceStub, kit: SigningKit
 ) -> None:
     process = agent_daemon.run()
     assert wait_until(lambda: len(stub.requests_for("PollHostCommand")) > 0), process.stderr
@@ -159,7 +154,7 @@ def test_a_configured_ca_file_is_named_in_the_start_up_line_and_status(
 
 
 def test_system_store_without_the_test_ca_refuses_the_spec(
-    agent_daemon: Daemon, stub: CommandServiceStub, kit: SigningKit, stranger: SigningKit
+    agent_daemon: AgentDaemon, stub: CommandServiceStub, kit: SigningKit, stranger: SigningKit
 ) -> None:
     configure_signer_ca(agent_daemon, "system")
     empty = agent_daemon.base / "no-certs"
@@ -187,7 +182,9 @@ def test_system_store_without_the_test_ca_refuses_the_spec(
     assert "chain checked against the system CA store" in status.stdout
 
 
-def test_without_openssl_the_daemon_does_not_start(agent_daemon: Daemon, tmp_path: Path) -> None:
+def test_without_openssl_the_daemon_does_not_start(
+    agent_daemon: AgentDaemon, tmp_path: Path
+) -> None:
     empty = tmp_path / "empty-path"
     empty.mkdir()
     result = subprocess.run(
@@ -206,7 +203,7 @@ def test_without_openssl_the_daemon_does_not_start(agent_daemon: Daemon, tmp_pat
 
 
 def test_each_deployment_s_specification_is_verified_by_openssl_once(
-    agent_daemon: Daemon, stub: CommandServiceStub, kit: SigningKit, tmp_path: Path
+    agent_daemon: AgentDaemon, stub: CommandServiceStub, kit: SigningKit, tmp_path: Path
 ) -> None:
     # Every command of a deployment fetches the same signed specification.
     wrapper_dir, runs = counting_openssl_wrapper(tmp_path)

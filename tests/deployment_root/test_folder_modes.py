@@ -7,10 +7,11 @@ import signal
 import stat
 from pathlib import Path
 
-from tests.command_poller.poller_helpers import make_revision, wait_until
-from tests.daemon.test_daemon_process import Daemon
-from tests.support import LocalAgent
-from tests.support_command_service import CommandServiceStub
+from tests.support.command_service import CommandServiceStub
+from tests.support.daemon import AgentDaemon
+from tests.support.local_agent import LocalAgent
+from tests.support.traced_revisions import make_revision
+from tests.support.waiting import wait_until
 
 
 def mode(path: Path) -> int:
@@ -18,7 +19,7 @@ def mode(path: Path) -> int:
 
 
 def test_the_daemon_restricts_its_folders_and_log_files_when_asked(
-    agent_daemon: Daemon, stub: CommandServiceStub
+    agent_daemon: AgentDaemon, stub: CommandServiceStub
 ) -> None:
     log_dir = agent_daemon.log_file.parent
     log_dir.mkdir(parents=True)
@@ -45,7 +46,7 @@ def test_the_daemon_restricts_its_folders_and_log_files_when_asked(
 
 
 def test_without_the_keys_the_folders_keep_their_modes(
-    agent_daemon: Daemon, stub: CommandServiceStub
+    agent_daemon: AgentDaemon, stub: CommandServiceStub
 ) -> None:
     agent_daemon.root.path.mkdir(parents=True)
     agent_daemon.root.path.chmod(0o755)
@@ -71,7 +72,7 @@ def test_codedeploy_local_restricts_the_deployment_root(
 
 
 def test_an_unsupported_key_is_warned_about_once_at_start_up(
-    agent_daemon: Daemon, stub: CommandServiceStub
+    agent_daemon: AgentDaemon, stub: CommandServiceStub
 ) -> None:
     with agent_daemon.config.open("a", encoding="utf-8") as config:
         config.write(":enable_archive_reuse: true\n")

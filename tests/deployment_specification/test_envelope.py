@@ -24,7 +24,7 @@ from agent.deployment_specification.signature import (
     SpecSignatureError,
     verify_pkcs7_payload_with_openssl,
 )
-from tests.support_signing import (
+from tests.support.signing import (
     SigningKit,
     make_intermediate_ca,
     make_root_ca,

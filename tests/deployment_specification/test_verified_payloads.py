@@ -18,7 +18,7 @@ from agent.deployment_specification.envelope import (
 from agent.deployment_specification.signature import SpecSignatureError
 from agent.deployment_specification.verified_payloads import VerifiedPayloads
 from tests.deployment_specification.test_envelope import SIGNER, spec_json
-from tests.support_signing import (
+from tests.support.signing import (
     SigningKit,
     counting_openssl_wrapper,
     make_signer,

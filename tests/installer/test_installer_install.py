@@ -11,7 +11,7 @@ import pytest
 
 from agent.application_specification.model import FileExistsBehavior, FileMapping
 from agent.installer import InstallError
-from tests.installer.installer_helpers import Workspace, mode_of, tree
+from tests.support.install_workspace import Workspace, mode_of, tree
 
 
 @pytest.fixture

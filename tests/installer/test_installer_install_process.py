@@ -19,7 +19,7 @@ from agent.application_specification.model import (
 from agent.installer import InstallError
 from agent.installer.agent_folders import AgentFolders
 from agent.installer.install_process import InstallHelper, InstallRequest
-from tests.installer.installer_helpers import GROUP, Entry, Workspace, tree
+from tests.support.install_workspace import GROUP, Entry, Workspace, tree
 
 
 def _request(workspace: Workspace, behavior: FileExistsBehavior) -> InstallRequest:

@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List
 
-from tests.support import LocalAgent, write_tree
+from tests.support.archives import write_tree
+from tests.support.local_agent import LocalAgent
 
 GROUP = "default-local-deployment-group"
 

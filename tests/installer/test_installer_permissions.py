@@ -20,7 +20,7 @@ from agent.application_specification.model import (
     SelinuxRange,
 )
 from agent.installer import InstallError
-from tests.installer.installer_helpers import Workspace, link_tools, mode_of, write_stub_tool
+from tests.support.install_workspace import Workspace, link_tools, mode_of, write_stub_tool
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to change owners")
 # Found before any test narrows PATH.

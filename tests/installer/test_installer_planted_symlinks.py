@@ -34,7 +34,8 @@ from agent.installer.instructions import InstructionsFileWriter
 from agent.installer.plan import resolve_entries_on_disk
 from agent.installer.result import InstallError
 from agent.installer.reuse import read_identity_from_os
-from tests.support import LocalAgent, LocalRun, write_tree
+from tests.support.archives import write_tree
+from tests.support.local_agent import LocalAgent, LocalRun
 
 pytestmark = pytest.mark.root
 

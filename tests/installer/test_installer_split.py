@@ -16,7 +16,7 @@ import pytest
 
 from agent.application_specification.model import FileExistsBehavior
 from agent.installer import InstallError
-from tests.installer.installer_helpers import Entry, Workspace, tree
+from tests.support.install_workspace import Entry, Workspace, tree
 
 
 def _revision(tag: str) -> Dict[str, Entry]:

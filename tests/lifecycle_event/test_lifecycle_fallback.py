@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Iterator, List
@@ -20,9 +19,11 @@ import pytest
 
 from agent.lifecycle_event.process_tree import find_unified_cgroup_mount, reap_adopted_orphans
 from agent.process_control import become_child_subreaper
-from tests.command_poller.poller_helpers import wait_until
-from tests.support import REPO, LocalAgent, write_tree
-from tests.support_processes import alive, kill_marked, pids_with_marker
+from tests.support.archives import write_tree
+from tests.support.checkout import REPO
+from tests.support.local_agent import LocalAgent, LocalRun
+from tests.support.processes import alive, kill_marked, pids_with_marker
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -59,28 +60,12 @@ def _unshared_prefix() -> List[str]:
     ]
 
 
-def _run_agent(agent: LocalAgent, how: str, *arguments: str) -> subprocess.CompletedProcess[str]:
+def _run_agent(agent: LocalAgent, how: str, *arguments: str) -> LocalRun:
     prefix = _unshared_prefix() if how == "no cgroup2 mounted" else []
     if how == "hook_use_cgroups false":
         with agent.config.open("a", encoding="utf-8") as config:
             config.write(":hook_use_cgroups: false\n")
-    return subprocess.run(
-        [
-            *prefix,
-            sys.executable,
-            "-m",
-            "agent.local_deployment",
-            "-c",
-            str(agent.config),
-            *arguments,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-        cwd=agent.base,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+    return agent.run(*arguments, prefix=prefix, timeout=180, env={"PYTHONPATH": str(REPO)})
 
 
 FALLBACKS = [

@@ -6,7 +6,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.support_s3 import moto_s3_server
+from tests.support.s3_servers import moto_s3_server
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,6 @@ import os
 import pwd
 import signal
 import stat
-import subprocess
-import sys
 import tarfile
 import time
 import zipfile
@@ -24,7 +22,8 @@ from typing import Dict, List, Optional
 
 import pytest
 
-from tests.support import LocalAgent, LocalRun, make_bundle, write_tree
+from tests.support.archives import make_bundle, write_tree
+from tests.support.local_agent import LocalAgent, LocalRun
 
 RECORD_SCRIPT = """#!/bin/sh
 echo "{tag} $LIFECYCLE_EVENT $DEPLOYMENT_ID $APPLICATION_NAME $DEPLOYMENT_GROUP_NAME $DEPLOYMENT_GROUP_ID $(id -u)" >> {record}
@@ -488,20 +487,7 @@ def test_interrupt_ends_the_hook_and_says_so(local_agent: LocalAgent, tmp_path: 
     source = _single_hook_revision(
         tmp_path / "rev", f"#!/bin/sh\necho $$ > {pidfile}\nexec sleep 600\n"
     )
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "agent.local_deployment",
-            "-c",
-            str(local_agent.config),
-            "-l",
-            str(source),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = local_agent.start("-l", str(source))
     deadline = time.monotonic() + 30
     while not pidfile.exists() and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -22,8 +22,9 @@ from agent.errors import AgentError
 from agent.host_command.dispatch import execute_host_command
 from agent.host_command.engine_settings import EngineSettings
 from agent.revision.fetchers.settings import FetchSettings
-from tests.support import LocalAgent, make_bundle, write_tree
-from tests.support_s3 import LOCAL_AGENT_ENV, serve_bundle_from_moto
+from tests.support.archives import make_bundle, write_tree
+from tests.support.local_agent import LocalAgent
+from tests.support.s3_servers import LOCAL_AGENT_ENV, serve_bundle_from_moto
 
 STOP_SCRIPT = "#!/bin/sh\necho stopped >> {record}\n"
 

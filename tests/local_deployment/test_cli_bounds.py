@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import LocalAgent, write_tree
+from tests.support.archives import write_tree
+from tests.support.local_agent import LocalAgent
 
 
 def _revision(where: Path, timeout: str = "30") -> Path:

@@ -19,8 +19,10 @@ from typing import Iterator, List
 
 import pytest
 
-from tests.support import LocalAgent, LocalRun, make_bundle, mounted_tmpfs, write_tree
-from tests.support_s3 import LOCAL_AGENT_ENV, serve_bundle_from_moto
+from tests.support.archives import make_bundle, write_tree
+from tests.support.local_agent import LocalAgent, LocalRun
+from tests.support.s3_servers import LOCAL_AGENT_ENV, serve_bundle_from_moto
+from tests.support.tmpfs import mounted_tmpfs
 
 HOLE_SIZE = 1 << 30  # 1 GiB
 DATA_OFFSET = 5_000_000
@@ -72,14 +74,7 @@ def leftovers(folder: Path) -> List[str]:
 def small_root(tmp_path: Path) -> Iterator[LocalAgent]:
     """A codedeploy-local whose deployment root is on an 8 MiB tmpfs."""
     with mounted_tmpfs(tmp_path / "small-root", "8m") as mount_point:
-        base = tmp_path / "agent"
-        base.mkdir()
-        agent = LocalAgent(base)
-        agent.config.write_text(
-            f":root_dir: '{mount_point / 'root'}'\n:log_dir: '{base / 'log'}'\n",
-            encoding="utf-8",
-        )
-        yield agent
+        yield LocalAgent.configured(tmp_path / "agent", root=mount_point / "root")
 
 
 @pytest.mark.parametrize("kind", ["tar", "directory"])

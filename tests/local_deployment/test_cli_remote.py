@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, Iterator, Tuple
 
-import boto3
 import pytest
 
-from tests.support import LocalAgent, make_bundle, write_tree
-from tests.support_s3 import REGION, moto_s3_server
+from tests.support.archives import make_bundle, write_tree
+from tests.support.local_agent import LocalAgent
+from tests.support.s3_servers import REGION, moto_s3_server, s3_client
 
 ENV: Dict[str, str] = {
     "AWS_ACCESS_KEY_ID": "AKIDTESTTESTTESTTEST",
@@ -33,13 +33,7 @@ def _upload(endpoint: str, tmp_path: Path, record: Path) -> Tuple[str, str]:
         },
     )
     bundle = make_bundle(source, tmp_path / "rev.tgz", "tgz")
-    client = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name=REGION,
-        aws_access_key_id=ENV["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=ENV["AWS_SECRET_ACCESS_KEY"],
-    )
+    client = s3_client(endpoint, ENV["AWS_ACCESS_KEY_ID"], ENV["AWS_SECRET_ACCESS_KEY"], REGION)
     bucket = f"bundles-{tmp_path.name.lower().replace('_', '-')}"[:60]
     client.create_bucket(Bucket=bucket)
     etag = client.put_object(Bucket=bucket, Key="releases/rev.tgz", Body=bundle.read_bytes())[

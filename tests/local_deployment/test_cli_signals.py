@@ -15,7 +15,6 @@ import io
 import os
 import signal
 import subprocess
-import sys
 import tarfile
 import time
 import uuid
@@ -25,28 +24,19 @@ from typing import List, Optional
 import pytest
 
 from agent.lifecycle_event.process_tree import find_unified_cgroup_mount, own_cgroup_v2_path
-from tests.command_poller.poller_helpers import wait_until
-from tests.support import LocalAgent, write_tree
-from tests.support_processes import (
+from tests.support.archives import write_tree
+from tests.support.local_agent import LocalAgent
+from tests.support.processes import (
     alive,
     catches,
     interrupt_during_imports,
     kill_marked,
     pids_with_marker,
 )
+from tests.support.waiting import wait_until
 
 # Bounds on waiting for something that happens at once when the code is right.
 _WAIT_SECONDS = 30.0
-
-
-def _start(agent: LocalAgent, *arguments: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "agent.local_deployment", "-c", str(agent.config), *arguments],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=agent.base,
-    )
 
 
 def _children_of(pid: int) -> List[int]:
@@ -91,7 +81,7 @@ exec sleep 600
 """,
         },
     )
-    process = _start(local_agent, "-l", str(source))
+    process = local_agent.start("-l", str(source))
     try:
         assert wait_until(lambda: started.exists() and len(pids_with_marker(marker)) == 2)
         process.send_signal(number)
@@ -115,7 +105,7 @@ def test_sigint_during_the_imports_is_one_line_and_130(
 ) -> None:
     source = write_tree(tmp_path / "rev", {"appspec.yml": "version: 0.0\nos: linux\n"})
     for _ in range(3):
-        process = _start(local_agent, "-l", str(source))
+        process = local_agent.start("-l", str(source))
         _, stderr = interrupt_during_imports(process)
         assert process.returncode == 130, stderr
         assert len(stderr.splitlines()) == 1, stderr
@@ -161,7 +151,7 @@ def test_sigint_during_the_early_unpack_of_a_large_archive_is_one_line_and_130(
     local_agent: LocalAgent, tmp_path: Path
 ) -> None:
     bundle = _large_archive_with_appspec_last(tmp_path / "large.tgz")
-    process = _start(local_agent, "-l", str(bundle), "-t", "tgz")
+    process = local_agent.start("-l", str(bundle), "-t", "tgz")
     try:
         assert wait_until(lambda: _unpacking(local_agent.root))
         process.send_signal(signal.SIGINT)
@@ -233,7 +223,7 @@ def test_the_installs_second_process_dies_with_the_program(
         f"version: 0.0\nos: linux\nfiles:\n  - source: app\n    destination: {tmp_path / 'www'}\n"
     )
     source = write_tree(tmp_path / "rev", files)
-    process = _start(local_agent, "-l", str(source))
+    process = local_agent.start("-l", str(source))
     worker: Optional[int] = None
     try:
         deadline = time.monotonic() + _WAIT_SECONDS
@@ -274,8 +264,8 @@ def test_the_next_run_ends_a_hook_cgroup_that_a_sigkill_left_and_spares_a_live_o
     marker, live_marker = f"marker-{uuid.uuid4().hex}", f"marker-{uuid.uuid4().hex}"
     cgroup_file, started = tmp_path / "killed.cgroup", tmp_path / "killed.started"
     live_cgroup_file, live_started = tmp_path / "live.cgroup", tmp_path / "live.started"
-    killed = _start(
-        local_agent, "-l", str(_long_hook_revision(tmp_path / "a", marker, cgroup_file, started))
+    killed = local_agent.start(
+        "-l", str(_long_hook_revision(tmp_path / "a", marker, cgroup_file, started))
     )
     live: Optional[subprocess.Popen[str]] = None
     try:
@@ -288,8 +278,7 @@ def test_the_next_run_ends_a_hook_cgroup_that_a_sigkill_left_and_spares_a_live_o
         # What SIGKILL leaves: the hook's tree, in its cgroup.
         assert hook_cgroup.is_dir() and pids_with_marker(marker)
 
-        live = _start(
-            local_agent,
+        live = local_agent.start(
             "-l",
             str(_long_hook_revision(tmp_path / "b", live_marker, live_cgroup_file, live_started)),
             "-g",

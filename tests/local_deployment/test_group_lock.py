@@ -11,12 +11,12 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Dict, Iterator, List
 
-from tests.command_poller.poller_helpers import make_revision, wait_until
-from tests.support import LocalAgent
+from tests.support.local_agent import LocalAgent
+from tests.support.traced_revisions import make_revision
+from tests.support.waiting import wait_until
 
 
 class Held:
@@ -44,19 +44,15 @@ class Held:
 def _start(agent: LocalAgent, held: Held, name: str, *extra: str) -> subprocess.Popen[str]:
     err = (agent.base / f"{name}.err").open("w", encoding="utf-8")
     out = (agent.base / f"{name}.out").open("w", encoding="utf-8")
-    command = [
-        sys.executable,
-        "-m",
-        "agent.local_deployment",
-        "-c",
-        str(agent.config),
+    process = agent.start(
         "--bundle-location",
         str(held.revision),
         "--file-exists-behavior",
         "OVERWRITE",
         *extra,
-    ]
-    process = subprocess.Popen(command, stdout=out, stderr=err, text=True, cwd=agent.base)
+        stdout=out,
+        stderr=err,
+    )
     err.close()
     out.close()
     return process

@@ -21,7 +21,8 @@ from typing import Callable, Dict, Iterator, List
 
 import pytest
 
-from tests.support import LocalAgent, LocalRun, make_bundle, write_tree
+from tests.support.archives import make_bundle, write_tree
+from tests.support.local_agent import LocalAgent, LocalRun
 
 HOOKS = ("ApplicationStop", "BeforeInstall", "ApplicationStart", "ValidateService")
 

@@ -13,7 +13,8 @@ import socket
 import urllib.request
 from pathlib import Path
 
-from tests.support import REPO, LocalAgent
+from tests.support.checkout import REPO
+from tests.support.local_agent import LocalAgent
 
 PIDFILE = Path("/tmp/codedeploy-sample/run/server.pid")
 

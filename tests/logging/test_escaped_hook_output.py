@@ -6,17 +6,12 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from tests.command_poller.poller_helpers import (
-    completion_of,
-    make_revision,
-    queue_deployment,
-    spec_json,
-    wait_until,
-)
-from tests.daemon.test_daemon_process import Daemon
-from tests.support import LocalAgent
-from tests.support_command_service import CommandServiceStub
-from tests.support_signing import SigningKit
+from tests.support.command_service import CommandServiceStub, completion_of, queue_deployment
+from tests.support.daemon import AgentDaemon
+from tests.support.local_agent import LocalAgent
+from tests.support.signing import SigningKit
+from tests.support.traced_revisions import make_revision, spec_json
+from tests.support.waiting import wait_until
 
 # The hook prints a carriage return and a clear-screen sequence, and leaves a background
 # process whose name holds them too with its output open: that name is quoted in the
@@ -56,7 +51,7 @@ def test_codedeploy_local_escapes_what_it_prints(local_agent: LocalAgent, tmp_pa
 
 
 def test_the_daemon_log_and_status_show_hook_output_escaped(
-    agent_daemon: Daemon, stub: CommandServiceStub, kit: SigningKit
+    agent_daemon: AgentDaemon, stub: CommandServiceStub, kit: SigningKit
 ) -> None:
     revision = make_revision(
         agent_daemon.base / "revision",

@@ -10,7 +10,7 @@ from typing import List
 import pytest
 
 from agent.logging.shared_log_file import LogRotation, SharedLogFile, rotated_log_name
-from tests.support import REPO
+from tests.support.checkout import REPO
 
 
 def _log_files(path: Path) -> List[Path]:

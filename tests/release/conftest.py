@@ -11,10 +11,10 @@ from typing import Iterator
 
 import pytest
 
-from tests.support import REPO
-from tests.support_command_service import CommandServiceStub
-from tests.support_install import build_bundle, bundles_folder, copy_checkout
-from tests.support_signing import SigningKit, make_signing_kit
+from tests.support.checkout import REPO
+from tests.support.command_service import CommandServiceStub
+from tests.support.host_install import build_bundle, bundles_folder, copy_checkout
+from tests.support.signing import SigningKit, make_signing_kit
 
 NEWER_VERSION = "0.1.1.dev7"
 BROKEN_VERSION = "0.1.2.dev7"

@@ -23,7 +23,7 @@ from typing import Dict, List
 import pytest
 
 from release.build_release import Wheel, bundle_platform
-from tests.support import REPO
+from tests.support.checkout import REPO
 
 BUILD = REPO / "scripts" / "build-release"
 VERSION = __import__("agent").__version__

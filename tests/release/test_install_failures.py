@@ -14,9 +14,9 @@ from typing import Iterator
 
 import pytest
 
-from tests.command_poller.poller_helpers import wait_until
-from tests.support_install import Installer, assert_one_line_failure
-from tests.support_systemd import SystemdBox
+from tests.support.host_install import Installer, assert_one_line_failure
+from tests.support.systemd_box import SystemdBox
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.root
 
@@ -170,7 +170,7 @@ def test_a_bad_option_is_a_usage_error(installer: Installer, script: str, unchan
 def test_a_checkout_with_no_network_for_the_package_index(
     installer: Installer, unchanged: None
 ) -> None:
-    from tests.support import REPO
+    from tests.support.checkout import REPO
 
     done = installer.run(
         str(REPO / "scripts" / "install"),

@@ -14,26 +14,19 @@ from typing import Dict
 
 import pytest
 
-from tests.command_poller.poller_helpers import (
-    HOST,
-    completion_of,
-    make_revision,
-    queue_deployment,
-    spec_json,
-    wait_until,
-)
-from tests.support import REPO
-from tests.support_command_service import CommandServiceStub
-from tests.support_install import (
+from tests.support.checkout import REPO
+from tests.support.command_service import HOST, CommandServiceStub, completion_of, queue_deployment
+from tests.support.host_install import (
     CONFIG,
     ON_PREMISES,
     ON_PREMISES_TEXT,
     Installer,
     agent_config,
-    copy_tree_into_box,
 )
-from tests.support_signing import SigningKit
-from tests.support_systemd import SystemdBox
+from tests.support.signing import SigningKit
+from tests.support.systemd_box import SystemdBox
+from tests.support.traced_revisions import make_revision, spec_json
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.root
 
@@ -165,7 +158,7 @@ def test_a_deployment_from_the_command_service_completes_under_systemd(
     tag = uuid.uuid4().hex[:8]
     trace = f"/root/trace-{tag}.log"
     made = make_revision(tmp_path / "revision", Path(trace), Path(f"/srv/app-{tag}"))
-    revision = copy_tree_into_box(systemd_box, made, f"/root/revision-{tag}")
+    revision = systemd_box.copy_tree_in(made, f"/root/revision-{tag}")
     ids = queue_deployment(
         service_stub, f"d-SYSTEMD{tag}", signing.sign(spec_json(f"d-SYSTEMD{tag}", revision))
     )

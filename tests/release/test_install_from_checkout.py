@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import REPO
-from tests.support_install import Installer
-from tests.support_systemd import SystemdBox
+from tests.support.checkout import REPO
+from tests.support.host_install import Installer
+from tests.support.systemd_box import SystemdBox
 
 pytestmark = pytest.mark.root
 

@@ -17,23 +17,17 @@ from typing import Dict
 
 import pytest
 
-from tests.command_poller.poller_helpers import (
-    completion_of,
-    make_revision,
-    queue_deployment,
-    spec_json,
-    wait_until,
-)
-from tests.support_command_service import CommandServiceStub
-from tests.support_install import (
+from tests.support.command_service import CommandServiceStub, completion_of, queue_deployment
+from tests.support.host_install import (
     CONFIG,
     ON_PREMISES,
     ON_PREMISES_TEXT,
     Installer,
-    copy_tree_into_box,
 )
-from tests.support_signing import SigningKit
-from tests.support_systemd import SystemdBox
+from tests.support.signing import SigningKit
+from tests.support.systemd_box import SystemdBox
+from tests.support.traced_revisions import make_revision, spec_json
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.root
 
@@ -160,7 +154,7 @@ def test_the_next_deployment_carries_on_from_the_aws_deployment_root(
     tmp_path: Path,
 ) -> None:
     made = make_revision(tmp_path / "revision", Path("/root/trace-new.log"), Path("/srv/migrated"))
-    revision = copy_tree_into_box(systemd_box, made, "/root/revision-new")
+    revision = systemd_box.copy_tree_in(made, "/root/revision-new")
     ids = queue_deployment(
         service_stub,
         "d-MIGRATED1",

@@ -3,7 +3,7 @@ its path, with a proxy, and without starting the service.
 
 Without systemd, it falls back to the agent's own ``start`` (a pid file), says so, and
 ``--uninstall`` stops it the same way: the installer, and so the agent it starts, run in a
-mount namespace of their own where ``/run/systemd`` is hidden (tests/support_hide_systemd.py).
+mount namespace of their own where ``/run/systemd`` is hidden (tests/support/hide_systemd.py).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import List
 
 import pytest
 
-from tests.support import REPO
-from tests.support_install import CONFIG, Installer
-from tests.support_systemd import SystemdBox
+from tests.support.checkout import REPO
+from tests.support.host_install import CONFIG, Installer
+from tests.support.systemd_box import SystemdBox
 
 pytestmark = pytest.mark.root
 
@@ -27,7 +27,7 @@ HIDE = [
     "private",
     "--",
     sys.executable,
-    str(REPO / "tests" / "support_hide_systemd.py"),
+    str(REPO / "tests" / "support" / "hide_systemd.py"),
 ]
 
 

@@ -14,24 +14,18 @@ from typing import Dict, List
 
 import pytest
 
-from tests.command_poller.poller_helpers import (
-    completion_of,
-    make_revision,
-    queue_deployment,
-    spec_json,
-    wait_until,
-)
 from tests.release.conftest import BROKEN_VERSION, NEWER_VERSION
-from tests.support_command_service import CommandServiceStub
-from tests.support_install import (
+from tests.support.command_service import CommandServiceStub, completion_of, queue_deployment
+from tests.support.host_install import (
     ON_PREMISES_TEXT,
     Installer,
     agent_config,
     assert_one_line_failure,
-    copy_tree_into_box,
 )
-from tests.support_signing import SigningKit
-from tests.support_systemd import SystemdBox
+from tests.support.signing import SigningKit
+from tests.support.systemd_box import SystemdBox
+from tests.support.traced_revisions import make_revision, spec_json
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.root
 
@@ -75,7 +69,7 @@ def _deploy(
         Path(f"/srv/app-{tag}"),
         scripts={"BeforeInstall": hook},
     )
-    revision = copy_tree_into_box(box, made, f"/root/revision-{tag}")
+    revision = box.copy_tree_in(made, f"/root/revision-{tag}")
     return queue_deployment(
         stub, f"d-UPGRADE{tag}", kit.sign(spec_json(f"d-UPGRADE{tag}", revision))
     )

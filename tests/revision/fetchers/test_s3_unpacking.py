@@ -16,8 +16,8 @@ from agent.host_command.download_bundle import download_revision_to_disk
 from agent.revision.bundle import UnpackPolicy
 from agent.revision.errors import BundleError
 from agent.revision.fetchers.settings import FetchSettings
-from tests.revision.archive_builders import file, make_tar
-from tests.support_s3 import StubObject, s3_settings, stub_s3_server
+from tests.support.archives import file, make_tar
+from tests.support.s3_servers import StubObject, s3_settings, stub_s3_server
 
 MIB = 1 << 20
 

@@ -18,17 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
-from tests.command_poller.poller_helpers import (
-    HOST,
-    make_revision,
-    queue_deployment,
-    spec_json,
-    wait_until,
-)
-from tests.support import REPO
-from tests.support_command_service import CommandServiceStub
-from tests.support_signing import SigningKit
-from tests.support_systemd import SystemdBox
+from tests.support.checkout import REPO
+from tests.support.command_service import HOST, CommandServiceStub, queue_deployment
+from tests.support.signing import SigningKit
+from tests.support.systemd_box import SystemdBox
+from tests.support.traced_revisions import make_revision, spec_json
+from tests.support.waiting import wait_until
 
 UNIT = "codedeploy-agent.service"
 UNIT_FILE = REPO / "systemd" / UNIT
@@ -163,13 +158,7 @@ class AgentService:
             scripts=scripts,
             timeout=timeout,
         )
-        for path in sorted(made.rglob("*")):
-            if path.is_file():
-                self.box.write_file(
-                    f"{inside}/{path.relative_to(made)}",
-                    path.read_text(encoding="utf-8"),
-                    mode=path.stat().st_mode & 0o777,
-                )
+        self.box.copy_tree_in(made, inside)
         return inside
 
     def deploy(

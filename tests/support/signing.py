@@ -1,4 +1,4 @@
-"""Test support: a throw-away CA, signer certificates, and signed deployment specifications.
+"""A throw-away CA, signer certificates, and signed deployment specifications.
 
 Builds, with the ``cryptography`` package, what the command service and the host share: a
 CA bundle the agent trusts (``deployment_signer_ca_file``) and a signer whose certificate

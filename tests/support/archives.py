@@ -1,8 +1,11 @@
-"""Real tar and zip bundles for the host-command tests, hostile ones included.
+"""Revisions on disk for tests: folders written from a dict of files, bundles packed from
+a folder as ``codedeploy-local`` users make them, and real tar and zip bundles crafted
+member by member, hostile ones included.
 
 tarfile and zipfile write whatever they are given, which is what makes them good at
 crafting malicious members: absolute names, ``..``, links that point out, devices.
-Every member carries an explicit mode and mtime, so the tests never depend on the umask.
+Every crafted member carries an explicit mode and mtime, so the tests never depend on the
+umask.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Set
+from typing import Dict, Iterable, List, Optional, Set
 
 MTIME = 1_600_000_000  # 2020-09-13, an even number of seconds (zip keeps 2 s steps)
 
@@ -121,3 +124,44 @@ def tree_snapshot(root: Path) -> Set[str]:
         found.update(f"{base / name}/" for name in folders)
         found.update(str(base / name) for name in files)
     return found
+
+
+def write_tree(root: Path, files: Dict[str, str], modes: Optional[Dict[str, int]] = None) -> Path:
+    """Write ``files`` (relative name -> text) under ``root``; scripts ending in .sh get 0755."""
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        if name.endswith(".sh"):
+            path.chmod(0o755)
+    for name, mode in (modes or {}).items():
+        (root / name).chmod(mode)
+    return root
+
+
+def make_bundle(source: Path, bundle: Path, kind: str) -> Path:
+    """Pack the folder ``source`` as tar, tgz or zip, keeping modes."""
+    members: List[Path] = sorted(source.rglob("*"))
+    if kind in ("tar", "tgz"):
+        with tarfile.open(bundle, "w:gz" if kind == "tgz" else "w") as archive:
+            for path in members:
+                archive.add(path, arcname=str(path.relative_to(source)), recursive=False)
+    elif kind == "zip":
+        with zipfile.ZipFile(bundle, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in members:
+                name = str(path.relative_to(source))
+                if path.is_symlink():
+                    # zipfile follows links; store the link itself, as zip -y does.
+                    info = zipfile.ZipInfo(name)
+                    info.external_attr = (stat.S_IFLNK | 0o777) << 16
+                    archive.writestr(info, os.readlink(path))
+                    continue
+                info = zipfile.ZipInfo.from_file(path, name)
+                if path.is_dir():
+                    archive.writestr(info, b"")
+                else:
+                    info.compress_type = zipfile.ZIP_DEFLATED
+                    archive.writestr(info, path.read_bytes())
+    else:  # pragma: no cover - a test bug
+        raise ValueError(kind)
+    return bundle

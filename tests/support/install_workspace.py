@@ -1,4 +1,4 @@
-"""Helpers of the installer tests: a revision on disk, a deployment root, reading results.
+"""The installer in process: a revision on disk, a deployment root, and what an install left.
 
 Everything is real files under the test's tmp_path: the revision (``archive``), the
 deployment root and the destinations.

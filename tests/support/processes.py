@@ -1,5 +1,5 @@
-"""Test support: finding a test's own processes by a unique marker, and signalling a
-program at a known moment (from its signal handlers, read in ``/proc``)."""
+"""A test's own processes, found by a unique marker, and signals sent to a program at a
+known moment (from its signal handlers, read in ``/proc``)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Runs a command as on a host that systemd does not run: ``/run/systemd`` hidden.
 
-``unshare --mount --propagation private -- python support_hide_systemd.py ARGV...`` (inside a
+``unshare --mount --propagation private -- python hide_systemd.py ARGV...`` (inside a
 systemd box) mounts an empty tmpfs over ``/run/systemd`` in that private mount namespace,
 where ``/run/systemd/system`` (what programs check to know that systemd runs the host) no
 longer exists, then execs ``ARGV``. The rest of the box is unchanged.

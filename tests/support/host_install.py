@@ -21,15 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence
 
-from tests.support import REPO
-from tests.support_systemd import SystemdBox
+from tests.support.checkout import REPO
+from tests.support.command_service import HOST
+from tests.support.systemd_box import SystemdBox
 
 BUNDLES_HOME = Path("/var/tmp")
 CLEAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 INSTALL_LOG = "/var/log/codedeploy-agent-install.log"
 CONFIG = "/etc/codedeploy-agent/conf/codedeployagent.yml"
 ON_PREMISES = "/etc/codedeploy-agent/conf/codedeploy.onpremises.yml"
-HOST = "arn:aws:iam::123456789012:user/test-host"  # the command poller tests' host
 ON_PREMISES_TEXT = (
     "---\n"
     f"iam_user_arn: {HOST}\n"
@@ -181,19 +181,6 @@ def assert_one_line_failure(done: subprocess.CompletedProcess[str], *needles: st
     for needle in needles:
         assert needle in lines[0], lines[0]
     return lines[0]
-
-
-def copy_tree_into_box(box: SystemdBox, folder: Path, inside: str) -> Path:
-    """Copy the files of ``folder`` (a test's tmp folder) into the box at ``inside``."""
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            relative = path.relative_to(folder).as_posix()
-            box.write_file(
-                f"{inside}/{relative}",
-                path.read_text(encoding="utf-8"),
-                mode=path.stat().st_mode & 0o777,
-            )
-    return Path(inside)
 
 
 def agent_config(

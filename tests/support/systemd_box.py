@@ -1,6 +1,6 @@
 """A real systemd booted in a throwaway root, for tests of what runs under systemd.
 
-``boot_systemd_box`` starts ``tests/support_systemd_boot.py``, which boots
+``boot_systemd_box`` starts ``tests/support/systemd_box_boot.py``, which boots
 ``/lib/systemd/systemd`` as PID 1 of new PID, mount, cgroup, UTS and IPC namespaces,
 chrooted into an overlay whose lower layer is the real ``/`` and whose upper layer is a
 tmpfs that exists only in the box's mount namespace. Nothing written inside reaches the real
@@ -33,7 +33,7 @@ from typing import IO, Iterator, List, Optional, Sequence
 
 from agent.lifecycle_event.process_tree import read_own_cgroup_dir
 
-BOOT_PROGRAM = Path(__file__).with_name("support_systemd_boot.py")
+BOOT_PROGRAM = Path(__file__).with_name("systemd_box_boot.py")
 SYSTEMD = Path("/lib/systemd/systemd")
 BOOT_TIMEOUT_SECONDS = 60.0
 POWEROFF_TIMEOUT_SECONDS = 30.0
@@ -132,6 +132,19 @@ class SystemdBox:
         done = self.run(["install", "-D", "-m", f"{mode:o}", "/dev/stdin", inside], input_text=text)
         if done.returncode != 0:
             raise SystemdBoxError(f"cannot write {inside} in the box: {done.stderr.strip()}")
+
+    def copy_tree_in(self, folder: Path, inside: str) -> Path:
+        """Copy the files of ``folder`` (a test's tmp folder, text files) into the box at
+        ``inside``, modes kept; returns ``inside``."""
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                relative = path.relative_to(folder).as_posix()
+                self.write_file(
+                    f"{inside}/{relative}",
+                    path.read_text(encoding="utf-8"),
+                    mode=path.stat().st_mode & 0o777,
+                )
+        return Path(inside)
 
     def read_text(self, inside: str) -> str:
         """The text of the box's file ``inside``, read in the box's root."""

@@ -5,14 +5,15 @@ It speaks both target prefixes (``CodeDeployCommandService_v20141006`` and the s
 matching service name (the signature itself is not checked), hands out queued commands per
 host, serves deployment specifications the test provides, records every request, and can
 be told to fail a given operation: HTTP 500, throttling, a connection reset, or a hang.
-Also here: a plain forwarding HTTP proxy, to check that clients go through a proxy.
+Also here: the host identity the tests' agents poll as, a real client of the stub, and
+the reading of what a host sent (completions, acknowledgements), which works as well on
+the in-process fake of ``fake_command_service.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
-import http.client
 import json
 import socket
 import struct
@@ -21,8 +22,19 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Deque, Dict, List, Optional, Set, Tuple
-from urllib.parse import urlsplit
+from typing import Any, Deque, Dict, Iterable, List, Optional, Protocol, Sequence, Set, Tuple
+
+from botocore.credentials import Credentials  # type: ignore[import-untyped]
+
+from agent.aws_clients.command_service import (
+    BotocoreCommandServiceClient,
+    CommandServiceSettings,
+    new_command_service_client,
+)
+from tests.support.traced_revisions import SERVICE_ORDER
+
+HOST = "arn:aws:iam::123456789012:user/test-host"
+REGION = "us-east-1"
 
 TARGET_PREFIXES = {
     "CodeDeployCommandService_v20141006": "codedeploy-commands",
@@ -350,86 +362,87 @@ def _handler_for(stub: CommandServiceStub) -> type:
     return Handler
 
 
-class ForwardingProxy:
-    """A plain HTTP proxy on loopback (absolute-form requests, no CONNECT) that records
-    the URLs it forwarded (and, in ``seen``, each request's method, URL and User-Agent),
-    to show that a client really went through it."""
+# -- a host's side of the conversation ----------------------------------------------------
 
-    def __init__(self) -> None:
-        self.forwarded: List[str] = []
-        self.seen: List[Tuple[str, str, str]] = []
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._server.block_on_close = False
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+
+class SentRequest(Protocol):
+    """A request as the stub or the in-process fake recorded it."""
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}"
+    def operation(self) -> str: ...
 
-    def __enter__(self) -> ForwardingProxy:
-        self._thread.start()
-        return self
+    @property
+    def body(self) -> Dict[str, Any]: ...
 
-    def __exit__(self, *_: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
+    @property
+    def fault(self) -> Optional[Fault]: ...
 
-    def _handler(self) -> type:
-        proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+class RecordsRequests(Protocol):
+    """What a test reads back from the stub or the in-process fake alike."""
 
-            def log_message(self, *_: Any) -> None:
-                pass
+    def requests_for(self, operation: str) -> Sequence[SentRequest]: ...
 
-            def do_POST(self) -> None:
-                self._forward()
+    def completions(self) -> List[Dict[str, Any]]: ...
 
-            def do_GET(self) -> None:
-                self._forward()
 
-            def do_HEAD(self) -> None:
-                self._forward()
+class QueuesCommands(Protocol):
+    """What a test sets up on the stub or the in-process fake alike."""
 
-            def _forward(self) -> None:
-                target = urlsplit(self.path)
-                if not target.scheme or target.hostname is None:
-                    self.send_error(400, "absolute URL expected")
-                    return
-                with proxy._lock:
-                    proxy.forwarded.append(self.path)
-                    proxy.seen.append((self.command, self.path, self.headers["User-Agent"] or ""))
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                headers = {
-                    name: value
-                    for name, value in self.headers.items()
-                    if name.lower() not in ("proxy-connection", "proxy-authorization")
-                }
-                path = target.path or "/"
-                if target.query:
-                    path = f"{path}?{target.query}"
-                upstream = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
-                try:
-                    upstream.request(self.command, path, body=body or None, headers=headers)
-                    answer = upstream.getresponse()
-                    data = answer.read()
-                finally:
-                    upstream.close()
-                self.send_response(answer.status)
-                for name, value in answer.getheaders():
-                    kept = name.lower() not in ("content-length", "connection", "transfer-encoding")
-                    # A HEAD answer's length is that of the body it would have had.
-                    if kept or (self.command == "HEAD" and name.lower() == "content-length"):
-                        self.send_header(name, value)
-                if self.command != "HEAD":
-                    self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+    def set_specification(
+        self, deployment_execution_id: str, payload: str, envelope_format: str = ...
+    ) -> None: ...
 
-        return Handler
+    def queue_command(
+        self, host_identifier: str, command_name: Optional[str], deployment_execution_id: str = ...
+    ) -> Dict[str, Any]: ...
+
+
+def queue_deployment(
+    service: QueuesCommands,
+    deployment_id: str,
+    payload: str,
+    envelope_format: str = "PKCS7/JSON",
+    commands: Iterable[str] = SERVICE_ORDER,
+    host: str = HOST,
+) -> List[str]:
+    """Serve the specification and queue the commands for ``host``; returns their host
+    command ids."""
+    service.set_specification(deployment_id, payload, envelope_format)
+    return [
+        service.queue_command(host, name, deployment_id)["HostCommandIdentifier"]
+        for name in commands
+    ]
+
+
+def client_for(
+    stub: CommandServiceStub, *, read_timeout: float = 2.0
+) -> BotocoreCommandServiceClient:
+    """The agent's real client of ``stub`` (botocore, SigV4, one attempt per call)."""
+    settings = CommandServiceSettings(
+        region=REGION, endpoint_url=stub.url, read_timeout=read_timeout, max_attempts=1
+    )
+    return new_command_service_client(settings, Credentials("AKIDEXAMPLE", "not-a-secret"))
+
+
+def completion_of(
+    service: RecordsRequests, host_command_identifier: str
+) -> List[Dict[str, object]]:
+    """The completions sent for one command, with the diagnostics payload decoded."""
+    found: List[Dict[str, object]] = []
+    for body in service.completions():
+        if body["HostCommandIdentifier"] == host_command_identifier:
+            decoded = dict(body)
+            decoded["payload"] = json.loads(body["Diagnostics"]["Payload"])
+            found.append(decoded)
+    return found
+
+
+def acknowledgements_of(service: RecordsRequests, host_command_identifier: str) -> List[bool]:
+    """The IsCommandNoop flag of each acknowledgement of one command."""
+    return [
+        bool(json.loads(request.body["Diagnostics"]["Payload"])["IsCommandNoop"])
+        for request in service.requests_for("PutHostCommandAcknowledgement")
+        if request.body["HostCommandIdentifier"] == host_command_identifier
+        and request.fault is None
+    ]

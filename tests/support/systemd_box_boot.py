@@ -1,4 +1,4 @@
-"""The program that boots a throwaway systemd for ``tests/support_systemd.py``.
+"""The program that boots a throwaway systemd for ``tests/support/systemd_box.py``.
 
 It runs in stages, so that the real root can never be the one systemd boots on:
 
@@ -234,7 +234,7 @@ def main(argv: List[str]) -> None:
         join(argv[1], argv[3:])
     else:
         _abort(
-            "usage: support_systemd_boot.py enter CGROUP STATE MARKER | init STATE MARKER"
+            "usage: systemd_box_boot.py enter CGROUP STATE MARKER | init STATE MARKER"
             " | join CGROUP -- ARGV..."
         )
 
