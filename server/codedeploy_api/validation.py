@@ -132,7 +132,7 @@ def _check_structure(shape: Shape, value: Any, path: List[str]) -> None:
     if not isinstance(value, dict):
         raise _Problem(path, f"{_where(path)} must be an object, not {_shown(value)}")
     for name in shape.required_members:
-        if value.get(name) is None:
+        if value.get(name) is None or value.get(name) == "":
             raise _Problem([*path, name], f"{_where([*path, name])} is required", True)
     for name, member in shape.members.items():
         if value.get(name) is not None:

@@ -23,6 +23,13 @@ def _cascade(column: str, target: str, length: int) -> sa.Column[str]:
 
 
 def upgrade() -> None:
+    _access_keys_and_applications()
+    _instances()
+    _deployment_tables()
+    _command_tables()
+
+
+def _access_keys_and_applications() -> None:
     op.create_table(
         "access_keys",
         sa.Column("access_key_id", sa.String(32), primary_key=True),
@@ -67,6 +74,9 @@ def upgrade() -> None:
         sa.Column("created_at", sa.Double, nullable=False),
         sa.UniqueConstraint("application_id", "name"),
     )
+
+
+def _instances() -> None:
     op.create_table(
         "on_premises_instances",
         sa.Column("name", sa.String(100), primary_key=True),
@@ -102,7 +112,6 @@ def upgrade() -> None:
         sa.Column("last_used_at", sa.Double, nullable=True),
         sa.UniqueConstraint("application_id", "location_hash"),
     )
-    _deployment_tables()
 
 
 def _deployment_tables() -> None:
@@ -138,10 +147,15 @@ def _deployment_tables() -> None:
         sa.Column("updated_at", sa.Double, nullable=False),
         sa.PrimaryKeyConstraint("deployment_id", "instance_name"),
     )
-    target = (
-        ["deployment_id", "instance_name"],
-        ["deployment_targets.deployment_id", "deployment_targets.instance_name"],
-    )
+
+
+_TARGET = (
+    ["deployment_id", "instance_name"],
+    ["deployment_targets.deployment_id", "deployment_targets.instance_name"],
+)
+
+
+def _command_tables() -> None:
     op.create_table(
         "lifecycle_events",
         sa.Column("deployment_id", sa.String(16)),
@@ -153,7 +167,7 @@ def _deployment_tables() -> None:
         sa.Column("ended_at", sa.Double, nullable=True),
         sa.Column("diagnostics", sa.JSON, nullable=True),
         sa.PrimaryKeyConstraint("deployment_id", "instance_name", "event_name"),
-        sa.ForeignKeyConstraint(*target, ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(*_TARGET, ondelete="CASCADE"),
     )
     op.create_table(
         "host_commands",
@@ -168,7 +182,7 @@ def _deployment_tables() -> None:
         sa.Column("acknowledged_at", sa.Double, nullable=True),
         sa.Column("completed_at", sa.Double, nullable=True),
         sa.Column("diagnostics", sa.JSON, nullable=True),
-        sa.ForeignKeyConstraint(*target, ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(*_TARGET, ondelete="CASCADE"),
     )
     op.create_index(
         "ix_host_commands_instance_status", "host_commands", ["instance_name", "status"]
