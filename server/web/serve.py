@@ -12,11 +12,10 @@ or SIGINT stop accepting connections, let requests in flight finish (up to
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
 import ssl
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, Mapping, Optional
 
 import structlog
 import uvicorn
@@ -84,7 +83,7 @@ class _ReadyServer(uvicorn.Server):
             self._on_ready()
 
 
-def serve_until_stopped(config: ServerConfig, app: Any, environ: os._Environ[str]) -> int:
+def serve_until_stopped(config: ServerConfig, app: Any, environ: Mapping[str, str]) -> int:
     """Serve ``app`` until SIGTERM/SIGINT; 0 when it stopped as asked."""
     check_tls_files_on_disk(config)
     listener = bind_listening_socket(config.listen)

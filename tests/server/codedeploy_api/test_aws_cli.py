@@ -8,32 +8,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, Iterator
+from typing import Any, Dict
 
 import botocore.session
 import pytest
 
-from tests.support_server import AwsCli, ServerFiles, ServerProcess
+from tests.support_server import AwsCli, ServerProcess
 
 ROLE = "arn:aws:iam::000000000000:role/CodeDeployServiceRole"
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory: pytest.TempPathFactory) -> ServerFiles:
-    files = ServerFiles(tmp_path_factory.mktemp("server"))
-    files.write_config()
-    return files
-
-
-@pytest.fixture(scope="module")
-def server(files: ServerFiles) -> Iterator[ServerProcess]:
-    with ServerProcess(files) as process:
-        yield process
-
-
-@pytest.fixture(scope="module")
-def operator(files: ServerFiles, server: ServerProcess) -> Dict[str, str]:
-    return files.create_operator("alice")
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import pytest
 import yaml
@@ -24,24 +24,6 @@ from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
 from botocore.credentials import Credentials  # type: ignore[import-untyped]
 
 from tests.support_server import AwsCli, ServerFiles, ServerProcess
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory: pytest.TempPathFactory) -> ServerFiles:
-    files = ServerFiles(tmp_path_factory.mktemp("server"))
-    files.write_config()
-    return files
-
-
-@pytest.fixture(scope="module")
-def server(files: ServerFiles) -> Iterator[ServerProcess]:
-    with ServerProcess(files) as process:
-        yield process
-
-
-@pytest.fixture(scope="module")
-def operator(files: ServerFiles, server: ServerProcess) -> Dict[str, str]:
-    return files.create_operator("ops")
 
 
 def signed_post(
