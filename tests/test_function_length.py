@@ -28,7 +28,11 @@ def _long_functions(root: Path) -> List[str]:
 
 
 def test_no_function_is_over_60_lines() -> None:
-    assert _long_functions(REPO / "agent") + _long_functions(REPO / "release") == []
+    assert (
+        _long_functions(REPO / "agent")
+        + _long_functions(REPO / "release")
+        + _long_functions(REPO / "server")
+    ) == []
 
 
 def test_the_check_sees_a_long_function(tmp_path: Path) -> None:

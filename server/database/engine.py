@@ -1,0 +1,155 @@
+"""Opening the server's database and bringing its schema up to date.
+
+One :class:`Database` per process, made from a URL: SQLite (the embedded default, one file
+in the data folder) or PostgreSQL (psycopg 3), through SQLAlchemy Core. Every state change
+runs in one transaction (:meth:`Database.write`); reads that change nothing use
+:meth:`Database.read`.
+
+SQLite is opened in WAL mode (readers never wait for the writer), with foreign keys on
+and a busy timeout, and its write transactions start with ``BEGIN IMMEDIATE``: a
+transaction that reads and then writes would otherwise fail at once with "database is
+locked" when another writer went first, instead of waiting its turn.
+
+The schema is migrated with Alembic (``migrations/``) at start-up and by every admin
+command, in one transaction that also holds a lock (SQLite's write lock, PostgreSQL's
+advisory lock), so that two processes starting at once migrate once.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+
+from server.errors import ServerError
+
+MIGRATIONS_FOLDER = Path(__file__).resolve().parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Any constant both servers agree on: the key of PostgreSQL's advisory lock for migrations.
+_MIGRATION_LOCK_KEY = 0x636F6465_6465706C
+_BEGIN_OPTION = "codedeploy_sqlite_begin"
+
+
+class DatabaseError(ServerError):
+    """The database cannot be opened, migrated or reached."""
+
+
+def describe_database_url(url: str) -> str:
+    """The URL without its password, for the log and for errors."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(an unreadable database URL)"
+
+
+def _sqlite_engine(url: sa.URL) -> Engine:
+    database = url.database or ""
+    if database in ("", ":memory:"):
+        raise DatabaseError("the SQLite database must be a file: sqlite:////absolute/path.db")
+    Path(database).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+
+    @sa.event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+        # Transactions are begun by us (below), not by the driver's guesswork.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def on_begin(connection: Connection) -> None:
+        mode = connection.get_execution_options().get(_BEGIN_OPTION, "IMMEDIATE")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def create_database_engine(url: str) -> Engine:
+    """An engine for ``url`` (no connection is made yet)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseError(f"database URL {describe_database_url(url)} cannot be parsed") from None
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed)
+    if parsed.get_backend_name() == "postgresql":
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return sa.create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    raise DatabaseError(f"database URL {describe_database_url(url)}: only SQLite and PostgreSQL")
+
+
+class Database:
+    """The engine and the two kinds of transaction the server runs."""
+
+    def __init__(self, engine: Engine, url: str) -> None:
+        self._engine = engine
+        self._reader = engine.execution_options(**{_BEGIN_OPTION: "DEFERRED"})
+        self.url = url
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
+    def dialect(self) -> str:
+        return str(self._engine.dialect.name)
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A transaction that may change state: committed when the block ends, rolled back
+        when it raises."""
+        with self._engine.begin() as connection:
+            yield connection
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A transaction that only reads (on SQLite it takes no write lock)."""
+        with self._reader.begin() as connection:
+            yield connection
+
+    def dispose(self) -> None:
+        self._engine.dispose()
+
+
+def open_database(url: str) -> Database:
+    """Open the database at ``url`` and migrate it to the current schema (network or disk).
+
+    Fails with one line naming the database (never its password) when it cannot be
+    reached or migrated.
+    """
+    engine = create_database_engine(url)
+    database = Database(engine, url)
+    try:
+        upgrade_schema(database)
+    except (OperationalError, DBAPIError) as error:
+        database.dispose()
+        reason = " ".join(str(error.orig or error).split())[:300]
+        raise DatabaseError(
+            f"database {describe_database_url(url)} cannot be used: {reason}"
+        ) from None
+    return database
+
+
+def upgrade_schema(database: Database) -> None:
+    """Apply every migration not applied yet, in one locked transaction."""
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS_FOLDER))
+    with database.write() as connection:
+        if database.dialect == "postgresql":
+            connection.execute(
+                sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+            )
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")

@@ -1,0 +1,1 @@
+"""Alembic's environment and the schema migrations of the server's database."""

@@ -1,0 +1,144 @@
+"""The server's ASGI application: ``POST /`` for the JSON 1.1 APIs, ``GET /health``.
+
+The event loop only moves bytes: the body is read (up to ``max_request_bytes``), then
+everything that may touch the database (the key lookup, the operation) runs in the
+server's worker threads, so a slow query never stalls other clients (and, later, the
+agents' long polls can wait on the loop). ``/health`` needs no signature and says only
+whether the database answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Awaitable, Callable, Dict, List, MutableMapping, Optional, Tuple
+
+import sqlalchemy as sa
+import structlog
+
+from server.errors import ApiError
+from server.request_auth.sigv4 import ReceivedRequest
+from server.web.json_protocol import JSON_CONTENT_TYPE, ApiServices, Outcome, answer_api_request
+
+log = structlog.get_logger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+HEALTH_PATH = "/health"
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _headers(scope: Scope) -> Dict[str, str]:
+    headers: Dict[str, str] = {}
+    for raw_name, raw_value in scope.get("headers", []):
+        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]},{value}" if name in headers else value
+    return headers
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    chunks: List[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge()
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def _send_json(send: Send, status: int, document: Any, content_type: str) -> None:
+    body = json.dumps(document).encode("utf-8")
+    headers: List[Tuple[bytes, bytes]] = [
+        (b"content-type", content_type.encode()),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-amzn-requestid", str(uuid.uuid4()).encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class ServerApp:
+    """The ASGI callable uvicorn serves."""
+
+    def __init__(self, services: ApiServices, executor: ThreadPoolExecutor) -> None:
+        self._services = services
+        self._executor = executor
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] == HEALTH_PATH and scope["method"] in ("GET", "HEAD"):
+            await self._health(send)
+            return
+        started = time.monotonic()
+        outcome = await self._api(scope, receive)
+        await _send_json(send, outcome.status, outcome.document, JSON_CONTENT_TYPE)
+        log.info(
+            "api request",
+            operation=outcome.operation or None,
+            status=outcome.status,
+            error=outcome.error or None,
+            access_key_id=outcome.caller or None,
+            ms=round((time.monotonic() - started) * 1000, 1),
+        )
+
+    async def _run(self, work: Callable[[], Any]) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+
+    async def _api(self, scope: Scope, receive: Receive) -> Outcome:
+        if scope["method"] != "POST" or scope["path"] != "/":
+            refusal = ApiError(
+                "UnknownOperationException", "Only POST / is served (and GET /health)."
+            )
+            return Outcome(
+                400 if scope["method"] == "POST" else 405, refusal.to_document(), error=refusal.code
+            )
+        try:
+            body = await _read_body(receive, self._services.config.max_request_bytes)
+        except _TooLarge:
+            refusal = ApiError(
+                "SerializationException",
+                f"The request body is larger than {self._services.config.max_request_bytes} bytes.",
+            )
+            return Outcome(413, refusal.to_document(), error=refusal.code)
+        request = ReceivedRequest(
+            method=scope["method"],
+            raw_path=(scope.get("raw_path") or scope["path"].encode()).decode("latin-1"),
+            query_string=scope.get("query_string", b"").decode("latin-1"),
+            headers=_headers(scope),
+            body=body,
+        )
+        outcome: Outcome = await self._run(lambda: answer_api_request(self._services, request))
+        return outcome
+
+    async def _health(self, send: Send) -> None:
+        def probe() -> Optional[str]:
+            try:
+                with self._services.database.read() as connection:
+                    connection.execute(sa.text("SELECT 1"))
+            except Exception as error:  # the health check reports, it never fails
+                return type(error).__name__
+            return None
+
+        problem = await self._run(probe)
+        status, document = (
+            (200, {"status": "ok"})
+            if problem is None
+            else (503, {"status": "database unavailable"})
+        )
+        await _send_json(send, status, document, "application/json")

@@ -1,0 +1,163 @@
+"""The ``codedeploy-server`` program: the key commands, one-line refusals, and ``run``
+stopping cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import signal
+import ssl
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from agent.configuration.on_premises import parse_on_premises_config
+from tests.support_server import SERVER_PROGRAM, ServerFiles, ServerProcess, server_environment
+
+
+def _every_byte_under(folder: Path) -> bytes:
+    return b"".join(path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file())
+
+
+def test_keys_are_issued_listed_and_revoked_and_no_secret_is_kept_in_clear(tmp_path: Path) -> None:
+    files = ServerFiles(tmp_path)
+    files.write_config("account_id: '123456789012'\nregion: eu-west-3\n")
+    operator = files.create_operator("alice")
+    assert set(operator) == {"AccessKeyId", "SecretAccessKey", "Region"}
+    assert operator["Region"] == "eu-west-3"
+    host_text = files.admin("keys", "create-host", "web-1").stdout
+    host = parse_on_premises_config(host_text, source=tmp_path / "codedeploy.onpremises.yml")
+    assert host.iam_user_arn == "arn:aws:iam::123456789012:user/codedeploy-hosts/web-1"
+    assert host.region == "eu-west-3"
+    host_secret = yaml.safe_load(host_text)["aws_secret_access_key"]
+    listing = files.admin("keys", "list").stdout
+    assert operator["AccessKeyId"] in listing and "alice" in listing and "web-1" in listing
+    revoked = files.admin("keys", "revoke", operator["AccessKeyId"]).stdout
+    assert revoked.startswith(f"revoked {operator['AccessKeyId']}")
+    listed = json.loads(files.admin("keys", "list", "--json").stdout)
+    assert [(k["Kind"], k["Name"], k["Revoked"] is not None) for k in listed] == [
+        ("operator", "alice", True),
+        ("host", "web-1", False),
+    ]
+    everything = (
+        _every_byte_under(files.data_dir) + files.admin("keys", "list", "--json").stdout.encode()
+    )
+    for secret in (operator["SecretAccessKey"], host_secret):
+        assert secret.encode() not in everything
+    assert files.master_key.stat().st_mode & 0o777 == 0o600
+
+
+def test_an_unknown_key_id_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    files = ServerFiles(tmp_path)
+    files.write_config()
+    completed = files.admin("keys", "revoke", "CDSKNOSUCHKEY0000000", check=False)
+    assert (completed.returncode, completed.stderr) == (
+        1,
+        "codedeploy-server: no access key 'CDSKNOSUCHKEY0000000' (see keys list)\n",
+    )
+
+
+@pytest.mark.parametrize(
+    ("config", "arguments", "message"),
+    [
+        ("listen: nowhere\n", ["run"], "listen must be HOST:PORT"),
+        ("colour: blue\n", ["keys", "list"], "unknown key 'colour'"),
+        ("", ["run", "--listen", "127.0.0.1:99999"], "--listen must be HOST:PORT"),
+        ("region: [\n", ["signer"], "is not valid YAML at line"),
+        ("tls_key_file: /x.pem\n", ["run"], "tls_certificate_file and tls_key_file go together"),
+    ],
+)
+def test_a_bad_configuration_or_flag_is_one_line_and_exit_2(
+    tmp_path: Path, config: str, arguments: list[str], message: str
+) -> None:
+    files = ServerFiles(tmp_path)
+    files.write_config(config)
+    completed = files.admin(*arguments, check=False)
+    assert completed.returncode == 2
+    assert completed.stderr.count("\n") == 1 and message in completed.stderr
+    assert "Traceback" not in completed.stderr
+
+
+def test_a_master_key_inside_the_data_folder_is_refused(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [SERVER_PROGRAM, "--config", "/nonexistent/none.yml", "--data-dir", str(tmp_path), "keys", "list"],
+        capture_output=True, text=True, env=server_environment(), check=False,
+    )  # fmt: skip
+    assert completed.returncode == 2
+    assert (
+        completed.stderr
+        == "codedeploy-server: configuration file /nonexistent/none.yml does not exist\n"
+    )
+    files = ServerFiles(tmp_path)
+    files.config.write_text(
+        f"data_dir: {files.data_dir}\nmaster_key_file: {files.data_dir / 'master.key'}\n",
+        encoding="utf-8",
+    )
+    completed = files.admin("keys", "list", check=False)
+    assert completed.returncode == 2 and "is inside the data folder" in completed.stderr
+
+
+def test_run_serves_health_and_stops_on_sigterm_with_status_0(tmp_path: Path) -> None:
+    files = ServerFiles(tmp_path)
+    files.write_config()
+    server = ServerProcess(files).start()
+    try:
+        with urllib.request.urlopen(server.url + "/health", timeout=10) as response:
+            assert json.loads(response.read()) == {"status": "ok"}
+    finally:
+        assert server.process is not None
+        server.process.send_signal(signal.SIGTERM)
+        status = server.process.wait(30)
+    assert status == 0
+    assert "Traceback" not in files.log.read_text()
+
+
+def test_run_serves_https_with_the_configured_certificate(tmp_path: Path) -> None:
+    certificate, key = _localhost_certificate(tmp_path)
+    files = ServerFiles(tmp_path)
+    files.write_config(f"tls_certificate_file: {certificate}\ntls_key_file: {key}\n")
+    with ServerProcess(files) as server:
+        assert server.url.startswith("https://127.0.0.1:")
+        context = ssl.create_default_context(cafile=str(certificate))
+        with urllib.request.urlopen(
+            server.url + "/health", timeout=10, context=context
+        ) as response:
+            assert json.loads(response.read()) == {"status": "ok"}
+
+
+def _localhost_certificate(folder: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    certificate_file, key_file = folder / "tls.pem", folder / "tls.key"
+    certificate_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return certificate_file, key_file
