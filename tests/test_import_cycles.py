@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Set, Tuple
 
 AGENT = Path(__file__).resolve().parent.parent / "agent"
+SERVER = Path(__file__).resolve().parent.parent / "server"
 
 Graph = Dict[str, Set[str]]
 
@@ -103,7 +104,7 @@ def find_cycle(graph: Graph) -> List[str]:
 def _graphs(root: Path) -> Tuple[Graph, Graph]:
     modules = module_imports(root)
     packages = {_module_name(path, root) for path in root.rglob("__init__.py")}
-    packages.discard("agent")
+    packages.discard(root.name)
     return (
         unit_graph(modules, top_level_unit, packages),
         unit_graph(modules, package_unit, packages),
@@ -120,6 +121,27 @@ def test_no_cycle_between_any_two_packages_of_agent() -> None:
     _, packages = _graphs(AGENT)
     assert "agent.revision" in packages["agent.revision.fetchers"]
     assert find_cycle(packages) == []
+
+
+def test_no_cycle_between_the_packages_of_the_server() -> None:
+    top_level, packages = _graphs(SERVER)
+    assert "server.access_keys" in top_level["server.request_auth"]
+    assert find_cycle(top_level) == []
+    assert find_cycle(packages) == []
+
+
+def test_the_agent_never_imports_the_server() -> None:
+    """Hosts install the agent without the server's dependencies; the server builds on the
+    agent's models and signing, never the other way round."""
+    importers = sorted(
+        path.relative_to(AGENT.parent).as_posix()
+        for path in AGENT.rglob("*.py")
+        if any(
+            name == "server" or name.startswith("server.")
+            for name in _imported_names(ast.parse(path.read_text(encoding="utf-8")))
+        )
+    )
+    assert importers == []
 
 
 def test_a_cycle_is_found_and_named(tmp_path: Path) -> None:

@@ -9,12 +9,8 @@ from typing import Dict, Iterator
 
 import pytest
 
-from tests.support_server import (
-    PostgresCluster,
-    ServerFiles,
-    ServerProcess,
-    postgres_unavailable_reason,
-)
+from tests.support.postgres import PostgresCluster, postgres_unavailable_reason
+from tests.support.server import ServerFiles, ServerProcess
 
 
 @pytest.fixture(scope="session")

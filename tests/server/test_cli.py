@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from agent.configuration.on_premises import parse_on_premises_config
-from tests.support_server import SERVER_PROGRAM, ServerFiles, ServerProcess, server_environment
+from tests.support.server import SERVER_PROGRAM, ServerFiles, ServerProcess, server_environment
 
 
 def _every_byte_under(folder: Path) -> bytes:

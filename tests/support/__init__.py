@@ -24,6 +24,8 @@ benchmarks (``benchmarks/``) use the same harnesses:
   throwaway overlay root; ``hide_systemd``: a command run as on a host without systemd;
 - ``agent_service``: the agent installed as a systemd service in a box;
 - ``host_install``: release bundles and the installer, run in a box;
+- ``server``: ``codedeploy-server`` as a real process; ``aws_cli``: the real AWS CLI pointed
+  at it; ``postgres``: a throw-away PostgreSQL 15 cluster run by ``nobody``;
 - ``processes``: a test's own processes found by a marker, and signals at a known moment;
 - ``tmpfs``: a small disk that fills up; ``waiting``: bounded waits; ``checkout``: where
   this checkout is.

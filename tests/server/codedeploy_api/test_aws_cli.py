@@ -13,7 +13,8 @@ from typing import Any, Dict
 import botocore.session
 import pytest
 
-from tests.support_server import AwsCli, ServerProcess
+from tests.support.aws_cli import AwsCli
+from tests.support.server import ServerProcess
 
 ROLE = "arn:aws:iam::000000000000:role/CodeDeployServiceRole"
 

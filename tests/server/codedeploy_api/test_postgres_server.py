@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.support_server import AwsCli, PostgresCluster, ServerFiles, ServerProcess
+from tests.support.aws_cli import AwsCli
+from tests.support.postgres import PostgresCluster
+from tests.support.server import ServerFiles, ServerProcess
 
 
 def test_two_servers_on_one_postgresql_database_share_the_fleet(

@@ -23,7 +23,8 @@ from botocore.auth import SigV4Auth  # type: ignore[import-untyped]
 from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
 from botocore.credentials import Credentials  # type: ignore[import-untyped]
 
-from tests.support_server import AwsCli, ServerFiles, ServerProcess
+from tests.support.aws_cli import AwsCli
+from tests.support.server import ServerFiles, ServerProcess
 
 
 def signed_post(

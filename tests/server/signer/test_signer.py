@@ -14,8 +14,8 @@ from agent.deployment_specification.signature import (
 )
 from server.signer.authority import SignerError, ensure_signer_on_disk
 from server.signer.signing import load_deployment_signer_from_disk
-from tests.support_server import ServerFiles
-from tests.support_signing import make_signing_kit
+from tests.support.server import ServerFiles
+from tests.support.signing import make_signing_kit
 
 
 def test_a_signed_specification_passes_the_agents_strict_verification(tmp_path: Path) -> None:
