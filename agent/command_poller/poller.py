@@ -43,7 +43,11 @@ from agent.deployment_specification.model import DeploymentSpecError, Deployment
 from agent.deployment_specification.verified_payloads import VerifiedPayloads
 from agent.errors import AgentError, Diagnostics, ErrorCode
 from agent.host_command.deployment_folder import check_names_fit_the_root
-from agent.host_command.dispatch import execute_host_command, is_command_noop
+from agent.host_command.dispatch import (
+    CommandPreview,
+    execute_host_command,
+    preview_host_command,
+)
 from agent.host_command.engine_settings import EngineSettings
 from agent.lifecycle_event.process_tree import start_cgroup_migration_warm_up
 from agent.logging.printable import one_line
@@ -205,7 +209,8 @@ def process_host_command(
         spec, failure = _open_specification(command, envelope, settings, verified)
         deployment_id = spec.deployment_id if spec is not None else ""
         with structlog.contextvars.bound_contextvars(deployment_id=deployment_id or None):
-            noop = spec is not None and _is_noop(command.command_name, spec, settings.engine)
+            preview = _preview(command.command_name, spec, settings.engine)
+            noop = preview.noop
             if not noop:
                 _warm_up_hook_cgroup_move(command, settings)
             answer = _call_with_retries(
@@ -227,7 +232,7 @@ def process_host_command(
             if on_start is not None:
                 on_start(command, deployment_id)
             return _run_and_complete(
-                client, command, spec, noop, settings, chance, locks, cancelled
+                client, command, spec, preview, settings, chance, locks, cancelled
             )
 
 
@@ -312,13 +317,17 @@ def _check_command_name(name: str) -> None:
         )
 
 
-def _is_noop(command: str, spec: DeploymentSpecification, engine: EngineSettings) -> bool:
+def _preview(
+    command: str, spec: Optional[DeploymentSpecification], engine: EngineSettings
+) -> CommandPreview:
+    if spec is None:
+        return CommandPreview(noop=False)
     try:
-        return is_command_noop(command, spec, engine)
+        return preview_host_command(command, spec, engine)
     except Exception:
         # Running the command will say what is wrong, as a failed command.
         log.warning("cannot tell whether the command is a no-op", exc_info=True)
-        return False
+        return CommandPreview(noop=False)
 
 
 def _already_final(
@@ -353,7 +362,7 @@ def _run_and_complete(
     client: CommandServiceClient,
     command: HostCommand,
     spec: DeploymentSpecification,
-    noop: bool,
+    preview: CommandPreview,
     settings: PollerSettings,
     rng: random.Random,
     locks: Optional[DaemonGroupLocks],
@@ -376,6 +385,7 @@ def _run_and_complete(
             command.command_name,
             spec,
             engine_naming_hook_cgroups(settings.engine, spec.deployment_id),
+            preview=preview,
         )
         status, diagnostics = CommandStatus.SUCCEEDED, Diagnostics.succeeded(tail)
         log.info("command succeeded")
@@ -403,7 +413,9 @@ def _run_and_complete(
     )
     if recorded:
         remove_ongoing_record_from_disk(root, spec.deployment_id)
-    return CommandOutcome(command, spec.deployment_id, status, diagnostics, True, noop, reported)
+    return CommandOutcome(
+        command, spec.deployment_id, status, diagnostics, True, preview.noop, reported
+    )
 
 
 def report_commands_interrupted_by_restart(

@@ -3,16 +3,25 @@
 Which revision that is (:mod:`agent.lifecycle_event.script_source`), the scripts'
 environment (:mod:`agent.lifecycle_event.hook_environment`) and how they run
 (:mod:`agent.lifecycle_event.runner`) are the lifecycle events' own policy; this command
-reads the appspec, opens the script log and reports the log's tail.
+reads the appspec, opens the script log and reports the log's tail. The daemon reads the
+appspec once per command: the reading made for the no-op check before the acknowledgement
+serves the run after it, as long as the file is the same one, unchanged.
 """
 
 from __future__ import annotations
 
-from typing import Mapping
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Optional, Tuple
 
 import structlog
 
-from agent.application_specification.parser import read_application_specification
+from agent.application_specification.model import ApplicationSpecification
+from agent.application_specification.parser import (
+    find_application_specification_file,
+    read_application_specification,
+)
 from agent.deployment_root.layout import DeploymentDir
 from agent.deployment_specification.model import DeploymentSpecification
 from agent.errors import AgentError
@@ -26,6 +35,37 @@ from agent.lifecycle_event.script_source import script_source_dir
 log = structlog.get_logger(__name__)
 
 
+@dataclass(frozen=True)
+class AppspecReading:
+    """An appspec as parsed, with the identity of its file when it was read (inode, size,
+    modification and change times): while the file still has it, the parse stands."""
+
+    path: Path
+    stamp: Tuple[int, int, int, int]
+    appspec: ApplicationSpecification
+
+
+def _stamp_on_disk(path: Path) -> Tuple[int, int, int, int]:
+    status = os.stat(path)
+    return (status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns)
+
+
+def read_appspec_on_disk(
+    archive: Path, filename: str, earlier: Optional[AppspecReading] = None
+) -> AppspecReading:
+    """The appspec of the revision unpacked in ``archive``: ``earlier`` when it was read
+    from the same file, unchanged since; else the file read and parsed anew."""
+    path = find_application_specification_file(archive, filename)
+    try:
+        # Taken before the read: a change that races the read shows as a change later.
+        stamp = _stamp_on_disk(path)
+    except OSError:
+        stamp = (0, 0, 0, 0)
+    if earlier is not None and earlier.path == path and earlier.stamp == stamp and any(stamp):
+        return earlier
+    return AppspecReading(path, stamp, read_application_specification(archive, filename))
+
+
 def run_lifecycle_event(
     event: str,
     spec: DeploymentSpecification,
@@ -33,14 +73,17 @@ def run_lifecycle_event(
     settings: EngineSettings,
     environ: Mapping[str, str],
     download_pending: bool,
+    earlier: Optional[AppspecReading] = None,
 ) -> str:
+    """Run ``event``'s scripts; ``earlier`` is a reading of the appspec this command made
+    already (see :func:`read_appspec_on_disk`)."""
     with structlog.contextvars.bound_contextvars(lifecycle_event=event):
         source = script_source_dir(event, spec, deployment, settings.root, download_pending)
         archive = source.archive if source is not None else None
         if archive is None or not archive.is_dir():
             log.debug("no revision to take scripts from; nothing to run")
             return ""
-        appspec = read_application_specification(archive, spec.appspec_filename)
+        appspec = read_appspec_on_disk(archive, spec.appspec_filename, earlier).appspec
         scripts = appspec.scripts_for(event)
         if not scripts:
             log.debug("no scripts for this event")
@@ -65,22 +108,22 @@ def run_lifecycle_event(
         return tail
 
 
-def is_lifecycle_event_noop(
+def preview_lifecycle_event_on_disk(
     event: str, spec: DeploymentSpecification, settings: EngineSettings
-) -> bool:
-    """Whether ``event`` would run nothing (reads the appspec from disk): no revision
-    provides its scripts yet, or that revision's appspec has none for it. An appspec that
-    cannot be read is not a no-op: running the event reports why."""
+) -> Tuple[bool, Optional[AppspecReading]]:
+    """Whether ``event`` would run nothing, and the appspec reading that tells (reads the
+    disk): no revision provides its scripts yet, or that revision's appspec has none for
+    it. An appspec that cannot be read is not a no-op: running the event reports why."""
     try:
         check_names_fit_the_root(spec, settings.root)
     except AgentError:
-        return False
+        return False, None
     deployment = deployment_dir_of(spec, settings.root)
     source = script_source_dir(event, spec, deployment, settings.root)
     if source is None or not source.archive.is_dir():
-        return True
+        return True, None
     try:
-        appspec = read_application_specification(source.archive, spec.appspec_filename)
+        reading = read_appspec_on_disk(source.archive, spec.appspec_filename)
     except AgentError:
-        return False
-    return not appspec.scripts_for(event)
+        return False, None
+    return not reading.appspec.scripts_for(event), reading
