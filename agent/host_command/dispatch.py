@@ -10,7 +10,6 @@ reads and writes the deployment root exactly as the AWS agent lays it out.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Mapping, Optional
 
 import structlog
@@ -22,19 +21,10 @@ from agent.host_command.download_bundle import download_bundle
 from agent.host_command.engine_settings import EngineSettings
 from agent.host_command.install import install
 from agent.host_command.lifecycle_event import (
-    AppspecReading,
-    preview_lifecycle_event_on_disk,
+    RecentAppspecs,
+    is_lifecycle_event_noop,
     run_lifecycle_event,
 )
-
-
-@dataclass(frozen=True)
-class CommandPreview:
-    """What a command will do, as seen before it runs: whether it is a no-op, and the
-    appspec reading that told (the run reuses it while the file is unchanged)."""
-
-    noop: bool
-    appspec: Optional[AppspecReading] = None
 
 
 def execute_host_command(
@@ -44,13 +34,13 @@ def execute_host_command(
     *,
     environ: Optional[Mapping[str, str]] = None,
     download_pending: bool = False,
-    preview: Optional[CommandPreview] = None,
+    appspecs: Optional[RecentAppspecs] = None,
 ) -> str:
     """Run one command of ``spec``'s deployment; return the script-log tail for the report.
 
     ``download_pending``: the revision is unpacked already, but this deployment's
     DownloadBundle has not had its place in the order yet (see :func:`script_source_dir`).
-    ``preview``: what :func:`preview_host_command` saw of this command.
+    ``appspecs``: the appspec readings the caller keeps (see :class:`RecentAppspecs`).
     Raises an :class:`~agent.errors.AgentError` whose diagnostics say what went wrong.
     """
     deployment = deployment_dir_on_disk(spec, settings.root)
@@ -68,16 +58,19 @@ def execute_host_command(
             settings,
             os.environ if environ is None else environ,
             download_pending,
-            preview.appspec if preview is not None else None,
+            appspecs,
         )
 
 
-def preview_host_command(
-    command: str, spec: DeploymentSpecification, settings: EngineSettings
-) -> CommandPreview:
-    """Whether ``command`` would run nothing (reads the appspec from disk): ``DownloadBundle``
-    and ``Install`` always do something; a lifecycle event may have no scripts to run."""
+def is_command_noop(
+    command: str,
+    spec: DeploymentSpecification,
+    settings: EngineSettings,
+    appspecs: Optional[RecentAppspecs] = None,
+) -> bool:
+    """Whether ``command`` would run nothing (reads the appspec from disk, or takes it from
+    ``appspecs``): ``DownloadBundle`` and ``Install`` always do something; a lifecycle
+    event may have no scripts to run."""
     if command in (event_names.DOWNLOAD_BUNDLE, event_names.INSTALL):
-        return CommandPreview(noop=False)
-    noop, reading = preview_lifecycle_event_on_disk(command, spec, settings)
-    return CommandPreview(noop, reading)
+        return False
+    return is_lifecycle_event_noop(command, spec, settings, appspecs)

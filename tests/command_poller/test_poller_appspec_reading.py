@@ -1,5 +1,6 @@
-"""A command reads its revision's appspec once: the no-op check before the acknowledgement
-and the run after it share one reading, unless the file changed in between.
+"""The daemon reads a revision's appspec once: the no-op check before the acknowledgement
+and the run after it share one reading, and so do the later commands of the deployment,
+unless the file changed in between.
 
 The reads are counted with inotify on the appspec file, as the kernel sees them.
 """
@@ -16,8 +17,10 @@ from typing import Iterator, List, Optional, Tuple
 
 import pytest
 
+from agent.command_poller.loop import PollLoop
 from agent.command_poller.poller import poll_once
 from tests.command_poller.poller_helpers import (
+    HOST,
     Host,
     acknowledgements_of,
     client_for,
@@ -25,6 +28,7 @@ from tests.command_poller.poller_helpers import (
     make_revision,
     queue_deployment,
     spec_json,
+    wait_until,
 )
 from tests.support_command_service import CommandServiceStub, RecordedRequest
 from tests.support_signing import SigningKit
@@ -145,3 +149,24 @@ def test_an_appspec_changed_after_the_no_op_check_is_read_again(
         assert completion_of(stub, ids[2])[0]["CommandStatus"] == "Succeeded"
     # The script the file names at the run is the one that ran.
     assert host.trace_lines() == [f"AfterInstall {DEPLOYMENT}", "the other script"]
+
+
+def test_the_commands_of_a_deployment_parse_its_appspec_once(
+    stub: CommandServiceStub, host: Host, kit: SigningKit
+) -> None:
+    ids, appspec = deploy_until_after_install(stub, host, kit)
+    ids.append(stub.queue_command(HOST, "ApplicationStart", DEPLOYMENT)["HostCommandIdentifier"])
+    loop = PollLoop(client_for(stub), host.settings(kit), wait_between_runs=0.01)
+    with opens_of(appspec) as opens:
+        loop.start()
+        try:
+            assert wait_until(lambda: len(stub.completions()) == len(ids))
+        finally:
+            assert loop.wait_stopped(30)
+        assert opens.count() == 1
+    assert [completion_of(stub, i)[0]["CommandStatus"] for i in ids[2:]] == ["Succeeded"] * 2
+    assert host.trace_lines() == [
+        f"AfterInstall {DEPLOYMENT}",
+        f"ApplicationStart {DEPLOYMENT}",
+        "the other script",
+    ]
