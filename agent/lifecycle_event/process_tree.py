@@ -40,6 +40,7 @@ keeps its pid, which is also the number of its process group and session, from b
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import os
 import secrets
@@ -249,23 +250,34 @@ class HookCgroup:
                 self.record_file.unlink()
 
 
-def start_cgroup_migration_warm_up() -> threading.Thread:
+def start_cgroup_migration_warm_up() -> threading.Event:
     """Start, on a thread of its own, the wait that the next hook's move into its cgroup
-    would otherwise make on the critical path; returns the thread.
+    would otherwise make on the critical path; returns an event set once it is done.
 
-    Moving a process between cgroups (the hook's child writing itself into its cgroup's
-    ``cgroup.procs``) takes a kernel lock whose first taking after a quiet while waits
-    for an RCU grace period (10 to 20 ms on common hosts; cgroup v2's ``favordynmods``
-    trades that away, but it is the host's choice, not ours); another move within a grace
-    period of the last one does not wait. The daemon calls this as soon as a command
-    arrives, so the grace period passes while the specification is fetched and checked
-    and the command acknowledged. The move itself is of this process into the cgroup it
-    is already in: nothing changes. Its failure (no rights, a cgroup that refuses
-    members) is harmless and ignored: the hook's own move then waits, as it would have.
+    Moving a process between cgroups (the agent stepping into a hook's cgroup to start
+    its script) takes a kernel lock whose first taking after a quiet while waits for an RCU
+    grace period (10 to 20 ms on common hosts; cgroup v2's ``favordynmods`` trades that
+    away, but it is the host's choice, not ours); another move within a grace period of
+    the last one does not wait. The daemon calls this as soon as a command arrives, so the
+    grace period passes while the specification is fetched and checked and the command
+    acknowledged. The move itself is of this process into the cgroup it is already in:
+    nothing changes. Its failure (no rights, a cgroup that refuses members) is harmless
+    and ignored: the hook's own move then waits, as it would have.
+
+    The thread is started without waiting for it to be scheduled, as
+    ``threading.Thread.start`` would: on a busy host that wait alone costs the command a
+    millisecond or more.
     """
-    thread = threading.Thread(target=_move_self_into_own_cgroup, name="cgroup-warm-up", daemon=True)
-    thread.start()
-    return thread
+    done = threading.Event()
+    _thread.start_new_thread(_warm_up_then_signal, (done,))
+    return done
+
+
+def _warm_up_then_signal(done: threading.Event) -> None:
+    try:
+        _move_self_into_own_cgroup()
+    finally:
+        done.set()
 
 
 def _move_self_into_own_cgroup() -> None:

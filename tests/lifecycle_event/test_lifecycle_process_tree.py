@@ -114,7 +114,7 @@ import sys
 from pathlib import Path
 from agent.lifecycle_event.process_tree import start_cgroup_migration_warm_up
 before = Path("/proc/self/cgroup").read_text(encoding="utf-8")
-start_cgroup_migration_warm_up().join(timeout=60)
+start_cgroup_migration_warm_up().wait(timeout=60)
 after = Path("/proc/self/cgroup").read_text(encoding="utf-8")
 sys.stdout.write("same" if after == before else "moved:" + after)
 """
