@@ -65,6 +65,7 @@ class _State:
     faults: Dict[str, List[Fault]] = field(default_factory=dict)
     requests: List[RecordedRequest] = field(default_factory=list)
     connections: Set[socket.socket] = field(default_factory=set)
+    connections_accepted: int = 0
 
 
 class CommandServiceStub:
@@ -195,6 +196,12 @@ class CommandServiceStub:
     def requests_for(self, operation: str) -> List[RecordedRequest]:
         return [request for request in self.requests if request.operation == operation]
 
+    @property
+    def connections_accepted(self) -> int:
+        """How many connections clients opened to the stub so far."""
+        with self._changed:
+            return self._state.connections_accepted
+
     def completions(self) -> List[Dict[str, Any]]:
         """Bodies of the PutHostCommandComplete requests that were answered."""
         return [
@@ -218,6 +225,7 @@ class CommandServiceStub:
         with self._changed:
             if alive:
                 self._state.connections.add(connection)
+                self._state.connections_accepted += 1
             else:
                 self._state.connections.discard(connection)
 
