@@ -18,6 +18,7 @@ from agent.aws_clients.command_service import (
     new_command_service_client,
 )
 from agent.command_poller.backoff import BackoffPolicy
+from agent.command_poller.loop import PollLoop
 from agent.command_poller.poller import PollerSettings
 from agent.deployment_root.layout import DeploymentRoot
 from agent.deployment_specification.envelope import SignatureSettings
@@ -190,3 +191,15 @@ def acknowledgements_of(stub: CommandServiceStub, host_command_identifier: str) 
         if request.body["HostCommandIdentifier"] == host_command_identifier
         and request.fault is None
     ]
+
+
+def run_loop_until_completed(
+    stub: CommandServiceStub, settings: PollerSettings, count: int
+) -> None:
+    """Run a poll loop until the stub has ``count`` completions, then stop it."""
+    loop = PollLoop(client_for(stub), settings, wait_between_runs=0.01)
+    loop.start()
+    try:
+        assert wait_until(lambda: len(stub.completions()) == count)
+    finally:
+        assert loop.wait_stopped(30)

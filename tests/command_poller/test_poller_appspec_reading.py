@@ -17,7 +17,6 @@ from typing import Iterator, List, Optional, Tuple
 
 import pytest
 
-from agent.command_poller.loop import PollLoop
 from agent.command_poller.poller import poll_once
 from tests.command_poller.poller_helpers import (
     HOST,
@@ -27,8 +26,8 @@ from tests.command_poller.poller_helpers import (
     completion_of,
     make_revision,
     queue_deployment,
+    run_loop_until_completed,
     spec_json,
-    wait_until,
 )
 from tests.support_command_service import CommandServiceStub, RecordedRequest
 from tests.support_signing import SigningKit
@@ -156,13 +155,8 @@ def test_the_commands_of_a_deployment_parse_its_appspec_once(
 ) -> None:
     ids, appspec = deploy_until_after_install(stub, host, kit)
     ids.append(stub.queue_command(HOST, "ApplicationStart", DEPLOYMENT)["HostCommandIdentifier"])
-    loop = PollLoop(client_for(stub), host.settings(kit), wait_between_runs=0.01)
     with opens_of(appspec) as opens:
-        loop.start()
-        try:
-            assert wait_until(lambda: len(stub.completions()) == len(ids))
-        finally:
-            assert loop.wait_stopped(30)
+        run_loop_until_completed(stub, host.settings(kit), len(ids))
         assert opens.count() == 1
     assert [completion_of(stub, i)[0]["CommandStatus"] for i in ids[2:]] == ["Succeeded"] * 2
     assert host.trace_lines() == [

@@ -6,15 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.command_poller.loop import PollLoop
 from tests.command_poller.poller_helpers import (
     Host,
-    client_for,
     completion_of,
     make_revision,
     queue_deployment,
+    run_loop_until_completed,
     spec_json,
-    wait_until,
 )
 from tests.support_command_service import CommandServiceStub
 from tests.support_signing import SigningKit
@@ -26,12 +24,7 @@ def test_a_deployment_goes_over_one_connection(
     host = Host(tmp_path)
     revision = make_revision(host.base / "revision", host.trace, host.destination)
     ids = queue_deployment(stub, "d-CONNECT01", kit.sign(spec_json("d-CONNECT01", revision)))
-    loop = PollLoop(client_for(stub), host.settings(kit), wait_between_runs=0.01)
-    loop.start()
-    try:
-        assert wait_until(lambda: len(stub.completions()) == len(ids))
-    finally:
-        assert loop.wait_stopped(30)
+    run_loop_until_completed(stub, host.settings(kit), len(ids))
     assert all(completion_of(stub, i)[0]["CommandStatus"] == "Succeeded" for i in ids)
     assert len(stub.requests) >= 4 * len(ids)
     assert stub.connections_accepted == 1
