@@ -15,7 +15,8 @@ It prints, measured in the same run:
   baseline (the same script run directly, as many times), is the agent's overhead
   (target: median < 15 ms per command), shown for all commands, for the first of each
   deployment (its specification verified by openssl) and for the later ones, with where
-  the time goes as the stub sees it.
+  the time goes as the stub sees it, the daemon's CPU per command (steadier than wall
+  time on a busy host) and how many connections it opened to the stub (one is right).
 
 ``--baseline SOURCE`` runs a second daemon from another source tree of the agent (for
 example ``git archive main agent | tar -x -C /tmp/base``) beside this tree's, each with its
