@@ -80,9 +80,9 @@ def read_appspec_on_disk(
 ) -> ApplicationSpecification:
     """The appspec of the revision unpacked in ``archive``: the reading ``recent`` holds
     of the same file, unchanged since; else the file read and parsed anew (and kept)."""
-    path = find_application_specification_file(archive, filename)
     if recent is None:
         return read_application_specification(archive, filename)
+    path = find_application_specification_file(archive, filename)
     try:
         # Taken before the read: a change that races the read shows as a change later.
         stamp = _stamp_on_disk(path)
