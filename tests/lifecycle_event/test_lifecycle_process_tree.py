@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -150,7 +149,7 @@ from agent.lifecycle_event.process_tree import create_hook_cgroup, own_cgroup_v2
 cgroup = create_hook_cgroup()
 assert cgroup is not None
 assert cgroup.add_this_process() is None
-child = subprocess.Popen(["sleep", "60", sys.argv[1]])
+child = subprocess.Popen(["sleep", "60"])
 cgroup.kill_members()
 child.wait(timeout=30)
 assert cgroup.return_this_process_to_parent()
@@ -167,9 +166,8 @@ def test_killing_a_hook_cgroup_spares_the_agent_inside_it(tmp_path: Path) -> Non
     if probe_cgroup is None:
         pytest.skip("this host does not let us create a cgroup v2")
     probe_cgroup.remove()
-    marker = f"cdtest-{uuid.uuid4().hex}"
     probe = subprocess.run(
-        [sys.executable, "-c", SELF_IN_HOOK_CGROUP_PROBE, marker],
+        [sys.executable, "-c", SELF_IN_HOOK_CGROUP_PROBE],
         capture_output=True,
         text=True,
         timeout=60,
