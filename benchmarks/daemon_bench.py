@@ -15,7 +15,8 @@ It prints, measured in the same run:
   baseline (the same script run directly, as many times), is the agent's overhead
   (target: median < 15 ms per command), shown for all commands, for the first of each
   deployment (its specification verified by openssl) and for the later ones, with where
-  the time goes as the stub sees it.
+  the time goes as the stub sees it, the daemon's CPU per command (steadier than wall
+  time on a busy host) and how many connections it opened to the stub (one is right).
 
 ``--baseline SOURCE`` runs a second daemon from another source tree of the agent (for
 example ``git archive main agent | tar -x -C /tmp/base``) beside this tree's, each with its
@@ -170,6 +171,7 @@ class Agent:
     phases: Dict[str, List[float]] = field(
         default_factory=lambda: {"spec": [], "ack": [], "complete": []}
     )
+    cpu_at_start: Tuple[float, float] = (0.0, 0.0)  # (own, children's) before the commands
 
     @property
     def process(self) -> psutil.Process:
@@ -284,9 +286,25 @@ def run_one_command(agent: Agent, deployment_id: str, command: str, position: in
     agent.phases["complete"].append(done - ack_at)
 
 
+def cpu_seconds(agent: Agent) -> Tuple[float, float]:
+    """The daemon's CPU time so far: its own, and its waited-for children's (the hooks)."""
+    times = agent.process.cpu_times()
+    return times.user + times.system, times.children_user + times.children_system
+
+
+def print_cpu_per_command(agent: Agent, commands: int) -> None:
+    """CPU per command: less sensitive than wall time to what else runs on the host."""
+    own, children = cpu_seconds(agent)
+    print(
+        f"    CPU per command: {(own - agent.cpu_at_start[0]) / commands * 1000:.1f} ms in the"
+        f" daemon, {(children - agent.cpu_at_start[1]) / commands * 1000:.1f} ms in its hooks"
+    )
+
+
 def measure_overhead(agents: List[Agent], kit: SigningKit, count: int) -> None:
     for agent in agents:
         set_up(agent, kit)
+        agent.cpu_at_start = cpu_seconds(agent)
     deployments = -(-count // len(HOOKED_EVENTS))
     for index in range(deployments):
         # Turns alternate, and who goes first too, so load on the host hits all alike.
@@ -309,6 +327,17 @@ def measure_overhead(agents: List[Agent], kit: SigningKit, count: int) -> None:
         if any(status != "Succeeded" for status in statuses):
             raise SystemExit(f"{agent.label}: some commands failed: {statuses}")
         print_overhead(agent, baseline)
+        print_cpu_per_command(agent, len(agent.latencies))
+        print_connections(agent)
+
+
+def print_connections(agent: Agent) -> None:
+    """How many connections the daemon opened to its stub for all its calls: one when it
+    keeps its connection, as it should (a new one per call would add a handshake each)."""
+    print(
+        f"    connections to the command service: {agent.stub.connections_accepted}"
+        f" for {len(agent.stub.requests)} calls"
+    )
 
 
 def _ms(values: List[float], baseline: float = 0.0) -> float:

@@ -38,6 +38,7 @@ from agent.command_poller.poller import (
 from agent.command_poller.service_client import CommandServiceClient
 from agent.deployment_root.group_lock import DaemonGroupLocks
 from agent.deployment_specification.verified_payloads import VerifiedPayloads
+from agent.host_command.lifecycle_event import RecentAppspecs
 from agent.lifecycle_event.process_tree import reap_adopted_orphans
 
 log = structlog.get_logger(__name__)
@@ -123,6 +124,8 @@ class PollLoop:
         # Each command of a deployment brings the same signed specification: openssl
         # verifies it for the first one only.
         self._verified = VerifiedPayloads()
+        # ... and the same appspec (of the revision its scripts come from): parsed once.
+        self._appspecs = RecentAppspecs()
         self._scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -236,6 +239,7 @@ class PollLoop:
                 locks=self._group_locks,
                 cancelled=self._stop_requested,
                 verified=self._verified,
+                appspecs=self._appspecs,
             )
             self._failures = 0
             if result.outcome is not None:

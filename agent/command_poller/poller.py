@@ -45,6 +45,7 @@ from agent.errors import AgentError, Diagnostics, ErrorCode
 from agent.host_command.deployment_folder import check_names_fit_the_root
 from agent.host_command.dispatch import execute_host_command, is_command_noop
 from agent.host_command.engine_settings import EngineSettings
+from agent.host_command.lifecycle_event import RecentAppspecs
 from agent.lifecycle_event.process_tree import start_cgroup_migration_warm_up
 from agent.logging.printable import one_line
 
@@ -185,18 +186,22 @@ def process_host_command(
     locks: Optional[DaemonGroupLocks] = None,
     cancelled: Callable[[], bool] = lambda: False,
     verified: Optional[VerifiedPayloads] = None,
+    appspecs: Optional[RecentAppspecs] = None,
 ) -> CommandOutcome:
     """Carry out one command the service handed out, and report it (network, disk).
 
     With ``locks``, the command runs holding its deployment group's lock (it may wait for
     it, until ``cancelled()``); see :mod:`agent.deployment_root.group_lock`. With
     ``verified``, a signed specification already verified (by an earlier command of its
-    deployment) is not verified again.
+    deployment) is not verified again; with ``appspecs``, an appspec an earlier command
+    read is not parsed again while its file is unchanged (without, the command parses it
+    once for itself).
 
     Raises :class:`CommandServiceError` only when the specification cannot be fetched or
     the acknowledgement cannot be sent, even after retries: nothing has run then.
     """
     chance = rng or random.Random()  # noqa: S311 - jitter, not security
+    appspecs = appspecs if appspecs is not None else RecentAppspecs()
     _warm_up_hook_cgroup_move(command, settings)
     with structlog.contextvars.bound_contextvars(
         command=command.command_name, host_command=command.host_command_identifier
@@ -205,7 +210,7 @@ def process_host_command(
         spec, failure = _open_specification(command, envelope, settings, verified)
         deployment_id = spec.deployment_id if spec is not None else ""
         with structlog.contextvars.bound_contextvars(deployment_id=deployment_id or None):
-            noop = spec is not None and _is_noop(command.command_name, spec, settings.engine)
+            noop = spec is not None and _is_noop(command.command_name, spec, settings, appspecs)
             if not noop:
                 _warm_up_hook_cgroup_move(command, settings)
             answer = _call_with_retries(
@@ -227,7 +232,7 @@ def process_host_command(
             if on_start is not None:
                 on_start(command, deployment_id)
             return _run_and_complete(
-                client, command, spec, noop, settings, chance, locks, cancelled
+                client, command, spec, noop, settings, chance, locks, cancelled, appspecs
             )
 
 
@@ -312,9 +317,14 @@ def _check_command_name(name: str) -> None:
         )
 
 
-def _is_noop(command: str, spec: DeploymentSpecification, engine: EngineSettings) -> bool:
+def _is_noop(
+    command: str,
+    spec: DeploymentSpecification,
+    settings: PollerSettings,
+    appspecs: RecentAppspecs,
+) -> bool:
     try:
-        return is_command_noop(command, spec, engine)
+        return is_command_noop(command, spec, settings.engine, appspecs)
     except Exception:
         # Running the command will say what is wrong, as a failed command.
         log.warning("cannot tell whether the command is a no-op", exc_info=True)
@@ -358,6 +368,7 @@ def _run_and_complete(
     rng: random.Random,
     locks: Optional[DaemonGroupLocks],
     cancelled: Callable[[], bool],
+    appspecs: RecentAppspecs,
 ) -> CommandOutcome:
     root = settings.engine.root
     status = CommandStatus.FAILED
@@ -376,6 +387,7 @@ def _run_and_complete(
             command.command_name,
             spec,
             engine_naming_hook_cgroups(settings.engine, spec.deployment_id),
+            appspecs=appspecs,
         )
         status, diagnostics = CommandStatus.SUCCEEDED, Diagnostics.succeeded(tail)
         log.info("command succeeded")
@@ -473,6 +485,7 @@ def poll_once(
     locks: Optional[DaemonGroupLocks] = None,
     cancelled: Callable[[], bool] = lambda: False,
     verified: Optional[VerifiedPayloads] = None,
+    appspecs: Optional[RecentAppspecs] = None,
 ) -> PollResult:
     """Long-poll once and carry out the command, if any (network, disk).
 
@@ -500,5 +513,6 @@ def poll_once(
         locks=locks,
         cancelled=cancelled,
         verified=verified,
+        appspecs=appspecs,
     )
     return PollResult(command, outcome)

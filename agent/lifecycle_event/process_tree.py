@@ -6,7 +6,10 @@ started on purpose (the application). A cgroup v2 per script run gives both: not
 leave it without privileges, ``cgroup.kill`` ends it atomically, and on success the members
 are moved to the agent's own cgroup. A run that ends any other way (timeout, interruption,
 an error of ours) has its members killed before the cgroup is removed: no exit path leaves
-a hook cgroup behind.
+a hook cgroup behind. The script is born in its cgroup: the agent steps into the cgroup
+for the moment it starts the script and steps back out (:meth:`ProcessTree.spawn_inside`),
+so the start is a plain ``vfork`` + ``exec`` (no Python code runs in the child, no copy of
+the agent's page tables is made) and the script has no instant outside the cgroup.
 
 Where no cgroup can be made (``hook_use_cgroups: false``, a read-only cgroupfs, a host with
 cgroup v1 only, no rights) the run falls back to its process group plus tracking of its
@@ -37,6 +40,7 @@ keeps its pid, which is also the number of its process group and session, from b
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import os
 import secrets
@@ -45,7 +49,18 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Collection, Dict, FrozenSet, List, Mapping, Optional, Set, Tuple
+from typing import (
+    Callable,
+    Collection,
+    Dict,
+    FrozenSet,
+    List,
+    Mapping,
+    Optional,
+    Set,
+    Tuple,
+    TypeVar,
+)
 
 import psutil
 import structlog
@@ -64,6 +79,16 @@ _REMOVE_PAUSE_SECONDS = 0.02
 _COMMAND_LINE_CHARACTERS = 200
 # Rounds of "find, SIGKILL" in the fallback: each round kills what the last one found forking.
 _KILL_ROUNDS = 50
+# Attempts at stepping back out of a hook cgroup after starting a script in it.
+_LEAVE_ATTEMPTS = 5
+
+_Started = TypeVar("_Started")
+
+# The agent's own moves between cgroups (the warm-up, the steps in and out around a
+# script's start) must not interleave: a warm-up that read the agent's cgroup just before
+# it stepped into a hook's would otherwise move it back there, or move it out while a
+# script is being born. One lock, as the agent's cgroup is one per process.
+_OWN_CGROUP_MOVES = threading.Lock()
 
 
 def find_unified_cgroup_mount(mountinfo_text: str) -> Optional[Tuple[Path, str]]:
@@ -127,10 +152,29 @@ class HookCgroup:
         self.parent = path.parent
         self.record_file = record_file
 
-    def open_procs_for_joining(self) -> int:
-        """A descriptor on ``cgroup.procs``, opened with our rights so a child that already
-        switched users can still move itself in (the kernel checks the opener's rights)."""
-        return os.open(self.path / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+    def add_this_process(self) -> Optional[str]:
+        """Move this process (all its threads) into the cgroup; why not, when refused."""
+        try:
+            _write_own_pid_to(self.path / "cgroup.procs")
+        except OSError as error:
+            return str(error)
+        return None
+
+    def return_this_process_to_parent(self) -> bool:
+        """Move this process back to the parent cgroup (the agent's own); False when even
+        the last attempt was refused (it was logged)."""
+        for attempt in range(1, _LEAVE_ATTEMPTS + 1):
+            try:
+                _write_own_pid_to(self.parent / "cgroup.procs")
+                return True
+            except OSError as error:
+                if attempt == _LEAVE_ATTEMPTS:
+                    _log.error(
+                        "cannot move the agent back out of a hook cgroup",
+                        cgroup=str(self.path),
+                        error=str(error),
+                    )
+        return False
 
     def member_pids(self) -> List[int]:
         try:
@@ -147,19 +191,26 @@ class HookCgroup:
         return "populated 1" in text.splitlines()
 
     def signal_members(self, signal_number: int) -> None:
+        own = os.getpid()
         for pid in self.member_pids():
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal_number)
+            if pid != own:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal_number)
 
     def kill_members(self) -> None:
-        """SIGKILL every member, atomically with ``cgroup.kill`` where the kernel has it."""
-        try:
-            (self.path / "cgroup.kill").write_text("1", encoding="ascii")
-            return
-        except OSError:
-            pass
+        """SIGKILL every member, atomically with ``cgroup.kill`` where the kernel has it.
+
+        Never the agent itself: should it have failed to step back out after starting the
+        script (see :meth:`return_this_process_to_parent`), members are killed one by one.
+        """
+        if os.getpid() not in self.member_pids():
+            try:
+                (self.path / "cgroup.kill").write_text("1", encoding="ascii")
+                return
+            except OSError:
+                pass
         for _ in range(_RELEASE_ATTEMPTS):
-            if not self.member_pids():
+            if not set(self.member_pids()) - {os.getpid()}:
                 return
             self.signal_members(signal.SIGKILL)
 
@@ -199,40 +250,55 @@ class HookCgroup:
                 self.record_file.unlink()
 
 
-def start_cgroup_migration_warm_up() -> threading.Thread:
+def start_cgroup_migration_warm_up() -> threading.Event:
     """Start, on a thread of its own, the wait that the next hook's move into its cgroup
-    would otherwise make on the critical path; returns the thread.
+    would otherwise make on the critical path; returns an event set once it is done.
 
-    Moving a process between cgroups (the hook's child writing itself into its cgroup's
-    ``cgroup.procs``) takes a kernel lock whose first taking after a quiet while waits
-    for an RCU grace period (10 to 20 ms on common hosts; cgroup v2's ``favordynmods``
-    trades that away, but it is the host's choice, not ours); another move within a grace
-    period of the last one does not wait. The daemon calls this as soon as a command
-    arrives, so the grace period passes while the specification is fetched and checked
-    and the command acknowledged. The move itself is of this process into the cgroup it
-    is already in: nothing changes. Its failure (no rights, a cgroup that refuses
-    members) is harmless and ignored: the hook's own move then waits, as it would have.
+    Moving a process between cgroups (the agent stepping into a hook's cgroup to start
+    its script) takes a kernel lock whose first taking after a quiet while waits for an RCU
+    grace period (10 to 20 ms on common hosts; cgroup v2's ``favordynmods`` trades that
+    away, but it is the host's choice, not ours); another move within a grace period of
+    the last one does not wait. The daemon calls this as soon as a command arrives, so the
+    grace period passes while the specification is fetched and checked and the command
+    acknowledged. The move itself is of this process into the cgroup it is already in:
+    nothing changes. Its failure (no rights, a cgroup that refuses members) is harmless
+    and ignored: the hook's own move then waits, as it would have.
+
+    The thread is started without waiting for it to be scheduled, as
+    ``threading.Thread.start`` would: on a busy host that wait alone costs the command a
+    millisecond or more.
     """
-    thread = threading.Thread(target=_move_self_into_own_cgroup, name="cgroup-warm-up", daemon=True)
-    thread.start()
-    return thread
+    done = threading.Event()
+    _thread.start_new_thread(_warm_up_then_signal, (done,))
+    return done
+
+
+def _warm_up_then_signal(done: threading.Event) -> None:
+    try:
+        _move_self_into_own_cgroup()
+    finally:
+        done.set()
 
 
 def _move_self_into_own_cgroup() -> None:
     """Write this process into the cgroup it is in (reads ``/proc/self``): a move that
     changes nothing, but takes the kernel's migration lock."""
-    cgroup_dir = read_own_cgroup_dir()
-    if cgroup_dir is None:
-        return
-    try:
-        descriptor = os.open(cgroup_dir / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
-    except OSError:
-        return
+    with _OWN_CGROUP_MOVES:
+        cgroup_dir = read_own_cgroup_dir()
+        if cgroup_dir is None:
+            return
+        try:
+            _write_own_pid_to(cgroup_dir / "cgroup.procs")
+        except OSError as error:
+            _log.debug("cgroup warm-up not possible", cgroup=str(cgroup_dir), error=str(error))
+
+
+def _write_own_pid_to(procs: Path) -> None:
+    """Move this process into the cgroup of the ``cgroup.procs`` file ``procs``."""
+    descriptor = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
     try:
         # "0" is the writer's own process, so no pid read earlier can have been reused.
         os.write(descriptor, b"0")
-    except OSError as error:
-        _log.debug("cgroup warm-up not possible", cgroup=str(cgroup_dir), error=str(error))
     finally:
         os.close(descriptor)
 
@@ -489,7 +555,6 @@ class ProcessTree:
 
     def __init__(self, cgroup: Optional[HookCgroup]) -> None:
         self._cgroup = cgroup
-        self._join_descriptor: Optional[int] = None
         self._tracker: Optional[DescendantTracker] = None
         self._root_pid: Optional[int] = None
         self._earlier: Optional[AdoptedBefore] = None
@@ -517,26 +582,31 @@ class ProcessTree:
     def tracks_descendants(self) -> bool:
         return self._tracker is not None
 
-    def child_setup(self) -> Optional[Callable[[], None]]:
-        """The ``preexec_fn`` that moves the child into the cgroup before it execs.
+    def spawn_inside(self, spawn: Callable[[], _Started]) -> _Started:
+        """Call ``spawn`` (which starts the script) with this process inside the run's
+        cgroup, so that the script is born in it; step back out before returning.
 
-        It only writes to a descriptor opened here, so it takes no lock and allocates
-        nothing the child could deadlock on.
+        Nothing else of the agent starts a process meanwhile: one command runs at a time,
+        and the agent's other moves wait (:data:`_OWN_CGROUP_MOVES`). When the cgroup
+        refuses the agent, the run falls back to its process group and tracking.
         """
-        if self._cgroup is None:
-            return None
-        if self._join_descriptor is None:
-            self._join_descriptor = self._cgroup.open_procs_for_joining()
-        descriptor = self._join_descriptor
-
-        def join_cgroup() -> None:
-            os.write(descriptor, b"0")
-
-        return join_cgroup
+        cgroup = self._cgroup
+        if cgroup is None:
+            return spawn()
+        with _OWN_CGROUP_MOVES:
+            try:
+                refusal = cgroup.add_this_process()
+                if refusal is None:
+                    return spawn()
+            finally:
+                # Also after a refusal or an interrupt: the move may have happened.
+                cgroup.return_this_process_to_parent()
+        _log.debug("cannot start the script in its cgroup; using process groups", error=refusal)
+        self.abandon_cgroup()
+        return spawn()
 
     def abandon_cgroup(self) -> None:
-        """Give up the cgroup (the child could not join it) and fall back to tracking."""
-        self._close_join_descriptor()
+        """Give up the cgroup (the script could not start in it) and fall back to tracking."""
         if self._cgroup is not None:
             self._cgroup.remove()
             self._cgroup = None
@@ -544,7 +614,6 @@ class ProcessTree:
 
     def attach(self, pid: int) -> None:
         """The script's own process was started; begin following it."""
-        self._close_join_descriptor()
         self._root_pid = pid
         if self._cgroup is None:
             self._tracker = DescendantTracker(pid, self._earlier)
@@ -586,7 +655,6 @@ class ProcessTree:
     def close(self) -> None:
         """End the run: what is left is killed unless :meth:`release_survivors` kept it,
         then the cgroup is removed. Safe to call again after an interruption."""
-        self._close_join_descriptor()
         if not self._keep_survivors and self._root_pid is not None and not self.all_gone():
             self.kill_all()
         if self._cgroup is not None:
@@ -597,12 +665,6 @@ class ProcessTree:
                     self._cgroup.kill_members()
             self._cgroup.remove()
             self._cgroup = None
-
-    def _close_join_descriptor(self) -> None:
-        if self._join_descriptor is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._join_descriptor)
-            self._join_descriptor = None
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ process, instead of after the timeout as the AWS agent does.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import errno
+import functools
 import os
 import selectors
 import signal
@@ -23,8 +23,6 @@ import time
 from pathlib import Path
 from typing import (
     BinaryIO,
-    Callable,
-    Collection,
     Dict,
     List,
     Mapping,
@@ -44,7 +42,6 @@ from agent.lifecycle_event.output_lines import LineAssembler, drain_in_backgroun
 from agent.lifecycle_event.process_tree import PipeHolder, ProcessTree, find_pipe_holders
 from agent.lifecycle_event.script_log import ScriptLog, open_script_log
 from agent.lifecycle_event.settings import HookRunSettings, OutputsLeftOpenPolicy
-from agent.process_control import interrupts_held
 
 __all__ = [
     "HookRunSettings",
@@ -218,35 +215,19 @@ def _spawn_script(
     tree: ProcessTree,
     script_log: ScriptLog,
 ) -> subprocess.Popen[bytes]:
-    """Start the script in its own session (and cgroup); without a shebang, under /bin/sh."""
+    """Start the script in its own session (and cgroup); without a shebang, under /bin/sh.
+
+    No Python code runs in the child (no ``preexec_fn``): the start is a ``vfork`` and an
+    ``exec`` where the interpreter can, which spares copying the agent's memory maps for
+    each script; the cgroup is entered by the agent around the start instead
+    (:meth:`ProcessTree.spawn_inside`).
+    """
     command = [str(path)]
-    switch = user is not None and user.switch
     while True:
         try:
-            setup = tree.child_setup()
-            # With a preexec_fn, Python runs its at-fork callbacks, where an interrupt
-            # would be lost; held back, it arrives once the script is ours to end.
-            with interrupts_held() if setup is not None else contextlib.nullcontext(()) as mask:
-                return subprocess.Popen(
-                    command,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    env=environment,
-                    close_fds=True,
-                    start_new_session=True,
-                    preexec_fn=None if setup is None else _with_signal_mask(setup, mask),
-                    bufsize=0,
-                    user=user.uid if switch and user is not None else None,
-                    group=user.gid if switch and user is not None else None,
-                    extra_groups=list(user.groups) if switch and user is not None else None,
-                )
-        except subprocess.SubprocessError:
-            # Only the cgroup join runs in the child before exec; without it, fall back.
-            if not tree.uses_cgroup:
-                raise
-            _log.debug("could not move the script into its cgroup; using process groups")
-            tree.abandon_cgroup()
+            return tree.spawn_inside(
+                functools.partial(_start_script_process, command, environment, user)
+            )
         except OSError as error:
             if error.errno == errno.ENOEXEC and command[0] != "/bin/sh":
                 # No "#!" line: run it the way a shell (and the AWS agent) would.
@@ -265,14 +246,23 @@ def _spawn_script(
             ) from error
 
 
-def _with_signal_mask(setup: Callable[[], None], mask: Collection[int]) -> Callable[[], None]:
-    """The child's preparation, then the signal mask the script must start with."""
-
-    def prepare_child() -> None:
-        setup()
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-
-    return prepare_child
+def _start_script_process(
+    command: List[str], environment: Dict[str, str], user: Optional[HookUser]
+) -> subprocess.Popen[bytes]:
+    switch = user is not None and user.switch
+    return subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=environment,
+        close_fds=True,
+        start_new_session=True,
+        bufsize=0,
+        user=user.uid if switch and user is not None else None,
+        group=user.gid if switch and user is not None else None,
+        extra_groups=list(user.groups) if switch and user is not None else None,
+    )
 
 
 class _Outcome(enum.Enum):

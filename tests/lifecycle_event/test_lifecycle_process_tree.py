@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -87,7 +88,7 @@ def test_a_hook_cgroup_releases_its_members_to_the_parent_and_goes_away() -> Non
 
     tree = ProcessTree.create_on_host(use_cgroups=True)
     assert tree.uses_cgroup
-    child = subprocess.Popen(["sleep", "60"], preexec_fn=tree.child_setup(), start_new_session=True)
+    child = tree.spawn_inside(lambda: subprocess.Popen(["sleep", "60"], start_new_session=True))
     try:
         tree.attach(child.pid)
         cgroup_line = Path(f"/proc/{child.pid}/cgroup").read_text(encoding="utf-8")
@@ -112,7 +113,7 @@ import sys
 from pathlib import Path
 from agent.lifecycle_event.process_tree import start_cgroup_migration_warm_up
 before = Path("/proc/self/cgroup").read_text(encoding="utf-8")
-start_cgroup_migration_warm_up().join(timeout=60)
+start_cgroup_migration_warm_up().wait(timeout=60)
 after = Path("/proc/self/cgroup").read_text(encoding="utf-8")
 sys.stdout.write("same" if after == before else "moved:" + after)
 """
@@ -126,15 +127,51 @@ def test_the_cgroup_warm_up_leaves_the_process_where_it_is() -> None:
         tree.close()
         pytest.skip("this host does not let us create a cgroup v2")
     try:
-        probe = subprocess.run(
-            [sys.executable, "-c", WARM_UP_PROBE],
-            preexec_fn=tree.child_setup(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
+        probe = tree.spawn_inside(
+            lambda: subprocess.Popen(
+                [sys.executable, "-c", WARM_UP_PROBE],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
         )
+        stdout, stderr = probe.communicate(timeout=60)
     finally:
         tree.close()
+    assert probe.returncode == 0, stderr
+    assert stdout == "same"
+
+
+SELF_IN_HOOK_CGROUP_PROBE = """
+import os, subprocess, sys
+from pathlib import Path
+from agent.lifecycle_event.process_tree import create_hook_cgroup, own_cgroup_v2_path
+cgroup = create_hook_cgroup()
+assert cgroup is not None
+assert cgroup.add_this_process() is None
+child = subprocess.Popen(["sleep", "60"])
+cgroup.kill_members()
+child.wait(timeout=30)
+assert cgroup.return_this_process_to_parent()
+cgroup.remove()
+own = own_cgroup_v2_path(Path("/proc/self/cgroup").read_text(encoding="utf-8"))
+sys.stdout.write(f"{child.returncode} {'codedeploy-hook-' in own} {cgroup.path.exists()}")
+"""
+
+
+def test_killing_a_hook_cgroup_spares_the_agent_inside_it(tmp_path: Path) -> None:
+    # The agent steps into a script's cgroup to start it; were it still inside when the
+    # run ends, the members are killed one by one, never the agent.
+    probe_cgroup = create_hook_cgroup()
+    if probe_cgroup is None:
+        pytest.skip("this host does not let us create a cgroup v2")
+    probe_cgroup.remove()
+    probe = subprocess.run(
+        [sys.executable, "-c", SELF_IN_HOOK_CGROUP_PROBE],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert probe.returncode == 0, probe.stderr
-    assert probe.stdout == "same"
+    assert probe.stdout == f"{-signal.SIGKILL} False False"

@@ -616,6 +616,35 @@ def test_a_daemon_started_by_a_successful_script_keeps_running(
         assert not Path("/sys/fs/cgroup", hook_cgroup.lstrip("/")).exists()
 
 
+def test_a_script_is_born_in_its_cgroup_with_no_python_code_in_the_child(
+    revision: Revision, leftovers: Leftovers
+) -> None:
+    # Python code in the child (a preexec_fn, and the at-fork callbacks that come with it)
+    # means a full fork of the agent's memory maps for every script; a plain vfork + exec
+    # runs none, and the agent steps into the cgroup around the start instead.
+    if not cgroups_available():
+        pytest.skip("this host does not let us create a cgroup v2")
+    forked_python = revision.out / "python-ran-in-a-child"
+    armed = [True]
+
+    def note_python_in_child() -> None:
+        if armed[0]:
+            forked_python.write_text("yes", encoding="utf-8")
+
+    os.register_at_fork(after_in_child=note_python_in_child)
+    script = revision.script("where.sh", '#!/bin/sh\ncat /proc/self/cgroup > "$OUT/cgroup"\n')
+    try:
+        run(revision, leftovers, [script])
+    finally:
+        armed[0] = False
+    assert not forked_python.exists()
+    assert "codedeploy-hook-" in unified_cgroup_of(
+        (revision.out / "cgroup").read_text(encoding="utf-8")
+    )
+    own = unified_cgroup_of(Path("/proc/self/cgroup").read_text(encoding="utf-8"))
+    assert "codedeploy-hook-" not in own
+
+
 # -- runas --------------------------------------------------------------------------------
 
 

@@ -12,15 +12,17 @@ from pathlib import Path
 from typing import List, Optional
 
 from agent.command_poller.backoff import BackoffPolicy
+from agent.command_poller.loop import PollLoop
 from agent.command_poller.poller import PollerSettings
 from agent.deployment_root.layout import DeploymentRoot
 from agent.deployment_specification.envelope import SignatureSettings
 from agent.host_command.engine_settings import EngineSettings
 from agent.lifecycle_event.runner import HookRunSettings
 from agent.revision.fetchers.revision_fetcher import RevisionFetcher
-from tests.support.command_service import HOST, REGION
+from tests.support.command_service import HOST, REGION, CommandServiceStub, client_for
 from tests.support.signing import SigningKit, signer_name_for
 from tests.support.traced_revisions import read_trace
+from tests.support.waiting import wait_until
 
 TINY_BACKOFF = BackoffPolicy(
     base_seconds=0.02, cap_seconds=0.1, throttle_factor=3.0, throttle_cap_seconds=0.2
@@ -71,3 +73,15 @@ class Host:
             backoff=TINY_BACKOFF,
             completion_attempts=attempts,
         )
+
+
+def run_loop_until_completed(
+    stub: CommandServiceStub, settings: PollerSettings, count: int
+) -> None:
+    """Run a poll loop until the stub has ``count`` completions, then stop it."""
+    loop = PollLoop(client_for(stub), settings, wait_between_runs=0.01)
+    loop.start()
+    try:
+        assert wait_until(lambda: len(stub.completions()) == count)
+    finally:
+        assert loop.wait_stopped(30)
