@@ -24,7 +24,7 @@ import errno
 import json
 import os
 import stat
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from agent.application_specification.model import FileExistsBehavior
 from agent.filesystem.tree_copy import (
@@ -59,23 +59,25 @@ _FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
+@dataclasses.dataclass
 class _Tally:
-    """Counters of one ``copy_entries_on_disk`` call."""
+    """Counters of one ``copy_entries_on_disk`` call, named as the InstallResult fields."""
 
-    __slots__ = (
-        "bytes",
-        "files",
-        "folders",
-        "kept_folders",
-        "overwritten",
-        "retained",
-        "symlinks",
-        "unchanged",
-    )
+    bytes_copied: int = 0
+    directories_created: int = 0
+    directories_kept: int = 0
+    files_copied: int = 0
+    files_overwritten: int = 0
+    files_unchanged: int = 0
+    paths_retained: int = 0
+    symlinks_created: int = 0
 
-    def __init__(self) -> None:
-        self.files = self.symlinks = self.folders = self.kept_folders = 0
-        self.retained = self.overwritten = self.bytes = self.unchanged = 0
+    def counts(self) -> Dict[str, int]:
+        return dataclasses.asdict(self)
+
+    def add(self, counts: Dict[str, int]) -> None:
+        for name, value in self.counts().items():
+            setattr(self, name, value + int(counts[name]))
 
 
 class _Level(FolderPair):
@@ -145,16 +147,7 @@ def copy_entries_on_disk(
     copier = _Copier(behavior, kept, previous, cleanup, instructions, identity, tally)
     for entry in entries:
         _copy_entry_on_disk(copier, entry)
-    return InstallResult(
-        files_copied=tally.files,
-        symlinks_created=tally.symlinks,
-        directories_created=tally.folders,
-        paths_retained=tally.retained,
-        files_overwritten=tally.overwritten,
-        bytes_copied=tally.bytes,
-        files_unchanged=tally.unchanged,
-        directories_kept=tally.kept_folders,
-    )
+    return InstallResult(**tally.counts())
 
 
 def _copy_entry_on_disk(copier: _Copier, entry: ResolvedEntry) -> None:
@@ -243,7 +236,7 @@ def _make_folder_on_disk(copier: _Copier, parent_fd: int, name: str, folder: str
     except OSError as error:
         raise _copy_error(folder, error) from error
     copier.instructions.mkdir(folder)
-    copier.tally.folders += 1
+    copier.tally.directories_created += 1
     return fd
 
 
@@ -266,9 +259,7 @@ def _copy_tree_on_disk(copier: _Copier, top: _Level) -> None:
         if worker is not None:
             # collect_share reaps the worker whatever it answers.
             finished, worker = worker, None
-            tally = json.loads(collect_share(finished))
-            for name, value in tally.items():
-                setattr(copier.tally, name, getattr(copier.tally, name) + int(value))
+            copier.tally.add(json.loads(collect_share(finished)))
             copier.instructions.append_fragment_from_disk(fragment)
             copier.cleanup.resync_size_from_disk()
     finally:
@@ -293,7 +284,7 @@ def _copy_share_on_disk(
         level.new_owner = top.new_owner
         level.children = iter(share)
         _walk_on_disk(own, [level], top.destination)
-    return json.dumps({name: getattr(tally, name) for name in _Tally.__slots__}).encode()
+    return json.dumps(tally.counts()).encode()
 
 
 def _walk_on_disk(copier: _Copier, stack: List[_Level], root: str) -> None:
@@ -337,7 +328,7 @@ def _note_existing_folder(copier: _Copier, folder: str) -> None:
     if folder in copier.kept:
         # Logged as the mkdir it stands for; the cleanup file lists it already.
         copier.instructions.mkdir(folder)
-        copier.tally.kept_folders += 1
+        copier.tally.directories_kept += 1
 
 
 def _copy_leaf_on_disk(copier: _Copier, level: _Level, name: str, is_symlink: bool) -> None:
@@ -350,7 +341,7 @@ def _copy_leaf_on_disk(copier: _Copier, level: _Level, name: str, is_symlink: bo
         existing = None if level.fresh else _lstat_or_none(name, destination_fd)
         if existing is not None and destination in copier.kept:
             if _kept_leaf_matches_on_disk(level, name, existing, is_symlink):
-                tally.unchanged += 1
+                tally.files_unchanged += 1
                 copier.instructions.copy(source, destination)
                 return
             if stat.S_ISDIR(existing.st_mode):
@@ -359,7 +350,7 @@ def _copy_leaf_on_disk(copier: _Copier, level: _Level, name: str, is_symlink: bo
             os.unlink(name, dir_fd=destination_fd)
         elif existing is not None:
             if copier.behavior is FileExistsBehavior.RETAIN:
-                tally.retained += 1
+                tally.paths_retained += 1
                 return
             if copier.behavior is FileExistsBehavior.DISALLOW:
                 raise InstallError(
@@ -370,15 +361,15 @@ def _copy_leaf_on_disk(copier: _Copier, level: _Level, name: str, is_symlink: bo
                 raise InstallError(f"{destination} is a folder and cannot be overwritten by a file")
             copier.cleanup.append_path(destination)
             os.unlink(name, dir_fd=destination_fd)
-            tally.overwritten += 1
+            tally.files_overwritten += 1
         else:
             copier.cleanup.append_path(destination)
         if is_symlink:
             copy_symlink_at_on_disk(level, name)
-            tally.symlinks += 1
+            tally.symlinks_created += 1
         else:
-            tally.bytes += copy_file_at_on_disk(level, name, _require_regular_file).st_size
-            tally.files += 1
+            tally.bytes_copied += copy_file_at_on_disk(level, name, _require_regular_file).st_size
+            tally.files_copied += 1
     except OSError as error:
         raise _copy_error(destination, error) from error
     copier.instructions.copy(source, destination)
