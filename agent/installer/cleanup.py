@@ -275,11 +275,13 @@ class CleanupFileWriter:
         self._append(CONTEXT_RECORD_PREFIX + os.fsencode(path) + b"\n")
 
     def _append(self, record: bytes) -> None:
-        view = memoryview(record)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
-        self.size += len(record)
+        size = len(record)
+        written = os.write(self._fd, record)
+        if written < size:  # only a full disk or a signal cuts a short line
+            view = memoryview(record)[written:]
+            while view:
+                view = view[os.write(self._fd, view) :]
+        self.size += size
 
     def resync_size_from_disk(self) -> None:
         """Another process appended too: take the file's real size."""

@@ -83,7 +83,14 @@ class _Tally:
 class _Level(FolderPair):
     """One folder being copied: both descriptors, both paths, its remaining children."""
 
-    __slots__ = ("destination", "fresh", "resolved", "source")
+    __slots__ = (
+        "destination",
+        "destination_prefix",
+        "fresh",
+        "resolved",
+        "source",
+        "source_prefix",
+    )
 
     def __init__(
         self, fds: Tuple[int, int], source: str, destination: str, fresh: bool, resolved: bool
@@ -91,6 +98,9 @@ class _Level(FolderPair):
         super().__init__(*fds)
         self.source = source
         self.destination = destination
+        # What a child's path starts with (join() once per folder, not per file).
+        self.source_prefix = join(source, "")
+        self.destination_prefix = join(destination, "")
         self.fresh = fresh  # created by this install: nothing can be in the way inside
         # Reached with no folder of this group's installs on the way: its symlinks are
         # followed as path resolution would.
@@ -114,7 +124,7 @@ class _Copier(TreeWalk[_Level]):
     tally: _Tally
 
     def enter_folder_on_disk(self, parent: _Level, name: str) -> _Level:
-        level = _enter_child_folder_on_disk(self, parent, name, join(parent.destination, name))
+        level = _enter_child_folder_on_disk(self, parent, name, parent.destination_prefix + name)
         try:
             level.load_on_disk(self.identity)
         except BaseException:
@@ -321,7 +331,7 @@ def _enter_child_folder_on_disk(
         os.close(fd)
         raise
     resolved = level.resolved and not created and destination not in copier.previous
-    return _Level((source_fd, fd), join(level.source, name), destination, created, resolved)
+    return _Level((source_fd, fd), level.source_prefix + name, destination, created, resolved)
 
 
 def _note_existing_folder(copier: _Copier, folder: str) -> None:
@@ -333,8 +343,8 @@ def _note_existing_folder(copier: _Copier, folder: str) -> None:
 
 def _copy_leaf_on_disk(copier: _Copier, level: _Level, name: str, is_symlink: bool) -> None:
     """Copy one file or symlink ``name`` of the revision folder into the destination folder."""
-    source = join(level.source, name)
-    destination = join(level.destination, name)
+    source = level.source_prefix + name
+    destination = level.destination_prefix + name
     destination_fd = level.target_fd
     tally = copier.tally
     try:
