@@ -420,8 +420,6 @@ def _kept_leaf_matches_on_disk(
             return False
         target_fd = os.open(name, _READ_FLAGS, dir_fd=fds[1])
         try:
-            if os.fstat(target_fd).st_size != source.st_size:
-                return False
             if not same_file_on_disk(source_fd, target_fd, source.st_size):
                 return False
             if source.st_mtime_ns != existing.st_mtime_ns:

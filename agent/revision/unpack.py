@@ -365,11 +365,16 @@ class _Extraction:
             return
         if self.policy.reject_unsafe_permissions:
             check_member_permissions(file_type, ffi.entry_perm(entry_p), name, where, self.policy)
-        self._track_symlinks(relative, file_type, link_relative, symlinks, name)
+        if symlinks or file_type == stat.S_IFLNK:
+            self._track_symlinks(relative, file_type, link_relative, symlinks, name)
         ffi.entry_copy_pathname(entry_p, prefix + relative)
         if hardlink is not None:
             la.entry_copy_hardlink(entry_p, prefix + link_relative)
-        if file_type == stat.S_IFREG and not ffi.entry_size_is_set(entry_p):
+        if (
+            file_type == stat.S_IFREG
+            and self.bundle_type is BundleType.ZIP
+            and not ffi.entry_size_is_set(entry_p)
+        ):
             # A zip member streamed with a data descriptor: its size is known only at
             # its end, so its bytes are counted as they are written.
             budget.take_room(0)
