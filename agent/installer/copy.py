@@ -4,12 +4,12 @@ The revision is walked a second time with folder descriptors, by the tree copy t
 folder revisions' copy uses too (:mod:`agent.filesystem.tree_copy`), so that no symlink in
 the revision is ever followed and no path is resolved twice. Each file is copied by the
 kernel (``sendfile``, holes kept) and keeps its mode, its times and, when we run as root,
-its owner, as ``cp -p`` and the AWS agent do. What is the install's own: folders of the
-destination that exist already, the previous install's paths, file_exists_behavior, and
-the records. Every path is appended to the cleanup file
-just before it is created. Folders this install creates start empty, so what goes into
-them needs no existence check; only folders that were already there cost a ``stat`` per
-child. Paths the plan kept from the previous install are compared instead of copied.
+its owner, as ``cp -p`` and the AWS agent do. What is the install's own is here: folders
+of the destination that exist already, the previous install's paths, file_exists_behavior
+and the records. Every path is appended to the cleanup file just before it is created.
+Folders this install creates start empty, so what goes into them needs no existence
+check; only folders that were already there cost a ``stat`` per child. Paths the plan
+kept from the previous install are compared instead of copied.
 
 Large trees are copied by two processes (see :mod:`agent.installer.split`), not threads:
 with small files the per-file Python work dominates, and worker threads measured 2.5x
