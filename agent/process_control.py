@@ -4,15 +4,18 @@ Two guarantees rest on them: a worker the agent forks dies with the agent (paren
 signal), and every process a hook leaves behind stays a descendant of the agent while it
 runs (child subreaper), so that a timeout can find it. Both are per process and survive
 nothing but ``fork`` (the death signal is cleared in the child, so it is set again there).
+A short-lived program also ends here, without the interpreter's tear-down.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import os
 import signal
-from typing import Collection, Iterator
+import sys
+from typing import Collection, Iterator, NoReturn
 
 from agent.interrupts import INTERRUPTING_SIGNALS
 
@@ -73,3 +76,19 @@ def interrupts_held() -> Iterator[Collection[int]]:
         yield previous
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def exit_without_teardown(status: int) -> NoReturn:
+    """End a short-lived program with ``status`` once its work is done, without the
+    interpreter's tear-down: freeing every module and object of a run that imported the
+    whole engine takes tens of milliseconds, spent after the outcome is known.
+
+    What the program wrote is flushed first (standard streams, logging's handlers); an
+    interrupt that arrives meanwhile changes nothing any more and is held back.
+    """
+    with interrupts_held():
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                stream.flush()
+        os._exit(status)

@@ -56,7 +56,8 @@ _MEASURED_RUN = (
     "own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
     "forked = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
     "print('peak_rss_kib', max(own, forked), file=sys.stderr)\n"
-    "sys.exit(code)\n"
+    "from agent.process_control import exit_without_teardown\n"
+    "exit_without_teardown(code)  # as the program ends\n"
 )
 
 

@@ -17,7 +17,7 @@ import posixpath
 import re
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Collection, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Collection, Dict, List, Mapping, Optional, Tuple
 
 import structlog
 import yaml
@@ -230,6 +230,28 @@ def _check_path_length(filename: str, path: str, value: str) -> None:
         )
 
 
+_ABSOLUTE_HOST_PATH = "an absolute path on the host"
+
+
+def _required_path(
+    filename: str,
+    path: str,
+    value: object,
+    expected: str,
+    *,
+    valid: Callable[[str], object] = bool,
+    stripped: bool = False,
+) -> str:
+    """The required path setting ``path``: a string without NUL that ``valid`` accepts and
+    that a file can have (its length checked once ``stripped`` when asked)."""
+    if value is None:
+        raise _missing(filename, path, expected)
+    if not isinstance(value, str) or _has_nul(value) or not valid(value):
+        raise _invalid(filename, path, expected, value)
+    _check_path_length(filename, path, value.strip() if stripped else value)
+    return value
+
+
 def _relative_inside_revision(text: str) -> Optional[str]:
     """``text`` as a normalised path relative to the revision root; ``""`` is the root.
 
@@ -302,24 +324,20 @@ def _parse_file(filename: str, path: str, entry: object) -> FileMapping:
         raise _invalid(filename, path, "a mapping with source and destination", entry)
     _check_keys(filename, path, entry, _FILE_KEYS)
 
-    source = entry.get("source")
-    expected_source = "a path in the revision (/ for all of it)"
-    if source is None:
-        raise _missing(filename, f"{path}.source", expected_source)
-    if not isinstance(source, str) or not source or _has_nul(source):
-        raise _invalid(filename, f"{path}.source", expected_source, source)
+    source = _required_path(
+        filename, f"{path}.source", entry.get("source"), "a path in the revision (/ for all of it)"
+    )
     relative = _relative_inside_revision(source)
     if relative is None:
         raise _invalid(filename, f"{path}.source", "a path that stays inside the revision", source)
-    _check_path_length(filename, f"{path}.source", source)
 
-    destination = entry.get("destination")
-    expected_destination = "an absolute path on the host"
-    if destination is None:
-        raise _missing(filename, f"{path}.destination", expected_destination)
-    if not isinstance(destination, str) or not destination.startswith("/") or _has_nul(destination):
-        raise _invalid(filename, f"{path}.destination", expected_destination, destination)
-    _check_path_length(filename, f"{path}.destination", destination)
+    destination = _required_path(
+        filename,
+        f"{path}.destination",
+        entry.get("destination"),
+        _ABSOLUTE_HOST_PATH,
+        valid=lambda text: text.startswith("/"),
+    )
 
     return FileMapping(source=relative or "/", destination=_absolute_host_path(destination))
 
@@ -344,13 +362,13 @@ def _parse_permission(filename: str, path: str, entry: object) -> Permission:
         raise _invalid(filename, path, "a mapping with at least object", entry)
     _check_keys(filename, path, entry, _PERMISSION_KEYS)
 
-    target = entry.get("object")
-    expected_object = "an absolute path on the host"
-    if target is None:
-        raise _missing(filename, f"{path}.object", expected_object)
-    if not isinstance(target, str) or not target.strip().startswith("/") or _has_nul(target):
-        raise _invalid(filename, f"{path}.object", expected_object, target)
-    _check_path_length(filename, f"{path}.object", target)
+    target = _required_path(
+        filename,
+        f"{path}.object",
+        entry.get("object"),
+        _ABSOLUTE_HOST_PATH,
+        valid=lambda text: text.strip().startswith("/"),
+    )
 
     pattern = entry.get("pattern")
     if pattern is None:
@@ -541,11 +559,7 @@ def _parse_script(filename: str, path: str, entry: object) -> HookScript:
 
 def _parse_location(filename: str, path: str, value: object) -> str:
     expected = "the path of a script in the revision"
-    if value is None:
-        raise _missing(filename, path, expected)
-    if not isinstance(value, str) or not value.strip() or _has_nul(value):
-        raise _invalid(filename, path, expected, value)
-    _check_path_length(filename, path, value.strip())
+    value = _required_path(filename, path, value, expected, valid=str.strip, stripped=True)
     relative = _relative_inside_revision(value.strip())
     if relative is None:
         raise _invalid(filename, path, "a script path that stays inside the revision", value)

@@ -90,9 +90,13 @@ class SpaceClaim:
         self.usable_inodes = usable_inodes if usable_inodes is not None else 1 << 62
 
     def claim(self, data_bytes: int, inodes: int = 1) -> bool:
-        """Add a file (or folder) of ``data_bytes``; False once the total no longer fits."""
+        """Add a file (or folder) of ``data_bytes``; False once the total no longer fits.
+
+        Called for every member of a revision: the arithmetic is done here, in one call."""
         block = self.block
-        return self.claim_blocks(-(-data_bytes // block) * block, inodes)
+        self.bytes += -(-data_bytes // block) * block
+        self.inodes += inodes
+        return self.bytes <= self.usable_bytes and self.inodes <= self.usable_inodes
 
     def claim_blocks(self, allocated: int, inodes: int) -> bool:
         """Add files whose sizes the caller already rounded to whole blocks."""

@@ -146,10 +146,8 @@ def download_revision_to_disk(
     elif isinstance(revision, S3Revision):
         # A tar or tgz is unpacked while it arrives (False: an empty object, which the
         # unpack below refuses in its usual words); a zip only once it is whole.
-        from agent.revision.fetchers.s3_unpacking import (
-            STREAMED_TYPES,
-            download_and_unpack_s3_bundle_to_disk,
-        )
+        from agent.revision.fetchers.s3_unpacking import download_and_unpack_s3_bundle_to_disk
+        from agent.revision.unpack import STREAMED_TYPES
 
         if revision.bundle_type in STREAMED_TYPES:
             if download_and_unpack_s3_bundle_to_disk(

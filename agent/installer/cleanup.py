@@ -19,6 +19,7 @@ import heapq
 import os
 import stat
 import subprocess
+import sys
 from array import array
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ from agent.installer.result import InstallError
 log = structlog.get_logger(__name__)
 
 CONTEXT_RECORD_PREFIX = b"semanage\0"
+# What os.fsencode() encodes paths with (read once: it is used for every path).
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 _BLOCK_SIZE = 1 << 16
 # Unlinking is kernel work that two threads do in half the time; the paths are taken a
 # window at a time so that memory stays bounded.
@@ -56,19 +59,27 @@ class PathSet:
     key: bytes
     hashes: array[int]
 
+    # Asked once or twice for every path of a revision: each is a single call.
+
     def __contains__(self, path: str) -> bool:
-        return self.contains_encoded(os.fsencode(path))
+        hashes = self.hashes
+        if not hashes:
+            return False
+        value = _path_hash(self.key, path.encode(_FS_ENCODING, _FS_ERRORS))
+        index = bisect.bisect_left(hashes, value)
+        return index < len(hashes) and hashes[index] == value
 
     def contains_encoded(self, path: bytes) -> bool:
         return bool(self.hashes) and self.contains_hash(_path_hash(self.key, path))
 
     def contains_hash(self, value: int) -> bool:
         """Membership of a value from :meth:`hash_of` (to hash a path only once)."""
-        index = bisect.bisect_left(self.hashes, value)
-        return index < len(self.hashes) and self.hashes[index] == value
+        hashes = self.hashes
+        index = bisect.bisect_left(hashes, value)
+        return index < len(hashes) and hashes[index] == value
 
     def hash_of(self, path: str) -> int:
-        return _path_hash(self.key, os.fsencode(path))
+        return _path_hash(self.key, path.encode(_FS_ENCODING, _FS_ERRORS))
 
     def __len__(self) -> int:
         return len(self.hashes)
@@ -269,17 +280,19 @@ class CleanupFileWriter:
         self.size = os.fstat(self._fd).st_size
 
     def append_path(self, path: str) -> None:
-        self._append(os.fsencode(path) + b"\n")
+        self._append(path.encode(_FS_ENCODING, _FS_ERRORS) + b"\n")
 
     def append_context_record(self, path: str) -> None:
         self._append(CONTEXT_RECORD_PREFIX + os.fsencode(path) + b"\n")
 
     def _append(self, record: bytes) -> None:
-        view = memoryview(record)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
-        self.size += len(record)
+        size = len(record)
+        written = os.write(self._fd, record)
+        if written < size:  # only a full disk or a signal cuts a short line
+            view = memoryview(record)[written:]
+            while view:
+                view = view[os.write(self._fd, view) :]
+        self.size += size
 
     def resync_size_from_disk(self) -> None:
         """Another process appended too: take the file's real size."""

@@ -1,12 +1,15 @@
 """Carrying out a checked plan: creating folders, copying files, recreating symlinks.
 
-The revision is walked a second time with folder descriptors (``openat``-style calls), so
-that no symlink in the revision is ever followed and no path is resolved twice. Each file is
-copied by the kernel (``sendfile``) and keeps its mode, its times and, when we run as root,
-its owner, as ``cp -p`` and the AWS agent do. Every path is appended to the cleanup file
-just before it is created. Folders this install creates start empty, so what goes into
-them needs no existence check; only folders that were already there cost a ``stat`` per
-child. Paths the plan kept from the previous install are compared instead of copied.
+The revision is walked a second time with folder descriptors, by the tree copy that the
+folder revisions' copy uses too (:mod:`agent.filesystem.tree_copy`), so that no symlink in
+the revision is ever followed and no path is resolved twice. Each file is copied by the
+kernel (``sendfile``, holes kept) and keeps its mode, its times and, when we run as root,
+its owner, as ``cp -p`` and the AWS agent do. What is the install's own is here: folders
+of the destination that exist already, the previous install's paths, file_exists_behavior
+and the records. Every path is appended to the cleanup file just before it is created.
+Folders this install creates start empty, so what goes into them needs no existence
+check; only folders that were already there cost a ``stat`` per child. Paths the plan
+kept from the previous install are compared instead of copied.
 
 Large trees are copied by two processes (see :mod:`agent.installer.split`), not threads:
 with small files the per-file Python work dominates, and worker threads measured 2.5x
@@ -21,11 +24,21 @@ import errno
 import json
 import os
 import stat
-from operator import attrgetter
-from typing import Iterator, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from agent.application_specification.model import FileExistsBehavior
-from agent.filesystem.sparse_copy import copy_file_data
+from agent.filesystem.tree_copy import (
+    OPEN_FOLDER,
+    FolderPair,
+    TreeWalk,
+    close_pairs,
+    copy_file_at_on_disk,
+    copy_symlink_at_on_disk,
+    make_folder_at_on_disk,
+    new_owner_on_disk,
+    open_source_folder_at_on_disk,
+    walk_pairs_on_disk,
+)
 from agent.installer.cleanup import CleanupFileWriter, PathSet
 from agent.installer.folders import open_child_folder_on_disk
 from agent.installer.instructions import InstructionsFileWriter, InstructionsFragmentWriter
@@ -41,34 +54,65 @@ from agent.installer.split import (
     start_share_in_child,
 )
 
-_by_name = attrgetter("name")
 _FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO slipped into the revision must not hang the install (fstat rejects it).
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
+@dataclasses.dataclass
 class _Tally:
-    """Counters of one ``copy_entries_on_disk`` call."""
+    """Counters of one ``copy_entries_on_disk`` call, named as the InstallResult fields."""
+
+    bytes_copied: int = 0
+    directories_created: int = 0
+    directories_kept: int = 0
+    files_copied: int = 0
+    files_overwritten: int = 0
+    files_unchanged: int = 0
+    paths_retained: int = 0
+    symlinks_created: int = 0
+
+    def counts(self) -> Dict[str, int]:
+        return dataclasses.asdict(self)
+
+    def add(self, counts: Dict[str, int]) -> None:
+        for name, value in self.counts().items():
+            setattr(self, name, value + int(counts[name]))
+
+
+class _Level(FolderPair):
+    """One folder being copied: both descriptors, both paths, its remaining children."""
 
     __slots__ = (
-        "bytes",
-        "files",
-        "folders",
-        "kept_folders",
-        "overwritten",
-        "retained",
-        "symlinks",
-        "unchanged",
+        "destination",
+        "destination_prefix",
+        "fresh",
+        "resolved",
+        "source",
+        "source_prefix",
     )
 
-    def __init__(self) -> None:
-        self.files = self.symlinks = self.folders = self.kept_folders = 0
-        self.retained = self.overwritten = self.bytes = self.unchanged = 0
+    def __init__(
+        self, fds: Tuple[int, int], source: str, destination: str, fresh: bool, resolved: bool
+    ) -> None:
+        super().__init__(*fds)
+        self.source = source
+        self.destination = destination
+        # What a child's path starts with (join() once per folder, not per file).
+        self.source_prefix = join(source, "")
+        self.destination_prefix = join(destination, "")
+        self.fresh = fresh  # created by this install: nothing can be in the way inside
+        # Reached with no folder of this group's installs on the way: its symlinks are
+        # followed as path resolution would.
+        self.resolved = resolved
+
+    def load_on_disk(self, identity: Identity) -> None:
+        self.new_owner = _new_owner_on_disk(identity, self.target_fd)
+        self.children = iter(self.list_source_on_disk())
 
 
 @dataclasses.dataclass(frozen=True)
-class _Copier:
+class _Copier(TreeWalk[_Level]):
     """What every step of the copy needs."""
 
     behavior: FileExistsBehavior
@@ -78,6 +122,18 @@ class _Copier:
     instructions: InstructionsFileWriter
     identity: Identity
     tally: _Tally
+
+    def enter_folder_on_disk(self, parent: _Level, name: str) -> _Level:
+        level = _enter_child_folder_on_disk(self, parent, name, parent.destination_prefix + name)
+        try:
+            level.load_on_disk(self.identity)
+        except BaseException:
+            level.close()
+            raise
+        return level
+
+    def copy_leaf_on_disk(self, parent: _Level, child: os.DirEntry[str]) -> None:
+        _copy_leaf_on_disk(self, parent, child.name, child.is_symlink())
 
 
 def copy_entries_on_disk(
@@ -101,35 +157,33 @@ def copy_entries_on_disk(
     copier = _Copier(behavior, kept, previous, cleanup, instructions, identity, tally)
     for entry in entries:
         _copy_entry_on_disk(copier, entry)
-    return InstallResult(
-        files_copied=tally.files,
-        symlinks_created=tally.symlinks,
-        directories_created=tally.folders,
-        paths_retained=tally.retained,
-        files_overwritten=tally.overwritten,
-        bytes_copied=tally.bytes,
-        files_unchanged=tally.unchanged,
-        directories_kept=tally.kept_folders,
-    )
+    return InstallResult(**tally.counts())
 
 
 def _copy_entry_on_disk(copier: _Copier, entry: ResolvedEntry) -> None:
     destination_fd, fresh, resolved = _open_destination_on_disk(copier, entry.destination)
     if entry.kind is SourceKind.FILE:
+        # The folders above a file source may be links inside the revision (the plan
+        # checked where they lead); the file itself is opened without following.
         source_dir, name = os.path.split(entry.source)
+        flags = _FOLDER_FLAGS
+    else:
+        # The plan found a real folder: a symlink swapped in since is not followed.
+        source_dir, name, flags = entry.source, "", OPEN_FOLDER
+    try:
+        source_fd = _open_source_on_disk(entry.describe(), source_dir, flags)
+    except BaseException:
+        os.close(destination_fd)
+        raise
+    level = _Level((source_fd, destination_fd), source_dir, entry.destination, fresh, resolved)
+    if entry.kind is SourceKind.FILE:
         try:
-            fds = (_open_source_on_disk(entry.describe(), source_dir), destination_fd)
-        except BaseException:
-            os.close(destination_fd)
-            raise
-        try:
-            level = _Level(fds, source_dir, entry.destination, fresh, resolved)
-            level.new_owner = _new_owner_on_disk(copier.identity, fds[1])
+            level.new_owner = _new_owner_on_disk(copier.identity, destination_fd)
             _copy_leaf_on_disk(copier, level, name, os.path.islink(entry.source))
         finally:
-            _close_pair(fds)
+            level.close()
         return
-    _copy_tree_on_disk(copier, entry, destination_fd, fresh, resolved)
+    _copy_tree_on_disk(copier, level)
 
 
 def _open_destination_on_disk(copier: _Copier, destination: str) -> Tuple[int, bool, bool]:
@@ -188,72 +242,34 @@ def _make_folder_on_disk(copier: _Copier, parent_fd: int, name: str, folder: str
     """Create ``folder`` (recorded first) and open it."""
     copier.cleanup.append_path(folder)
     try:
-        os.mkdir(name, dir_fd=parent_fd)
-        fd = os.open(name, _FOLDER_FLAGS | os.O_NOFOLLOW, dir_fd=parent_fd)
+        fd = make_folder_at_on_disk(parent_fd, name)
     except OSError as error:
         raise _copy_error(folder, error) from error
     copier.instructions.mkdir(folder)
-    copier.tally.folders += 1
+    copier.tally.directories_created += 1
     return fd
 
 
-class _Level:
-    """One folder being copied: both descriptors, both paths, its remaining children."""
-
-    __slots__ = ("children", "destination", "fds", "fresh", "new_owner", "resolved", "source")
-
-    def __init__(
-        self, fds: Tuple[int, int], source: str, destination: str, fresh: bool, resolved: bool
-    ) -> None:
-        self.fds = fds
-        self.source = source
-        self.destination = destination
-        self.fresh = fresh  # created by this install: nothing can be in the way inside
-        # Reached with no folder of this group's installs on the way: its symlinks are
-        # followed as path resolution would.
-        self.resolved = resolved
-        # The owner a new file gets here, when owners are kept (root).
-        self.new_owner: Optional[Tuple[int, int]] = None
-        self.children: Iterator[os.DirEntry[str]] = iter(())
-
-    def load_on_disk(self, identity: Identity) -> None:
-        self.new_owner = _new_owner_on_disk(identity, self.fds[1])
-        # Sorted for a reproducible install log; one folder's entries at a time.
-        with os.scandir(self.fds[0]) as listing:
-            self.children = iter(sorted(listing, key=_by_name))
-
-
-def _copy_tree_on_disk(
-    copier: _Copier, entry: ResolvedEntry, destination_fd: int, fresh: bool, resolved: bool
-) -> None:
-    try:
-        fds = (_open_source_on_disk(entry.describe(), entry.source), destination_fd)
-    except BaseException:
-        os.close(destination_fd)
-        raise
+def _copy_tree_on_disk(copier: _Copier, top: _Level) -> None:
     # Every level's descriptors are on the stack from the moment they are open.
-    stack: List[_Level] = [_Level(fds, entry.source, entry.destination, fresh, resolved)]
+    stack: List[_Level] = [top]
     worker: Optional[ForkedShare] = None
     fragment = copier.instructions.fragment_path()
     try:
-        stack[0].load_on_disk(copier.identity)
-        top = list(stack[0].children)
-        share = split_top_level(top)
+        top.load_on_disk(copier.identity)
+        children = list(top.children)
+        share = split_top_level(children)
         if share is not None:
             # Nothing buffered may be inherited by the worker, or it would be written twice.
             copier.instructions.flush()
-            worker = start_share_in_child(
-                lambda: _copy_share_on_disk(copier, stack[0], share, entry.destination, fragment)
-            )
-            top = top[0::2]
-        stack[0].children = iter(top)
-        _walk_on_disk(copier, stack, entry.destination)
+            worker = start_share_in_child(lambda: _copy_share_on_disk(copier, top, share, fragment))
+            children = children[0::2]
+        top.children = iter(children)
+        _walk_on_disk(copier, stack, top.destination)
         if worker is not None:
             # collect_share reaps the worker whatever it answers.
             finished, worker = worker, None
-            tally = json.loads(collect_share(finished))
-            for name, value in tally.items():
-                setattr(copier.tally, name, getattr(copier.tally, name) + int(value))
+            copier.tally.add(json.loads(collect_share(finished)))
             copier.instructions.append_fragment_from_disk(fragment)
             copier.cleanup.resync_size_from_disk()
     finally:
@@ -261,40 +277,30 @@ def _copy_tree_on_disk(
             abandon_share(worker)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(fragment)
-        for level in stack:
-            _close_pair(level.fds)
+        close_pairs(stack)
 
 
 def _copy_share_on_disk(
-    copier: _Copier, top: _Level, share: List[os.DirEntry[str]], root: str, fragment: str
+    copier: _Copier, top: _Level, share: List[os.DirEntry[str]], fragment: str
 ) -> bytes:  # pragma: no cover - runs in the worker process
     """The worker's half of the top level; its counts, as JSON."""
     tally = _Tally()
     with InstructionsFragmentWriter(fragment) as instructions:
         own = dataclasses.replace(copier, instructions=instructions, tally=tally)
         # The descriptors are this process's own copies after fork().
-        level = _Level(top.fds, top.source, top.destination, top.fresh, top.resolved)
+        level = _Level(
+            (top.source_fd, top.target_fd), top.source, top.destination, top.fresh, top.resolved
+        )
         level.new_owner = top.new_owner
         level.children = iter(share)
-        _walk_on_disk(own, [level], root)
-    return json.dumps({name: getattr(tally, name) for name in _Tally.__slots__}).encode()
+        _walk_on_disk(own, [level], top.destination)
+    return json.dumps(tally.counts()).encode()
 
 
 def _walk_on_disk(copier: _Copier, stack: List[_Level], root: str) -> None:
     """Copy what the levels on ``stack`` still hold, depth first; pops the levels it closes."""
     try:
-        while stack:
-            level = stack[-1]
-            for child in level.children:
-                name = child.name
-                destination = join(level.destination, name)
-                if child.is_dir(follow_symlinks=False):
-                    stack.append(_enter_child_folder_on_disk(copier, level, name, destination))
-                    stack[-1].load_on_disk(copier.identity)
-                    break
-                _copy_leaf_on_disk(copier, level, name, child.is_symlink())
-            else:
-                _close_pair(stack.pop().fds)
+        walk_pairs_on_disk(copier, stack)
     except OSError as error:
         # Listing or opening a folder failed; copying errors are already InstallErrors.
         raise _copy_error(stack[-1].destination if stack else root, error) from error
@@ -304,9 +310,7 @@ def _new_owner_on_disk(identity: Identity, folder_fd: int) -> Optional[Tuple[int
     """The owner a new file gets in the folder, when owners are kept (root); else None."""
     if not identity.keeps_owner:
         return None
-    folder = os.fstat(folder_fd)
-    setgid = folder.st_mode & stat.S_ISGID
-    return identity.uid, folder.st_gid if setgid else identity.gid
+    return new_owner_on_disk(folder_fd, identity.uid, identity.gid)
 
 
 def _enter_child_folder_on_disk(
@@ -315,40 +319,39 @@ def _enter_child_folder_on_disk(
     """Make sure ``destination`` is a folder (creating it when missing) and open both sides."""
     fd = None
     if not level.fresh:
-        fd = _open_existing_folder_on_disk(copier, level.fds[1], name, destination, level.resolved)
+        fd = _open_existing_folder_on_disk(
+            copier, level.target_fd, name, destination, level.resolved
+        )
     created = fd is None
     if fd is None:
-        fd = _make_folder_on_disk(copier, level.fds[1], name, destination)
+        fd = _make_folder_on_disk(copier, level.target_fd, name, destination)
     try:
-        # The revision side never follows a symlink.
-        source_fd = os.open(name, _FOLDER_FLAGS | os.O_NOFOLLOW, dir_fd=level.fds[0])
+        source_fd = open_source_folder_at_on_disk(level.source_fd, name)
     except BaseException:
         os.close(fd)
         raise
     resolved = level.resolved and not created and destination not in copier.previous
-    return _Level((source_fd, fd), join(level.source, name), destination, created, resolved)
+    return _Level((source_fd, fd), level.source_prefix + name, destination, created, resolved)
 
 
 def _note_existing_folder(copier: _Copier, folder: str) -> None:
     if folder in copier.kept:
         # Logged as the mkdir it stands for; the cleanup file lists it already.
         copier.instructions.mkdir(folder)
-        copier.tally.kept_folders += 1
+        copier.tally.directories_kept += 1
 
 
 def _copy_leaf_on_disk(copier: _Copier, level: _Level, name: str, is_symlink: bool) -> None:
     """Copy one file or symlink ``name`` of the revision folder into the destination folder."""
-    fds = level.fds
-    source = join(level.source, name)
-    destination = join(level.destination, name)
-    fresh = level.fresh
-    destination_fd = fds[1]
+    source = level.source_prefix + name
+    destination = level.destination_prefix + name
+    destination_fd = level.target_fd
     tally = copier.tally
     try:
-        existing = None if fresh else _lstat_or_none(name, destination_fd)
+        existing = None if level.fresh else _lstat_or_none(name, destination_fd)
         if existing is not None and destination in copier.kept:
-            if _kept_leaf_matches_on_disk(fds, name, existing, is_symlink):
-                tally.unchanged += 1
+            if _kept_leaf_matches_on_disk(level, name, existing, is_symlink):
+                tally.files_unchanged += 1
                 copier.instructions.copy(source, destination)
                 return
             if stat.S_ISDIR(existing.st_mode):
@@ -357,7 +360,7 @@ def _copy_leaf_on_disk(copier: _Copier, level: _Level, name: str, is_symlink: bo
             os.unlink(name, dir_fd=destination_fd)
         elif existing is not None:
             if copier.behavior is FileExistsBehavior.RETAIN:
-                tally.retained += 1
+                tally.paths_retained += 1
                 return
             if copier.behavior is FileExistsBehavior.DISALLOW:
                 raise InstallError(
@@ -368,63 +371,28 @@ def _copy_leaf_on_disk(copier: _Copier, level: _Level, name: str, is_symlink: bo
                 raise InstallError(f"{destination} is a folder and cannot be overwritten by a file")
             copier.cleanup.append_path(destination)
             os.unlink(name, dir_fd=destination_fd)
-            tally.overwritten += 1
+            tally.files_overwritten += 1
         else:
             copier.cleanup.append_path(destination)
         if is_symlink:
-            _copy_symlink_on_disk(fds, name, level.new_owner)
-            tally.symlinks += 1
+            copy_symlink_at_on_disk(level, name)
+            tally.symlinks_created += 1
         else:
-            tally.bytes += _copy_file_on_disk(fds, name, level.new_owner)
-            tally.files += 1
+            tally.bytes_copied += copy_file_at_on_disk(level, name, _require_regular_file).st_size
+            tally.files_copied += 1
     except OSError as error:
         raise _copy_error(destination, error) from error
     copier.instructions.copy(source, destination)
 
 
-def _copy_file_on_disk(
-    fds: Tuple[int, int], name: str, new_owner: Optional[Tuple[int, int]]
-) -> int:
-    """Copy the data, owner (as root), mode and times of one file; returns its size.
-
-    ``new_owner`` is the owner the new file gets, None when owners are not kept.
-    """
-    source_fd = os.open(name, _READ_FLAGS, dir_fd=fds[0])
-    try:
-        status = os.fstat(source_fd)
-        if not stat.S_ISREG(status.st_mode):
-            # Changed since the plan; reported with the destination like any copy error.
-            raise OSError(errno.EINVAL, "the revision's file is no longer a regular file")
-        target_fd = os.open(name, _CREATE_FLAGS, 0o600, dir_fd=fds[1])
-        try:
-            copy_file_data(source_fd, target_fd, status)
-            if new_owner is not None and (status.st_uid, status.st_gid) != new_owner:
-                os.fchown(target_fd, status.st_uid, status.st_gid)
-            # After fchown, which clears set-id bits.
-            os.fchmod(target_fd, stat.S_IMODE(status.st_mode))
-            os.utime(target_fd, ns=(status.st_atime_ns, status.st_mtime_ns))
-        finally:
-            os.close(target_fd)
-    finally:
-        os.close(source_fd)
-    return status.st_size
-
-
-def _copy_symlink_on_disk(
-    fds: Tuple[int, int], name: str, new_owner: Optional[Tuple[int, int]]
-) -> None:
-    status = os.stat(name, dir_fd=fds[0], follow_symlinks=False)
-    target = os.readlink(name, dir_fd=fds[0])
-    os.symlink(target, name, dir_fd=fds[1])
-    if new_owner is not None and (status.st_uid, status.st_gid) != new_owner:
-        os.chown(name, status.st_uid, status.st_gid, dir_fd=fds[1], follow_symlinks=False)
-    os.utime(
-        name, ns=(status.st_atime_ns, status.st_mtime_ns), dir_fd=fds[1], follow_symlinks=False
-    )
+def _require_regular_file(status: os.stat_result) -> None:
+    if not stat.S_ISREG(status.st_mode):
+        # Changed since the plan; reported with the destination like any copy error.
+        raise OSError(errno.EINVAL, "the revision's file is no longer a regular file")
 
 
 def _kept_leaf_matches_on_disk(
-    fds: Tuple[int, int], name: str, existing: os.stat_result, is_symlink: bool
+    level: FolderPair, name: str, existing: os.stat_result, is_symlink: bool
 ) -> bool:
     """Whether a kept path holds what copying ``name`` would write; if so, its times too.
 
@@ -432,6 +400,7 @@ def _kept_leaf_matches_on_disk(
     target) are left to compare. A rebuilt revision often has new times on unchanged
     files: those files stay and only get the new times.
     """
+    fds = (level.source_fd, level.target_fd)
     if is_symlink:
         if not stat.S_ISLNK(existing.st_mode):
             return False
@@ -451,8 +420,6 @@ def _kept_leaf_matches_on_disk(
             return False
         target_fd = os.open(name, _READ_FLAGS, dir_fd=fds[1])
         try:
-            if os.fstat(target_fd).st_size != source.st_size:
-                return False
             if not same_file_on_disk(source_fd, target_fd, source.st_size):
                 return False
             if source.st_mtime_ns != existing.st_mtime_ns:
@@ -471,16 +438,11 @@ def _lstat_or_none(name: str, folder_fd: int) -> Optional[os.stat_result]:
         return None
 
 
-def _open_source_on_disk(where: str, source: str) -> int:
+def _open_source_on_disk(where: str, source: str, flags: int) -> int:
     try:
-        return os.open(source, _FOLDER_FLAGS)
+        return os.open(source, flags)
     except OSError as error:
         raise InstallError(f"{where}: cannot open {source}: {error.strerror}") from error
-
-
-def _close_pair(fds: Tuple[int, int]) -> None:
-    os.close(fds[0])
-    os.close(fds[1])
 
 
 def _copy_error(path: str, error: OSError) -> InstallError:

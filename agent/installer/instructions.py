@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Optional, Sequence, Type
 
@@ -32,12 +33,9 @@ class InstructionsFileWriter:
         self._write('{"type":"mkdir","directory":' + _text(directory) + "}")
 
     def copy(self, source: str, destination: str) -> None:
+        # Once per installed file: one string, one buffered write.
         self._write(
-            '{"type":"copy","source":'
-            + _text(source)
-            + ',"destination":'
-            + _text(destination)
-            + "}"
+            f'{{"type":"copy","source":{_text(source)},"destination":{_text(destination)}}}'
         )
 
     def chmod(self, path: str, mode_text: str) -> None:
@@ -59,8 +57,7 @@ class InstructionsFileWriter:
         self._write(_record("semanage", context=rendered, file=path))
 
     def _write(self, instruction: str) -> None:
-        self._handle.write(self._separator)
-        self._handle.write(instruction)
+        self._handle.write(self._separator + instruction)
         self._separator = ",\n"
 
     def flush(self) -> None:
@@ -93,8 +90,9 @@ class InstructionsFileWriter:
         self.close()
 
 
-def _text(value: str) -> str:
-    return json.dumps(value)
+# A JSON string, as json.dumps writes one (ASCII, escapes included), without its dispatch:
+# two per installed file.
+_text = encode_basestring_ascii
 
 
 def _record(kind: str, **fields: object) -> str:
@@ -112,8 +110,7 @@ class InstructionsFragmentWriter(InstructionsFileWriter):
         self._separator = ""
 
     def _write(self, instruction: str) -> None:
-        self._handle.write(instruction)
-        self._handle.write("\n")
+        self._handle.write(instruction + "\n")
 
     def close(self) -> None:
         self._handle.close()

@@ -406,18 +406,20 @@ def _check_acl_names(where: str, entry: str, users: Dict[str, int], groups: Dict
 
 
 def _uid(where: str, name: str, cache: Dict[str, int]) -> int:
-    if name not in cache:
-        try:
-            cache[name] = pwd.getpwnam(name).pw_uid
-        except KeyError:
-            raise InstallError(f"{where}: user {name!r} does not exist on this host") from None
-    return cache[name]
+    return _account_id(where, "user", name, cache, lambda: pwd.getpwnam(name).pw_uid)
 
 
 def _gid(where: str, name: str, cache: Dict[str, int]) -> int:
+    return _account_id(where, "group", name, cache, lambda: grp.getgrnam(name).gr_gid)
+
+
+def _account_id(
+    where: str, kind: str, name: str, cache: Dict[str, int], look_up: Callable[[], int]
+) -> int:
+    """The id of the user or group ``name`` (looked up once per install)."""
     if name not in cache:
         try:
-            cache[name] = grp.getgrnam(name).gr_gid
+            cache[name] = look_up()
         except KeyError:
-            raise InstallError(f"{where}: group {name!r} does not exist on this host") from None
+            raise InstallError(f"{where}: {kind} {name!r} does not exist on this host") from None
     return cache[name]

@@ -270,10 +270,13 @@ _PlanLevel = Tuple[Iterator["os.DirEntry[str]"], str, str, "_Folder", Optional[L
 def _walk_plan_on_disk(plan: _Plan, entry: ResolvedEntry, stack: List[_PlanLevel]) -> None:
     while stack:
         children, source_dir, destination_dir, folder, listed = stack[-1]
+        # The hot loop of the plan (every path of the revision): one join per folder.
+        into = join(destination_dir, "")
         for child in children:
-            source = join(source_dir, child.name)
-            destination = join(destination_dir, child.name)
-            _check_name(destination)
+            source = child.path  # listed from source_dir
+            destination = into + child.name
+            if "\n" in destination:
+                _check_name(destination)
             if child.is_dir(follow_symlinks=False):
                 inner = _check_folder_on_disk(plan, entry, destination, folder)
                 if listed is not None and inner.listed:
@@ -362,7 +365,8 @@ def _check_leaf_on_disk(
 
     Returns whether something the previous install made is at ``path``.
     """
-    _check_overlaps_on_disk(plan, entry, path, kind)
+    if entry.overlaps:
+        _check_overlaps_on_disk(plan, entry, path, kind)
     copied = True
     listed = False
     if parent.exists:
@@ -396,7 +400,7 @@ def _check_leaf_on_disk(
             raise InstallError(
                 f"{path} is a folder and cannot be overwritten by a file ({entry.describe()})"
             )
-    if copied:
+    if copied and plan.permissions:
         _check_permissions(plan, path, kind)
     return listed
 

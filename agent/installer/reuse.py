@@ -87,14 +87,21 @@ def leaf_is_fresh_like_on_disk(
 
 
 def same_file_on_disk(source_fd: int, target_fd: int, size: int) -> bool:
-    """Whether two open files, both of ``size`` bytes, hold the same bytes."""
+    """Whether the open target file holds exactly the ``size`` bytes of the open source
+    (read from where each stands): the same bytes, and nothing after them."""
     remaining = size
-    while remaining > 0:
-        left = os.read(source_fd, min(_COMPARE_BLOCK, remaining))
-        if not left or left != os.read(target_fd, len(left)):
+    while True:
+        wanted = min(_COMPARE_BLOCK, remaining)
+        left = os.read(source_fd, wanted) if wanted else b""
+        if len(left) != wanted:
+            return False  # the source is shorter than it was
+        remaining -= wanted
+        # The last read asks for a byte more: a longer target (one that grew since it was
+        # looked at) never passes for the same file.
+        if os.read(target_fd, wanted if remaining else wanted + 1) != left:
             return False
-        remaining -= len(left)
-    return True
+        if not remaining:
+            return True
 
 
 def _new_gid(identity: Identity, parent: os.stat_result) -> int:
@@ -108,7 +115,7 @@ def _has_acl_on_disk(path: str) -> bool:
     except OSError as error:
         # No xattr support means no ACL; any other doubt means "not kept, recreated".
         return error.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP)
-    return any(name.startswith(_ACL_PREFIX) for name in names)
+    return bool(names) and any(name.startswith(_ACL_PREFIX) for name in names)
 
 
 def _read_umask_from_os() -> int:

@@ -50,6 +50,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import (
+    TYPE_CHECKING,
     Callable,
     Collection,
     Dict,
@@ -62,10 +63,14 @@ from typing import (
     TypeVar,
 )
 
-import psutil
 import structlog
 
 from agent.process_control import become_child_subreaper
+
+if TYPE_CHECKING:
+    # Imported where a script's processes are looked at: a deployment that runs no hook
+    # never pays for psutil's import (a good part of a short run's start-up).
+    import psutil
 
 _log = structlog.get_logger(__name__)
 
@@ -427,6 +432,8 @@ class AdoptedBefore:
 
     @classmethod
     def read_from_proc(cls) -> AdoptedBefore:
+        import psutil
+
         own_session = _session_of(0)
         processes: Dict[int, float] = {}
         sessions: Set[int] = set()
@@ -440,6 +447,8 @@ class AdoptedBefore:
         return cls(processes, frozenset(sessions))
 
     def includes(self, process: psutil.Process, session: int) -> bool:
+        import psutil
+
         if session in self.sessions:
             return True
         started = self.processes.get(process.pid)
@@ -479,6 +488,8 @@ class DescendantTracker:
     """
 
     def __init__(self, root_pid: int, earlier: Optional[AdoptedBefore] = None) -> None:
+        import psutil
+
         self._own_pid = os.getpid()
         self._own_session = _session_of(0)
         self._root_pid = root_pid
@@ -490,6 +501,8 @@ class DescendantTracker:
 
     def refresh(self) -> None:
         """Look for new members (reads ``/proc``)."""
+        import psutil
+
         self._forget_ended()
         if self._earlier is not None:
             reap_adopted_orphans(keep=(self._root_pid,))
@@ -518,6 +531,8 @@ class DescendantTracker:
         self._sessions = sessions
 
     def signal_all(self, signal_number: int) -> None:
+        import psutil
+
         self.refresh()
         for process in list(self._known.values()):
             # psutil refuses to signal a pid that was reused by another process.
@@ -744,6 +759,8 @@ def _own_child_pids() -> List[int]:
     if read:
         return pids
     # Kernels built without CONFIG_PROC_CHILDREN: look at every process's parent.
+    import psutil
+
     with contextlib.suppress(psutil.Error):
         return [child.pid for child in psutil.Process().children()]
     return pids
@@ -755,6 +772,8 @@ def _is_zombie(pid: int) -> bool:
 
 
 def _is_alive(process: psutil.Process) -> bool:
+    import psutil
+
     try:
         return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:

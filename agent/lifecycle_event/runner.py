@@ -144,27 +144,14 @@ def _locate_script(location: str, revision_root: Path, script_log: ScriptLog) ->
     root = revision_root.resolve()
     resolved = path.resolve()
     if resolved != root and root not in resolved.parents:
-        raise LifecycleEventError(
-            f"Script location {location} points outside the revision folder {revision_root}",
-            error_code=ErrorCode.SCRIPT_MISSING,
-            script_name=location,
-            log=script_log.tail(),
-        )
-    if not resolved.exists():
-        raise LifecycleEventError(
-            f"Script does not exist at specified location: {location} (looked for {path})",
-            error_code=ErrorCode.SCRIPT_MISSING,
-            script_name=location,
-            log=script_log.tail(),
-        )
-    if not resolved.is_file():
-        raise LifecycleEventError(
-            f"Script at specified location: {location} is not a file ({path})",
-            error_code=ErrorCode.SCRIPT_MISSING,
-            script_name=location,
-            log=script_log.tail(),
-        )
-    return path
+        problem = f"Script location {location} points outside the revision folder {revision_root}"
+    elif not resolved.exists():
+        problem = f"Script does not exist at specified location: {location} (looked for {path})"
+    elif not resolved.is_file():
+        problem = f"Script at specified location: {location} is not a file ({path})"
+    else:
+        return path
+    raise _script_failure(problem, ErrorCode.SCRIPT_MISSING, location, script_log)
 
 
 def _make_executable_if_needed(
@@ -174,11 +161,11 @@ def _make_executable_if_needed(
     try:
         status = path.stat()
     except OSError as error:
-        raise LifecycleEventError(
+        raise _script_failure(
             f"Script at specified location: {location} cannot be read: {error.strerror}",
-            error_code=ErrorCode.SCRIPT_NOT_EXECUTABLE,
-            script_name=location,
-            log=script_log.tail(),
+            ErrorCode.SCRIPT_NOT_EXECUTABLE,
+            location,
+            script_log,
         ) from error
     if _can_execute(path, status, user):
         return
@@ -186,12 +173,12 @@ def _make_executable_if_needed(
     try:
         path.chmod(stat.S_IMODE(status.st_mode) | 0o111)
     except OSError as error:
-        raise LifecycleEventError(
+        raise _script_failure(
             f"Unable to make the script at specified location: {location} executable:"
             f" {error.strerror}",
-            error_code=ErrorCode.SCRIPT_NOT_EXECUTABLE,
-            script_name=location,
-            log=script_log.tail(),
+            ErrorCode.SCRIPT_NOT_EXECUTABLE,
+            location,
+            script_log,
         ) from error
 
 
@@ -238,11 +225,11 @@ def _spawn_script(
                 if error.errno in (errno.EACCES, errno.EPERM)
                 else ErrorCode.SCRIPT_FAILED
             )
-            raise LifecycleEventError(
+            raise _script_failure(
                 f"{_script_prefix(location, user)} could not be started: {error.strerror or error}",
-                error_code=code,
-                script_name=location,
-                log=script_log.tail(),
+                code,
+                location,
+                script_log,
             ) from error
 
 
@@ -404,13 +391,13 @@ def _supervise_script(
     _raise_for_exit(returncode, script.location, user, script_log)
     if left_open and settings.outputs_left_open is OutputsLeftOpenPolicy.FAIL:
         named = ", ".join(f"pid {holder.pid} ({holder.command})" for holder in holders)
-        raise LifecycleEventError(
+        raise _script_failure(
             f"Script at specified location: {script.location} exited but left its output"
             f" open in {named or 'an unknown process'}; redirect the output of background"
             " processes (e.g. `command > /dev/null 2>&1 &`)",
-            error_code=ErrorCode.OUTPUTS_LEFT_OPEN,
-            script_name=script.location,
-            log=script_log.tail(),
+            ErrorCode.OUTPUTS_LEFT_OPEN,
+            script.location,
+            script_log,
         )
 
 
@@ -440,12 +427,12 @@ def _end_timed_out_script(
     if run.outputs_open:
         run.let_go_of_outputs()
     run.reap(_AFTER_KILL_SECONDS)
-    return LifecycleEventError(
+    return _script_failure(
         f"Script at specified location: {location} failed to complete in"
         f" {_seconds_text(script.timeout)} seconds",
-        error_code=ErrorCode.SCRIPT_TIMED_OUT,
-        script_name=location,
-        log=script_log.tail(),
+        ErrorCode.SCRIPT_TIMED_OUT,
+        location,
+        script_log,
     )
 
 
@@ -466,18 +453,18 @@ def _raise_for_exit(
 ) -> None:
     """Refuse a script killed by a signal or ended with a non-zero status."""
     if returncode is not None and returncode < 0:
-        raise LifecycleEventError(
+        raise _script_failure(
             f"{_script_prefix(location, user)} was killed by signal {_signal_name(-returncode)}",
-            error_code=ErrorCode.SCRIPT_FAILED,
-            script_name=location,
-            log=script_log.tail(),
+            ErrorCode.SCRIPT_FAILED,
+            location,
+            script_log,
         )
     if returncode:
-        raise LifecycleEventError(
+        raise _script_failure(
             f"{_script_prefix(location, user)} failed with exit code {returncode}",
-            error_code=ErrorCode.SCRIPT_FAILED,
-            script_name=location,
-            log=script_log.tail(),
+            ErrorCode.SCRIPT_FAILED,
+            location,
+            script_log,
         )
 
 
@@ -517,6 +504,15 @@ def _with_tail(error: LifecycleEventError, script_log: ScriptLog) -> LifecycleEv
         error_code=error.error_code,
         script_name=error.script_name,
         log=script_log.tail(),
+    )
+
+
+def _script_failure(
+    message: str, code: ErrorCode, location: str, script_log: ScriptLog
+) -> LifecycleEventError:
+    """The error of the script at ``location``, with the end of its log."""
+    return LifecycleEventError(
+        message, error_code=code, script_name=location, log=script_log.tail()
     )
 
 

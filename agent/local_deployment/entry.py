@@ -7,14 +7,16 @@ entry and ``python -m agent.local_deployment``'s.
 
 from __future__ import annotations
 
-import sys
-
 from agent.interrupts import install_interrupt_handlers, run_interruptible
 
 
 def main() -> None:
     install_interrupt_handlers()
-    sys.exit(run_interruptible("codedeploy-local", _run))
+    status = run_interruptible("codedeploy-local", _run)
+    # Imported with the engine by now: the handlers came first.
+    from agent.process_control import exit_without_teardown
+
+    exit_without_teardown(status)
 
 
 def _run() -> int:

@@ -162,7 +162,9 @@ class SizeBudget:
             self.declared += size
             if self.declared > self.limit:
                 raise self._exceeded(name)
-        self.take_room(size if stored is None else stored)
+        room = self.room
+        if room is not None and not room.claim(size if stored is None else stored):
+            raise self.no_room()
 
     def take_room(self, stored: int, inodes: int = 1) -> None:
         """A member that takes ``stored`` bytes of data and ``inodes`` inodes on disk."""

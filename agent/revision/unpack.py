@@ -20,7 +20,7 @@ import ctypes
 import os
 import stat
 from pathlib import Path
-from typing import Callable, Optional, Set
+from typing import Callable, Optional, Set, Union
 
 import structlog
 from libarchive import ffi
@@ -62,6 +62,9 @@ log = structlog.get_logger(__name__)
 _READ_FORMATS = ("tar", "zip")
 _READ_FILTERS = ("gzip", "bzip2", "xz", "lzma", "zstd", "compress")
 _READ_BLOCK_SIZE = 1 << 20
+# The bundle types that can be unpacked as they are read, in one pass: a zip's directory
+# is at its end.
+STREAMED_TYPES = (BundleType.TAR, BundleType.TGZ)
 
 # EXTRACT_SECURE_NOABSOLUTEPATHS is left out on purpose: every name handed to libarchive
 # is absolute after the rewrite, and absolute member names are refused before that.
@@ -97,11 +100,7 @@ def unpack_bundle_to_disk(
             f"bundle {bundle}: the bundle type directory is a folder to copy, not an archive"
         )
     where = f"bundle {bundle if shown_as is None else shown_as}"
-
-    def fill(destination: Path) -> None:
-        _extract_on_disk(bundle, bundle_type, destination, archive_dir, policy, where)
-
-    build_archive_dir_on_disk(archive_dir, fill, appspec_names=appspec_file_names(appspec_filename))
+    _unpack_to_disk(bundle, bundle_type, archive_dir, where, appspec_filename, policy)
 
 
 def unpack_bundle_stream_to_disk(
@@ -115,30 +114,34 @@ def unpack_bundle_stream_to_disk(
 ) -> None:
     """Unpack the tar or tgz read from ``fd`` (a pipe: read once, in order) into
     ``archive_dir``, as :func:`unpack_bundle_to_disk` does; messages name ``where``."""
-    if bundle_type not in (BundleType.TAR, BundleType.TGZ):
+    if bundle_type not in STREAMED_TYPES:
         raise BundleError(f"{where}: only a tar or tgz bundle can be unpacked as it arrives")
+    _unpack_to_disk(fd, bundle_type, archive_dir, where, appspec_filename, policy)
+
+
+def _unpack_to_disk(
+    source: Union[Path, int],
+    bundle_type: BundleType,
+    archive_dir: Path,
+    where: str,
+    appspec_filename: str,
+    policy: UnpackPolicy,
+) -> None:
+    """Unpack the bundle file ``source``, or what its descriptor reads, into ``archive_dir``."""
 
     def fill(destination: Path) -> None:
-        _extract_fd_on_disk(fd, bundle_type, destination, archive_dir, policy, where)
+        if isinstance(source, int):
+            _extract_fd_on_disk(source, bundle_type, destination, archive_dir, policy, where)
+            return
+        fd = _open_bundle_file(source, bundle_type, where)
+        try:
+            if bundle_type is BundleType.ZIP:
+                _check_zip_fits_on_disk(fd, destination, archive_dir, where)
+            _extract_fd_on_disk(fd, bundle_type, destination, archive_dir, policy, where)
+        finally:
+            os.close(fd)
 
     build_archive_dir_on_disk(archive_dir, fill, appspec_names=appspec_file_names(appspec_filename))
-
-
-def _extract_on_disk(
-    bundle: Path,
-    bundle_type: BundleType,
-    destination: Path,
-    archive_dir: Path,
-    policy: UnpackPolicy,
-    where: str,
-) -> None:
-    fd = _open_bundle_file(bundle, bundle_type, where)
-    try:
-        if bundle_type is BundleType.ZIP:
-            _check_zip_fits_on_disk(fd, destination, archive_dir, where)
-        _extract_fd_on_disk(fd, bundle_type, destination, archive_dir, policy, where)
-    finally:
-        os.close(fd)
 
 
 def _open_bundle_file(bundle: Path, bundle_type: BundleType, where: str) -> int:
@@ -362,11 +365,16 @@ class _Extraction:
             return
         if self.policy.reject_unsafe_permissions:
             check_member_permissions(file_type, ffi.entry_perm(entry_p), name, where, self.policy)
-        self._track_symlinks(relative, file_type, link_relative, symlinks, name)
+        if symlinks or file_type == stat.S_IFLNK:
+            self._track_symlinks(relative, file_type, link_relative, symlinks, name)
         ffi.entry_copy_pathname(entry_p, prefix + relative)
         if hardlink is not None:
             la.entry_copy_hardlink(entry_p, prefix + link_relative)
-        if file_type == stat.S_IFREG and not ffi.entry_size_is_set(entry_p):
+        if (
+            file_type == stat.S_IFREG
+            and self.bundle_type is BundleType.ZIP
+            and not ffi.entry_size_is_set(entry_p)
+        ):
             # A zip member streamed with a data descriptor: its size is known only at
             # its end, so its bytes are counted as they are written.
             budget.take_room(0)

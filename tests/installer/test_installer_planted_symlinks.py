@@ -429,3 +429,33 @@ def test_the_copy_never_enters_a_symlink_where_the_previous_install_made_a_folde
         )
     assert (victim / "file").read_text(encoding="utf-8") == "victim\n"
     assert sorted(os.listdir(victim)) == ["file"]
+
+
+def test_the_copy_never_follows_a_revision_folder_swapped_for_a_symlink_after_the_plan(
+    tmp_path: Path,
+) -> None:
+    # The plan found a real folder at the entry's source; a symlink put in its place before
+    # the copy starts must not make the copy read another folder of the host.
+    archive = write_tree(tmp_path / "rev", {"app/file": "revision\n"})
+    dest = tmp_path / "dest"
+    victim = _victim(tmp_path)
+    spec = ApplicationSpecification(files=(FileMapping("app", str(dest)),))
+    entries = resolve_entries_on_disk(spec, archive, tmp_path / "root")
+    shutil.rmtree(archive / "app")
+    (archive / "app").symlink_to(victim)
+    key = os.urandom(16)
+    with (
+        CleanupFileWriter(tmp_path / "cleanup") as cleanup,
+        InstructionsFileWriter(tmp_path / "install.json") as steps,
+        pytest.raises(InstallError, match=f"cannot open {archive / 'app'}"),
+    ):
+        copy_entries_on_disk(
+            entries,
+            FileExistsBehavior.DISALLOW,
+            PathSetBuilder(key).build(),
+            PathSetBuilder(key).build(),
+            read_identity_from_os(),
+            cleanup,
+            steps,
+        )
+    assert os.listdir(dest) == []

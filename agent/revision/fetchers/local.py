@@ -7,7 +7,8 @@ recreated as symlinks and never followed, device files, FIFOs and sockets refuse
 same policy applied, and the folder built beside its final place and renamed in whole.
 
 The copy walks the tree through folder file descriptors (``dir_fd``), so every name is
-resolved inside the folder being read or written and a symlink can never redirect it.
+resolved inside the folder being read or written and a symlink can never redirect it
+(:mod:`agent.filesystem.tree_copy`, which the install's copy goes through too).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import errno
 import os
 import stat
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
+from agent.filesystem import tree_copy
 from agent.filesystem.free_space import FreeSpace, SpaceClaim, measure_free_space_on_disk
 from agent.filesystem.sparse_copy import allocated_bytes, copy_file_data
 from agent.revision.archive_staging import (
@@ -37,9 +39,6 @@ from agent.revision.bundle import (
 )
 from agent.revision.errors import BundleError
 
-_OPEN_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-# O_NONBLOCK: a FIFO swapped in after the listing must not hang the open.
-_OPEN_SOURCE_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _CREATE_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 # link() cannot make this hard link; copy instead.
 _NO_LINK_ERRNOS = (
@@ -174,21 +173,19 @@ def _check_tree_fits_on_disk(
         raise BundleError(room.shortfall(f"{where}, copied into {archive_dir},"))
 
 
-class _Folder:
-    """A folder being copied: both descriptors, its listing and where the walk is in it."""
+class _Folder(tree_copy.FolderPair):
+    """A folder being copied, with its source's status and its name in the revision."""
+
+    __slots__ = ("info", "prefix")
 
     def __init__(self, source_fd: int, target_fd: int, prefix: bytes, info: os.stat_result) -> None:
-        self.source_fd = source_fd
-        self.target_fd = target_fd
+        super().__init__(source_fd, target_fd)
         self.prefix = prefix
         self.info = info
-        with os.scandir(source_fd) as listing:
-            self.entries: List[os.DirEntry[str]] = list(listing)
-        self.next = 0
 
 
-class _TreeCopy:
-    """One copy of a folder tree, depth first, without recursion (depth is the bundle's)."""
+class _TreeCopy(tree_copy.TreeWalk[_Folder]):
+    """One copy of a folder revision, checked member by member as an archive's would be."""
 
     def __init__(
         self, where: str, archive_dir: Path, policy: UnpackPolicy, room: SpaceClaim
@@ -198,21 +195,27 @@ class _TreeCopy:
         self.policy = policy
         self.budget = SizeBudget(policy.max_extraction_size, where, room, str(archive_dir))
         self.current = b"."
+        # Owners are the source's only when the policy asks (see FolderPair.new_owner).
+        self.owner: Optional[Tuple[int, int]] = (
+            (os.geteuid(), os.getegid()) if policy.apply_ownership else None
+        )
 
     def copy_on_disk(self, source_root_fd: int, destination: Path) -> None:
-        target_root_fd = os.open(destination, _OPEN_FOLDER)
         stack: List[_Folder] = []
         try:
-            info = os.fstat(source_root_fd)
-            stack.append(_Folder(source_root_fd, target_root_fd, b"", info))
-            self._walk(stack)
+            source_fd = os.dup(source_root_fd)
+            try:
+                target_fd = os.open(destination, tree_copy.OPEN_FOLDER)
+            except BaseException:
+                os.close(source_fd)
+                raise
+            stack.append(_Folder(source_fd, target_fd, b"", os.fstat(source_fd)))
+            self._load_on_disk(stack[0])
+            tree_copy.walk_pairs_on_disk(self, stack)
         except OSError as error:
             raise BundleError(self._describe(error)) from None
         finally:
-            for folder in stack[1:]:
-                os.close(folder.source_fd)
-                os.close(folder.target_fd)
-            os.close(target_root_fd)
+            tree_copy.close_pairs(stack)
 
     def _describe(self, error: OSError) -> str:
         if error.errno is not None and is_disk_full(error.errno):
@@ -222,101 +225,64 @@ class _TreeCopy:
             )
         return f"{self.where}: cannot copy {show_name(self.current)}: {describe_os_error(error)}"
 
-    def _walk(self, stack: List[_Folder]) -> None:
-        where, policy = self.where, self.policy
-        while stack:
-            folder = stack[-1]
-            if folder.next == len(folder.entries):
-                self.current = folder.prefix or b"."
-                self._finish_folder(folder)
-                stack.pop()
-                if len(stack) > 0:
-                    os.close(folder.source_fd)
-                    os.close(folder.target_fd)
-                continue
-            entry = folder.entries[folder.next]
-            folder.next += 1
-            name = entry.name
-            member = folder.prefix + os.fsencode(name)
-            self.current = member
-            if entry.is_dir(follow_symlinks=False):
-                stack.append(self._open_folder(folder, name, member))
-            elif entry.is_file(follow_symlinks=False):
-                self._copy_file(folder, name, member)
-            elif entry.is_symlink():
-                check_member_kind(stat.S_IFLNK, member, where, policy)
-                self._copy_symlink(folder, entry, member)
-            else:
-                mode = entry.stat(follow_symlinks=False).st_mode
-                check_member_kind(stat.S_IFMT(mode), member, where, policy)
-                # Only reached if the entry changed type under us.
-                raise BundleError(f"{where}: member {show_name(member)} changed while copied")
+    def _load_on_disk(self, folder: _Folder) -> None:
+        if self.owner is not None:
+            folder.new_owner = tree_copy.new_owner_on_disk(folder.target_fd, *self.owner)
+        folder.children = iter(folder.list_source_on_disk())
 
-    def _open_folder(self, parent: _Folder, name: str, member: bytes) -> _Folder:
-        source_fd = os.open(name, _OPEN_FOLDER, dir_fd=parent.source_fd)
+    def enter_folder_on_disk(self, parent: _Folder, name: str) -> _Folder:
+        member = parent.prefix + os.fsencode(name)
+        self.current = member
+        source_fd = tree_copy.open_source_folder_at_on_disk(parent.source_fd, name)
         try:
             info = os.fstat(source_fd)
             check_member_permissions(stat.S_IFDIR, info.st_mode, member, self.where, self.policy)
             self.budget.take_room(1)
             # Owner-only while it is filled; its own mode is applied once it is complete.
-            os.mkdir(name, 0o700, dir_fd=parent.target_fd)
-            target_fd = os.open(name, _OPEN_FOLDER, dir_fd=parent.target_fd)
+            target_fd = tree_copy.make_folder_at_on_disk(parent.target_fd, name, 0o700)
         except BaseException:
             os.close(source_fd)
             raise
+        folder = _Folder(source_fd, target_fd, member + b"/", info)
         try:
-            return _Folder(source_fd, target_fd, member + b"/", info)
+            self._load_on_disk(folder)
         except BaseException:
-            os.close(source_fd)
-            os.close(target_fd)
+            folder.close()
             raise
+        return folder
 
-    def _finish_folder(self, folder: _Folder) -> None:
+    def leave_folder_on_disk(self, folder: _Folder) -> None:
+        self.current = folder.prefix or b"."
         info = folder.info
-        if not folder.prefix:
-            # The revision root is ours, with the mode every revision root gets (a private
-            # source folder must not lock hooks that run as other users out of it).
-            os.utime(folder.target_fd, ns=(info.st_atime_ns, info.st_mtime_ns))
-            return
-        if self.policy.apply_ownership:
-            os.fchown(folder.target_fd, info.st_uid, info.st_gid)
-        os.fchmod(folder.target_fd, stat.S_IMODE(info.st_mode))
+        if folder.prefix:
+            if self.policy.apply_ownership:
+                os.fchown(folder.target_fd, info.st_uid, info.st_gid)
+            os.fchmod(folder.target_fd, stat.S_IMODE(info.st_mode))
+        # The revision root keeps the mode every revision root gets (a private source
+        # folder must not lock hooks that run as other users out of it), and its times.
         os.utime(folder.target_fd, ns=(info.st_atime_ns, info.st_mtime_ns))
 
-    def _copy_file(self, folder: _Folder, name: str, member: bytes) -> None:
-        source_fd = os.open(name, _OPEN_SOURCE_FILE, dir_fd=folder.source_fd)
-        try:
-            info = os.fstat(source_fd)
-            file_type = stat.S_IFMT(info.st_mode)
-            check_member_kind(file_type, member, self.where, self.policy)
-            if file_type != stat.S_IFREG:
-                raise BundleError(f"{self.where}: member {show_name(member)} changed while copied")
-            check_member_permissions(file_type, info.st_mode, member, self.where, self.policy)
-            self.budget.declare(info.st_size, member, stored=allocated_bytes(info))
-            target_fd = os.open(name, _CREATE_FILE, 0o600, dir_fd=folder.target_fd)
-            try:
-                copy_file_data(source_fd, target_fd, info)
-                if self.policy.apply_ownership:
-                    # Before the chmod: chown clears setuid and setgid bits.
-                    os.fchown(target_fd, info.st_uid, info.st_gid)
-                os.fchmod(target_fd, stat.S_IMODE(info.st_mode))
-                os.utime(target_fd, ns=(info.st_atime_ns, info.st_mtime_ns))
-            finally:
-                os.close(target_fd)
-        finally:
-            os.close(source_fd)
+    def copy_leaf_on_disk(self, parent: _Folder, child: os.DirEntry[str]) -> None:
+        where, policy = self.where, self.policy
+        member = parent.prefix + os.fsencode(child.name)
+        self.current = member
+        if child.is_file(follow_symlinks=False):
 
-    def _copy_symlink(self, folder: _Folder, entry: os.DirEntry[str], member: bytes) -> None:
-        name = entry.name
-        info = entry.stat(follow_symlinks=False)
-        target = os.readlink(name, dir_fd=folder.source_fd)
-        self.budget.take_room(0)
-        os.symlink(target, name, dir_fd=folder.target_fd)
-        if self.policy.apply_ownership:
-            os.chown(name, info.st_uid, info.st_gid, dir_fd=folder.target_fd, follow_symlinks=False)
-        os.utime(
-            name,
-            ns=(info.st_atime_ns, info.st_mtime_ns),
-            dir_fd=folder.target_fd,
-            follow_symlinks=False,
-        )
+            def check(info: os.stat_result) -> None:
+                file_type = stat.S_IFMT(info.st_mode)
+                check_member_kind(file_type, member, where, policy)
+                if file_type != stat.S_IFREG:
+                    raise BundleError(f"{where}: member {show_name(member)} changed while copied")
+                check_member_permissions(file_type, info.st_mode, member, where, policy)
+                self.budget.declare(info.st_size, member, stored=allocated_bytes(info))
+
+            tree_copy.copy_file_at_on_disk(parent, child.name, check)
+        elif child.is_symlink():
+            check_member_kind(stat.S_IFLNK, member, where, policy)
+            self.budget.take_room(0)
+            tree_copy.copy_symlink_at_on_disk(parent, child.name)
+        else:
+            mode = child.stat(follow_symlinks=False).st_mode
+            check_member_kind(stat.S_IFMT(mode), member, where, policy)
+            # Only reached if the entry changed type under us.
+            raise BundleError(f"{where}: member {show_name(member)} changed while copied")

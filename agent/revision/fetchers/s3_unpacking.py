@@ -26,7 +26,7 @@ from typing import Callable, Dict, List, Optional
 import structlog
 
 from agent.deployment_root.layout import DeploymentDir
-from agent.deployment_specification.model import BundleType, S3Revision
+from agent.deployment_specification.model import S3Revision
 from agent.revision.archive_staging import describe_os_error
 from agent.revision.bundle import UnpackPolicy
 from agent.revision.errors import BundleError
@@ -36,7 +36,6 @@ from agent.revision.unpack import unpack_bundle_stream_to_disk
 
 log = structlog.get_logger(__name__)
 
-STREAMED_TYPES = (BundleType.TAR, BundleType.TGZ)
 # Linux's F_SETPIPE_SZ (fcntl has the name from Python 3.10): a pipe of 1 MiB, the
 # unpacker's read size, instead of 64 KiB halves the system calls on both ends.
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
