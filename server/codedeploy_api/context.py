@@ -105,12 +105,3 @@ def checked_tag_filters(filters: Sequence[Dict[str, Any]], error: str) -> List[D
             raise ApiError(error, f"A {kind} tag filter needs its key and value as its type says.")
         result.append({"Key": key, "Value": value, "Type": kind})
     return result
-
-
-def tag_filter_matches(tag_filter: Dict[str, str], tags: Dict[str, str]) -> bool:
-    kind, key, value = tag_filter["Type"], tag_filter["Key"], tag_filter["Value"]
-    if kind == "KEY_ONLY":
-        return key in tags
-    if kind == "VALUE_ONLY":
-        return value in tags.values()
-    return tags.get(key) == value
