@@ -150,7 +150,7 @@ def lock_deployment(connection: Connection, deployment_id: str) -> Optional[sa.R
     return None if row is None else row._mapping
 
 
-def create_deployment(
+def start_deployment(
     connection: Connection, request: DeploymentRequest, now: float, woken: Set[str]
 ) -> str:
     """Record a deployment and start it (or fail it at once); its id."""
@@ -498,7 +498,7 @@ def roll_back(connection: Connection, failed: Record, now: float, woken: Set[str
         _set_rollback_info(connection, failed["id"], {"rollbackMessage": f"No rollback: {reason}."})
         return
     request = _rollback_request(connection, failed, group._mapping, last, changed)
-    rollback_id = create_deployment(connection, request, now, woken)
+    rollback_id = start_deployment(connection, request, now, woken)
     _set_rollback_info(
         connection,
         failed["id"],
