@@ -75,7 +75,7 @@ class FleetHost:
             host="",
             credentials={},
             wait_after_error=1.0,
-            http_read_timeout=AGENT_READ_TIMEOUT,
+            http_read_timeout=fleet.read_timeout,
             extra_config=f":deployment_signer_name: '{fleet.signer['signer_name']}'\n"
             f":s3_endpoint_override: '{fleet.s3_endpoint}'\n" + fleet.agent_config,
         )
@@ -107,6 +107,15 @@ class FleetHost:
         lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
         return [line for line in lines if deployment_id in line.split()[1:2] or not deployment_id]
 
+    def commands_run(self, deployment_id: str) -> List[str]:
+        """The commands of a deployment this host's agent ran, in order, from its log."""
+        ran = []
+        for line in self.daemon.logs().splitlines():
+            fields = dict(part.split("=", 1) for part in line.split() if "=" in part)
+            if "running command" in line and fields.get("deployment_id") == deployment_id:
+                ran.append(fields.get("command", ""))
+        return ran
+
     def installed(self, application: str, name: str = "index.html") -> Optional[str]:
         path = self.folder / application / name
         return path.read_text(encoding="utf-8") if path.exists() else None
@@ -134,11 +143,13 @@ class Fleet:
         hosts: int = 3,
         agent_config: str = "",
         servers: Sequence[ServerProcess] = (),
+        read_timeout: float = AGENT_READ_TIMEOUT,
     ) -> None:
         self.base = base
         self.server = server
         self.s3_endpoint = s3_endpoint
         self.agent_config = agent_config
+        self.read_timeout = read_timeout
         self.tag = uuid.uuid4().hex[:12]
         self.bucket = f"bundles-{self.tag}"
         self.mount_point = Path(tempfile.mkdtemp(prefix="codedeploy-fleet-", dir="/tmp"))

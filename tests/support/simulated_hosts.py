@@ -26,7 +26,7 @@ from server.database.schema import (
     lifecycle_events,
     on_premises_instances,
 )
-from server.deployment_engine import DeploymentRequest, create_deployment, fleet_counts, walk_order
+from server.deployment_engine import DeploymentRequest, fleet_counts, start_deployment, walk_order
 from server.deployment_rules import MinimumHealthy
 from server.group_hosts import group_instance_names
 from server.host_command_flow import acknowledge_command, complete_command, hand_out_command
@@ -127,7 +127,7 @@ class SimulatedFleet:
                 instances=walk_order(connection, self.group_id, instances),
                 **options,
             )
-            return create_deployment(connection, request, self.tick(), self.woken)
+            return start_deployment(connection, request, self.tick(), self.woken)
 
     def poll(self, host: str, poll_started: Optional[float] = None) -> Optional[sa.RowMapping]:
         """One poll of ``host``: the command handed out (not acknowledged), or None."""
