@@ -27,7 +27,7 @@ from agent.deployment_specification.envelope import (
     SignatureSettings,
     open_deployment_specification,
 )
-from agent.deployment_specification.model import S3Revision
+from agent.deployment_specification.model import BundleType, GitHubRevision, S3Revision
 from agent.errors import Diagnostics, ErrorCode
 from server.deployment_engine import IN_PLACE_COMMANDS
 from tests.support.server import ServerFiles, ServerProcess
@@ -84,10 +84,18 @@ def operator(files: ServerFiles, server: ServerProcess) -> Any:
 
 @pytest.fixture(scope="module")
 def hosts(files: ServerFiles, server: ServerProcess, operator: Any) -> Iterator[List[Host]]:
-    yield [Host(files, server, operator, f"wire-host-{number}") for number in range(4)]
+    yield [Host(files, server, operator, f"wire-host-{number}") for number in range(5)]
 
 
-def deploy_to(operator: Any, application: str, host: Host) -> str:
+S3_REVISION = {
+    "revisionType": "S3",
+    "s3Location": {"bucket": "bundles", "key": "app.tgz", "bundleType": "tgz"},
+}
+
+
+def deploy_to(
+    operator: Any, application: str, host: Host, revision: Dict[str, Any] = S3_REVISION
+) -> str:
     operator.create_application(applicationName=application)
     operator.create_deployment_group(
         applicationName=application,
@@ -98,10 +106,7 @@ def deploy_to(operator: Any, application: str, host: Host) -> str:
     created = operator.create_deployment(
         applicationName=application,
         deploymentGroupName="group",
-        revision={
-            "revisionType": "S3",
-            "s3Location": {"bucket": "bundles", "key": f"{application}.tgz", "bundleType": "tgz"},
-        },
+        revision=revision,
         fileExistsBehavior="OVERWRITE",
     )
     return str(created["deploymentId"])
@@ -131,7 +136,7 @@ def test_a_host_runs_its_commands_one_at_a_time_from_a_signed_specification(
         )
         assert (spec.deployment_id, spec.application_name) == (deployment_id, "wire-order")
         assert spec.file_exists_behavior.value == "OVERWRITE"
-        assert spec.revision == S3Revision("bundles", "wire-order.tgz", spec.bundle_type)
+        assert spec.revision == S3Revision("bundles", "app.tgz", BundleType.TGZ)
         ack = host.client.put_host_command_acknowledgement(command.host_command_identifier, False)
         assert ack is CommandStatus.IN_PROGRESS
         host.client.put_host_command_complete(
@@ -141,6 +146,25 @@ def test_a_host_runs_its_commands_one_at_a_time_from_a_signed_specification(
     assert ran == list(IN_PLACE_COMMANDS)
     info = operator.get_deployment(deploymentId=deployment_id)["deploymentInfo"]
     assert info["status"] == "Succeeded"
+
+
+def test_a_github_revision_reaches_the_host_as_account_repository_and_commit(
+    files: ServerFiles, operator: Any, hosts: List[Host]
+) -> None:
+    host = hosts[4]
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    revision = {
+        "revisionType": "GitHub",
+        "gitHubLocation": {"repository": "octo/app", "commitId": commit},
+    }
+    deployment_id = deploy_to(operator, "wire-github", host, revision)
+    command = host.poll()
+    assert command is not None
+    envelope = host.client.get_deployment_specification(deployment_id, host.arn)
+    spec = open_deployment_specification(
+        envelope.format, envelope.payload, signature_settings(files)
+    )
+    assert spec.revision == GitHubRevision("octo", "app", commit)
 
 
 def test_a_waiting_poll_gets_the_command_queued_while_it_waits(
