@@ -26,7 +26,13 @@ from server.command_service import hand_out_to_poll
 from server.errors import ApiError
 from server.request_auth.sigv4 import ReceivedRequest
 from server.web.background import BackgroundWork
-from server.web.json_protocol import JSON_CONTENT_TYPE, ApiServices, Outcome, answer_api_request
+from server.web.json_protocol import (
+    JSON_CONTENT_TYPE,
+    ApiServices,
+    Outcome,
+    answer_api_request,
+    failure_outcome,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -167,11 +173,14 @@ class ServerApp:
         try:
             while not gone.done():
                 with self._services.wakeups.waiter(poll.instance or "") as woken:
-                    answer = await self._run(
-                        lambda: hand_out_to_poll(
-                            self._services.database, poll, self._services.clock()
+                    try:
+                        answer = await self._run(
+                            lambda: hand_out_to_poll(
+                                self._services.database, poll, self._services.clock()
+                            )
                         )
-                    )
+                    except Exception as error:  # answered as any request's failure
+                        return failure_outcome(error, outcome.operation, outcome.caller)
                     remaining = deadline - loop.time()
                     if answer is not None or remaining <= 0 or stopping.done():
                         return dataclasses.replace(outcome, document=answer or {}, poll=None)

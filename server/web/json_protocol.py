@@ -168,17 +168,22 @@ def answer_api_request(services: ApiServices, request: ReceivedRequest) -> Outco
         if isinstance(response, HostPoll):
             return Outcome(200, {}, operation, "".join(caller), poll=response)
         return Outcome(200, response, operation, "".join(caller))
-    except ApiError as error:
-        return Outcome(error.status, error.to_document(), operation, "".join(caller), error.code)
-    except OperationalError as error:
+    except Exception as error:
+        return failure_outcome(error, operation, "".join(caller))
+
+
+def failure_outcome(error: Exception, operation: str, caller: str) -> Outcome:
+    """The answer to a request that raised: its refusal, or a 5xx for the server's fault."""
+    if isinstance(error, ApiError):
+        return Outcome(error.status, error.to_document(), operation, caller, error.code)
+    if isinstance(error, OperationalError):
         log.error(
             "database unavailable",
             operation=operation,
             reason=" ".join(str(error.orig).split())[:300],
         )
         unavailable = ApiError("ServiceUnavailableException", "The database is unavailable.")
-        return Outcome(503, unavailable.to_document(), operation, "".join(caller), unavailable.code)
-    except Exception:
-        log.exception("internal error", operation=operation)
-        failure = ApiError("InternalFailure", "The server failed to answer; see its log.")
-        return Outcome(500, failure.to_document(), operation, "".join(caller), failure.code)
+        return Outcome(503, unavailable.to_document(), operation, caller, unavailable.code)
+    log.error("internal error", operation=operation, exc_info=error)
+    failure = ApiError("InternalFailure", "The server failed to answer; see its log.")
+    return Outcome(500, failure.to_document(), operation, caller, failure.code)
