@@ -591,16 +591,8 @@ def request_stop(
             host_commands.c.handed_out_at.is_(None),
         )
     ).all()
-    for command_id, instance in waiting:
-        withdrawn = withdraw_command(connection, command_id, now)
-        if withdrawn:
-            end_host(
-                connection,
-                deployment_id,
-                instance,
-                cut_host_status(connection, deployment_id, instance),
-                now,
-            )
+    for command_id, _instance in waiting:
+        withdraw_command(connection, command_id, now)
     advance_deployment(connection, deployment_id, now, woken)
     status = connection.execute(
         sa.select(deployments.c.status).where(deployments.c.id == deployment_id)
@@ -617,8 +609,9 @@ STOPPED_DIAGNOSTICS = {
 
 
 def withdraw_command(connection: Connection, command_id: str, now: float) -> bool:
-    """Fail a command the host has not started (the deployment stopped); its event is
-    Skipped. False when the host took it meanwhile."""
+    """Fail a command the host has not started (its deployment stopped): its event is
+    Skipped and the host ends (:func:`cut_host_status`). False when the host took it
+    meanwhile (then it runs, and ends as it ends)."""
     row = connection.execute(
         sa.select(host_commands).where(host_commands.c.id == command_id)
     ).first()
@@ -635,14 +628,22 @@ def withdraw_command(connection: Connection, command_id: str, now: float) -> boo
     ).rowcount
     if taken != 1:
         return False
+    deployment_id, instance = row.deployment_id, row.instance_name
     connection.execute(
         lifecycle_events.update()
         .where(
-            lifecycle_events.c.deployment_id == row.deployment_id,
-            lifecycle_events.c.instance_name == row.instance_name,
+            lifecycle_events.c.deployment_id == deployment_id,
+            lifecycle_events.c.instance_name == instance,
             lifecycle_events.c.event_name == row.command_name,
         )
         .values(status=SKIPPED, ended_at=now)
+    )
+    end_host(
+        connection,
+        deployment_id,
+        instance,
+        cut_host_status(connection, deployment_id, instance),
+        now,
     )
     return True
 

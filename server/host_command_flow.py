@@ -30,7 +30,6 @@ from server.deployment_engine import (
     UNKNOWN,
     Record,
     advance_deployment,
-    cut_host_status,
     end_host,
     lock_deployment,
     next_command,
@@ -163,15 +162,7 @@ def acknowledge_command(
     assert deployment is not None
     stopped = deployment["stop_requested_at"] is not None and command["acknowledged_at"] is None
     if stopped and withdraw_command(connection, command_id, now):
-        deployment_id, instance = command["deployment_id"], command["instance_name"]
-        end_host(
-            connection,
-            deployment_id,
-            instance,
-            cut_host_status(connection, deployment_id, instance),
-            now,
-        )
-        advance_deployment(connection, deployment_id, now, woken)
+        advance_deployment(connection, command["deployment_id"], now, woken)
         return FAILED
     connection.execute(
         host_commands.update()

@@ -169,31 +169,31 @@ def list_deployment_targets(
     return {"targetIds": page, **({"nextToken": token} if token else {})}
 
 
-def get_deployment_instance(
-    connection: Connection, context: ApiContext, request: Dict[str, Any]
+def _one(
+    connection: Connection, context: ApiContext, request: Dict[str, Any], member: str, error: str
 ) -> Dict[str, Any]:
+    """The host the request's ``member`` names, or ``error`` when the deployment has none."""
     deployment = deployment_row(connection, request["deploymentId"])
-    name = request["instanceId"]
+    name = request[member]
     found = _summaries(connection, context, deployment["id"], [name]).get(name)
     if found is None:
         raise ApiError(
-            "InstanceDoesNotExistException",
-            f"The instance {name[:100]} is not part of deployment {deployment['id']}.",
+            error, f"The host {name[:100]} is not part of deployment {deployment['id']}."
         )
+    return found
+
+
+def get_deployment_instance(
+    connection: Connection, context: ApiContext, request: Dict[str, Any]
+) -> Dict[str, Any]:
+    found = _one(connection, context, request, "instanceId", "InstanceDoesNotExistException")
     return {"instanceSummary": _instance_summary(found)}
 
 
 def get_deployment_target(
     connection: Connection, context: ApiContext, request: Dict[str, Any]
 ) -> Dict[str, Any]:
-    deployment = deployment_row(connection, request["deploymentId"])
-    name = request["targetId"]
-    found = _summaries(connection, context, deployment["id"], [name]).get(name)
-    if found is None:
-        raise ApiError(
-            "DeploymentTargetDoesNotExistException",
-            f"The target {name[:100]} is not part of deployment {deployment['id']}.",
-        )
+    found = _one(connection, context, request, "targetId", "DeploymentTargetDoesNotExistException")
     return {"deploymentTarget": _instance_target(found)}
 
 

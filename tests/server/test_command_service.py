@@ -10,7 +10,6 @@ import threading
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
-import botocore.session
 import pytest
 import yaml
 from botocore.credentials import Credentials  # type: ignore[import-untyped]
@@ -30,6 +29,7 @@ from agent.deployment_specification.envelope import (
 from agent.deployment_specification.model import BundleType, GitHubRevision, S3Revision
 from agent.errors import Diagnostics, ErrorCode
 from server.deployment_engine import IN_PLACE_COMMANDS
+from tests.support.aws_cli import AwsCli
 from tests.support.server import ServerFiles, ServerProcess
 
 REGION = "us-east-1"
@@ -70,16 +70,14 @@ class Host:
         return self.client.poll_host_command(as_host or self.arn)
 
 
+def operator_client(files: ServerFiles, server: ServerProcess, name: str) -> Any:
+    keys = files.create_operator(name)
+    return AwsCli(files.base / f"home-{name}", server.url, keys).codedeploy_client()
+
+
 @pytest.fixture(scope="module")
 def operator(files: ServerFiles, server: ServerProcess) -> Any:
-    keys = files.create_operator("wire-operator")
-    return botocore.session.Session().create_client(
-        "codedeploy",
-        region_name=REGION,
-        endpoint_url=server.url,
-        aws_access_key_id=keys["AccessKeyId"],
-        aws_secret_access_key=keys["SecretAccessKey"],
-    )
+    return operator_client(files, server, "wire-operator")
 
 
 @pytest.fixture(scope="module")
@@ -273,14 +271,7 @@ def test_a_command_handed_out_before_a_crash_is_neither_lost_nor_handed_out_twic
     listen = ["--listen", f"127.0.0.1:{_free_port()}"]
     server = ServerProcess(own, listen).start()
     try:
-        keys = own.create_operator("crash-operator")
-        operator = botocore.session.Session().create_client(
-            "codedeploy",
-            region_name=REGION,
-            endpoint_url=server.url,
-            aws_access_key_id=keys["AccessKeyId"],
-            aws_secret_access_key=keys["SecretAccessKey"],
-        )
+        operator = operator_client(own, server, "crash-operator")
         host = Host(own, server, operator, "crash-host")
         deploy_to(operator, "crash-wire", host)
         handed = host.poll()

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-import botocore.session
 import yaml
 
 from tests.support.aws_cli import AwsCli
@@ -121,16 +120,6 @@ class FleetHost:
         return path.read_text(encoding="utf-8") if path.exists() else None
 
 
-def _botocore_client(cli: AwsCli) -> Any:
-    return botocore.session.Session().create_client(
-        "codedeploy",
-        region_name=cli.region,
-        endpoint_url=cli.endpoint_url,
-        aws_access_key_id=cli.credentials["AccessKeyId"],
-        aws_secret_access_key=cli.credentials["SecretAccessKey"],
-    )
-
-
 class Fleet:
     """The server's operator side and ``hosts`` agents: ``with Fleet(...) as fleet``."""
 
@@ -158,7 +147,7 @@ class Fleet:
         files = server.files
         self.signer: Dict[str, str] = json.loads(files.admin("signer").stdout)
         self.cli = AwsCli(base / "home", server.url, files.create_operator(f"op-{self.tag}"))
-        self.client = _botocore_client(self.cli)
+        self.client = self.cli.codedeploy_client()
         s3_client(s3_endpoint).create_bucket(Bucket=self.bucket)
         self.hosts: List[FleetHost] = []
         # Hosts may poll different servers sharing one database (``servers``, in turn).

@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List
 
-import botocore.session
 import pytest
 import yaml
 
@@ -26,13 +25,7 @@ def cli(tmp_path: Path, server: ServerProcess, operator: Dict[str, str]) -> AwsC
 
 @pytest.fixture
 def client(cli: AwsCli) -> Any:
-    return botocore.session.Session().create_client(
-        "codedeploy",
-        region_name=cli.region,
-        endpoint_url=cli.endpoint_url,
-        aws_access_key_id=cli.credentials["AccessKeyId"],
-        aws_secret_access_key=cli.credentials["SecretAccessKey"],
-    )
+    return cli.codedeploy_client()
 
 
 def _group(client: Any, application: str, tag: str, config: str = "") -> None:
