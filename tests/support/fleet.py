@@ -206,6 +206,13 @@ class Fleet:
         write_fleet_revision(folder, self, application, label, **behaviour)
         return folder
 
+    def release_file(self, application: str, label: str) -> Path:
+        return self.shared / f"release-{application}-{label}"
+
+    def release(self, application: str, label: str) -> None:
+        """Let the held hooks of a revision (``held=``) go on."""
+        self.release_file(application, label).touch()
+
     def push(self, application: str, folder: Path) -> Dict[str, Any]:
         """``aws deploy push`` of ``folder`` to moto; the S3 location it registered."""
         key = f"{application}/{folder.name}.zip"
@@ -265,14 +272,13 @@ def write_fleet_revision(
     label: str,
     *,
     fail_validate_at: Optional[int] = None,
-    slow: Optional[str] = None,
-    slow_seconds: float = 3.0,
+    held: Optional[str] = None,
 ) -> None:
     """A revision whose files go to ``<mount point>/<application>/`` and whose hooks trace
     ``<event> <deployment id> <host> <label>`` into the host's trace file. The
     ``fail_validate_at``-th host to reach ValidateService (counted across the fleet, with
-    folders made one at a time in a shared folder) fails it; the ``slow`` event's hook
-    sleeps ``slow_seconds`` after tracing."""
+    folders made one at a time in a shared folder) fails it; the ``held`` event's hook,
+    once traced, waits until the test calls :meth:`Fleet.release` (a minute at most)."""
     destination = fleet.mount_point / application
     tickets = fleet.shared / f"{application}-{label}"
     (folder / "content").mkdir(parents=True)
@@ -280,8 +286,10 @@ def write_fleet_revision(
     (folder / "scripts").mkdir()
     for event in HOOKED:
         body = f'echo "$LIFECYCLE_EVENT $DEPLOYMENT_ID $FLEET_HOST {label}" >> "{fleet.mount_point / TRACE}"\n'
-        if event == slow:
-            body += f"sleep {slow_seconds:g}\n"
+        if event == held:
+            release = fleet.release_file(application, label)
+            body += f'n=0\nwhile [ ! -e "{release}" ] && [ $n -lt 600 ]; do sleep 0.1; n=$((n+1)); done\n'
+
         if event == "ValidateService" and fail_validate_at is not None:
             body += (
                 f'mkdir -p "{tickets}"\nn=1\n'

@@ -130,11 +130,13 @@ def test_stop_deployment_lets_the_running_command_finish_and_skips_the_rest(
     fleet: Fleet,
 ) -> None:
     fleet.make_group("stop-app")
-    location = fleet.push("stop-app", fleet.revision("stop-app", "v1", slow="AfterInstall"))
+    location = fleet.push("stop-app", fleet.revision("stop-app", "v1", held="AfterInstall"))
     deployment_id = fleet.create_deployment("stop-app", location)
     busy = fleet.wait_for_trace(f"AfterInstall {deployment_id}")
     stopped = fleet.cli.ok("deploy", "stop-deployment", "--deployment-id", deployment_id)
     assert stopped["status"] == "Pending"  # AfterInstall still runs
+    assert fleet.info(deployment_id)["status"] == "InProgress"
+    fleet.release("stop-app", "v1")
     ended = fleet.wait_for_end(deployment_id)
     assert ended["status"] == "Stopped"
     assert ended["errorInformation"]["code"] == "MANUAL_STOP"

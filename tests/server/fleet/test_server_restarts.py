@@ -48,7 +48,7 @@ def test_a_deployment_survives_the_server_killed_twice(
     try:
         with Fleet(tmp_path / "fleet", server, s3_endpoint) as fleet:
             fleet.make_group("crash-app", "CodeDeployDefault.HalfAtATime")
-            revision = fleet.revision("crash-app", "v1", slow="AfterInstall", slow_seconds=2)
+            revision = fleet.revision("crash-app", "v1", held="AfterInstall")
             deployment_id = fleet.create_deployment("crash-app", fleet.push("crash-app", revision))
             # Once while the first host's commands come and go, once while a hook runs.
             for moment in (f"BeforeInstall {deployment_id}", f"AfterInstall {deployment_id}"):
@@ -57,6 +57,7 @@ def test_a_deployment_survives_the_server_killed_twice(
                 server.process.kill()
                 server.process.wait()
                 server = ServerProcess(files, listen).start()
+            fleet.release("crash-app", "v1")
             ended = fleet.wait_for_end(deployment_id)
             assert ended["status"] == "Succeeded", fleet.diagnostics()
             _every_host_ran_each_command_once(fleet, deployment_id)
