@@ -9,6 +9,7 @@ from server.database.engine import open_database
 from server.database.schema import deployment_groups, host_commands
 from server.deployment_engine import IN_PLACE_COMMANDS, lock_deployment, request_stop
 from server.deployment_rules import FLEET_PERCENT, HOST_COUNT, MOST_CONCURRENCY, MinimumHealthy
+from server.host_command_flow import expire_commands, stale_deployment_ids
 from tests.support.simulated_hosts import SimulatedFleet
 
 ONE_AT_A_TIME = MinimumHealthy(MOST_CONCURRENCY, 1)
@@ -221,3 +222,44 @@ def test_hosts_whose_last_deployment_failed_go_first(database_url: str) -> None:
     second = fleet.deploy(ONE_AT_A_TIME, label="v2")
     walk = fleet.walk(second)
     assert walk.ran[0] == ("host-2", "ApplicationStop")
+
+
+def test_a_stop_asked_to_roll_back_rolls_back(database_url: str) -> None:
+    fleet = SimulatedFleet(open_database(database_url), 2)
+    fleet.walk(fleet.deploy(ALL_AT_ONCE))
+    stopped = fleet.deploy(ALL_AT_ONCE, label="v2")
+    with fleet.database.write() as connection:
+        deployment = lock_deployment(connection, stopped)
+        assert deployment is not None
+        assert request_stop(connection, deployment, True, fleet.tick(), fleet.woken) is True
+    row = fleet.row(stopped)
+    assert row["status"] == "Stopped"
+    # Nothing was handed out yet: no host was changed, so there is nothing to roll back.
+    assert "no host was changed" in row["rollback_info"]["rollbackMessage"]
+    changed = fleet.deploy(ALL_AT_ONCE, label="v3")
+    command = fleet.poll("host-0")
+    assert command is not None and fleet.acknowledge(command["id"]) == "InProgress"
+    with fleet.database.write() as connection:
+        deployment = lock_deployment(connection, changed)
+        assert deployment is not None
+        assert request_stop(connection, deployment, True, fleet.tick(), fleet.woken) is False
+    fleet.complete(command["id"], failed=False)
+    rollback_id = fleet.row(changed)["rollback_info"]["rollbackDeploymentId"]
+    assert fleet.row(rollback_id)["creator"] == "codeDeployRollback"
+
+
+def test_commands_that_show_no_sign_of_life_time_out(database_url: str) -> None:
+    fleet = SimulatedFleet(open_database(database_url), 2)
+    deployment_id = fleet.deploy(ALL_AT_ONCE)
+    command = fleet.poll("host-0")
+    assert command is not None and fleet.acknowledge(command["id"]) == "InProgress"
+    now = fleet.tick(100)
+    with fleet.database.write() as connection:
+        assert stale_deployment_ids(connection, 50, now) == [deployment_id]
+        assert expire_commands(connection, deployment_id, 50, now, fleet.woken) == 2
+    assert fleet.status(deployment_id) == "Failed"
+    messages = {host: fleet.events_with_diagnostics(deployment_id, host)[0] for host in fleet.hosts}
+    assert "did not report this command's outcome" in messages["host-0"]
+    assert "did not ask for this command" in messages["host-1"]
+    fleet.complete(command["id"], failed=False)  # too late: changes nothing
+    assert fleet.host_statuses(deployment_id) == {"host-0": "Failed", "host-1": "Failed"}

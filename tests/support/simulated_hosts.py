@@ -209,3 +209,17 @@ class SimulatedFleet:
                 .order_by(lifecycle_events.c.position)
             )
             return [(str(name), str(status)) for name, status in rows]
+
+    def events_with_diagnostics(self, deployment_id: str, host: str) -> List[str]:
+        """The messages of the host's lifecycle events that have diagnostics, in order."""
+        with self.database.read() as connection:
+            rows = connection.execute(
+                sa.select(lifecycle_events.c.diagnostics)
+                .where(
+                    lifecycle_events.c.deployment_id == deployment_id,
+                    lifecycle_events.c.instance_name == host,
+                    lifecycle_events.c.diagnostics.is_not(None),
+                )
+                .order_by(lifecycle_events.c.position)
+            )
+            return [str(diagnostics["message"]) for (diagnostics,) in rows]

@@ -113,10 +113,15 @@ def test_a_custom_minimum_of_healthy_hosts(fleet: Fleet) -> None:
     fleet.make_group("custom-app", "KeepOne")
     # Two hosts at once; one may fail and the two others must succeed.
     location = fleet.push("custom-app", fleet.revision("custom-app", "v1", fail_validate_at=1))
-    deployment_id = fleet.create_deployment("custom-app", location)
+    deployment_id = fleet.create_deployment(
+        "custom-app", location, "--ignore-application-stop-failures",
+        "--file-exists-behavior", "OVERWRITE",
+    )  # fmt: skip
     ended = fleet.wait_for_end(deployment_id)
     assert ended["status"] == "Succeeded", fleet.diagnostics()
     assert ended["deploymentConfigName"] == "KeepOne"
+    assert ended["ignoreApplicationStopFailures"] is True
+    assert ended["fileExistsBehavior"] == "OVERWRITE"
     assert ended["deploymentOverview"]["Succeeded"] == 2
     assert ended["deploymentOverview"]["Failed"] == 1
     listed = fleet.cli.ok(
