@@ -5,7 +5,6 @@ new command, a host acting as another, and a host that never answers timing out.
 
 from __future__ import annotations
 
-import socket
 import threading
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
@@ -30,7 +29,7 @@ from agent.deployment_specification.model import BundleType, GitHubRevision, S3R
 from agent.errors import Diagnostics, ErrorCode
 from server.deployment_engine import IN_PLACE_COMMANDS
 from tests.support.aws_cli import AwsCli
-from tests.support.server import ServerFiles, ServerProcess
+from tests.support.server import ServerFiles, ServerProcess, free_loopback_port
 
 REGION = "us-east-1"
 ROLE = "arn:aws:iam::000000000000:role/CodeDeploy"
@@ -268,7 +267,7 @@ def test_a_command_handed_out_before_a_crash_is_neither_lost_nor_handed_out_twic
 ) -> None:
     own = ServerFiles(tmp_path / "server")
     own.write_config("poll_wait_seconds: 1\n")
-    listen = ["--listen", f"127.0.0.1:{_free_port()}"]
+    listen = ["--listen", f"127.0.0.1:{free_loopback_port()}"]
     server = ServerProcess(own, listen).start()
     try:
         operator = operator_client(own, server, "crash-operator")
@@ -297,9 +296,3 @@ def test_a_command_handed_out_before_a_crash_is_neither_lost_nor_handed_out_twic
         assert following is not None and following.command_name == "DownloadBundle"
     finally:
         server.stop()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])

@@ -32,7 +32,7 @@ import yaml
 from tests.support.aws_cli import AwsCli
 from tests.support.daemon import AgentDaemon
 from tests.support.s3_servers import s3_client
-from tests.support.server import ServerProcess
+from tests.support.server import ServerFiles, ServerProcess
 from tests.support.waiting import wait_until
 
 TRACE = "trace.log"
@@ -41,6 +41,13 @@ HOOKED = ("ApplicationStop", "BeforeInstall", "AfterInstall", "ApplicationStart"
 # The server's settings for fleet tests: short long polls, and agents that wait longer.
 SERVER_CONFIG = "poll_wait_seconds: 5\nhost_command_timeout_seconds: 120\n"
 AGENT_READ_TIMEOUT = 15
+
+
+def fleet_server_files(base: Path, database_url: Optional[str] = None) -> ServerFiles:
+    """A server's configuration for fleet tests (``SERVER_CONFIG``) under ``base``."""
+    files = ServerFiles(base)
+    files.write_config(SERVER_CONFIG, database_url=database_url)
+    return files
 
 
 @dataclass(frozen=True)

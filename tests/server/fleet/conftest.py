@@ -9,7 +9,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.support.fleet import SERVER_CONFIG, Fleet
+from tests.support.fleet import Fleet, fleet_server_files
 from tests.support.s3_servers import moto_s3_server
 from tests.support.server import ServerFiles, ServerProcess
 
@@ -22,14 +22,18 @@ def s3_endpoint() -> Iterator[str]:
         yield endpoint
 
 
-def server_files(base: Path, request: pytest.FixtureRequest, extra: str = "") -> ServerFiles:
-    """A server's files on the database ``request.param`` names (a fresh one)."""
+def server_files(base: Path, request: pytest.FixtureRequest) -> ServerFiles:
+    """A fleet server's files on a fresh database of the kind ``request.param`` names."""
     url = None
     if request.param == "postgresql":
         url = request.getfixturevalue("postgres").create_database()
-    files = ServerFiles(base)
-    files.write_config(SERVER_CONFIG + extra, database_url=url)
-    return files
+    return fleet_server_files(base, url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def files(request: pytest.FixtureRequest, tmp_path: Path) -> ServerFiles:
+    """A fleet server's files for one test, on each kind of database."""
+    return server_files(tmp_path / "server", request)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

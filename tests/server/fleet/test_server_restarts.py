@@ -7,29 +7,16 @@ every command once, woken across processes."""
 from __future__ import annotations
 
 import shutil
-import socket
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from server.deployment_engine import IN_PLACE_COMMANDS
-from tests.server.fleet.conftest import server_files
 from tests.support.fleet import Fleet
-from tests.support.server import ServerFiles, ServerProcess
+from tests.support.postgres import PostgresCluster
+from tests.support.server import ServerFiles, ServerProcess, free_loopback_port
 
 pytestmark = [pytest.mark.root, pytest.mark.fleet]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def files(request: pytest.FixtureRequest, tmp_path: Path) -> ServerFiles:
-    return server_files(tmp_path / "server", request)
 
 
 def _every_host_ran_each_command_once(fleet: Fleet, deployment_id: str) -> None:
@@ -43,7 +30,7 @@ def _every_host_ran_each_command_once(fleet: Fleet, deployment_id: str) -> None:
 def test_a_deployment_survives_the_server_killed_twice(
     files: ServerFiles, tmp_path: Path, s3_endpoint: str
 ) -> None:
-    listen = ["--listen", f"127.0.0.1:{_free_port()}"]
+    listen = ["--listen", f"127.0.0.1:{free_loopback_port()}"]
     server = ServerProcess(files, listen).start()
     try:
         with Fleet(tmp_path / "fleet", server, s3_endpoint) as fleet:
@@ -66,8 +53,8 @@ def test_a_deployment_survives_the_server_killed_twice(
 
 
 @pytest.fixture
-def shared_database(request: pytest.FixtureRequest, postgres: object) -> Iterator[str]:
-    yield request.getfixturevalue("postgres").create_database()
+def shared_database(postgres: PostgresCluster) -> str:
+    return postgres.create_database()
 
 
 def test_two_servers_on_one_postgresql_database_share_a_fleet(
