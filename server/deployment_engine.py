@@ -328,7 +328,7 @@ def advance_deployment(
         ending = None if outcome == SUCCEEDED else _health_error(minimum, counts)
         _finish(connection, deployment_id, outcome, ending, now, woken)
         return
-    for name in _pending_hosts(connection, deployment_id)[: hosts_to_start(minimum, counts)]:
+    for name in _pending_hosts(connection, deployment_id, hosts_to_start(minimum, counts)):
         _set_host_status(connection, deployment_id, name, IN_PROGRESS, now)
         queue_command(connection, deployment_id, name, IN_PLACE_COMMANDS[0], now, woken)
 
@@ -343,7 +343,12 @@ def _health_error(minimum: MinimumHealthy, counts: FleetCounts) -> Dict[str, str
     )
 
 
-def _pending_hosts(connection: Connection, deployment_id: str) -> List[str]:
+def _pending_hosts(
+    connection: Connection, deployment_id: str, limit: Optional[int] = None
+) -> List[str]:
+    """The hosts not started yet, in the deployment's order (the first ``limit``)."""
+    if limit == 0:
+        return []
     rows = connection.execute(
         sa.select(deployment_targets.c.instance_name)
         .where(
@@ -351,6 +356,7 @@ def _pending_hosts(connection: Connection, deployment_id: str) -> List[str]:
             deployment_targets.c.status == PENDING,
         )
         .order_by(deployment_targets.c.position, deployment_targets.c.instance_name)
+        .limit(limit)
     )
     return [str(name) for (name,) in rows]
 
