@@ -118,22 +118,31 @@ def _run(config: Any) -> int:
     from server.access_keys.master_key import load_or_create_master_key_on_disk
     from server.access_keys.store import load_active_key
     from server.codedeploy_api.service_model import load_codedeploy_model
+    from server.command_service import SignedSpecifications, load_command_service_model
     from server.request_auth.key_cache import KeyCache
     from server.signer.authority import ensure_signer_on_disk
+    from server.signer.signing import load_deployment_signer_from_disk
     from server.web.app import ServerApp
     from server.web.json_protocol import ApiServices
     from server.web.serve import serve_until_stopped
 
     database = _open(config)
     master = load_or_create_master_key_on_disk(config.master_key_file)
-    ensure_signer_on_disk(config.data_dir, config.signer_name)
+    signer = load_deployment_signer_from_disk(
+        ensure_signer_on_disk(config.data_dir, config.signer_name)
+    )
 
     def find_key(access_key_id: str) -> Any:
         with database.read() as connection:
             return load_active_key(connection, master, access_key_id)
 
     services = ApiServices(
-        config, database, load_codedeploy_model(), KeyCache(find_key, config.key_cache_seconds).get
+        config,
+        database,
+        load_codedeploy_model(),
+        KeyCache(find_key, config.key_cache_seconds).get,
+        load_command_service_model(),
+        SignedSpecifications(signer),
     )
     with ThreadPoolExecutor(config.worker_threads, thread_name_prefix="db") as executor:
         try:

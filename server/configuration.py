@@ -181,6 +181,16 @@ class ServerConfig:
         default=4 * 1024 * 1024,
         metadata=_key(_whole_number(1024, 64 * 1024 * 1024), "largest request body accepted"),
     )
+    poll_wait_seconds: float = field(
+        default=20.0,
+        metadata=_key(_number(0, 300), "how long an agent's poll waits for a command"),
+    )
+    host_command_timeout_seconds: float = field(
+        default=3600.0,
+        metadata=_key(
+            _number(1, 7 * 24 * 3600), "how long a host has for each command before it fails"
+        ),
+    )
     shutdown_grace_seconds: float = field(
         default=30.0,
         metadata=_key(_number(1, 3600), "how long SIGTERM waits for requests in flight"),

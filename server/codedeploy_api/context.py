@@ -12,8 +12,8 @@ import base64
 import binascii
 import json
 import uuid
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from botocore.model import OperationModel  # type: ignore[import-untyped]
 from sqlalchemy.engine import Connection
@@ -29,10 +29,14 @@ TAG_VALUE_MAX = 256
 
 @dataclass(frozen=True)
 class ApiContext:
+    """``woken`` collects the hosts that got a new command in the operation's transaction:
+    their long polls are woken once it has committed."""
+
     config: ServerConfig
     operation: OperationModel
     caller_arn: str
     now: float
+    woken: Set[str] = field(default_factory=set)
 
 
 Handler = Callable[[Connection, ApiContext, Dict[str, Any]], Dict[str, Any]]
@@ -70,11 +74,15 @@ def page_of_names(names: Sequence[str], token: Optional[str]) -> Tuple[List[str]
     return page, encode_page_token({"after": page[-1]}) if more else None
 
 
-def check_batch_size(items: Sequence[Any], what: str) -> None:
-    if len(items) > BATCH_LIMIT:
+def check_batch_size(
+    items: Sequence[Any],
+    what: str,
+    limit: int = BATCH_LIMIT,
+    error: str = "BatchLimitExceededException",
+) -> None:
+    if len(items) > limit:
         raise ApiError(
-            "BatchLimitExceededException",
-            f"The maximum number of {what} that can be requested at once is {BATCH_LIMIT}.",
+            error, f"The maximum number of {what} that can be requested at once is {limit}."
         )
 
 
@@ -105,12 +113,3 @@ def checked_tag_filters(filters: Sequence[Dict[str, Any]], error: str) -> List[D
             raise ApiError(error, f"A {kind} tag filter needs its key and value as its type says.")
         result.append({"Key": key, "Value": value, "Type": kind})
     return result
-
-
-def tag_filter_matches(tag_filter: Dict[str, str], tags: Dict[str, str]) -> bool:
-    kind, key, value = tag_filter["Type"], tag_filter["Key"], tag_filter["Value"]
-    if kind == "KEY_ONLY":
-        return key in tags
-    if kind == "VALUE_ONLY":
-        return value in tags.values()
-    return tags.get(key) == value

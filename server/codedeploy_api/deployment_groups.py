@@ -30,7 +30,7 @@ from server.codedeploy_api.deployment_configs import (
     DEFAULT_CONFIG_NAME,
     existing_deployment_config,
 )
-from server.database.schema import deployment_groups
+from server.database.schema import application_revisions, deployment_groups, deployments
 from server.errors import ApiError
 
 # Request members this server refuses, with the exception CodeDeploy names for each.
@@ -111,12 +111,15 @@ def _check_role(request: Dict[str, Any], member: str) -> Optional[str]:
     return role
 
 
-def _group_row(connection: Connection, application_id: str, name: str) -> sa.RowMapping:
-    row = connection.execute(
-        sa.select(deployment_groups).where(
-            deployment_groups.c.application_id == application_id, deployment_groups.c.name == name
-        )
-    ).first()
+def group_row(
+    connection: Connection, application_id: str, name: str, *, lock: bool = False
+) -> sa.RowMapping:
+    """The group ``name`` of the application (locked for this transaction with ``lock``);
+    ``DeploymentGroupDoesNotExistException`` when there is none."""
+    query = sa.select(deployment_groups).where(
+        deployment_groups.c.application_id == application_id, deployment_groups.c.name == name
+    )
+    row = connection.execute(query.with_for_update() if lock else query).first()
     if row is None:
         raise ApiError(
             "DeploymentGroupDoesNotExistException", f"No Deployment Group found for name: {name}"
@@ -124,7 +127,50 @@ def _group_row(connection: Connection, application_id: str, name: str) -> sa.Row
     return row._mapping
 
 
-def _info(application_name: str, row: sa.RowMapping) -> Dict[str, Any]:
+def _last_deployment(connection: Connection, deployment_id: Optional[str]) -> Dict[str, Any]:
+    """A group's last (successful or attempted) deployment as LastDeploymentInfo."""
+    if not deployment_id:
+        return {}
+    row = connection.execute(
+        sa.select(deployments.c.status, deployments.c.created_at, deployments.c.completed_at).where(
+            deployments.c.id == deployment_id
+        )
+    ).first()
+    if row is None:
+        return {}
+    info: Dict[str, Any] = {
+        "deploymentId": deployment_id,
+        "status": row.status,
+        "createTime": row.created_at,
+    }
+    if row.completed_at is not None:
+        info["endTime"] = row.completed_at
+    return info
+
+
+def _deployment_history(connection: Connection, row: sa.RowMapping) -> Dict[str, Any]:
+    """The group's target revision and last deployments, the members CodeDeploy shows
+    only once the group has deployed."""
+    history: Dict[str, Any] = {}
+    for member, column in (
+        ("lastSuccessfulDeployment", "last_successful_deployment_id"),
+        ("lastAttemptedDeployment", "last_attempted_deployment_id"),
+    ):
+        last = _last_deployment(connection, row[column])
+        if last:
+            history[member] = last
+    if row["target_revision_id"]:
+        location = connection.execute(
+            sa.select(application_revisions.c.location).where(
+                application_revisions.c.id == row["target_revision_id"]
+            )
+        ).scalar()
+        if location:
+            history["targetRevision"] = location
+    return history
+
+
+def _info(connection: Connection, application_name: str, row: sa.RowMapping) -> Dict[str, Any]:
     settings: Dict[str, Any] = row["settings"]
     info: Dict[str, Any] = {
         "applicationName": application_name,
@@ -146,6 +192,7 @@ def _info(application_name: str, row: sa.RowMapping) -> Dict[str, Any]:
         "onPremisesTagSet": {"onPremisesTagSetList": row["on_premises_tag_set"]},
         "computePlatform": "Server",
         "terminationHookEnabled": bool(settings.get("terminationHookEnabled", False)),
+        **_deployment_history(connection, row),
     }
     return info
 
@@ -192,8 +239,8 @@ def get_deployment_group(
     connection: Connection, context: ApiContext, request: Dict[str, Any]
 ) -> Dict[str, Any]:
     application = application_row(connection, request["applicationName"])
-    row = _group_row(connection, application["id"], request["deploymentGroupName"])
-    return {"deploymentGroupInfo": _info(application["name"], row)}
+    row = group_row(connection, application["id"], request["deploymentGroupName"])
+    return {"deploymentGroupInfo": _info(connection, application["name"], row)}
 
 
 def list_deployment_groups(
@@ -220,7 +267,9 @@ def batch_get_deployment_groups(
     for name in names:
         try:
             found.append(
-                _info(application["name"], _group_row(connection, application["id"], name))
+                _info(
+                    connection, application["name"], group_row(connection, application["id"], name)
+                )
             )
         except ApiError:
             missing.append(name)
@@ -234,7 +283,7 @@ def update_deployment_group(
     connection: Connection, context: ApiContext, request: Dict[str, Any]
 ) -> Dict[str, Any]:
     application = application_row(connection, request["applicationName"])
-    row = _group_row(connection, application["id"], request["currentDeploymentGroupName"])
+    row = group_row(connection, application["id"], request["currentDeploymentGroupName"])
     _check_supported(request)
     filters, tag_set = _checked_selection(request)
     changes: Dict[str, Any] = {}

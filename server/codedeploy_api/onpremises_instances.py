@@ -22,10 +22,10 @@ from server.codedeploy_api.context import (
     checked_tag_filters,
     checked_tags,
     page_of_names,
-    tag_filter_matches,
 )
 from server.database.schema import instance_tags, on_premises_instances
 from server.errors import ApiError
+from server.group_hosts import tag_filter_matches
 
 MAX_TAGS_PER_INSTANCE = 10
 _INSTANCE_NAME = re.compile(r"^[A-Za-z0-9+=,.@_-]{1,100}$")

@@ -11,15 +11,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict
 
+from sqlalchemy.engine import Connection
+
 from server.codedeploy_api import (
     applications,
     deployment_configs,
     deployment_groups,
+    deployment_instances,
+    deployments,
     onpremises_instances,
     revisions,
 )
 from server.codedeploy_api.context import ApiContext, Handler
 from server.database.engine import Database
+from server.host_wakeups import announce_in_transaction
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,20 @@ def _operations() -> Dict[str, Operation]:
         "GetDeploymentConfig": (deployment_configs.get_deployment_config, False),
         "ListDeploymentConfigs": (deployment_configs.list_deployment_configs, False),
         "DeleteDeploymentConfig": (deployment_configs.delete_deployment_config, True),
+        "CreateDeployment": (deployments.create_deployment, True),
+        "GetDeployment": (deployments.get_deployment, False),
+        "ListDeployments": (deployments.list_deployments, False),
+        "BatchGetDeployments": (deployments.batch_get_deployments, False),
+        "StopDeployment": (deployments.stop_deployment, True),
+        "ListDeploymentInstances": (deployment_instances.list_deployment_instances, False),
+        "GetDeploymentInstance": (deployment_instances.get_deployment_instance, False),
+        "BatchGetDeploymentInstances": (
+            deployment_instances.batch_get_deployment_instances,
+            False,
+        ),
+        "ListDeploymentTargets": (deployment_instances.list_deployment_targets, False),
+        "GetDeploymentTarget": (deployment_instances.get_deployment_target, False),
+        "BatchGetDeploymentTargets": (deployment_instances.batch_get_deployment_targets, False),
     }
     return {name: Operation(handler, writes) for name, (handler, writes) in table.items()}
 
@@ -79,7 +98,16 @@ OPERATIONS: Dict[str, Operation] = _operations()
 def run_operation_in_database(
     database: Database, operation: Operation, context: ApiContext, request: Dict[str, Any]
 ) -> Dict[str, Any]:
-    """Carry out one operation in one transaction (blocks on the database)."""
-    transaction = database.write if operation.writes else database.read
-    with transaction() as connection:
-        return operation.handler(connection, context, request)
+    """Carry out one operation in one transaction (blocks on the database). The hosts it
+    gave commands to are in ``context.woken`` once it returns."""
+    if not operation.writes:
+        with database.read() as connection:
+            return operation.handler(connection, context, request)
+
+    def attempt(connection: Connection) -> Dict[str, Any]:
+        context.woken.clear()
+        response = operation.handler(connection, context, request)
+        announce_in_transaction(connection, context.woken)
+        return response
+
+    return database.write_retrying(attempt)

@@ -26,7 +26,7 @@ from server.codedeploy_api.context import (
     encode_page_token,
     new_id,
 )
-from server.database.schema import application_revisions
+from server.database.schema import application_revisions, deployments
 from server.errors import ApiError
 
 DESCRIPTION_MAX = 4096
@@ -85,8 +85,17 @@ def _revision_row(
     return None if row is None else row._mapping
 
 
-def _generic_info(row: sa.RowMapping) -> Dict[str, Any]:
-    info: Dict[str, Any] = {"registerTime": row["registered_at"], "deploymentGroups": []}
+def _generic_info(connection: Connection, row: sa.RowMapping) -> Dict[str, Any]:
+    groups = connection.execute(
+        sa.select(deployments.c.deployment_group_name)
+        .where(deployments.c.revision_id == row["id"])
+        .distinct()
+        .order_by(deployments.c.deployment_group_name)
+    )
+    info: Dict[str, Any] = {
+        "registerTime": row["registered_at"],
+        "deploymentGroups": [str(name) for (name,) in groups],
+    }
     for column, key in (
         ("description", "description"),
         ("first_used_at", "firstUsedTime"),
@@ -97,17 +106,16 @@ def _generic_info(row: sa.RowMapping) -> Dict[str, Any]:
     return info
 
 
-def register_application_revision(
-    connection: Connection, context: ApiContext, request: Dict[str, Any]
-) -> Dict[str, Any]:
-    application = application_row(connection, request["applicationName"])
-    location = canonical_location(request["revision"])
-    description = request.get("description")
-    if description is not None and len(description) > DESCRIPTION_MAX:
-        raise ApiError(
-            "DescriptionTooLongException", f"The description is longer than {DESCRIPTION_MAX}."
-        )
-    existing = _revision_row(connection, application["id"], location)
+def registered_revision_id(
+    connection: Connection,
+    application_id: str,
+    location: Dict[str, Any],
+    now: float,
+    description: Optional[str] = None,
+) -> str:
+    """The id of the application's revision at ``location``, registered now if it was not
+    (a deployment of a revision never registered registers it, as CodeDeploy does)."""
+    existing = _revision_row(connection, application_id, location)
     if existing is not None:
         if description is not None:
             connection.execute(
@@ -115,21 +123,40 @@ def register_application_revision(
                 .where(application_revisions.c.id == existing["id"])
                 .values(description=description)
             )
-        return {}
+        return str(existing["id"])
     s3 = location.get("s3Location") or {}
+    identifier = new_id()
     connection.execute(
         application_revisions.insert().values(
-            id=new_id(),
-            application_id=application["id"],
+            id=identifier,
+            application_id=application_id,
             location_hash=location_hash(location),
             revision_type=location["revisionType"],
             location=location,
             s3_bucket=s3.get("bucket"),
             s3_key=s3.get("key"),
             description=description,
-            registered_at=context.now,
+            registered_at=now,
         )
     )
+    return identifier
+
+
+def check_description(description: Optional[str]) -> None:
+    if description is not None and len(description) > DESCRIPTION_MAX:
+        raise ApiError(
+            "DescriptionTooLongException", f"The description is longer than {DESCRIPTION_MAX}."
+        )
+
+
+def register_application_revision(
+    connection: Connection, context: ApiContext, request: Dict[str, Any]
+) -> Dict[str, Any]:
+    application = application_row(connection, request["applicationName"])
+    location = canonical_location(request["revision"])
+    description = request.get("description")
+    check_description(description)
+    registered_revision_id(connection, application["id"], location, context.now, description)
     return {}
 
 
@@ -147,7 +174,7 @@ def get_application_revision(
     return {
         "applicationName": application["name"],
         "revision": row["location"],
-        "revisionInfo": _generic_info(row),
+        "revisionInfo": _generic_info(connection, row),
     }
 
 
@@ -162,7 +189,10 @@ def batch_get_application_revisions(
         row = _revision_row(connection, application["id"], canonical_location(revision))
         if row is not None:
             found.append(
-                {"revisionLocation": row["location"], "genericRevisionInfo": _generic_info(row)}
+                {
+                    "revisionLocation": row["location"],
+                    "genericRevisionInfo": _generic_info(connection, row),
+                }
             )
     return {"applicationName": application["name"], "revisions": found}
 

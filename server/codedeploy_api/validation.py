@@ -48,6 +48,18 @@ _EXCEPTION_STEMS = {
     "zonalConfig": "ZonalDeploymentConfiguration",
     "autoScalingGroups": "AutoScalingGroup",
     "blueGreenDeploymentConfiguration": "BlueGreenDeploymentConfiguration",
+    "deploymentIds": "DeploymentId",
+    "targetId": "DeploymentTargetId",
+    "targetIds": "DeploymentTargetId",
+    "instanceIds": "InstanceId",
+    "includeOnlyStatuses": "DeploymentStatus",
+    "createTimeRange": "TimeRange",
+    "instanceStatusFilter": "InstanceStatus",
+    "instanceTypeFilter": "InstanceType",
+    "targetFilters": "TargetFilterName",
+    "ignoreApplicationStopFailures": "IgnoreApplicationStopFailuresValue",
+    "updateOutdatedInstancesOnly": "UpdateOutdatedInstancesOnlyValue",
+    "overrideAlarmConfiguration": "AlarmConfig",
 }
 _MAX_DEPTH = 20
 
@@ -116,16 +128,25 @@ def _check_number(shape: Shape, value: Any, path: List[str]) -> None:
         raise _Problem(path, f"{_where(path)} {value} is out of range")
 
 
-def _check_timestamp(value: Any, path: List[str]) -> None:
+def timestamp_seconds(value: Any) -> Optional[float]:
+    """A request's timestamp (epoch seconds, or ISO 8601 text) as epoch seconds; None when
+    it is neither."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return
+        return float(value)
     if isinstance(value, str):
         try:
-            datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-            return
+            moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
-            pass
-    raise _Problem(path, f"{_where(path)} must be a timestamp, not {_shown(value)}")
+            return None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=datetime.timezone.utc)
+        return moment.timestamp()
+    return None
+
+
+def _check_timestamp(value: Any, path: List[str]) -> None:
+    if timestamp_seconds(value) is None:
+        raise _Problem(path, f"{_where(path)} must be a timestamp, not {_shown(value)}")
 
 
 def _check_structure(shape: Shape, value: Any, path: List[str]) -> None:

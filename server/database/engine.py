@@ -20,7 +20,7 @@ from __future__ import annotations
 import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -35,6 +35,10 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Any constant both servers agree on: the key of PostgreSQL's advisory lock for migrations.
 _MIGRATION_LOCK_KEY = 0x636F6465_6465706C
 _BEGIN_OPTION = "codedeploy_sqlite_begin"
+# PostgreSQL's deadlock and serialization failures: the transaction may simply run again.
+_TRANSIENT_SQLSTATES = ("40P01", "40001")
+WRITE_ATTEMPTS = 3
+T = TypeVar("T")
 
 
 class DatabaseError(ServerError):
@@ -112,6 +116,19 @@ class Database:
         when it raises."""
         with self._engine.begin() as connection:
             yield connection
+
+    def write_retrying(self, work: Callable[[Connection], T]) -> T:
+        """``work`` in a write transaction, run again (up to three times in all) when
+        PostgreSQL aborted it to break a deadlock; ``work`` must start from scratch."""
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                with self.write() as connection:
+                    return work(connection)
+            except DBAPIError as error:
+                state = getattr(error.orig, "sqlstate", None)
+                if attempt == WRITE_ATTEMPTS or state not in _TRANSIENT_SQLSTATES:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

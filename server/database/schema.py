@@ -6,9 +6,10 @@ them. What the service only stores and shows back (a group's alarm or trigger se
 is kept as JSON; what it selects on is a column. Deletions cascade from an application
 to its groups and revisions; deployments keep the names they were made with.
 
-The deployment tables are used by the orchestration (deployments, their targets and
-lifecycle events, and the commands handed to hosts); a host command is handed out once
-(``handed_out_at``), acknowledged, then completed, each step a transaction.
+The deployment tables are used by the orchestration (:mod:`server.deployment_engine`):
+deployments, their targets (one per host) and lifecycle events, and the commands handed
+to hosts. A host command is queued, handed out (``handed_out_at``), acknowledged, then
+completed, each step a transaction; ``last_activity_at`` is what its timeout counts from.
 """
 
 from __future__ import annotations
@@ -143,6 +144,8 @@ deployments = sa.Table(
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("started_at", sa.Double, nullable=True),
     sa.Column("completed_at", sa.Double, nullable=True),
+    # When StopDeployment was asked (None: not asked): no host gets another command.
+    sa.Column("stop_requested_at", sa.Double, nullable=True),
     sa.Index("ix_deployments_group_created", "deployment_group_id", "created_at"),
     sa.Index("ix_deployments_status", "status"),
 )
@@ -160,6 +163,9 @@ deployment_targets = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("batch", sa.Integer, nullable=True),
     sa.Column("updated_at", sa.Double, nullable=False),
+    # The host's place in the order the deployment takes its hosts in.
+    sa.Column("position", sa.Integer, nullable=True),
+    sa.Index("ix_deployment_targets_instance", "instance_name"),
 )
 
 lifecycle_events = sa.Table(
@@ -194,10 +200,14 @@ host_commands = sa.Table(
     sa.Column("acknowledged_at", sa.Double, nullable=True),
     sa.Column("completed_at", sa.Double, nullable=True),
     sa.Column("diagnostics", sa.JSON, nullable=True),
+    # The last sign of life (queued, handed out, acknowledged, updated): the timeout's start.
+    sa.Column("last_activity_at", sa.Double, nullable=True),
     sa.ForeignKeyConstraint(
         ["deployment_id", "instance_name"],
         ["deployment_targets.deployment_id", "deployment_targets.instance_name"],
         ondelete="CASCADE",
     ),
     sa.Index("ix_host_commands_instance_status", "instance_name", "status"),
+    sa.Index("ix_host_commands_status_activity", "status", "last_activity_at"),
+    sa.Index("ix_host_commands_deployment_status", "deployment_id", "status"),
 )

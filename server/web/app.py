@@ -2,26 +2,37 @@
 
 The event loop only moves bytes: the body is read (up to ``max_request_bytes``), then
 everything that may touch the database (the key lookup, the operation) runs in the
-server's worker threads, so a slow query never stalls other clients (and, later, the
-agents' long polls can wait on the loop). ``/health`` needs no signature and says only
-whether the database answers.
+server's worker threads, so a slow query never stalls other clients. An agent's
+PollHostCommand waits on the loop, holding no thread, until a command is queued for its
+host, its ``poll_wait_seconds`` are up, the agent hangs up (then nothing is handed out to
+it), or the server stops (then it answers at once, with no command). ``/health`` needs
+no signature and says only whether the database answers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Awaitable, Callable, Dict, List, MutableMapping, Optional, Tuple
+from typing import Any, Awaitable, Callable, Dict, List, MutableMapping, Optional, Set, Tuple
 
 import sqlalchemy as sa
 import structlog
 
+from server.command_service import hand_out_to_poll
 from server.errors import ApiError
 from server.request_auth.sigv4 import ReceivedRequest
-from server.web.json_protocol import JSON_CONTENT_TYPE, ApiServices, Outcome, answer_api_request
+from server.web.background import BackgroundWork
+from server.web.json_protocol import (
+    JSON_CONTENT_TYPE,
+    ApiServices,
+    Outcome,
+    answer_api_request,
+    failure_outcome,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -72,12 +83,32 @@ async def _send_json(send: Send, status: int, document: Any, content_type: str) 
     await send({"type": "http.response.body", "body": body})
 
 
+async def _hang_up(receive: Receive) -> None:
+    """Returns when the client has gone (the request's body was read already)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
 class ServerApp:
-    """The ASGI callable uvicorn serves."""
+    """The ASGI callable uvicorn serves; ``started()`` and ``stopping()`` bracket serving."""
 
     def __init__(self, services: ApiServices, executor: ThreadPoolExecutor) -> None:
         self._services = services
         self._executor = executor
+        self._background = BackgroundWork(services)
+        self._stopping: Optional[asyncio.Event] = None
+
+    async def started(self) -> None:
+        """Serving has begun: polls can be woken, the background work runs."""
+        self._stopping = asyncio.Event()
+        self._services.wakeups.bind(asyncio.get_running_loop())
+        self._background.start()
+
+    async def stopping(self) -> None:
+        """SIGTERM: waiting polls answer now (no command), the background work ends."""
+        if self._stopping is not None:
+            self._stopping.set()
+        await self._run(self._background.stop)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -86,7 +117,12 @@ class ServerApp:
             await self._health(send)
             return
         started = time.monotonic()
-        outcome = await self._api(scope, receive)
+        outcome: Optional[Outcome] = await self._api(scope, receive)
+        if outcome is not None and outcome.poll is not None:
+            outcome = await self._long_poll(outcome, receive)
+        if outcome is None:
+            log.info("api request", operation="PollHostCommand", status=None, error="hung up")
+            return
         await _send_json(send, outcome.status, outcome.document, JSON_CONTENT_TYPE)
         log.info(
             "api request",
@@ -125,6 +161,39 @@ class ServerApp:
         )
         outcome: Outcome = await self._run(lambda: answer_api_request(self._services, request))
         return outcome
+
+    async def _long_poll(self, outcome: Outcome, receive: Receive) -> Optional[Outcome]:
+        """Wait for the host's next command; None when the agent hung up meanwhile."""
+        poll = outcome.poll
+        assert poll is not None and self._stopping is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._services.config.poll_wait_seconds
+        gone = asyncio.ensure_future(_hang_up(receive))
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            while not gone.done():
+                with self._services.wakeups.waiter(poll.instance or "") as woken:
+                    try:
+                        answer = await self._run(
+                            lambda: hand_out_to_poll(
+                                self._services.database, poll, self._services.clock()
+                            )
+                        )
+                    except Exception as error:  # answered as any request's failure
+                        return failure_outcome(error, outcome.operation, outcome.caller)
+                    remaining = deadline - loop.time()
+                    if answer is not None or remaining <= 0 or stopping.done():
+                        return dataclasses.replace(outcome, document=answer or {}, poll=None)
+                    waiting: Set[asyncio.Future[Any]] = {woken, gone, stopping}
+                    await asyncio.wait(
+                        waiting,
+                        timeout=remaining,
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+            return None
+        finally:
+            gone.cancel()
+            stopping.cancel()
 
     async def _health(self, send: Send) -> None:
         def probe() -> Optional[str]:

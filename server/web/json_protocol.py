@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Optional, Set, Tuple, Union
 
 import structlog
 from botocore.model import ServiceModel  # type: ignore[import-untyped]
@@ -25,9 +25,17 @@ from server.access_keys.store import ActiveKey
 from server.codedeploy_api.context import ApiContext
 from server.codedeploy_api.operations import OPERATIONS, run_operation_in_database
 from server.codedeploy_api.validation import validate_request
+from server.command_service import (
+    COMMAND_OPERATIONS,
+    CommandRequest,
+    HostPoll,
+    SignedSpecifications,
+    answer_command_request,
+)
 from server.configuration import ServerConfig
 from server.database.engine import Database
 from server.errors import ApiError
+from server.host_wakeups import HostWakeups
 from server.request_auth.policy import SIGNING_SERVICES, Api, authorise, split_target
 from server.request_auth.sigv4 import (
     INVALID_SIGNATURE,
@@ -44,22 +52,29 @@ JSON_CONTENT_TYPE = "application/x-amz-json-1.1"
 
 @dataclass(frozen=True)
 class ApiServices:
-    """What answering a request needs, made once at start-up."""
+    """What answering a request needs, made once at start-up: the CodeDeploy API's model
+    and the command service's, the signed specifications, and the hosts' waiting polls."""
 
     config: ServerConfig
     database: Database
     model: ServiceModel
     find_key: Callable[[str], Optional[ActiveKey]]
+    command_model: ServiceModel
+    specifications: SignedSpecifications
+    wakeups: HostWakeups = field(default_factory=HostWakeups)
     clock: Callable[[], float] = time.time
 
 
 @dataclass(frozen=True)
 class Outcome:
+    """An answer; ``poll`` is set for a PollHostCommand the HTTP layer answers itself."""
+
     status: int
     document: Dict[str, Any]
     operation: str = ""
     caller: str = ""
     error: str = ""
+    poll: Optional[HostPoll] = None
 
 
 def _authenticate(services: ApiServices, request: ReceivedRequest) -> Tuple[ActiveKey, str]:
@@ -106,30 +121,42 @@ def _parse_body(body: bytes) -> Dict[str, Any]:
     return document
 
 
+def _answer_codedeploy(
+    services: ApiServices, operation_name: str, caller_arn: str, body: Dict[str, Any]
+) -> Tuple[Dict[str, Any], Set[str]]:
+    operation = OPERATIONS[operation_name]
+    model = services.model.operation_model(operation_name)
+    document = validate_request(model, body)
+    context = ApiContext(services.config, model, caller_arn, services.clock())
+    return run_operation_in_database(services.database, operation, context, document), context.woken
+
+
 def _answer(
     services: ApiServices, request: ReceivedRequest, caller: list[str]
-) -> Tuple[str, Dict[str, Any]]:
+) -> Tuple[str, Union[Dict[str, Any], HostPoll]]:
     key, signing_service = _authenticate(services, request)
     caller.append(key.key.access_key_id)
     target, operation_name = split_target(request.headers.get("x-amz-target"))
     if target is None or target.signing_service != signing_service:
         raise ApiError("UnknownOperationException", "")
-    authorise(target, operation_name, key.key.kind, key_arn(services.config, key.key))
-    operation = OPERATIONS.get(operation_name) if target.api is Api.CODEDEPLOY else None
-    if operation is None:
+    caller_arn = key_arn(services.config, key.key)
+    authorise(target, operation_name, key.key.kind, caller_arn)
+    served = OPERATIONS if target.api is Api.CODEDEPLOY else COMMAND_OPERATIONS
+    if operation_name not in served:
         raise ApiError("UnknownOperationException", "")
-    document = validate_request(
-        services.model.operation_model(operation_name), _parse_body(request.body)
-    )
-    context = ApiContext(
-        services.config,
-        services.model.operation_model(operation_name),
-        key_arn(services.config, key.key),
-        services.clock(),
-    )
-    return operation_name, run_operation_in_database(
-        services.database, operation, context, document
-    )
+    body = _parse_body(request.body)
+    if target.api is Api.CODEDEPLOY:
+        response, woken = _answer_codedeploy(services, operation_name, caller_arn, body)
+    else:
+        command = CommandRequest(
+            services.database, services.specifications, caller_arn, services.clock(), body
+        )
+        answer = answer_command_request(services.command_model, operation_name, command)
+        if isinstance(answer, HostPoll):
+            return operation_name, answer
+        response, woken = answer, command.woken
+    services.wakeups.wake(woken)
+    return operation_name, response
 
 
 def answer_api_request(services: ApiServices, request: ReceivedRequest) -> Outcome:
@@ -138,18 +165,25 @@ def answer_api_request(services: ApiServices, request: ReceivedRequest) -> Outco
     operation = (request.headers.get("x-amz-target") or "").rpartition(".")[2][:64]
     try:
         operation, response = _answer(services, request, caller)
+        if isinstance(response, HostPoll):
+            return Outcome(200, {}, operation, "".join(caller), poll=response)
         return Outcome(200, response, operation, "".join(caller))
-    except ApiError as error:
-        return Outcome(error.status, error.to_document(), operation, "".join(caller), error.code)
-    except OperationalError as error:
+    except Exception as error:
+        return failure_outcome(error, operation, "".join(caller))
+
+
+def failure_outcome(error: Exception, operation: str, caller: str) -> Outcome:
+    """The answer to a request that raised: its refusal, or a 5xx for the server's fault."""
+    if isinstance(error, ApiError):
+        return Outcome(error.status, error.to_document(), operation, caller, error.code)
+    if isinstance(error, OperationalError):
         log.error(
             "database unavailable",
             operation=operation,
             reason=" ".join(str(error.orig).split())[:300],
         )
         unavailable = ApiError("ServiceUnavailableException", "The database is unavailable.")
-        return Outcome(503, unavailable.to_document(), operation, "".join(caller), unavailable.code)
-    except Exception:
-        log.exception("internal error", operation=operation)
-        failure = ApiError("InternalFailure", "The server failed to answer; see its log.")
-        return Outcome(500, failure.to_document(), operation, "".join(caller), failure.code)
+        return Outcome(503, unavailable.to_document(), operation, caller, unavailable.code)
+    log.error("internal error", operation=operation, exc_info=error)
+    failure = ApiError("InternalFailure", "The server failed to answer; see its log.")
+    return Outcome(500, failure.to_document(), operation, caller, failure.code)

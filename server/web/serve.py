@@ -15,7 +15,7 @@ import asyncio
 import signal
 import socket
 import ssl
-from typing import Any, Callable, List, Mapping, Optional
+from typing import Callable, List, Mapping, Optional
 
 import structlog
 import uvicorn
@@ -23,6 +23,7 @@ import uvicorn
 from agent.daemon.systemd_notify import notify_systemd
 from server.configuration import ListenAddress, ServerConfig
 from server.errors import ServerError
+from server.web.app import ServerApp
 
 log = structlog.get_logger(__name__)
 
@@ -71,19 +72,28 @@ def listening_url(config: ServerConfig, listener: socket.socket) -> str:
 
 
 class _ReadyServer(uvicorn.Server):
-    """uvicorn's server, telling the world once it accepts connections."""
+    """uvicorn's server, starting the app's own work and telling the world once it accepts
+    connections, and letting the app answer its waiting polls when it is asked to stop."""
 
-    def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None]) -> None:
+    def __init__(
+        self, config: uvicorn.Config, app: ServerApp, on_ready: Callable[[], None]
+    ) -> None:
         super().__init__(config)
+        self._app = app
         self._on_ready = on_ready
 
     async def startup(self, sockets: Optional[List[socket.socket]] = None) -> None:
         await super().startup(sockets)
         if self.started:
+            await self._app.started()
             self._on_ready()
 
+    async def shutdown(self, sockets: Optional[List[socket.socket]] = None) -> None:
+        await self._app.stopping()
+        await super().shutdown(sockets)
 
-def serve_until_stopped(config: ServerConfig, app: Any, environ: Mapping[str, str]) -> int:
+
+def serve_until_stopped(config: ServerConfig, app: ServerApp, environ: Mapping[str, str]) -> int:
     """Serve ``app`` until SIGTERM/SIGINT; 0 when it stopped as asked."""
     check_tls_files_on_disk(config)
     listener = bind_listening_socket(config.listen)
@@ -104,7 +114,7 @@ def serve_until_stopped(config: ServerConfig, app: Any, environ: Mapping[str, st
         ssl_certfile=str(config.tls_certificate_file) if config.tls_certificate_file else None,
         ssl_keyfile=str(config.tls_key_file) if config.tls_key_file else None,
     )
-    server = _ReadyServer(uvicorn_config, on_ready)
+    server = _ReadyServer(uvicorn_config, app, on_ready)
     # uvicorn handles SIGTERM/SIGINT while it serves, then raises the signal again for the
     # handler that was there before: a do-nothing one, so that stopping as asked is exit 0.
     for number in (signal.SIGTERM, signal.SIGINT):

@@ -78,7 +78,7 @@ def test_bundle_name_layout_and_manifest(bundle: Path, unpacked: Path) -> None:
     assert (manifest["version"], manifest["python_tag"]) == (VERSION, PYTHON_TAG)
 
     dependencies = {d["name"].lower().replace("_", "-") for d in manifest["dependencies"]}
-    runtime = {"boto3", "pyyaml", "psutil", "structlog", "apscheduler", "libarchive-c"}
+    runtime = {"botocore", "pyyaml", "psutil", "structlog", "apscheduler", "libarchive-c"}
     assert runtime <= dependencies
     assert not dependencies & {"pytest", "moto", "mypy", "ruff", "cryptography"}
     wheel = f"wheel/codedeploy_agent_py-{VERSION}-py3-none-any.whl"

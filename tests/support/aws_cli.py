@@ -10,7 +10,9 @@ import json
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
+
+import botocore.session
 
 from tests.support.server import VENV_BIN, server_environment
 
@@ -72,6 +74,17 @@ class AwsCli:
         completed = self.run(*arguments)
         assert completed.returncode == 0, completed.stderr
         return json.loads(completed.stdout) if completed.stdout.strip() else {}
+
+    def codedeploy_client(self) -> Any:
+        """botocore's CodeDeploy client with the same endpoint and keys (the CLI's own
+        library, in this process: for set-up steps, where a CLI run costs a second)."""
+        return botocore.session.Session().create_client(
+            "codedeploy",
+            region_name=self.region,
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.credentials["AccessKeyId"],
+            aws_secret_access_key=self.credentials["SecretAccessKey"],
+        )
 
     def error(self, *arguments: str, profile: Optional[str] = None) -> str:
         """Run a command that must fail; the error line the CLI printed."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,6 +22,13 @@ from typing import Dict, Optional, Sequence
 VENV_BIN = Path(sys.executable).parent
 SERVER_PROGRAM = str(VENV_BIN / "codedeploy-server")
 READY_PREFIX = "listening on "
+
+
+def free_loopback_port() -> int:
+    """A port of 127.0.0.1 free now: for a server that must come back on the same port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def server_environment() -> Dict[str, str]:

@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 from typing import Any, Dict
 
-import botocore.session
 import pytest
 
 from tests.support.aws_cli import AwsCli
@@ -25,14 +24,7 @@ def cli(tmp_path: Path, server: ServerProcess, operator: Dict[str, str]) -> AwsC
 
 
 def botocore_client(cli: AwsCli) -> Any:
-    session = botocore.session.Session()
-    return session.create_client(
-        "codedeploy",
-        region_name=cli.region,
-        endpoint_url=cli.endpoint_url,
-        aws_access_key_id=cli.credentials["AccessKeyId"],
-        aws_secret_access_key=cli.credentials["SecretAccessKey"],
-    )
+    return cli.codedeploy_client()
 
 
 def _error_line(operation: str, code: str) -> str:

@@ -9,7 +9,9 @@ from typing import List
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config as AlembicConfig
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from server.access_keys.master_key import load_or_create_master_key_on_disk
 from server.access_keys.store import (
@@ -20,7 +22,7 @@ from server.access_keys.store import (
     load_active_key,
     revoke_access_key,
 )
-from server.database.engine import open_database
+from server.database.engine import MIGRATIONS_FOLDER, open_database
 from server.database.schema import applications, deployment_groups, metadata
 
 
@@ -49,7 +51,9 @@ def test_opening_twice_and_at_once_migrates_once(database_url: str) -> None:
     database = open_database(database_url)
     with database.read() as connection:
         versions = connection.execute(sa.text("SELECT version_num FROM alembic_version")).all()
-    assert versions == [("0001",)]
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS_FOLDER))
+    assert versions == [(ScriptDirectory.from_config(config).get_current_head(),)]
 
 
 def test_a_failed_transaction_changes_nothing(database_url: str) -> None:

@@ -1,0 +1,139 @@
+"""Waking the long polls of hosts that got a new command.
+
+An agent's PollHostCommand waits on the server's event loop until a command is queued for
+its host (or the poll's time is up). :class:`HostWakeups` holds those waits, by instance
+name; whatever queued a command (a completion, a new deployment, a timeout, a stop) wakes
+the host once its transaction has committed, from any thread. A woken poll looks in the
+database again, so a wake-up that finds nothing costs one read, never a wrong answer.
+
+With PostgreSQL, several server processes may share one fleet: a host polling one process
+must notice a command queued by another. The transaction that queues commands also sends
+``NOTIFY codedeploy_host_commands`` with the hosts' names (delivered at commit, and only
+then); :class:`PostgresNotifications` is a thread per process that LISTENs on its own
+connection and wakes the named hosts, and all of them after it lost and regained its
+connection (a notification may have been missed meanwhile).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from typing import Dict, Iterable, Iterator, List, Optional, Set
+
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.engine import Connection, make_url
+
+log = structlog.get_logger(__name__)
+
+CHANNEL = "codedeploy_host_commands"
+ALL_HOSTS = "*"
+# PostgreSQL refuses payloads of 8000 bytes or more; names are at most 100 characters.
+_PAYLOAD_BUDGET = 7000
+
+
+class HostWakeups:
+    """The waiting polls of this process, by instance name (their event loop's own)."""
+
+    def __init__(self) -> None:
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._waiting: Dict[str, Set[asyncio.Future[None]]] = {}
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The loop the polls wait on (the server's, once it runs)."""
+        self._loop = loop
+
+    @contextlib.contextmanager
+    def waiter(self, instance: str) -> Iterator[asyncio.Future[None]]:
+        """A future done when ``instance`` is woken: register it, then look in the
+        database, then await it, so that no wake-up falls between the two."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(instance, set()).add(future)
+        try:
+            yield future
+        finally:
+            waiting = self._waiting.get(instance)
+            if waiting is not None:
+                waiting.discard(future)
+                if not waiting:
+                    del self._waiting[instance]
+
+    def wake(self, instances: Iterable[str]) -> None:
+        """Wake these hosts' polls (any thread; nothing happens before :meth:`bind`)."""
+        names = list(instances)
+        if names and self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wake_now, names)
+
+    def wake_all(self) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wake_now, [ALL_HOSTS])
+
+    def _wake_now(self, names: List[str]) -> None:
+        chosen = list(self._waiting) if ALL_HOSTS in names else names
+        for name in chosen:
+            for future in self._waiting.get(name, ()):
+                if not future.done():
+                    future.set_result(None)
+
+
+def announce_in_transaction(connection: Connection, instances: Iterable[str]) -> None:
+    """On PostgreSQL, tell every server process which hosts got commands, at commit."""
+    if connection.dialect.name != "postgresql":
+        return
+    batch: List[str] = []
+    for name in sorted(set(instances)):
+        if batch and sum(len(item) + 1 for item in batch) + len(name) > _PAYLOAD_BUDGET:
+            _notify(connection, batch)
+            batch = []
+        batch.append(name)
+    if batch:
+        _notify(connection, batch)
+
+
+def _notify(connection: Connection, names: List[str]) -> None:
+    connection.execute(
+        sa.text("SELECT pg_notify(:channel, :payload)"),
+        {"channel": CHANNEL, "payload": "\n".join(names)},
+    )
+
+
+class PostgresNotifications:
+    """A thread that LISTENs for other processes' announcements and wakes the hosts."""
+
+    RETRY_SECONDS = 1.0
+
+    def __init__(self, database_url: str, wakeups: HostWakeups) -> None:
+        url = make_url(database_url).set(drivername="postgresql")
+        self._conninfo = url.render_as_string(hide_password=False)
+        self._wakeups = wakeups
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pg-listen", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        import psycopg
+
+        first = True
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self._conninfo, autocommit=True) as connection:
+                    connection.execute(f"LISTEN {CHANNEL}")
+                    if not first:
+                        self._wakeups.wake_all()
+                    first = False
+                    self._listen(connection)
+            except psycopg.Error as error:
+                log.warning("listening for host commands failed; retrying", error=str(error)[:200])
+                self._stop.wait(self.RETRY_SECONDS)
+
+    def _listen(self, connection: object) -> None:
+        while not self._stop.is_set():
+            for notice in connection.notifies(timeout=1.0):  # type: ignore[attr-defined]
+                self._wakeups.wake(notice.payload.split("\n"))
