@@ -4,15 +4,18 @@ Two guarantees rest on them: a worker the agent forks dies with the agent (paren
 signal), and every process a hook leaves behind stays a descendant of the agent while it
 runs (child subreaper), so that a timeout can find it. Both are per process and survive
 nothing but ``fork`` (the death signal is cleared in the child, so it is set again there).
+The programs also leave through :func:`exit_without_teardown` once their work is done.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import os
 import signal
-from typing import Collection, Iterator
+import sys
+from typing import Collection, Iterator, NoReturn
 
 from agent.interrupts import INTERRUPTING_SIGNALS
 
@@ -73,3 +76,20 @@ def interrupts_held() -> Iterator[Collection[int]]:
         yield previous
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def exit_without_teardown(code: int) -> NoReturn:
+    """End the process now with ``code``, once the standard streams and the logs are
+    flushed, without the interpreter's tear-down.
+
+    When a program's work is over, everything it has to say is printed and logged, and the
+    kernel lets go of its locks; unwinding the modules it loaded (boto3's, libarchive's)
+    would only delay the exit, by 50 ms or more for ``codedeploy-local``, and a thread still
+    waiting on the network (the daemon's last poll) would be waited for.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        # A reader that went away (a closed pipe) changes nothing about the status.
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)

@@ -7,14 +7,16 @@ entry and ``python -m agent.local_deployment``'s.
 
 from __future__ import annotations
 
-import sys
-
 from agent.interrupts import install_interrupt_handlers, run_interruptible
 
 
 def main() -> None:
     install_interrupt_handlers()
-    sys.exit(run_interruptible("codedeploy-local", _run))
+    code = run_interruptible("codedeploy-local", _run)
+    # Loaded by now: the run imported far more.
+    from agent.process_control import exit_without_teardown
+
+    exit_without_teardown(code)
 
 
 def _run() -> int:
