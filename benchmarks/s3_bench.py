@@ -14,10 +14,13 @@ Each is measured, in the same run and in alternation, against the baseline of a 
 stream: ``curl`` of a presigned URL of the same object into a file, then ``tar -x`` of it.
 The agent is the installed program's own entry (``python -m agent.local_deployment``),
 timed from the start of its process to its exit: interpreter start-up, imports and exit
-included. Each timed step follows the removal of a tree as large as the one it makes (an
-untimed baseline run comes first): on ext4 without a journal, creating files soon after
-others were removed costs more (the allocator steps over recently freed inodes), and the
-first step would otherwise be the only one spared. It prints, over ``--rounds`` rounds,
+included. The order of the steps turns by one each round, so that the baseline and each
+agent take each place in turn (the step right after the baseline runs slower, by seconds
+for the big bundle). Each timed step follows the removal of a tree as large as the one it
+makes (an untimed baseline run comes first): on ext4 without a journal, creating files
+soon after others were removed costs more (the allocator steps over recently freed
+inodes), and the first step would otherwise be the only one spared. It prints, over
+``--rounds`` rounds (a multiple of the number of sides keeps the places even),
 the median and the range of each side's wall times and of the per-round ratios (target:
 at most 1.0), the agent's own DownloadBundle time from its log, and the agent's peak RSS
 (its process and the ones it waited for, from ``wait4``), which must not grow with the
@@ -247,21 +250,27 @@ def measure(
     args: Any,
     rounds: Optional[int] = None,
 ) -> List[Figures]:
-    """``rounds`` rounds of: the baseline, then each agent (this tree's first). An untimed
-    baseline run comes first, so that every timed step follows the removal of a tree of
-    the same size, unless ``--keep-trees`` keeps every tree until the case is over. One
-    Figures per agent, each with the same baseline times."""
+    """``rounds`` rounds of the baseline and each agent, the order turning by one step
+    each round: the step right after the baseline runs slower (by seconds for the big
+    bundle), so each side takes each place in turn. An untimed baseline run comes first,
+    so that every timed step follows the removal of a tree of the same size, unless
+    ``--keep-trees`` keeps every tree until the case is over. One Figures per agent, each
+    with the same baseline times."""
     keep = bool(args.keep_trees)
     baseline_seconds(client, bundle, where, keep)
     baselines: List[float] = []
     downloads: List[float] = []
     runs: List[List[Tuple[float, float, int]]] = [[] for _ in sources]
-    for _ in range(args.rounds if rounds is None else rounds):
-        both, download = baseline_seconds(client, bundle, where, keep)
-        baselines.append(both)
-        downloads.append(download)
-        for source, agent_runs in zip(sources, runs):
-            agent_runs.append(agent_seconds(server, bundle, where, source, keep))
+    steps = [-1, *range(len(sources))]  # -1: the baseline; else the index of an agent
+    for number in range(args.rounds if rounds is None else rounds):
+        turn = number % len(steps)
+        for step in steps[turn:] + steps[:turn]:
+            if step < 0:
+                both, download = baseline_seconds(client, bundle, where, keep)
+                baselines.append(both)
+                downloads.append(download)
+            else:
+                runs[step].append(agent_seconds(server, bundle, where, sources[step], keep))
     shutil.rmtree(where / "kept", ignore_errors=True)
     return [
         Figures(
