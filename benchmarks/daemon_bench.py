@@ -18,8 +18,10 @@ It prints, measured in the same run:
   the time goes as the stub sees it;
 - DownloadBundle of a small S3 bundle (``--s3-downloads``, 0 to skip): a tgz of a few KB
   in an S3 server on loopback (SeaweedFS when its ``weed`` binary is installed, else
-  moto), deployed again and again by another daemon (DownloadBundle then Install, as a
-  deployment does), the time from queueing DownloadBundle to its completion (target:
+  moto), deployed again and again by another daemon (ApplicationStop, DownloadBundle and
+  Install, the start of an in-place deployment: DownloadBundle finds the specification
+  verified by the command before it), the time from queueing DownloadBundle to its
+  completion (target:
   median < 40 ms after the first, which may build the S3 client), against the same run's
   floor: a warm boto3 client's GET of the object plus ``tarfile`` extracting it, in this
   process.
@@ -506,18 +508,19 @@ class S3Downloads:
 def deploy_from_s3(
     agent: Agent, kit: SigningKit, deployment_id: str, etag: str
 ) -> Tuple[float, float, float]:
-    """DownloadBundle (queued once the daemon is back in its long poll) then Install of
-    one deployment; returns DownloadBundle's seconds from queueing to completion, from
-    acknowledgement to completion, and the daemon's CPU seconds in between."""
+    """ApplicationStop, DownloadBundle and Install of one deployment, each queued once the
+    daemon is back in its long poll; returns DownloadBundle's seconds from queueing to
+    completion, from acknowledgement to completion, and the daemon's CPU seconds in
+    between."""
     stub = agent.stub
     stub.set_specification(deployment_id, kit.sign(s3_spec_for(deployment_id, etag)), "PKCS7/JSON")
-    with stub.arrivals:
-        last = max(stub.completed.values(), default=0.0)
-    if not stub.wait_for_poll_after(last):
-        raise SystemExit(f"the {agent.label} daemon stopped polling")
-    time.sleep(0.05)
     figures = (0.0, 0.0, 0.0)
-    for command in ("DownloadBundle", "Install"):
+    for command in ("ApplicationStop", "DownloadBundle", "Install"):
+        with stub.arrivals:
+            last = max(stub.completed.values(), default=0.0)
+        if not stub.wait_for_poll_after(last):
+            raise SystemExit(f"the {agent.label} daemon stopped polling")
+        time.sleep(0.05)
         cpu_before = agent.process.cpu_times()
         queued = time.monotonic()
         host_command = str(
@@ -596,7 +599,7 @@ def report_s3_downloads(
 ) -> None:
     print(
         f"DownloadBundle of a small S3 bundle ({size} bytes, tgz, {store} on loopback;"
-        " each deployment DownloadBundle then Install, turns alternate):"
+        " each deployment ApplicationStop, DownloadBundle, Install; turns alternate):"
     )
     print(
         "  floor: a warm boto3 GET + tarfile extract in one process:"
