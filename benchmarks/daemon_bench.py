@@ -17,6 +17,15 @@ It prints, measured in the same run:
   deployment (its specification verified by openssl) and for the later ones, with where
   the time goes as the stub sees it, the daemon's CPU per command (steadier than wall
   time on a busy host) and how many connections it opened to the stub (one is right).
+- DownloadBundle of a small S3 bundle (``--s3-downloads``, 0 to skip): a tgz of a few KB
+  in an S3 server on loopback (SeaweedFS when its ``weed`` binary is installed, else
+  moto), deployed again and again by another daemon (ApplicationStop, DownloadBundle and
+  Install, the start of an in-place deployment: DownloadBundle finds the specification
+  verified by the command before it), the time from queueing DownloadBundle to its
+  completion (target:
+  median < 40 ms after the first, which may build the S3 client), against the same run's
+  floor: a warm boto3 client's GET of the object plus ``tarfile`` extracting it, in this
+  process.
 
 ``--baseline SOURCE`` runs a second daemon from another source tree of the agent (for
 example ``git archive main agent | tar -x -C /tmp/base``) beside this tree's, each with its
@@ -24,21 +33,27 @@ own stub, commands taking turns, so that both figures come from the same run on 
 load.
 
 Usage: python benchmarks/daemon_bench.py [--idle-seconds 60] [--commands 21] [--poll-wait 20]
-       [--baseline SOURCE]
+       [--s3-downloads 15] [--baseline SOURCE]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import json
+import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import psutil
 
@@ -367,12 +382,242 @@ def print_overhead(agent: Agent, baseline: float) -> None:
     )
 
 
+# DownloadBundle of a small S3 bundle: its own daemons, stubs and S3 server.
+
+S3_BUCKET = "bench-bundles"
+S3_KEY = "small-app.tgz"
+S3_REGION = "us-east-1"
+S3_DOWNLOAD_TARGET_MS = 40.0
+
+
+@dataclass(frozen=True)
+class LoopbackS3:
+    label: str
+    endpoint: str
+    access_key: str
+    secret_key: str
+
+    def client(self) -> Any:
+        import boto3  # type: ignore[import-untyped]
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name=S3_REGION,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+        )
+
+
+@contextlib.contextmanager
+def loopback_s3(where: Path) -> Iterator[LoopbackS3]:
+    """SeaweedFS on 127.0.0.1 when its binary is installed (a real store that checks
+    signatures, in a process of its own), else moto's server in this process."""
+    from tests.support.s3_servers import seaweedfs_s3_server, weed_binary
+
+    if weed_binary() is not None:
+        with seaweedfs_s3_server(where / "seaweedfs") as server:
+            yield LoopbackS3("SeaweedFS", server.endpoint, server.access_key, server.secret_key)
+        return
+    from tests.support.s3_servers import TEST_CREDENTIALS, moto_s3_server
+
+    with moto_s3_server() as endpoint:
+        key, secret = TEST_CREDENTIALS.access_key, TEST_CREDENTIALS.secret_key
+        yield LoopbackS3("moto (in this process)", endpoint, key, secret)
+
+
+def small_s3_bundle(destination: Path) -> bytes:
+    """A tgz of a few KB: an appspec installing ``content/`` to ``destination``, a few
+    small files and a script."""
+    files: Dict[str, bytes] = {
+        "appspec.yml": (
+            "version: 0.0\nos: linux\nfiles:\n"
+            f"  - source: content\n    destination: {destination}\n"
+        ).encode(),
+        "scripts/start.sh": b"#!/bin/sh\ntrue\n",
+    }
+    for index in range(8):
+        files[f"content/page{index}.html"] = os.urandom(384).hex().encode()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, data in files.items():
+            member = tarfile.TarInfo(name)
+            member.size = len(data)
+            member.mode = 0o755 if name.endswith(".sh") else 0o644
+            member.mtime = int(time.time())
+            archive.addfile(member, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def s3_spec_for(deployment_id: str, etag: str) -> str:
+    document = json.loads(spec_for(deployment_id, Path("/unused")))
+    document["Revision"] = {
+        "RevisionType": "S3",
+        "S3Revision": {"Bucket": S3_BUCKET, "Key": S3_KEY, "BundleType": "tgz", "ETag": etag},
+    }
+    return json.dumps(document)
+
+
+def start_s3_daemon(agent: Agent, kit: SigningKit, poll_wait: float, s3: LoopbackS3) -> None:
+    """``agent``'s daemon, its S3 requests going to ``s3`` with that server's keys (the
+    stub does not check signatures)."""
+    agent.stub.start()
+    agent.daemon = AgentDaemon(
+        agent.where,
+        agent.stub,
+        kit,
+        source=agent.source,
+        host=HOST,
+        wait_between_runs=1,
+        wait_after_error=1,
+        http_read_timeout=poll_wait + 10,
+        hook_kill_grace_seconds=None,
+        credentials={"AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key},
+        extra_config=f":s3_endpoint_override: '{s3.endpoint}'\n",
+    )
+    agent.daemon.run(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@dataclass
+class S3Downloads:
+    """One daemon's DownloadBundle figures, in seconds."""
+
+    first: float = 0.0
+    later: List[float] = field(default_factory=list)  # queued -> completion
+    work: List[float] = field(default_factory=list)  # acknowledgement -> completion
+    cpu: List[float] = field(default_factory=list)  # the daemon's own CPU, queued -> completion
+
+
+def deploy_from_s3(
+    agent: Agent, kit: SigningKit, deployment_id: str, etag: str
+) -> Tuple[float, float, float]:
+    """ApplicationStop, DownloadBundle and Install of one deployment, each queued once the
+    daemon is back in its long poll; returns DownloadBundle's seconds from queueing to
+    completion, from acknowledgement to completion, and the daemon's CPU seconds in
+    between."""
+    stub = agent.stub
+    stub.set_specification(deployment_id, kit.sign(s3_spec_for(deployment_id, etag)), "PKCS7/JSON")
+    figures = (0.0, 0.0, 0.0)
+    for command in ("ApplicationStop", "DownloadBundle", "Install"):
+        with stub.arrivals:
+            last = max(stub.completed.values(), default=0.0)
+        if not stub.wait_for_poll_after(last):
+            raise SystemExit(f"the {agent.label} daemon stopped polling")
+        time.sleep(0.05)
+        cpu_before = agent.process.cpu_times()
+        queued = time.monotonic()
+        host_command = str(
+            stub.queue_command(HOST, command, deployment_id)["HostCommandIdentifier"]
+        )
+        done = stub.wait_for_completion(host_command)
+        if done is None:
+            raise SystemExit(f"{agent.label}: {command} of {deployment_id} did not complete")
+        if command == "DownloadBundle":
+            cpu_after = agent.process.cpu_times()
+            cpu = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
+            with stub.arrivals:
+                ack_at = stub.arrived[("PutHostCommandAcknowledgement", host_command)]
+            figures = (done - queued, done - ack_at, cpu)
+    statuses = {body["CommandStatus"] for body in stub.completions()}
+    if statuses != {"Succeeded"}:
+        raise SystemExit(f"{agent.label}: some commands failed: {statuses}")
+    return figures
+
+
+def get_and_extract_seconds(client: Any, where: Path) -> float:
+    """The floor: a warm client's GET of the bundle, extracted by ``tarfile``."""
+    target = Path(tempfile.mkdtemp(prefix="extract-", dir=where))
+    started = time.monotonic()
+    body = client.get_object(Bucket=S3_BUCKET, Key=S3_KEY)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as archive:
+        archive.extractall(target, filter="data")
+    took = time.monotonic() - started
+    shutil.rmtree(target)
+    return took
+
+
+def measure_s3_downloads(
+    sources: List[Tuple[str, Path]], kit: SigningKit, folder: Path, count: int, poll_wait: float
+) -> None:
+    """``count`` deployments of a small S3 bundle per daemon, turns alternating, with the
+    floor measured between them."""
+    with loopback_s3(folder) as s3:
+        client = s3.client()
+        client.create_bucket(Bucket=S3_BUCKET)
+        bundle = small_s3_bundle(folder / "www-s3")
+        etag = str(client.put_object(Bucket=S3_BUCKET, Key=S3_KEY, Body=bundle)["ETag"])
+        agents: List[Agent] = []
+        for label, source in sources:
+            where = folder / f"s3-{label.replace(' ', '-')}"
+            where.mkdir()
+            stub = TimedStub(poll_wait=poll_wait, hang_seconds=5.0)
+            agents.append(Agent(label, source, where, stub, where))
+        figures = {agent.label: S3Downloads() for agent in agents}
+        try:
+            for agent in agents:
+                start_s3_daemon(agent, kit, poll_wait, s3)
+            for agent in agents:
+                if not agent.stub.wait_for_poll_after(0.0):
+                    raise SystemExit(f"the {agent.label} daemon never polled")
+                figures[agent.label].first = deploy_from_s3(agent, kit, "d-S3BENCH00", etag)[0]
+            get_and_extract_seconds(client, folder)  # the floor's client warms up too
+            floors: List[float] = []
+            for index in range(1, count):
+                order = agents if index % 2 == 0 else list(reversed(agents))
+                for agent in order:
+                    took, work, cpu = deploy_from_s3(agent, kit, f"d-S3BEN{index:04d}", etag)
+                    mine = figures[agent.label]
+                    mine.later.append(took)
+                    mine.work.append(work)
+                    mine.cpu.append(cpu)
+                floors.append(get_and_extract_seconds(client, folder))
+            report_s3_downloads(figures, floors, len(bundle), s3.label)
+        finally:
+            for agent in agents:
+                agent.stop()
+
+
+def report_s3_downloads(
+    figures: Dict[str, S3Downloads], floors: List[float], size: int, store: str
+) -> None:
+    print(
+        f"DownloadBundle of a small S3 bundle ({size} bytes, tgz, {store} on loopback;"
+        " each deployment ApplicationStop, DownloadBundle, Install; turns alternate):"
+    )
+    print(
+        "  floor: a warm boto3 GET + tarfile extract in one process:"
+        f" median {_ms(floors):.1f} ms (min {min(floors) * 1000:.1f},"
+        f" max {max(floors) * 1000:.1f}; {len(floors)} runs)"
+    )
+    for label, mine in figures.items():
+        later = sorted(mine.later)
+        median = _ms(later)
+        print(
+            f"  {label}: first {mine.first * 1000:.1f} ms; after the first, queued -> completed:"
+            f" median {median:.1f} ms, p90 {later[int(0.9 * (len(later) - 1))] * 1000:.1f} ms,"
+            f" min {later[0] * 1000:.1f} ms ({len(later)} runs)"
+            f"   target < {S3_DOWNLOAD_TARGET_MS:g} ms"
+            f" ({'met' if median < S3_DOWNLOAD_TARGET_MS else 'MISSED'})"
+        )
+        print(
+            f"    acknowledgement -> completion (the download and unpack) {_ms(mine.work):.1f} ms"
+            f" (median); the daemon's CPU per DownloadBundle"
+            f" {statistics.mean(mine.cpu) * 1000:.1f} ms (mean: the kernel counts it in ticks)"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--idle-seconds", type=float, default=60.0)
     parser.add_argument("--commands", type=int, default=21, help="commands per daemon")
     parser.add_argument("--poll-wait", type=float, default=20.0, help="stub long-poll seconds")
     parser.add_argument("--dir", default=None, help="where to put the agents' files")
+    parser.add_argument(
+        "--s3-downloads",
+        type=int,
+        default=15,
+        help="deployments of a small S3 bundle per daemon (0: skip)",
+    )
     parser.add_argument(
         "--baseline",
         default=None,
@@ -406,6 +651,8 @@ def main() -> int:
         finally:
             for agent in agents:
                 agent.stop()
+        if args.s3_downloads > 1:
+            measure_s3_downloads(sources, kit, Path(folder), args.s3_downloads, args.poll_wait)
     return 0
 
 

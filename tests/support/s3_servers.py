@@ -121,6 +121,9 @@ class StubObject:
     hold_after: Optional[int] = None
     release: threading.Event = field(default_factory=threading.Event)
     requests: List[Tuple[str, str, Dict[str, str]]] = field(default_factory=list)
+    # The client port of each request, in order: one port for several requests is one
+    # connection kept alive.
+    ports: List[int] = field(default_factory=list)
 
     @property
     def etag(self) -> str:
@@ -147,6 +150,7 @@ class _StubHandler(BaseHTTPRequestHandler):
         stub = self.server.stub
         with self.server.lock:
             stub.requests.append((self.command, self.path, dict(self.headers.items())))
+            stub.ports.append(int(self.client_address[1]))
         if self.path.split("?")[0] != f"/{stub.bucket}/{stub.key}":
             self._error(404, "NoSuchKey", send_body)
             return

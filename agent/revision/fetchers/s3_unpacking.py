@@ -10,7 +10,8 @@ in Python), and the unpack runs in a thread of its own. The file still becomes
 other: a failed download is the error reported (the unpacker sees the stream end early
 and leaves no folder behind); a failed unpack is reported once the download is complete,
 the bundle kept for a look. A zip cannot be read in order (its directory is at its end)
-and is unpacked after its download.
+and is unpacked after its download; so is a small bundle, which arrives in less time than
+the two threads and the pipe of a streamed unpack take to set up.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ log = structlog.get_logger(__name__)
 # unpacker's read size, instead of 64 KiB halves the system calls on both ends.
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _PIPE_SIZE = 1 << 20
+# Objects below this size are unpacked once they are whole, in the calling thread.
+STREAM_MIN_BYTES = 1 << 20
 
 
 def download_and_unpack_s3_bundle_to_disk(
@@ -53,8 +56,9 @@ def download_and_unpack_s3_bundle_to_disk(
     """Download the tar or tgz S3 revision to ``deployment.bundle`` and unpack it into
     ``deployment.archive`` as it arrives (network, disk); raises BundleError.
 
-    Returns False, with nothing unpacked, for an empty object: the unpack of the file then
-    gives the one clear message."""
+    Returns False, with nothing unpacked, for an object below :data:`STREAM_MIN_BYTES`
+    (an empty one included): the caller then unpacks the downloaded file, which for an
+    empty one gives the one clear message."""
     where = f"bundle {deployment.bundle}"
 
     def unpack(read_end: int) -> None:
@@ -101,7 +105,7 @@ class _Follower:
         return bool(self._threads)
 
     def started(self, fd: int, size: int) -> None:
-        if size == 0:
+        if size < STREAM_MIN_BYTES:
             return
         self._size = size
         source = os.dup(fd)  # the fetcher closes its own descriptor when it is done

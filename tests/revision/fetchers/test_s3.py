@@ -285,3 +285,17 @@ def test_downloads_with_one_client_cache_build_one_client(
         )
         download_s3_bundle_to_disk(revision, tmp_path / "bare.tar", s3_settings(endpoint))
     assert len(built) == 3
+
+
+def test_downloads_through_one_client_cache_share_one_connection(tmp_path: Path) -> None:
+    # The daemon's downloads of small bundles each cost a HEAD and a GET on the connection
+    # the previous download left open, not a new connection each.
+    stub = StubObject("bucket", "app.tgz", os.urandom(3000))
+    clients = S3Clients()
+    with stub_s3_server(stub) as endpoint:
+        revision = S3Revision("bucket", "app.tgz", BundleType.TGZ)
+        for run in range(3):
+            settings = s3_settings(endpoint, s3_clients=clients)
+            download_s3_bundle_to_disk(revision, tmp_path / f"bundle{run}.tar", settings)
+    assert [method for method, *_ in stub.requests] == ["HEAD", "GET"] * 3
+    assert len(set(stub.ports)) == 1, stub.ports

@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import List
 
 import pytest
+from structlog.testing import capture_logs
 
 from agent.deployment_root.layout import DeploymentDir
 from agent.deployment_specification.model import BundleType, S3Revision
 from agent.host_command.download_bundle import download_revision_to_disk
 from agent.revision.bundle import UnpackPolicy
 from agent.revision.errors import BundleError
+from agent.revision.fetchers.s3_unpacking import STREAM_MIN_BYTES
 from agent.revision.fetchers.settings import FetchSettings
 from tests.support.archives import file, make_tar
 from tests.support.s3_servers import StubObject, s3_settings, stub_s3_server
@@ -140,3 +142,30 @@ def test_an_empty_object_is_refused_as_before(tmp_path: Path) -> None:
             S3Revision("bucket", "app.tgz", BundleType.TGZ), deployment, s3_settings(endpoint)
         )
     assert str(raised.value) == f"bundle {deployment.bundle} is empty (0 bytes), not a tgz archive"
+
+
+def test_a_small_bundle_is_unpacked_once_whole_without_streaming(tmp_path: Path) -> None:
+    # A bundle of a few KB arrives in one read: the feeder and unpacker threads and their
+    # pipe would cost more than they could overlap.
+    tar = make_tar(
+        tmp_path / "small.tgz",
+        [file("appspec.yml", b"version: 0.0\nos: linux\n"), file("index.html", b"small\n")],
+        compression="gz",
+    )
+    data = tar.read_bytes()
+    assert len(data) < STREAM_MIN_BYTES
+    stub = StubObject("bucket", "small.tgz", data)
+    deployment = _deployment(tmp_path)
+    with stub_s3_server(stub) as endpoint, capture_logs() as logs:
+        _download(
+            S3Revision("bucket", "small.tgz", BundleType.TGZ), deployment, s3_settings(endpoint)
+        )
+    events = [entry["event"] for entry in logs]
+    assert "unpacking bundle as it downloads" not in events
+    assert "unpacking bundle" in events
+    assert (deployment.archive / "index.html").read_bytes() == b"small\n"
+    assert deployment.bundle.read_bytes() == data
+    assert sorted(path.name for path in deployment.path.iterdir()) == [
+        "bundle.tar",
+        "deployment-archive",
+    ]
