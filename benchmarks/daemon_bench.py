@@ -193,7 +193,8 @@ class Agent:
         assert self.daemon is not None and self.daemon.process is not None
         return psutil.Process(self.daemon.process.pid)
 
-    def start(self, kit: SigningKit, poll_wait: float) -> None:
+    def start(self, kit: SigningKit, poll_wait: float, **daemon_options: Any) -> None:
+        """Start the stub and the daemon; ``daemon_options`` go to :class:`AgentDaemon`."""
         self.stub.start()
         self.daemon = AgentDaemon(
             self.where,
@@ -205,6 +206,7 @@ class Agent:
             wait_after_error=1,
             http_read_timeout=poll_wait + 10,
             hook_kill_grace_seconds=None,
+            **daemon_options,
         )
         self.daemon.run(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -461,21 +463,12 @@ def s3_spec_for(deployment_id: str, etag: str) -> str:
 def start_s3_daemon(agent: Agent, kit: SigningKit, poll_wait: float, s3: LoopbackS3) -> None:
     """``agent``'s daemon, its S3 requests going to ``s3`` with that server's keys (the
     stub does not check signatures)."""
-    agent.stub.start()
-    agent.daemon = AgentDaemon(
-        agent.where,
-        agent.stub,
+    agent.start(
         kit,
-        source=agent.source,
-        host=HOST,
-        wait_between_runs=1,
-        wait_after_error=1,
-        http_read_timeout=poll_wait + 10,
-        hook_kill_grace_seconds=None,
+        poll_wait,
         credentials={"AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key},
         extra_config=f":s3_endpoint_override: '{s3.endpoint}'\n",
     )
-    agent.daemon.run(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 @dataclass
