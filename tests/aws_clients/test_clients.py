@@ -16,7 +16,7 @@ from agent.deployment_specification.model import BundleType, S3Revision
 from agent.revision.fetchers.s3 import download_s3_bundle_to_disk
 from agent.revision.fetchers.settings import FetchSettings
 from tests.support.command_service import CommandServiceStub
-from tests.support.http_proxy import ForwardingProxy
+from tests.support.http_proxy import ForwardingProxy, without_feature_ids
 from tests.support.s3_servers import REGION, TEST_CREDENTIALS, StubObject, stub_s3_server
 
 HOST = "arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0"
@@ -53,16 +53,11 @@ def test_both_clients_of_one_configuration_use_its_proxy_and_the_agent_user_agen
     agents = {user_agent for *_, user_agent in proxy.seen}
     agents |= {request.headers["user-agent"] for request in service.requests}
     agents |= {headers["User-Agent"] for *_, headers in served.requests}
-    agents = {_without_feature_ids(user_agent) for user_agent in agents}
+    agents = {without_feature_ids(user_agent) for user_agent in agents}
     assert len(agents) == 1, agents
     [user_agent] = agents
     assert user_agent.startswith("Botocore/")
     assert user_agent.endswith(f" {AGENT_TOKEN}")
-
-
-def _without_feature_ids(user_agent: str) -> str:
-    """The User-Agent without botocore's ``m/`` token (the features a request used)."""
-    return " ".join(token for token in user_agent.split() if not token.startswith("m/"))
 
 
 def test_both_clients_get_the_same_timeouts_retry_mode_and_proxy() -> None:

@@ -22,7 +22,7 @@ from tests.support.command_service import (
     queue_deployment,
 )
 from tests.support.daemon import AgentDaemon
-from tests.support.http_proxy import ForwardingProxy
+from tests.support.http_proxy import ForwardingProxy, without_feature_ids
 from tests.support.on_premises_files import (
     ROTATED_SECRET,
     ROTATED_TOKEN,
@@ -402,11 +402,6 @@ def test_the_daemon_reaches_both_services_through_its_proxy_naming_itself_alike(
     user_agents = {user_agent for *_, user_agent in seen}
     user_agents |= {request.headers["user-agent"] for request in stub.requests}
     user_agents |= {headers["User-Agent"] for *_, headers in served.requests}
-    user_agents = {_without_feature_ids(user_agent) for user_agent in user_agents}
+    user_agents = {without_feature_ids(user_agent) for user_agent in user_agents}
     assert len(user_agents) == 1, user_agents
     assert user_agents.pop().endswith(f" codedeploy-agent-py/{__version__}")
-
-
-def _without_feature_ids(user_agent: str) -> str:
-    """The User-Agent without botocore's ``m/`` token (the features a request used)."""
-    return " ".join(token for token in user_agent.split() if not token.startswith("m/"))

@@ -93,3 +93,9 @@ class ForwardingProxy:
                 self.wfile.write(data)
 
         return Handler
+
+
+def without_feature_ids(user_agent: str) -> str:
+    """A recorded User-Agent without botocore's ``m/`` token (the features a request used,
+    which vary per request), so that the agent's requests can be compared with each other."""
+    return " ".join(token for token in user_agent.split() if not token.startswith("m/"))
