@@ -4,7 +4,8 @@ Two guarantees rest on them: a worker the agent forks dies with the agent (paren
 signal), and every process a hook leaves behind stays a descendant of the agent while it
 runs (child subreaper), so that a timeout can find it. Both are per process and survive
 nothing but ``fork`` (the death signal is cleared in the child, so it is set again there).
-A short-lived program also ends here, without the interpreter's tear-down.
+A short-lived program also ends here, without the interpreter's tear-down, and the daemon
+gives the C heap's free pages back to the system here when it goes idle.
 """
 
 from __future__ import annotations
@@ -76,6 +77,22 @@ def interrupts_held() -> Iterator[Collection[int]]:
         yield previous
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def release_free_heap() -> bool:
+    """Give the C heap's free pages back to the system (glibc's ``malloc_trim``).
+
+    glibc returns freed memory to the kernel only from the top of its heap, so the garbage
+    of start-up (service models parsed, modules compiled) and of a deployment stays in the
+    daemon's resident set while it idles, pinned by a few live blocks above it. The call
+    takes about 10 microseconds once the heap is small. False where the C library has no
+    such call (musl): nothing to do there.
+    """
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return False
+    return int(trim(ctypes.c_size_t(0))) == 1
 
 
 def exit_without_teardown(status: int) -> NoReturn:

@@ -40,6 +40,7 @@ from agent.deployment_root.group_lock import DaemonGroupLocks
 from agent.deployment_specification.verified_payloads import VerifiedPayloads
 from agent.host_command.lifecycle_event import RecentAppspecs
 from agent.lifecycle_event.process_tree import reap_adopted_orphans
+from agent.process_control import release_free_heap
 
 log = structlog.get_logger(__name__)
 
@@ -114,6 +115,9 @@ class PollLoop:
         self._handling = False
         self._failures = 0
         self._restart_reported = False
+        # Start-up's garbage goes back to the system before the first long poll, and each
+        # command's after it: the daemon idles far longer than it works.
+        self._heap_dirty = True
         self._target = f"{hide_url_user_info(client.endpoint_url)} as {settings.host_identifier}"
         # The deployment of the command that runs (or ran last) and how many of its
         # commands finished since: "2 of its commands done" in the status line.
@@ -230,6 +234,9 @@ class PollLoop:
                 self._restart_reported = True
             self._announce(POLLING)
             self._group_locks.release_idle_locks()
+            if self._heap_dirty:
+                release_free_heap()
+                self._heap_dirty = False
             result = poll_once(
                 self._client,
                 self._settings,
@@ -245,6 +252,7 @@ class PollLoop:
             if result.outcome is not None:
                 if result.outcome.ran:
                     self._finished(result.outcome.deployment_id)
+                    self._heap_dirty = True
                 self._announce(POLLING, last=result.outcome.summary())
         except CommandServiceError as error:
             self._failures += 1
