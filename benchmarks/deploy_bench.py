@@ -40,25 +40,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 # daemon_bench (beside this file) also puts the repository on sys.path for tests.*.
 from daemon_bench import HOST, TimedStub, peak_rss_bytes
+from measured_run import run_measured
 
 from tests.support.daemon import AgentDaemon
 from tests.support.signing import make_signing_kit
 
 REPO = Path(__file__).resolve().parent.parent
-
-# Runs the CLI in a fresh interpreter and reports the peak RSS (KiB) of the largest
-# process of the deployment: the agent itself or one it started (the install's second
-# process, hooks).
-_MEASURED_RUN = (
-    "import resource, sys\n"
-    "from agent.local_deployment.cli import run_local_deployment\n"
-    "code = run_local_deployment(sys.argv[1:])\n"
-    "own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-    "forked = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
-    "print('peak_rss_kib', max(own, forked), file=sys.stderr)\n"
-    "from agent.process_control import exit_without_teardown\n"
-    "exit_without_teardown(code)  # as the program ends\n"
-)
 
 
 def build_revision(where: Path, files: int, install: Path) -> Path:
@@ -108,11 +95,12 @@ def floor_seconds(bundle: Path, where: Path) -> float:
 
 
 def deploy(bundle: Path, config: Path) -> Tuple[float, int]:
-    """(wall seconds, peak RSS in KiB) of one codedeploy-local deployment."""
+    """(wall seconds, peak RSS in KiB) of one codedeploy-local deployment: the largest
+    process of it, the program itself or one it started (the install's second process)."""
     command = [
         sys.executable,
-        "-c",
-        _MEASURED_RUN,
+        "-m",
+        "agent.local_deployment",
         "-l",
         str(bundle),
         "-t",
@@ -120,13 +108,10 @@ def deploy(bundle: Path, config: Path) -> Tuple[float, int]:
         "-c",
         str(config),
     ]
-    started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO)
-    seconds = time.perf_counter() - started
+    done = run_measured(command, capture_output=True, text=True, cwd=REPO)
     if done.returncode != 0:
-        sys.exit(f"deployment failed:\n{done.stdout}\n{done.stderr}")
-    rss = int(done.stderr.rsplit("peak_rss_kib", 1)[1].split()[0])
-    return seconds, rss
+        sys.exit(f"deployment failed:\n{done.output}")
+    return done.seconds, done.peak_rss_kib
 
 
 @dataclass(frozen=True)

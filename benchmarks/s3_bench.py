@@ -55,6 +55,7 @@ if str(REPO) not in sys.path:
 
 # The sync before each timed step.
 from benchmarks.deploy_bench import settle  # noqa: E402
+from benchmarks.measured_run import run_measured  # noqa: E402
 from tests.support.s3_servers import SeaweedS3, seaweedfs_s3_server, weed_binary  # noqa: E402
 
 MIB = 1 << 20
@@ -215,22 +216,23 @@ def agent_seconds(
         "-c",
         str(config),
     ]
-    output = where / "agent-output"
     settle()
-    with output.open("wb") as sink:
-        started = time.perf_counter()
-        process = subprocess.Popen(
-            command, stdout=sink, stderr=subprocess.STDOUT, cwd=source, env=environment
-        )
-        # wait4 reports the child's peak RSS, and its own children's.
-        _, status, usage = os.wait4(process.pid, 0)
-        seconds = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
-    text = output.read_text(encoding="utf-8", errors="replace")
-    if process.returncode != 0:
+    # Through the launcher: a program started straight from this process would report
+    # this process's peak RSS (boto3, the bundles' bookkeeping) instead of its own.
+    done = run_measured(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=source,
+        env=environment,
+        text=True,
+        errors="replace",
+    )
+    seconds, text = done.seconds, done.output
+    if done.returncode != 0:
         sys.exit(f"deployment of {bundle.key} failed:\n{text}")
     clear_away([root, log_dir], where, keep)
-    return seconds, download_bundle_seconds(text), int(usage.ru_maxrss)
+    return seconds, download_bundle_seconds(text), done.peak_rss_kib
 
 
 def download_bundle_seconds(output: str) -> float:
