@@ -116,10 +116,12 @@ class CommandServiceSettings:
     def __post_init__(self) -> None:
         if not _REGION_NAME.match(self.region):
             raise CommandServiceError(f"{self.region!r} is not an AWS region name")
-        if not self.agent_version.isprintable() or not self.agent_version.isascii():
-            raise CommandServiceError(f"agent version {self.agent_version!r} is not header text")
-        if self.read_timeout <= 0 or self.max_attempts < 1:
-            raise CommandServiceError("command service read timeout and attempts must be > 0")
+        try:
+            # The rules every AWS client of the agent follows (the version as header text,
+            # timeouts, attempts) are ClientSettings'; here they are this family's error.
+            self.client_settings  # noqa: B018
+        except ValueError as error:
+            raise CommandServiceError(f"command service client: {error}") from None
 
     @property
     def service_name(self) -> str:

@@ -174,6 +174,21 @@ def test_a_region_that_is_not_a_region_name_is_refused() -> None:
         CommandServiceSettings(region="evil.example.com/x")
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("agent_version", "1.0\r\nX-Injected: 1", "is not header text"),
+        ("read_timeout", 0.0, "timeouts must be > 0"),
+        ("max_attempts", 0, "at least one attempt"),
+    ],
+)
+def test_settings_every_aws_client_refuses_are_a_command_service_error(
+    field: str, value: object, message: str
+) -> None:
+    with pytest.raises(CommandServiceError, match=f"command service client: .*{message}"):
+        CommandServiceSettings(region="us-east-1", **{field: value})  # type: ignore[arg-type]
+
+
 # -- operations ------------------------------------------------------------------------
 
 
