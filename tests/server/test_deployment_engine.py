@@ -3,6 +3,8 @@ PostgreSQL: batches, outcomes, the failures that stop a walk, stop and rollback.
 
 from __future__ import annotations
 
+from typing import Dict, List, Tuple
+
 import sqlalchemy as sa
 
 from server.database.engine import open_database
@@ -263,3 +265,33 @@ def test_commands_that_show_no_sign_of_life_time_out(database_url: str) -> None:
     assert "did not ask for this command" in messages["host-1"]
     fleet.complete(command["id"], failed=False)  # too late: changes nothing
     assert fleet.host_statuses(deployment_id) == {"host-0": "Failed", "host-1": "Failed"}
+
+
+def test_a_host_in_two_groups_runs_both_deployments_one_command_at_a_time(
+    database_url: str,
+) -> None:
+    fleet = SimulatedFleet(open_database(database_url), 2)
+    other_group = fleet.add_group("other-group")
+    first = fleet.deploy(ALL_AT_ONCE)
+    second = fleet.deploy(ALL_AT_ONCE, group_id=other_group, label="v2")
+    ran: Dict[str, List[Tuple[str, str]]] = {host: [] for host in fleet.hosts}
+    for _ in range(100):
+        if all(fleet.status(each) not in ("Created", "InProgress") for each in (first, second)):
+            break
+        for host in fleet.hosts:
+            command = fleet.poll(host)
+            if command is None:
+                continue
+            assert fleet.acknowledge(command["id"]) == "InProgress"
+            # While it runs, the host is given nothing else, from either deployment.
+            assert fleet.poll(host, poll_started=fleet.tick()) is None
+            ran[host].append((command["deployment_id"], command["command_name"]))
+            fleet.complete(command["id"], failed=False)
+    assert (fleet.status(first), fleet.status(second)) == ("Succeeded", "Succeeded")
+    for host in fleet.hosts:
+        for deployment_id in (first, second):
+            commands = [name for each, name in ran[host] if each == deployment_id]
+            assert commands == list(IN_PLACE_COMMANDS)
+            assert fleet.events(deployment_id, host) == [
+                (event, "Succeeded") for event in IN_PLACE_COMMANDS
+            ]

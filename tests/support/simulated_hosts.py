@@ -66,17 +66,26 @@ class SimulatedFleet:
             self._make_group(connection)
 
     def _make_group(self, connection: sa.Connection) -> None:
-        application_id = str(uuid.uuid4())
+        self.application_id = str(uuid.uuid4())
         connection.execute(
             applications.insert().values(
-                id=application_id, name="app", compute_platform="Server", tags=[], created_at=1.0
+                id=self.application_id,
+                name="app",
+                compute_platform="Server",
+                tags=[],
+                created_at=1.0,
             )
         )
+        self._insert_group(connection, self.group_id, "group")
+        for name in self.hosts:
+            self.register(connection, name)
+
+    def _insert_group(self, connection: sa.Connection, group_id: str, name: str) -> None:
         connection.execute(
             deployment_groups.insert().values(
-                id=self.group_id,
-                application_id=application_id,
-                name="group",
+                id=group_id,
+                application_id=self.application_id,
+                name=name,
                 deployment_config_name="CodeDeployDefault.OneAtATime",
                 service_role_arn="arn:aws:iam::000000000000:role/r",
                 on_premises_tag_filters=[TAG],
@@ -85,8 +94,13 @@ class SimulatedFleet:
                 created_at=1.0,
             )
         )
-        for name in self.hosts:
-            self.register(connection, name)
+
+    def add_group(self, name: str) -> str:
+        """Another group of the application with the same tag filter: the same hosts."""
+        group_id = str(uuid.uuid4())
+        with self.database.write() as connection:
+            self._insert_group(connection, group_id, name)
+        return group_id
 
     def register(self, connection: sa.Connection, name: str) -> None:
         connection.execute(
@@ -105,17 +119,21 @@ class SimulatedFleet:
         self.now += seconds
         return self.now
 
-    def group(self, connection: sa.Connection) -> sa.RowMapping:
+    def group(self, connection: sa.Connection, group_id: Optional[str] = None) -> sa.RowMapping:
         row = connection.execute(
-            sa.select(deployment_groups).where(deployment_groups.c.id == self.group_id)
+            sa.select(deployment_groups).where(
+                deployment_groups.c.id == (group_id or self.group_id)
+            )
         ).one()
         return row._mapping
 
     def deploy(self, minimum: MinimumHealthy, **options: Any) -> str:
-        """Create a deployment of revision ``options["label"]`` (default "v1")."""
+        """Create a deployment of revision ``options["label"]`` (default "v1") to the group
+        ``options["group_id"]`` (default: the first)."""
         label = options.pop("label", "v1")
+        group_id = options.pop("group_id", self.group_id)
         with self.database.write() as connection:
-            group = self.group(connection)
+            group = self.group(connection, group_id)
             instances = group_instance_names(connection, [TAG], [])
             request = DeploymentRequest(
                 application_name="app",
@@ -124,7 +142,7 @@ class SimulatedFleet:
                 location={"revisionType": "S3", "s3Location": {"bucket": "b", "key": label}},
                 config_name="test-config",
                 minimum=minimum,
-                instances=walk_order(connection, self.group_id, instances),
+                instances=walk_order(connection, group_id, instances),
                 **options,
             )
             return start_deployment(connection, request, self.tick(), self.woken)
