@@ -12,6 +12,7 @@ what the tests check.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -33,7 +34,7 @@ from tests.support.s3_servers import seaweedfs_s3_server, weed_binary  # noqa: E
 from tests.support.server import ServerProcess, free_loopback_port  # noqa: E402
 
 SAMPLE = REPO / "hooks"
-MOUNT_POINT = Path("/tmp/codedeploy-sample")  # where hooks/appspec.yml installs
+MOUNT_POINT = Path("/tmp/codedeploy-sample")  # noqa: S108 - where hooks/appspec.yml installs
 APPLICATION = "demo-fleet"
 GROUP = "fleet"
 CONFIG = "CodeDeployDefault.HalfAtATime"
@@ -63,12 +64,14 @@ class _Steps:
         return time.monotonic() - self.started
 
 
-def _stop_on_sigterm() -> None:
-    """SIGTERM unwinds like Ctrl-C, so every ``with`` below stops what it started."""
+def _stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM unwind every ``with`` below, which stops what it started (Ctrl-C
+    too when a shell started the demo in the background, with SIGINT ignored)."""
 
     def interrupt(_signum: int, _frame: object) -> NoReturn:
         raise KeyboardInterrupt
 
+    signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
 
 
@@ -119,9 +122,18 @@ def _deploy(fleet: Fleet, step: _Steps, location: str) -> str:
     )  # fmt: skip
     deployment_id = str(json.loads(created)["deploymentId"])
     step.detail(f"deployment {deployment_id}")
-    step("Wait until it succeeds (the CLI looks at once, then every 15 s)")
-    _cli(fleet, step, "deploy", "wait", "deployment-successful", "--deployment-id", deployment_id)
     return deployment_id
+
+
+def _wait(fleet: Fleet, step: _Steps, deployment_id: str) -> bool:
+    """``aws deploy wait deployment-successful``; whether the deployment succeeded."""
+    step("Wait until it succeeds (the CLI looks at once, then every 15 s)")
+    arguments = ("deploy", "wait", "deployment-successful", "--deployment-id", deployment_id)
+    step.detail("$ aws --endpoint-url " + fleet.server.url + " " + " ".join(arguments))
+    waited = fleet.cli.run(*arguments)
+    if waited.returncode != 0:
+        step.detail(waited.stderr.strip() or waited.stdout.strip())
+    return waited.returncode == 0
 
 
 def _report(fleet: Fleet, step: _Steps, deployment_id: str) -> None:
@@ -133,7 +145,19 @@ def _report(fleet: Fleet, step: _Steps, deployment_id: str) -> None:
     for host in fleet.hosts:
         target = fleet.client.get_deployment_target(deploymentId=deployment_id, targetId=host.name)
         status = target["deploymentTarget"]["instanceTarget"]["status"]
-        step.detail(f"{host.name}: {status}; {_host_files(host)}; {_service_answer(host)}")
+        step.detail(f"{host.name}: {status}; {_host_files(host)}")
+        step.detail(f"    {_service_answer(host)}")
+        if status != "Succeeded":
+            step.detail(f"    {_diagnostics(target['deploymentTarget']['instanceTarget'])}")
+
+
+def _diagnostics(target: Dict[str, Any]) -> str:
+    """The first failed lifecycle event of a host and what its agent said about it."""
+    for event in target.get("lifecycleEvents", []):
+        if event.get("status") == "Failed":
+            said = event.get("diagnostics", {})
+            return f"{event['lifecycleEventName']} failed: {said.get('message', '')}"
+    return "no failed event"
 
 
 def _host_files(host: FleetHost) -> str:
@@ -141,7 +165,7 @@ def _host_files(host: FleetHost) -> str:
     names = sorted(path.name for path in app.iterdir()) if app.is_dir() else []
     release = app / "RELEASE"
     stamp = release.read_text(encoding="utf-8").strip() if release.exists() else "none"
-    return f"files {', '.join(names) or 'none'} in {host.folder}, RELEASE {stamp}"
+    return f"files {', '.join(names) or 'none'} (RELEASE {stamp}) in {host.folder}"
 
 
 def _service_answer(host: FleetHost) -> str:
@@ -157,10 +181,8 @@ def _stop_services(fleet: Fleet) -> None:
     """Stop the sample service each host's ApplicationStart left running (its pid file)."""
     for host in fleet.hosts:
         pid_file = host.folder / "run" / "server.pid"
-        try:
+        with contextlib.suppress(OSError, ValueError):
             os.kill(int(pid_file.read_text(encoding="utf-8").strip()), signal.SIGTERM)
-        except (OSError, ValueError):
-            pass
 
 
 def _run_fleet(work: Path, step: _Steps) -> None:
@@ -175,7 +197,9 @@ def _run_fleet(work: Path, step: _Steps) -> None:
         with ServerProcess(files) as server:
             step.detail(f"listening on {server.url}; log {files.log}")
             step("Register and tag three on-premises hosts; start their agents")
-            fleet = Fleet(work / "fleet", server, store.endpoint, keys=keys, mount_point=MOUNT_POINT)
+            fleet = Fleet(
+                work / "fleet", server, store.endpoint, keys=keys, mount_point=MOUNT_POINT
+            )
             for host in fleet.hosts:
                 host.environ["SAMPLE_APP_PORT"] = str(free_loopback_port())
             with fleet:
@@ -184,10 +208,13 @@ def _run_fleet(work: Path, step: _Steps) -> None:
                         step.detail(f"{host.name}: agent in its own mount namespace")
                     _create_group(fleet, step)
                     deployment_id = _deploy(fleet, step, _push(fleet, step))
+                    succeeded = _wait(fleet, step, deployment_id)
                     _report(fleet, step, deployment_id)
                 finally:
                     _stop_services(fleet)
             step("Stop the agents, the server and SeaweedFS")
+    if not succeeded:
+        raise DemoError(f"deployment {deployment_id} did not succeed (see the hosts above)")
 
 
 def _key_pairs(operator: Dict[str, str], hosts: Dict[str, str]) -> List[Any]:
@@ -210,7 +237,7 @@ def _check_prerequisites() -> None:
 
 
 def main() -> int:
-    _stop_on_sigterm()
+    _stop_on_signals()
     step = _Steps()
     work = Path(tempfile.mkdtemp(prefix="codedeploy-demo-fleet.", dir="/tmp"))
     made_mount_point = False
