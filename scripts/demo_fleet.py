@@ -29,7 +29,13 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.support.fleet import Fleet, FleetHost, fleet_keys, fleet_server_files  # noqa: E402
+from tests.support.fleet import (  # noqa: E402
+    Fleet,
+    FleetHost,
+    fleet_keys,
+    fleet_server_files,
+    s3_location_argument,
+)
 from tests.support.s3_servers import seaweedfs_s3_server, weed_binary  # noqa: E402
 from tests.support.server import ServerProcess, free_loopback_port  # noqa: E402
 
@@ -105,11 +111,7 @@ def _push(fleet: Fleet, step: _Steps) -> str:
         AWS_ENDPOINT_URL_S3=fleet.s3_endpoint,
     )  # fmt: skip
     step.detail(output)
-    revisions = fleet.client.list_application_revisions(
-        applicationName=APPLICATION, s3Bucket=fleet.bucket, s3KeyPrefix=key
-    )["revisions"]
-    location: Dict[str, Any] = revisions[0]["s3Location"]
-    return ",".join(f"{name}={location[name]}" for name in ("bucket", "key", "bundleType", "eTag"))
+    return s3_location_argument(fleet.registered(APPLICATION, key))
 
 
 def _deploy(fleet: Fleet, step: _Steps, location: str) -> str:

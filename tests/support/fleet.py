@@ -263,6 +263,10 @@ class Fleet:
             extra_environ={"AWS_ENDPOINT_URL_S3": self.s3_endpoint},
         )  # fmt: skip
         assert pushed.returncode == 0, pushed.stderr
+        return self.registered(application, key)
+
+    def registered(self, application: str, key: str) -> Dict[str, Any]:
+        """The S3 location of the revision registered at ``key`` of the fleet's bucket."""
         revisions = self.client.list_application_revisions(
             applicationName=application, s3Bucket=self.bucket, s3KeyPrefix=key
         )["revisions"]
@@ -271,7 +275,7 @@ class Fleet:
 
     def create_deployment(self, application: str, location: Dict[str, Any], *extra: str) -> str:
         """``aws deploy create-deployment`` of an S3 revision; the deployment id."""
-        s3 = ",".join(f"{key}={location[key]}" for key in ("bucket", "key", "bundleType", "eTag"))
+        s3 = s3_location_argument(location)
         created = self.cli.ok(
             "deploy", "create-deployment", "--application-name", application,
             "--deployment-group-name", "fleet", "--s3-location", s3, *extra,
@@ -304,6 +308,11 @@ class Fleet:
 
         assert wait_until(seen, timeout=timeout), f"no host traced {needle!r}\n{self.diagnostics()}"
         return found[0]
+
+
+def s3_location_argument(location: Dict[str, Any]) -> str:
+    """An S3 location as ``aws deploy create-deployment --s3-location`` takes it."""
+    return ",".join(f"{key}={location[key]}" for key in ("bucket", "key", "bundleType", "eTag"))
 
 
 def write_fleet_revision(
