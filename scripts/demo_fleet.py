@@ -257,8 +257,9 @@ def main() -> int:
         return 130
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        if made_mount_point:
-            shutil.rmtree(MOUNT_POINT, ignore_errors=True)
+        if made_mount_point:  # empty here: the hosts' files are in their own folders
+            with contextlib.suppress(OSError):
+                MOUNT_POINT.rmdir()
     print(f"\ndemo-fleet: done in {step.elapsed():.0f} s; nothing left running", flush=True)
     return 0
 

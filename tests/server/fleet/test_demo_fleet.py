@@ -1,6 +1,7 @@
 """``scripts/demo-fleet``, the README's one-command demo of the seed's flow, run as a person
 runs it: it must end with status 0, show the deployment Succeeded on all three hosts and
-leave nothing behind (its own temporary folders and the sample's install path)."""
+leave none of its temporary folders behind. (Whether it removed /tmp/codedeploy-sample is
+not checked: other tests deploy the sample there, maybe at the same time.)"""
 
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ def test_demo_fleet_deploys_the_sample_to_three_hosts_and_cleans_up() -> None:
     if os.geteuid() != 0:
         pytest.skip("the demo's agents run in mount namespaces of their own: needs root")
     before = set(Path("/tmp").glob("codedeploy-demo-fleet.*"))
-    sample_existed = Path("/tmp/codedeploy-sample").exists()
     # The test runs from the project's set-up venv: the demo's set-up step is not repeated.
     environ = {**os.environ, "DEMO_FLEET_NO_SETUP": "1"}
     completed = subprocess.run(
@@ -37,4 +37,3 @@ def test_demo_fleet_deploys_the_sample_to_three_hosts_and_cleans_up() -> None:
     hosts = re.findall(r"^\s+(host-\S+): Succeeded; files RELEASE, server\.py ", output, re.M)
     assert len(set(hosts)) == 3, output
     assert set(Path("/tmp").glob("codedeploy-demo-fleet.*")) == before
-    assert Path("/tmp/codedeploy-sample").exists() == sample_existed
