@@ -51,6 +51,26 @@ def fleet_server_files(base: Path, database_url: Optional[str] = None) -> Server
 
 
 @dataclass(frozen=True)
+class FleetKeys:
+    """A fleet's access keys: the operator's (for the AWS CLI, and S3) and each host's
+    ``codedeploy.onpremises.yml`` by instance name."""
+
+    tag: str
+    operator: Dict[str, str]
+    hosts: Dict[str, str]
+
+
+def fleet_keys(files: ServerFiles, hosts: int, tag: str = "") -> FleetKeys:
+    """Issue a fleet's keys with ``codedeploy-server keys`` (the server need not run):
+    made first when a store must know them before it starts (SeaweedFS checks signatures)."""
+    tag = tag or uuid.uuid4().hex[:12]
+    operator = files.create_operator(f"op-{tag}")
+    names = [f"host-{tag}-{number}" for number in range(hosts)]
+    texts = {name: files.admin("keys", "create-host", name).stdout for name in names}
+    return FleetKeys(tag, operator, texts)
+
+
+@dataclass(frozen=True)
 class _Endpoint:
     """What an agent's configuration takes from its command service: the URL."""
 
@@ -87,6 +107,7 @@ class FleetHost:
         )
         self.daemon.on_premises_file.write_text(on_premises_text, encoding="utf-8")
         self.stderr = base / "agent.stderr"
+        self.environ: Dict[str, str] = {}  # more variables for the agent and its hooks
 
     def start(self) -> None:
         command = [
@@ -98,7 +119,9 @@ class FleetHost:
         with self.stderr.open("a", encoding="utf-8") as stderr:
             process = subprocess.Popen(
                 command,
-                env=self.daemon.environment({"FLEET_HOST": self.name}, ("AWS_HOST_IDENTIFIER",)),
+                env=self.daemon.environment(
+                    {"FLEET_HOST": self.name, **self.environ}, ("AWS_HOST_IDENTIFIER",)
+                ),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
@@ -128,7 +151,12 @@ class FleetHost:
 
 
 class Fleet:
-    """The server's operator side and ``hosts`` agents: ``with Fleet(...) as fleet``."""
+    """The server's operator side and ``hosts`` agents: ``with Fleet(...) as fleet``.
+
+    ``keys`` are the fleet's keys when issued beforehand (:func:`fleet_keys`);
+    ``mount_point`` is the path the hosts share (a fresh folder of /tmp, removed at the
+    end, unless given).
+    """
 
     def __init__(
         self,
@@ -140,28 +168,33 @@ class Fleet:
         agent_config: str = "",
         servers: Sequence[ServerProcess] = (),
         read_timeout: float = AGENT_READ_TIMEOUT,
+        keys: Optional[FleetKeys] = None,
+        mount_point: Optional[Path] = None,
     ) -> None:
         self.base = base
         self.server = server
         self.s3_endpoint = s3_endpoint
         self.agent_config = agent_config
         self.read_timeout = read_timeout
-        self.tag = uuid.uuid4().hex[:12]
+        files = server.files
+        keys = keys or fleet_keys(files, hosts)
+        self.tag = keys.tag
         self.bucket = f"bundles-{self.tag}"
-        self.mount_point = Path(tempfile.mkdtemp(prefix="codedeploy-fleet-", dir="/tmp"))
+        self._own_mount_point = mount_point is None
+        self.mount_point = mount_point or Path(
+            tempfile.mkdtemp(prefix="codedeploy-fleet-", dir="/tmp")
+        )
         self.shared = base / "shared"
         self.shared.mkdir(parents=True)
-        files = server.files
         self.signer: Dict[str, str] = json.loads(files.admin("signer").stdout)
-        self.cli = AwsCli(base / "home", server.url, files.create_operator(f"op-{self.tag}"))
+        self.cli = AwsCli(base / "home", server.url, keys.operator)
         self.client = self.cli.codedeploy_client()
-        s3_client(s3_endpoint).create_bucket(Bucket=self.bucket)
+        operator = (keys.operator["AccessKeyId"], keys.operator["SecretAccessKey"])
+        s3_client(s3_endpoint, *operator).create_bucket(Bucket=self.bucket)
         self.hosts: List[FleetHost] = []
         # Hosts may poll different servers sharing one database (``servers``, in turn).
         urls = [each.url for each in servers] or [server.url]
-        for number in range(hosts):
-            name = f"host-{self.tag}-{number}"
-            text = files.admin("keys", "create-host", name).stdout
+        for number, (name, text) in enumerate(keys.hosts.items()):
             url = urls[number % len(urls)]
             self.hosts.append(FleetHost(base / f"host-{number}", name, self, url, text))
             arn = yaml.safe_load(text)["iam_user_arn"]
@@ -181,7 +214,8 @@ class Fleet:
             if host.daemon.process is not None and host.daemon.process.poll() is None:
                 host.daemon.stop(timeout=30)
             host.daemon.cleanup()
-        shutil.rmtree(self.mount_point, ignore_errors=True)
+        if self._own_mount_point:
+            shutil.rmtree(self.mount_point, ignore_errors=True)
 
     def diagnostics(self) -> str:
         """The agents' logs and stderr, for an assertion's message."""
@@ -229,6 +263,10 @@ class Fleet:
             extra_environ={"AWS_ENDPOINT_URL_S3": self.s3_endpoint},
         )  # fmt: skip
         assert pushed.returncode == 0, pushed.stderr
+        return self.registered(application, key)
+
+    def registered(self, application: str, key: str) -> Dict[str, Any]:
+        """The S3 location of the revision registered at ``key`` of the fleet's bucket."""
         revisions = self.client.list_application_revisions(
             applicationName=application, s3Bucket=self.bucket, s3KeyPrefix=key
         )["revisions"]
@@ -237,7 +275,7 @@ class Fleet:
 
     def create_deployment(self, application: str, location: Dict[str, Any], *extra: str) -> str:
         """``aws deploy create-deployment`` of an S3 revision; the deployment id."""
-        s3 = ",".join(f"{key}={location[key]}" for key in ("bucket", "key", "bundleType", "eTag"))
+        s3 = s3_location_argument(location)
         created = self.cli.ok(
             "deploy", "create-deployment", "--application-name", application,
             "--deployment-group-name", "fleet", "--s3-location", s3, *extra,
@@ -270,6 +308,11 @@ class Fleet:
 
         assert wait_until(seen, timeout=timeout), f"no host traced {needle!r}\n{self.diagnostics()}"
         return found[0]
+
+
+def s3_location_argument(location: Dict[str, Any]) -> str:
+    """An S3 location as ``aws deploy create-deployment --s3-location`` takes it."""
+    return ",".join(f"{key}={location[key]}" for key in ("bucket", "key", "bundleType", "eTag"))
 
 
 def write_fleet_revision(

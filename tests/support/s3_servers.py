@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import boto3
 from botocore.credentials import Credentials  # type: ignore[import-untyped]
@@ -271,8 +271,12 @@ def seaweedfs_s3_server(
     ready_timeout: float = 60.0,
     volume_size_limit_mb: int = 32,
     max_volumes: int = 4,
+    extra_keys: Sequence[Tuple[str, str]] = (),
 ) -> Iterator[SeaweedS3]:
     """Start ``weed server`` with an S3 gateway; yield its endpoint and credentials.
+
+    ``extra_keys`` (access key id, secret) are let in as well: keys made elsewhere
+    (a fleet's operator and hosts), since SeaweedFS checks every signature.
 
     The store holds at most ``max_volumes`` volumes of ``volume_size_limit_mb``: small
     for tests, raised by the benchmark that stores gigabytes.
@@ -289,6 +293,14 @@ def seaweedfs_s3_server(
                 "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
                 "actions": ["Admin", "Read", "Write", "List", "Tagging"],
             }
+        ]
+        + [
+            {
+                "name": f"extra-{number}",
+                "credentials": [{"accessKey": access, "secretKey": secret}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            }
+            for number, (access, secret) in enumerate(extra_keys)
         ]
     }
     config = data / "s3.json"
