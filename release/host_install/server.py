@@ -68,6 +68,11 @@ def install_server(
         journal.replace_file_on_disk(layout.server_config_file, text, 0o640)
         say(f"wrote the server's default configuration {layout.server_config_file}")
     journal.point_link_on_disk(layout.server_link, layout.current / "bin" / "codedeploy-server")
+    data_dir = _configured_data_dir(layout)
+    if not data_dir.exists() and not data_dir.is_symlink():
+        # Made by systemd (StateDirectory) or the server at its first start: a failed
+        # install takes it back with whatever that start left in it.
+        journal.created_on_disk(data_dir)
     journal.record("reload systemd", lambda: _quiet_systemctl("daemon-reload"))
     unit = bundle.server_unit_file.read_bytes()
     changed = journal.replace_file_on_disk(layout.server_unit_file, unit, 0o644)
