@@ -130,19 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--with-server",
         action="store_true",
-        help="also install codedeploy-server (the self-hosted service) as the"
-        " codedeploy-server service; the bundle must carry it (build-release --with-server)",
+        help="also install codedeploy-server as a service (a bundle built --with-server)",
     )
     parser.add_argument(
         "--uninstall",
         action="store_true",
         help="stop and remove the agent; keep its configuration, deployment root and logs",
     )
-    parser.add_argument(
-        "--purge",
-        action="store_true",
-        help="with --uninstall: remove those too (and the server's configuration and data)",
-    )
+    parser.add_argument("--purge", action="store_true", help="with --uninstall: remove those too")
     parser.add_argument("--invoked-as", type=Path, default=None, help=argparse.SUPPRESS)
     return parser
 
