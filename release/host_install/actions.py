@@ -138,11 +138,11 @@ def _check_options_against_host(options: InstallOptions, layout: HostLayout) -> 
                 " overwritten: set :proxy_uri: in it, or give the whole file with --config"
             )
     for name, link in layout.command_links().items():
-        if (link.exists() or link.is_symlink()) and not _points_into(link, layout.prefix):
+        if (link.exists() or link.is_symlink()) and not points_into(link, layout.prefix):
             raise InstallError(f"{link} exists and is not ours: move it away to install {name}")
 
 
-def _points_into(link: Path, prefix: Path) -> bool:
+def points_into(link: Path, prefix: Path) -> bool:
     return link.is_symlink() and os.readlink(link).startswith(str(prefix) + "/")
 
 
@@ -424,7 +424,7 @@ def uninstall_agent(layout: HostLayout, purge: bool) -> None:
             systemctl("daemon-reload")
             systemctl("reset-failed", UNIT_NAME)
     for link in layout.command_links().values():
-        if _points_into(link, layout.prefix):
+        if points_into(link, layout.prefix):
             link.unlink()
     if layout.prefix.exists():
         shutil.rmtree(layout.prefix)

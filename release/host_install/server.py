@@ -11,11 +11,10 @@ too, never a system folder.
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
-from host_install.actions import configured_value_on_disk, is_system_folder, say
+from host_install.actions import configured_value_on_disk, is_system_folder, points_into, say
 from host_install.bundle import Bundle
 from host_install.commands import run_command
 from host_install.errors import InstallError
@@ -38,8 +37,7 @@ def check_bundle_has_server(bundle: Bundle) -> None:
 
 def check_server_link_is_free(layout: HostLayout) -> None:
     link = layout.server_link
-    ours = link.is_symlink() and os.readlink(link).startswith(str(layout.prefix) + "/")
-    if (link.exists() or link.is_symlink()) and not ours:
+    if (link.exists() or link.is_symlink()) and not points_into(link, layout.prefix):
         raise InstallError(f"{link} exists and is not ours: move it away to install the server")
 
 
@@ -111,9 +109,8 @@ def uninstall_server(layout: HostLayout, *, purge: bool, with_systemd: bool) -> 
         if with_systemd:
             systemctl("daemon-reload")
             systemctl("reset-failed", SERVER_UNIT_NAME)
-    link = layout.server_link
-    if link.is_symlink() and os.readlink(link).startswith(str(layout.prefix) + "/"):
-        link.unlink()
+    if points_into(layout.server_link, layout.prefix):
+        layout.server_link.unlink()
     if not purge:
         if layout.server_config_dir.exists():
             say(
