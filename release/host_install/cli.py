@@ -300,6 +300,11 @@ def _run_locked(
 
 
 def _install(options: argparse.Namespace, layout: HostLayout) -> None:
+    if not options.with_server and layout.server_unit_file.is_file():
+        # The server runs from the agent's release: an upgrade without it would switch the
+        # server to a release without its dependencies.
+        say("codedeploy-server is installed here: upgrading it too (as --with-server)")
+        options.with_server = True
     settings = InstallOptions(
         config_file=options.config.resolve() if options.config else None,
         on_premises_file=options.on_premises_config.resolve()

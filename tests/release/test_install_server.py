@@ -92,10 +92,12 @@ def test_install_with_server_serves_then_uninstall_keeps_its_data_and_purge_remo
     assert systemd_box.exists(f"{DATA_DIR}/server.db")
     assert systemd_box.run(["stat", "-c", "%a", MASTER_KEY]).stdout.strip() == "600"
 
-    # Again: nothing to do, the same process serves on.
+    # Again, even without the option (the server is installed, so it comes along): nothing
+    # to do, the same process serves on.
     pid = _property(systemd_box, "MainPID")
-    done = installer.run(script, "--with-server", own_network=True)
+    done = installer.run(script, own_network=True)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert "codedeploy-server is installed here: upgrading it too" in done.stdout
     assert "the server is already running" in done.stdout
     assert _property(systemd_box, "MainPID") == pid
 
