@@ -9,9 +9,10 @@ platform, e.g. manylinux_2_17_x86_64). The bundle holds one top folder::
         host_install/              the installer proper (standard library only)
         MANIFEST.json              versions, tags, the sha256 of every other file
         conf/codedeployagent.yml   the default configuration, commented
-        systemd/codedeploy-agent.service
+        conf/codedeploy-server.yml the server's default configuration (install --with-server)
+        systemd/codedeploy-agent.service, codedeploy-server.service
         wheel/<the project's wheel>
-        wheelhouse/<every runtime dependency as a wheel>
+        wheelhouse/<every runtime dependency as a wheel (--with-server: the server's too)>
         tools/pip-<version>.whl    the pip the installer runs (hosts may have none)
 
 Every failure is one line on stderr and exit status 1, and the dist file appears whole or
@@ -116,14 +117,28 @@ def _pip_on_disk(arguments: Sequence[str], what: str, env: Dict[str, str]) -> st
     return result.stdout
 
 
-def _runtime_requirements(wheel: Path) -> List[str]:
-    """The project's runtime requirements, read from its wheel (no extras such as test)."""
+# The extra a bundle carries with --with-server, so that ``install --with-server`` works
+# offline. Not by default: its wheels (cryptography's) need a newer glibc than the agent's.
+SERVER_EXTRA = "server"
+
+
+def _runtime_requirements(wheel: Path, extras: Sequence[str]) -> List[str]:
+    """The project's runtime requirements, read from its wheel, with those of ``extras``
+    (their marker dropped); never the test extra's."""
     import zipfile
 
     with zipfile.ZipFile(wheel) as archive:
         metadata_name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
         metadata = email.parser.HeaderParser().parsestr(archive.read(metadata_name).decode())
-    return [r for r in metadata.get_all("Requires-Dist") or [] if "extra ==" not in r]
+    wanted = {f'extra == "{extra}"' for extra in extras}
+    requirements: List[str] = []
+    for line in metadata.get_all("Requires-Dist") or []:
+        requirement, _, marker = line.partition(";")
+        if "extra ==" not in marker:
+            requirements.append(line)
+        elif marker.strip() in wanted:
+            requirements.append(requirement.strip())
+    return requirements
 
 
 def _python_tag() -> str:
@@ -214,12 +229,13 @@ def _get_dependencies_on_disk(
 
 
 def _copy_installer_files_on_disk(stage: Path, env: Dict[str, str]) -> None:
-    """The default configuration, the unit, the installer and the pip it runs."""
+    """The default configurations, the units, the installer and the pip it runs."""
     (stage / "conf").mkdir()
-    shutil.copyfile(REPO / "release" / "codedeployagent.yml", stage / "conf/codedeployagent.yml")
+    for config in ("codedeployagent.yml", "codedeploy-server.yml"):
+        shutil.copyfile(REPO / "release" / config, stage / "conf" / config)
     (stage / "systemd").mkdir()
-    unit = "codedeploy-agent.service"
-    shutil.copyfile(REPO / "systemd" / unit, stage / "systemd" / unit)
+    for unit in ("codedeploy-agent.service", "codedeploy-server.service"):
+        shutil.copyfile(REPO / "systemd" / unit, stage / "systemd" / unit)
     shutil.copyfile(REPO / "scripts" / "install", stage / "install")
     (stage / "install").chmod(0o755)
     shutil.copytree(
@@ -238,7 +254,12 @@ def _copy_installer_files_on_disk(stage: Path, env: Dict[str, str]) -> None:
 
 
 def _write_manifest_to_disk(
-    stage: Path, project_wheel: Path, wheels: Sequence[Wheel], python_tag: str, platform: str
+    stage: Path,
+    project_wheel: Path,
+    wheels: Sequence[Wheel],
+    python_tag: str,
+    platform: str,
+    extras: Sequence[str],
 ) -> None:
     files = {
         path.relative_to(stage).as_posix(): sha256_on_disk(path)
@@ -253,6 +274,7 @@ def _write_manifest_to_disk(
         "platform": platform,
         "installer": "install",
         "wheel": f"wheel/{project_wheel.name}",
+        "extras": list(extras),
         "dependencies": [
             {
                 "name": wheel.name,
@@ -269,16 +291,18 @@ def _write_manifest_to_disk(
     )
 
 
-def _stage_on_disk(stage: Path, find_links: Sequence[Path]) -> Tuple[str, str]:
+def _stage_on_disk(
+    stage: Path, find_links: Sequence[Path], extras: Sequence[str]
+) -> Tuple[str, str]:
     """Fill ``stage`` with the bundle's files; returns the python tag and platform."""
     env = dict(os.environ, SOURCE_DATE_EPOCH=_source_date_epoch(), PYTHONHASHSEED="0")
     project_wheel = _build_project_wheel_on_disk(stage, env)
-    requirements = _runtime_requirements(project_wheel)
+    requirements = _runtime_requirements(project_wheel, extras)
     wheels = _get_dependencies_on_disk(stage / "wheelhouse", requirements, find_links, env)
     python_tag = _python_tag()
     platform = bundle_platform(wheels, _host_platform())
     _copy_installer_files_on_disk(stage, env)
-    _write_manifest_to_disk(stage, project_wheel, wheels, python_tag, platform)
+    _write_manifest_to_disk(stage, project_wheel, wheels, python_tag, platform, extras)
     return python_tag, platform
 
 
@@ -311,12 +335,14 @@ def _write_tar_to_disk(stage: Path, top: str, target: Path) -> None:
         raise
 
 
-def build_release_to_disk(dist: Path, find_links: Sequence[Path]) -> Path:
+def build_release_to_disk(
+    dist: Path, find_links: Sequence[Path], extras: Sequence[str] = ()
+) -> Path:
     dist.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="build-release.") as work:
         stage = Path(work) / "stage"
         stage.mkdir()
-        python_tag, platform = _stage_on_disk(stage, find_links)
+        python_tag, platform = _stage_on_disk(stage, find_links, extras)
         top = f"{BUNDLE_NAME}-{_version()}-{python_tag}-{platform}"
         target = dist / f"{top}.tar.gz"
         _write_tar_to_disk(stage, top, target)
@@ -337,6 +363,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         " (repeatable; default: the package stores pip is configured with;"
         " also BUILD_RELEASE_FIND_LINKS, colon-separated)",
     )
+    parser.add_argument(
+        "--with-server",
+        action="store_true",
+        help="carry codedeploy-server's dependencies too (for install --with-server)",
+    )
     options = parser.parse_args(argv)
     find_links: List[Path] = options.find_links or [
         Path(p) for p in os.environ.get("BUILD_RELEASE_FIND_LINKS", "").split(":") if p
@@ -346,7 +377,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"{PROGRAM}: --find-links {folder} is not a folder", file=sys.stderr)
             return 1
     try:
-        target = build_release_to_disk(options.dist, find_links)
+        extras = [SERVER_EXTRA] if options.with_server else []
+        target = build_release_to_disk(options.dist, find_links, extras)
     except ReleaseError as error:
         print(f"{PROGRAM}: {error}", file=sys.stderr)
         return 1

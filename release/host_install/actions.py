@@ -21,7 +21,7 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from host_install.aws_agent import find_aws_agent, retire_aws_agent, unit_file_is_ours
 from host_install.bundle import Bundle
@@ -55,6 +55,8 @@ class InstallOptions:
     proxy: Optional[str] = None
     start: bool = True
     wait_for_idle_seconds: float = 3600.0
+    # The project's extras installed with the agent ("server": --with-server).
+    extras: Tuple[str, ...] = ()
 
 
 def say(message: str) -> None:
@@ -136,11 +138,11 @@ def _check_options_against_host(options: InstallOptions, layout: HostLayout) -> 
                 " overwritten: set :proxy_uri: in it, or give the whole file with --config"
             )
     for name, link in layout.command_links().items():
-        if (link.exists() or link.is_symlink()) and not _points_into(link, layout.prefix):
+        if (link.exists() or link.is_symlink()) and not points_into(link, layout.prefix):
             raise InstallError(f"{link} exists and is not ours: move it away to install {name}")
 
 
-def _points_into(link: Path, prefix: Path) -> bool:
+def points_into(link: Path, prefix: Path) -> bool:
     return link.is_symlink() and os.readlink(link).startswith(str(prefix) + "/")
 
 
@@ -150,8 +152,16 @@ def _points_into(link: Path, prefix: Path) -> bool:
 _FOLDER_MODES = {"log_dir": 0o750, "pid_dir": 0o700, "root_dir": 0o755}
 
 
-def install_agent(bundle: Bundle, options: InstallOptions, layout: HostLayout, python: str) -> None:
-    """Install ``bundle`` (fresh, again, or as an upgrade); on failure the host is as before."""
+def install_agent(
+    bundle: Bundle,
+    options: InstallOptions,
+    layout: HostLayout,
+    python: str,
+    also: Optional[Callable[[UndoJournal, Path, bool], None]] = None,
+) -> None:
+    """Install ``bundle`` (fresh, again, or as an upgrade); on failure the host is as before.
+    ``also`` runs last under the same journal (with the release and whether it is an
+    upgrade): the server, with --with-server."""
     _check_options_against_host(options, layout)
     with_systemd = systemd_runs_host()
     release = layout.releases / bundle.release_name
@@ -165,7 +175,8 @@ def install_agent(bundle: Bundle, options: InstallOptions, layout: HostLayout, p
             journal.make_folders_on_disk(layout.releases, 0o755)
             journal.created_on_disk(release)
             say(f"installing version {bundle.version} into {release}")
-            build_environment_on_disk(bundle, find_python_for(bundle, python, _path()), release)
+            found = find_python_for(bundle, python, _path())
+            build_environment_on_disk(bundle, found, release, options.extras)
         program = release / "bin" / "codedeploy-agent"
         changed, folders = _install_config_files(bundle, options, layout, journal, program)
         if upgrade and installed is not None:
@@ -186,6 +197,8 @@ def install_agent(bundle: Bundle, options: InstallOptions, layout: HostLayout, p
         _install_and_start_service(
             bundle, options, layout, journal, with_systemd, upgrade=upgrade, changed=changed
         )
+        if also is not None:
+            also(journal, release, upgrade)
     except BaseException:
         failed = journal.undo_all()
         if failed:
@@ -411,14 +424,14 @@ def uninstall_agent(layout: HostLayout, purge: bool) -> None:
             systemctl("daemon-reload")
             systemctl("reset-failed", UNIT_NAME)
     for link in layout.command_links().values():
-        if _points_into(link, layout.prefix):
+        if points_into(link, layout.prefix):
             link.unlink()
     if layout.prefix.exists():
         shutil.rmtree(layout.prefix)
         say(f"removed {layout.prefix}")
     if purge:
         for what, folder in folders.items():
-            if _is_system_folder(folder):
+            if is_system_folder(folder):
                 say(f"kept the {what} {folder}: --purge never removes a system folder")
             elif folder.exists() or folder.is_symlink():
                 remove_on_disk(folder)
@@ -467,7 +480,7 @@ _SYSTEM_FOLDERS = frozenset(
 )
 
 
-def _is_system_folder(folder: Path) -> bool:
+def is_system_folder(folder: Path) -> bool:
     resolved = Path(os.path.normpath(folder))
     return str(resolved) in _SYSTEM_FOLDERS or len(resolved.parts) < 3
 

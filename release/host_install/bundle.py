@@ -40,6 +40,10 @@ class Bundle:
     unit_file: Path
     default_config: Path
     digest: str
+    # The project's extras whose wheels the wheelhouse holds ("server": build --with-server).
+    extras: Tuple[str, ...] = ()
+    server_unit_file: Optional[Path] = None
+    server_default_config: Optional[Path] = None
 
     @property
     def release_name(self) -> str:
@@ -128,7 +132,15 @@ def read_bundle_on_disk(folder: Path) -> Bundle:
         unit_file=folder / "systemd" / "codedeploy-agent.service",
         default_config=folder / "conf" / "codedeployagent.yml",
         digest=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        extras=tuple(str(e) for e in manifest.get("extras") or ()),
+        server_unit_file=_if_present(folder / "systemd" / "codedeploy-server.service"),
+        server_default_config=_if_present(folder / "conf" / "codedeploy-server.yml"),
     )
+
+
+def _if_present(path: Path) -> Optional[Path]:
+    """A file of newer bundles only (older ones have no server)."""
+    return path if path.is_file() else None
 
 
 def host_glibc() -> Optional[Tuple[int, int]]:

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn, Optional, Sequence, TextIO
+from typing import Callable, NoReturn, Optional, Sequence, TextIO
 
 from host_install.actions import InstallOptions, check_proxy, install_agent, say, uninstall_agent
 from host_install.bundle import (
@@ -36,6 +36,16 @@ from host_install.bundle import (
 from host_install.commands import last_error_line, run_command
 from host_install.errors import InstallError
 from host_install.layout import HostLayout
+from host_install.server import (
+    SERVER_EXTRA,
+    add_server_wheels_on_disk,
+    check_bundle_has_server,
+    check_server_link_is_free,
+    install_server,
+    uninstall_server,
+)
+from host_install.service import systemd_runs_host
+from host_install.undo import UndoJournal
 
 PROGRAM = "install"
 # Held for the whole run: two installs at once (user data and an operator) would undo
@@ -57,6 +67,10 @@ _EPILOG = """what stays where:
   /var/log/aws/codedeploy-agent       the agent's logs
   /opt/codedeploy-agent               the deployment root and the agent's state
   /var/log/codedeploy-agent-install.log   this installer's log
+with --with-server, also:
+  /usr/bin/codedeploy-server, /etc/systemd/system/codedeploy-server.service
+  /etc/codedeploy-server              its server.yml (never overwritten) and master key
+  /var/lib/codedeploy-server          its data folder (kept by --uninstall without --purge)
 
 exit statuses: 0 done; 1 failed (one line says why; the host is as it was); 2 bad command line
 """
@@ -112,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="upgrade: how long to wait for a running deployment command to finish before"
         " giving up with nothing changed (default 3600)",
+    )
+    parser.add_argument(
+        "--with-server",
+        action="store_true",
+        help="also install codedeploy-server as a service (a bundle built --with-server)",
     )
     parser.add_argument(
         "--uninstall",
@@ -175,13 +194,17 @@ def _checkout_of(invoked_as: Optional[Path]) -> Optional[Path]:
     return None
 
 
-def _build_bundle_from_checkout(repo: Path, work: Path, proxy: Optional[str]) -> Path:
+def _build_bundle_from_checkout(
+    repo: Path, work: Path, proxy: Optional[str], with_server: bool
+) -> Path:
     """Build a bundle from the checkout with this Python and the package index."""
     say(f"building a release bundle from the checkout {repo} (needs the package index)")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     if proxy:
         env.update(HTTPS_PROXY=proxy, HTTP_PROXY=proxy, PIP_PROXY=proxy)
     argv = [sys.executable, str(repo / "release" / "build_release.py"), "--dist", str(work)]
+    if with_server:
+        argv.append("--with-server")
     result = run_command(argv, timeout=1800.0, env=env)
     if result.returncode != 0:
         reason = last_error_line(result.stderr, result.returncode)
@@ -204,7 +227,7 @@ def _open_bundle(options: argparse.Namespace, work: Path) -> Bundle:
             raise InstallError(
                 "no release bundle here: run the install of a bundle, or give --bundle"
             )
-        given = _build_bundle_from_checkout(repo, work, options.proxy)
+        given = _build_bundle_from_checkout(repo, work, options.proxy, options.with_server)
     if not given.exists():
         raise InstallError(f"--bundle {given}: no such file or folder")
     folder = given
@@ -255,6 +278,7 @@ def _run_locked(
 ) -> int:
     try:
         if options.uninstall:
+            uninstall_server(layout, purge=options.purge, with_systemd=systemd_runs_host())
             uninstall_agent(layout, purge=options.purge)
         else:
             if options.proxy is not None:
@@ -276,6 +300,11 @@ def _run_locked(
 
 
 def _install(options: argparse.Namespace, layout: HostLayout) -> None:
+    if not options.with_server and layout.server_unit_file.is_file():
+        # The server runs from the agent's release: an upgrade without it would switch the
+        # server to a release without its dependencies.
+        say("codedeploy-server is installed here: upgrading it too (as --with-server)")
+        options.with_server = True
     settings = InstallOptions(
         config_file=options.config.resolve() if options.config else None,
         on_premises_file=options.on_premises_config.resolve()
@@ -284,11 +313,31 @@ def _install(options: argparse.Namespace, layout: HostLayout) -> None:
         proxy=options.proxy,
         start=not options.no_start,
         wait_for_idle_seconds=options.wait_for_idle,
+        extras=(SERVER_EXTRA,) if options.with_server else (),
     )
     work = Path(tempfile.mkdtemp(prefix="codedeploy-install."))
     try:
         bundle = _open_bundle(options, work)
-        install_agent(bundle, settings, layout, sys.executable)
+        also = None
+        if options.with_server:
+            also = _server_step(bundle, layout, start=settings.start)
+        install_agent(bundle, settings, layout, sys.executable, also)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     say(f"installed version {bundle.version}; see `systemctl status codedeploy-agent`")
+
+
+def _server_step(
+    bundle: Bundle, layout: HostLayout, *, start: bool
+) -> Callable[[UndoJournal, Path, bool], None]:
+    """What --with-server adds to the install, checked before the host changes."""
+    check_bundle_has_server(bundle)
+    check_server_link_is_free(layout)
+    if not systemd_runs_host():
+        raise InstallError("--with-server needs systemd: this host does not run it")
+
+    def install(journal: UndoJournal, release: Path, upgrade: bool) -> None:
+        add_server_wheels_on_disk(bundle, release)
+        install_server(bundle, layout, journal, start=start, upgrade=upgrade)
+
+    return install

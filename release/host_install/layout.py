@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 UNIT_NAME = "codedeploy-agent.service"
+SERVER_UNIT_NAME = "codedeploy-server.service"
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,11 @@ class HostLayout:
     default_log_dir: Path = Path("/var/log/aws/codedeploy-agent")
     default_root_dir: Path = Path("/opt/codedeploy-agent/deployment-root")
     default_state_dir: Path = Path("/opt/codedeploy-agent/state")
+    # codedeploy-server (install --with-server): its unit, configuration folder (with the
+    # master key) and default data folder, as server/configuration.py and its unit name them.
+    server_unit_file: Path = Path("/etc/systemd/system") / SERVER_UNIT_NAME
+    server_config_dir: Path = Path("/etc/codedeploy-server")
+    server_default_data_dir: Path = Path("/var/lib/codedeploy-server")
 
     @property
     def releases(self) -> Path:
@@ -57,6 +63,15 @@ class HostLayout:
     def agent_program(self) -> Path:
         """What the unit starts: through ``current``, so a switch needs no unit change."""
         return self.current / "bin" / "codedeploy-agent"
+
+    @property
+    def server_config_file(self) -> Path:
+        return self.server_config_dir / "server.yml"
+
+    @property
+    def server_link(self) -> Path:
+        """``codedeploy-server`` on PATH, a symlink into ``current`` like the agent's."""
+        return self.bin_dir / "codedeploy-server"
 
     def command_links(self) -> dict[str, Path]:
         """The commands put on PATH, each a symlink into ``current``."""

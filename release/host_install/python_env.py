@@ -87,37 +87,22 @@ def _clean_environment() -> dict[str, str]:
     return env
 
 
-def build_environment_on_disk(bundle: Bundle, python: str, target: Path) -> None:
-    """Create the virtual environment ``target`` and install the agent into it, offline.
-    On failure nothing of ``target`` is left."""
+def build_environment_on_disk(
+    bundle: Bundle, python: str, target: Path, extras: Sequence[str] = ()
+) -> None:
+    """Create the virtual environment ``target`` and install the agent into it (with the
+    project's ``extras``), offline. On failure nothing of ``target`` is left."""
     try:
         if bundle.pip_wheel is not None:
             _run_on_disk(
                 [python, "-E", "-s", "-m", "venv", "--without-pip", str(target)],
                 "create the virtual environment",
             )
-            pip = [str(target / "bin" / "python"), str(bundle.pip_wheel / "pip")]
         else:
             _run_on_disk(
                 [python, "-E", "-s", "-m", "venv", str(target)], "create the virtual environment"
             )
-            pip = [str(target / "bin" / "python"), "-m", "pip"]
-        _run_on_disk(
-            [
-                *pip,
-                "install",
-                "--isolated",
-                "--no-index",
-                "--no-cache-dir",
-                "--disable-pip-version-check",
-                "--no-warn-script-location",
-                "--quiet",
-                "--find-links",
-                str(bundle.wheelhouse),
-                str(bundle.wheel),
-            ],
-            "install the agent's wheels",
-        )
+        install_wheels_on_disk(bundle, target, extras)
         shown = _run_on_disk(
             [str(target / "bin" / "codedeploy-agent"), "--version"], "run the installed agent"
         )
@@ -128,3 +113,29 @@ def build_environment_on_disk(bundle: Bundle, python: str, target: Path) -> None
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)
         raise
+
+
+def install_wheels_on_disk(bundle: Bundle, target: Path, extras: Sequence[str] = ()) -> None:
+    """Install the project's wheel with ``extras`` into the environment ``target`` from the
+    bundle's wheelhouse only; what is there already is left as it is."""
+    if bundle.pip_wheel is not None:
+        pip = [str(target / "bin" / "python"), str(bundle.pip_wheel / "pip")]
+    else:
+        pip = [str(target / "bin" / "python"), "-m", "pip"]
+    wanted = f"{bundle.wheel}[{','.join(extras)}]" if extras else str(bundle.wheel)
+    _run_on_disk(
+        [
+            *pip,
+            "install",
+            "--isolated",
+            "--no-index",
+            "--no-cache-dir",
+            "--disable-pip-version-check",
+            "--no-warn-script-location",
+            "--quiet",
+            "--find-links",
+            str(bundle.wheelhouse),
+            wanted,
+        ],
+        "install the agent's wheels" if not extras else f"install the {'/'.join(extras)} wheels",
+    )

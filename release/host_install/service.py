@@ -87,20 +87,20 @@ def last_journal_lines(unit: str, count: int = 5) -> List[str]:
     return [line for line in result.stdout.splitlines() if line.strip()]
 
 
-def start_unit_and_wait_ready(unit: str, log_hint: str) -> UnitState:
-    """``systemctl start`` (returns when the agent said READY=1) and check it stayed up."""
+def start_unit_and_wait_ready(unit: str, log_hint: str, what: str = "the agent") -> UnitState:
+    """``systemctl start`` (returns when the program said READY=1) and check it stayed up."""
     result = systemctl("start", unit, timeout=START_TIMEOUT_SECONDS)
     state = read_unit_state(unit)
     if result.returncode != 0 or state.active_state != "active":
         reason = _failure_reason(unit, result)
-        raise InstallError(f"the agent did not become ready: {reason}; see {log_hint}")
+        raise InstallError(f"{what} did not become ready: {reason}; see {log_hint}")
     return state
 
 
 def _failure_reason(unit: str, result: subprocess.CompletedProcess[str]) -> str:
     # The agent's fatal error is its last line in the journal (it writes one there).
     for line in reversed(last_journal_lines(unit, 20)):
-        if "codedeploy-agent:" in line or "error" in line.lower():
+        if unit.split(".")[0] + ":" in line or "error" in line.lower():
             return line.strip()
     return first_error_line(result.stderr, f"systemctl start exit status {result.returncode}")
 

@@ -33,6 +33,12 @@ def release_bundle(bundles_home: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def server_bundle(bundles_home: Path) -> Path:
+    """This checkout's bundle with the server's dependencies (install --with-server)."""
+    return build_bundle(REPO, bundles_home / "dist-server", "--with-server")
+
+
+@pytest.fixture(scope="session")
 def newer_bundle(bundles_home: Path) -> Path:
     source = copy_checkout(bundles_home / "newer-src", NEWER_VERSION)
     return build_bundle(source, bundles_home / "dist-newer")

@@ -80,7 +80,9 @@ def test_bundle_name_layout_and_manifest(bundle: Path, unpacked: Path) -> None:
     dependencies = {d["name"].lower().replace("_", "-") for d in manifest["dependencies"]}
     runtime = {"botocore", "pyyaml", "psutil", "structlog", "apscheduler", "libarchive-c"}
     assert runtime <= dependencies
-    assert not dependencies & {"pytest", "moto", "mypy", "ruff", "cryptography"}
+    # The server's extra only with --with-server; the test extra never.
+    assert not dependencies & {"pytest", "moto", "mypy", "ruff", "cryptography", "uvicorn"}
+    assert manifest["extras"] == []
     wheel = f"wheel/codedeploy_agent_py-{VERSION}-py3-none-any.whl"
     assert manifest["wheel"] == wheel
     installer = {f"host_install/{p.name}" for p in (REPO / "release/host_install").glob("*.py")}
@@ -91,7 +93,9 @@ def test_bundle_name_layout_and_manifest(bundle: Path, unpacked: Path) -> None:
         *installer,
         pip_wheel,
         "conf/codedeployagent.yml",
+        "conf/codedeploy-server.yml",
         "systemd/codedeploy-agent.service",
+        "systemd/codedeploy-server.service",
         wheel,
         *(d["file"] for d in manifest["dependencies"]),
     }
@@ -104,9 +108,8 @@ def test_bundle_name_layout_and_manifest(bundle: Path, unpacked: Path) -> None:
     assert directories == {"conf", "host_install", "systemd", "tools", "wheel", "wheelhouse"}
     assert os.access(unpacked / "install", os.X_OK)
     assert (unpacked / "install").read_bytes() == (REPO / "scripts/install").read_bytes()
-    assert (unpacked / "systemd/codedeploy-agent.service").read_bytes() == (
-        REPO / "systemd/codedeploy-agent.service"
-    ).read_bytes()
+    for unit in ("codedeploy-agent.service", "codedeploy-server.service"):
+        assert (unpacked / "systemd" / unit).read_bytes() == (REPO / "systemd" / unit).read_bytes()
 
 
 def test_shipped_configuration_is_the_defaults(unpacked: Path) -> None:

@@ -12,7 +12,7 @@ from typing import Optional, Tuple
 
 import pytest
 
-from host_install.actions import _config_with_proxy, _is_system_folder, configured_value_on_disk
+from host_install.actions import _config_with_proxy, configured_value_on_disk, is_system_folder
 from host_install.bundle import Bundle, check_bundle_fits_host, unpack_bundle_on_disk
 from host_install.errors import InstallError
 from host_install.undo import UndoJournal
@@ -84,7 +84,7 @@ def test_a_proxy_replaces_the_commented_line_of_the_default_configuration() -> N
     ],
 )
 def test_purge_never_takes_a_system_folder(folder: str, system: bool) -> None:
-    assert _is_system_folder(Path(folder)) is system
+    assert is_system_folder(Path(folder)) is system
 
 
 def test_the_undo_journal_puts_files_links_and_folders_back_newest_first(tmp_path: Path) -> None:

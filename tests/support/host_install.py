@@ -45,6 +45,9 @@ WATCHED = (
     "/usr/bin/codedeploy-agent",
     "/usr/bin/codedeploy-local",
     "/var/log/aws",
+    "/etc/codedeploy-server",
+    "/usr/bin/codedeploy-server",
+    "/var/lib/codedeploy-server",
 )
 
 
@@ -87,10 +90,11 @@ def copy_checkout(target: Path, version: str, break_run: bool = False) -> Path:
     return target
 
 
-def build_bundle(repo: Path, dist: Path) -> Path:
-    """Build a bundle of ``repo`` into ``dist``; returns the tar.gz."""
+def build_bundle(repo: Path, dist: Path, *options: str) -> Path:
+    """Build a bundle of ``repo`` into ``dist`` (with build_release's ``options``); returns
+    the tar.gz."""
     done = subprocess.run(
-        [sys.executable, str(repo / "release" / "build_release.py"), "--dist", str(dist)],
+        [sys.executable, str(repo / "release" / "build_release.py"), "--dist", str(dist), *options],
         capture_output=True,
         text=True,
         encoding="utf-8",
