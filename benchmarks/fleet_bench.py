@@ -52,6 +52,7 @@ import botocore.session  # noqa: E402
 import psutil  # noqa: E402
 from botocore.config import Config  # noqa: E402
 
+import tests.support.server  # noqa: E402
 from benchmarks.fleet_agents import Receipt, Sample, SimulatedHost, run_worker  # noqa: E402
 from server.access_keys.identities import key_arn  # noqa: E402
 from server.access_keys.master_key import load_or_create_master_key_on_disk  # noqa: E402
@@ -315,6 +316,20 @@ def report(
     )
 
 
+def profile_server(base: Path, stats: Path) -> None:
+    """Have ServerProcess start the server through profiled_server.py (writes ``stats``
+    when it exits): a launcher script in ``base`` (the disk) stands in for the program."""
+    stats.parent.mkdir(parents=True, exist_ok=True)
+    launcher = base / "profiled-codedeploy-server"
+    profiled = REPO / "benchmarks" / "profiled_server.py"
+    launcher.write_text(
+        f"#!{sys.executable}\nimport runpy, sys\nsys.argv[1:1] = [{str(stats)!r}]\n"
+        f"sys.path.insert(0, {str(REPO)!r})\nrunpy.run_path({str(profiled)!r}, run_name='__main__')\n"
+    )
+    launcher.chmod(0o755)
+    tests.support.server.SERVER_PROGRAM = str(launcher)
+
+
 def load_average() -> str:
     return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
@@ -327,6 +342,8 @@ def run_one(
     operator = files.create_operator()
     hosts = register_hosts(files, arguments.hosts)
     load_before = load_average()
+    if arguments.profile:
+        profile_server(base, arguments.profile / f"{label.lower()}.pstats")
     with ServerProcess(files) as server:
         assert server.process is not None
         process = psutil.Process(server.process.pid)
@@ -356,6 +373,9 @@ def main() -> int:
     parser.add_argument("--hosts", type=int, default=1000)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--database", choices=("sqlite", "postgres", "both"), default="both")
+    parser.add_argument(
+        "--profile", type=Path, help="write the server's cProfile statistics to this folder"
+    )
     arguments = parser.parse_args()
     print(
         f"codedeploy-server fleet benchmark: {arguments.hosts} hosts in {arguments.processes} processes, {os.cpu_count()} CPUs"
