@@ -330,6 +330,14 @@ def profile_server(base: Path, stats: Path) -> None:
     tests.support.server.SERVER_PROGRAM = str(launcher)
 
 
+def wait_until_idle(server: psutil.Process, limit: float = 120.0) -> None:
+    """Wait until the server has answered the hosts' first polls (under 10 % of a core over
+    half a second), so that the deployments start from a fleet idle in its long polls."""
+    deadline = time.monotonic() + limit
+    while server.cpu_percent(0.5) > 10.0 and time.monotonic() < deadline:
+        pass
+
+
 def load_average() -> str:
     return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
@@ -350,7 +358,7 @@ def run_one(
         client = codedeploy_client(server.url, operator)
         make_groups(client)
         workers = start_workers(hosts, server.url, operator["Region"], arguments.processes)
-        time.sleep(1.0)
+        wait_until_idle(process)
         rss_idle, _ = peak_rss_mb(process.pid)
         phases = [deploy(client, "small", BASELINE_HOSTS, process)]
         phases.append(deploy(client, "all", arguments.hosts, process))
