@@ -197,5 +197,5 @@ async def _run_hosts(
 def run_worker(hosts: List[SimulatedHost], url: str, region: str, pipe: Any) -> None:
     """One worker process: run ``hosts`` until told to stop, then send the measurements."""
     samples, receipts = asyncio.run(_run_hosts(hosts, url, region, pipe))
-    pipe.recv()
+    pipe.recv()  # the stop message, seen but not read by the event loop
     pipe.send((samples, receipts))

@@ -226,7 +226,6 @@ class Workers:
         samples: List[Sample] = []
         receipts: List[Receipt] = []
         for pipe in self.pipes:
-            pipe.send("results")
             got_samples, got_receipts = pipe.recv()
             samples += got_samples
             receipts += got_receipts
