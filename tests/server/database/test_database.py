@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import List
 
@@ -114,3 +115,42 @@ def test_access_keys_are_issued_revoked_and_listed(database_url: str, tmp_path: 
     assert all(operator.secret_access_key.encode() not in bytes(row[0]) for row in raw)
     with pytest.raises(AccessKeyError, match="no access key"), database.write() as connection:
         revoke_access_key(connection, "CDSKNOSUCHKEY0000000", 13.0)
+
+
+def test_threads_of_one_process_queue_for_sqlite_beyond_its_busy_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite's own busy handler sleeps and then gives up ("database is locked"); writers of
+    # one process take turns on the process's lock instead, however long the turn before.
+    monkeypatch.setattr("server.database.engine.SQLITE_BUSY_TIMEOUT_MS", 50)
+    database = open_database(f"sqlite:///{tmp_path / 'server.db'}")
+    second_waits = threading.Event()
+    errors: List[BaseException] = []
+
+    def second_writer() -> None:
+        second_waits.set()
+        try:
+            with database.write() as connection:
+                connection.execute(
+                    applications.insert().values(
+                        id="a2", name="second", compute_platform="Server", tags=[], created_at=2.0
+                    )
+                )
+        except BaseException as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=second_writer)
+    with database.write() as connection:
+        connection.execute(
+            applications.insert().values(
+                id="a1", name="first", compute_platform="Server", tags=[], created_at=1.0
+            )
+        )
+        thread.start()
+        second_waits.wait()
+        time.sleep(0.3)  # far past the busy timeout: the second writer waits meanwhile
+    thread.join()
+    assert errors == []
+    with database.read() as connection:
+        names = connection.execute(sa.select(applications.c.name).order_by(applications.c.name))
+        assert [name for (name,) in names] == ["first", "second"]
