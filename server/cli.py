@@ -116,7 +116,7 @@ def _open(config: Any) -> Any:
 
 def _run(config: Any) -> int:
     from server.access_keys.master_key import load_or_create_master_key_on_disk
-    from server.access_keys.store import load_active_key
+    from server.access_keys.store import load_active_key, revocations_state
     from server.codedeploy_api.service_model import load_codedeploy_model
     from server.command_service import SignedSpecifications, load_command_service_model
     from server.request_auth.key_cache import KeyCache
@@ -136,11 +136,15 @@ def _run(config: Any) -> int:
         with database.read() as connection:
             return load_active_key(connection, master, access_key_id)
 
+    def revocations() -> Any:
+        with database.read() as connection:
+            return revocations_state(connection)
+
     services = ApiServices(
         config,
         database,
         load_codedeploy_model(),
-        KeyCache(find_key, config.key_cache_seconds).get,
+        KeyCache(find_key, revocations, config.key_cache_seconds).get,
         load_command_service_model(),
         SignedSpecifications(signer),
     )

@@ -15,7 +15,7 @@ import re
 import secrets
 import string
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -139,6 +139,16 @@ def list_access_keys(connection: Connection) -> List[AccessKey]:
         sa.select(access_keys).order_by(access_keys.c.created_at, access_keys.c.access_key_id)
     )
     return [_row_to_key(row) for row in rows]
+
+
+def revocations_state(connection: Connection) -> Tuple[int, Optional[float]]:
+    """How many keys are revoked and when the latest was: changes with every revocation."""
+    count, latest = connection.execute(
+        sa.select(sa.func.count(), sa.func.max(access_keys.c.revoked_at)).where(
+            access_keys.c.revoked_at.is_not(None)
+        )
+    ).one()
+    return int(count), None if latest is None else float(latest)
 
 
 def load_active_key(
