@@ -5,17 +5,18 @@ again after a window."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List
+from typing import List, Optional, Tuple
 
-from server.access_keys.master_key import load_or_create_master_key_on_disk
+from server.access_keys.master_key import MasterKey, load_or_create_master_key_on_disk
 from server.access_keys.store import (
+    ActiveKey,
     KeyKind,
     issue_access_key,
     load_active_key,
     revocations_state,
     revoke_access_key,
 )
-from server.database.engine import open_database
+from server.database.engine import Database, open_database
 from server.request_auth.key_cache import KeyCache
 
 
@@ -27,6 +28,21 @@ class Clock:
         return self.now
 
 
+def cache_over(database: Database, master: MasterKey, clock: Clock, loads: List[str]) -> KeyCache:
+    """A cache over the real store, as the server builds it; ``loads`` records each read."""
+
+    def load(access_key_id: str) -> Optional[ActiveKey]:
+        loads.append(access_key_id)
+        with database.read() as connection:
+            return load_active_key(connection, master, access_key_id)
+
+    def revocations() -> Tuple[int, Optional[float]]:
+        with database.read() as connection:
+            return revocations_state(connection)
+
+    return KeyCache(load, revocations, ttl_seconds=2.0, clock=clock)
+
+
 def test_keys_are_read_once_until_a_revocation(database_url: str, tmp_path: Path) -> None:
     database = open_database(database_url)
     master = load_or_create_master_key_on_disk(tmp_path / "master.key")
@@ -34,18 +50,8 @@ def test_keys_are_read_once_until_a_revocation(database_url: str, tmp_path: Path
         host = issue_access_key(connection, master, KeyKind.HOST, "host-1", 1.0)
         other = issue_access_key(connection, master, KeyKind.HOST, "host-2", 1.0)
     loads: List[str] = []
-
-    def load(access_key_id: str):  # type: ignore[no-untyped-def]
-        loads.append(access_key_id)
-        with database.read() as connection:
-            return load_active_key(connection, master, access_key_id)
-
-    def revocations():  # type: ignore[no-untyped-def]
-        with database.read() as connection:
-            return revocations_state(connection)
-
     clock = Clock()
-    cache = KeyCache(load, revocations, ttl_seconds=2.0, clock=clock)
+    cache = cache_over(database, master, clock, loads)
     first = cache.get(host.key.access_key_id)
     assert first is not None and first.secret_access_key == host.secret_access_key
     for _ in range(5):
@@ -67,16 +73,7 @@ def test_an_unknown_id_is_asked_again_after_a_window(database_url: str, tmp_path
     database = open_database(database_url)
     master = load_or_create_master_key_on_disk(tmp_path / "master.key")
     clock = Clock()
-
-    def load(access_key_id: str):  # type: ignore[no-untyped-def]
-        with database.read() as connection:
-            return load_active_key(connection, master, access_key_id)
-
-    def revocations():  # type: ignore[no-untyped-def]
-        with database.read() as connection:
-            return revocations_state(connection)
-
-    cache = KeyCache(load, revocations, ttl_seconds=2.0, clock=clock)
+    cache = cache_over(database, master, clock, [])
     assert cache.get("AKIAUNKNOWNUNKNOWN12") is None
     with database.write() as connection:
         issued = issue_access_key(connection, master, KeyKind.OPERATOR, "ops", 1.0)
