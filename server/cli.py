@@ -1,4 +1,4 @@
-"""The ``codedeploy-server`` program: ``run``, ``keys ...`` and ``signer``.
+"""The ``codedeploy-server`` program: ``run``, ``keys ...``, ``signer`` and ``check-config``.
 
 ``run`` serves until SIGTERM. The admin commands work on the data folder and database
 whether or not a server is running (SQLite in WAL mode and PostgreSQL both allow it), so
@@ -35,6 +35,8 @@ verbs:
   keys revoke ACCESS_KEY_ID   refuse that key from now on (a running server within seconds)
   keys list [--json]          ids, kinds and names of the keys; never a secret
   signer                      prints JSON: ca_file (for agents' deployment_signer_ca_file), signer_name
+  check-config                checks the configuration (and TLS files) without changing anything;
+                              prints JSON: config_file, listen, data_dir, database (no password), tls
 
 exit status: 0 done, 1 failed, 2 bad command line or configuration.
 The configuration file is /etc/codedeploy-server/server.yml unless --config names one;
@@ -67,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     listing = actions.add_parser("list", parents=[shared])
     listing.add_argument("--json", action="store_true", help="one JSON document")
     verbs.add_parser("signer", parents=[shared], help="where agents find the signer's CA")
+    verbs.add_parser(
+        "check-config", parents=[shared], help="check the configuration; change nothing"
+    )
     return parser
 
 
@@ -92,6 +97,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             return _run(config)
         if arguments.verb == "signer":
             return _signer(config)
+        if arguments.verb == "check-config":
+            return _check_config(config)
         return _keys(config, arguments)
     except ServerError as error:
         print(f"{PROGRAM}: {error}", file=sys.stderr, flush=True)
@@ -161,6 +168,25 @@ def _signer(config: Any) -> int:
     _prepare_data_dir(config)
     files = ensure_signer_on_disk(config.data_dir, config.signer_name)
     document = {"ca_file": str(files.ca_file), "signer_name": signer_common_name_on_disk(files)}
+    print(json.dumps(document), flush=True)
+    return 0
+
+
+def _check_config(config: Any) -> int:
+    """What ``run`` would start with, checked as far as reading allows: the keys (already
+    parsed by now) and the TLS pair. Touches nothing, so an installer can ask before it
+    enables the service; the database is not reached (it may not be up yet)."""
+    from server.database.engine import describe_database_url
+    from server.web.serve import check_tls_files_on_disk
+
+    check_tls_files_on_disk(config)
+    document = {
+        "config_file": str(config.config_file) if config.config_file else None,
+        "listen": str(config.listen),
+        "data_dir": str(config.data_dir),
+        "database": describe_database_url(config.effective_database_url),
+        "tls": config.tls_enabled,
+    }
     print(json.dumps(document), flush=True)
     return 0
 

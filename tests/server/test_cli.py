@@ -161,3 +161,34 @@ def _localhost_certificate(folder: Path) -> tuple[Path, Path]:
         )
     )
     return certificate_file, key_file
+
+
+def test_check_config_reports_what_run_would_use_and_changes_nothing(tmp_path: Path) -> None:
+    files = ServerFiles(tmp_path)
+    files.write_config(
+        "listen: 127.0.0.1:9555\n", database_url="postgresql://ops:s3cret@db.example:5432/cd"
+    )
+    completed = files.admin("check-config")
+    assert json.loads(completed.stdout) == {
+        "config_file": str(files.config),
+        "listen": "127.0.0.1:9555",
+        "data_dir": str(files.data_dir),
+        "database": "postgresql://ops:***@db.example:5432/cd",
+        "tls": False,
+    }
+    # Nothing made: no data folder, no master key, no signer; the database not reached.
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["server.yml"]
+
+
+def test_check_config_refuses_a_bad_key_and_a_tls_pair_that_does_not_load(tmp_path: Path) -> None:
+    files = ServerFiles(tmp_path)
+    files.write_config("no_such_key: 1\n")
+    completed = files.admin("check-config", check=False)
+    assert completed.returncode == 2
+    assert completed.stderr.count("\n") == 1 and "unknown key 'no_such_key'" in completed.stderr
+    certificate, _ = _localhost_certificate(tmp_path)
+    files.write_config(f"tls_certificate_file: {certificate}\ntls_key_file: {certificate}\n")
+    completed = files.admin("check-config", check=False)
+    assert completed.returncode == 1 and completed.stdout == ""
+    assert completed.stderr.count("\n") == 1 and "cannot be used" in completed.stderr
+    assert "Traceback" not in completed.stderr
