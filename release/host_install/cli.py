@@ -338,6 +338,6 @@ def _server_step(
 
     def install(journal: UndoJournal, release: Path, upgrade: bool) -> None:
         add_server_wheels_on_disk(bundle, release)
-        install_server(bundle, layout, journal, start=start, upgrade=upgrade)
+        install_server(bundle, layout, journal, release, start=start, upgrade=upgrade)
 
     return install

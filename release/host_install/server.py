@@ -11,12 +11,14 @@ too, never a system folder.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
+from typing import Optional, Tuple
 
 from host_install.actions import configured_value_on_disk, is_system_folder, points_into, say
 from host_install.bundle import Bundle
-from host_install.commands import run_command
+from host_install.commands import first_error_line, run_command
 from host_install.errors import InstallError
 from host_install.layout import SERVER_UNIT_NAME, HostLayout
 from host_install.python_env import install_wheels_on_disk
@@ -54,9 +56,16 @@ def _server_imports(release: Path) -> bool:
 
 
 def install_server(
-    bundle: Bundle, layout: HostLayout, journal: UndoJournal, *, start: bool, upgrade: bool
+    bundle: Bundle,
+    layout: HostLayout,
+    journal: UndoJournal,
+    release: Path,
+    *,
+    start: bool,
+    upgrade: bool,
 ) -> None:
-    """Configuration, link, unit, enabled and (unless not ``start``) started and ready."""
+    """Configuration, link, unit, enabled and (unless not ``start``) started and ready.
+    The server of ``release`` checks its configuration before the unit is touched."""
     assert bundle.server_unit_file is not None and bundle.server_default_config is not None
     journal.make_folders_on_disk(layout.server_config_dir, 0o750)
     if layout.server_config_file.exists():
@@ -65,8 +74,8 @@ def install_server(
         text = bundle.server_default_config.read_bytes()
         journal.replace_file_on_disk(layout.server_config_file, text, 0o640)
         say(f"wrote the server's default configuration {layout.server_config_file}")
+    data_dir = check_server_config_on_disk(release / "bin" / "codedeploy-server", layout)
     journal.point_link_on_disk(layout.server_link, layout.current / "bin" / "codedeploy-server")
-    data_dir = _configured_data_dir(layout)
     if not data_dir.exists() and not data_dir.is_symlink():
         # Made by systemd (StateDirectory) or the server at its first start: a failed
         # install takes it back with whatever that start left in it.
@@ -128,9 +137,43 @@ def uninstall_server(layout: HostLayout, *, purge: bool, with_systemd: bool) -> 
         say(f"removed {layout.server_config_dir}")
 
 
+def check_server_config_on_disk(program: Path, layout: HostLayout) -> Path:
+    """The server reads its own configuration (``check-config``: it changes nothing), so
+    that a bad key or an unusable TLS pair refuses the install even with ``--no-start``.
+    Returns the data folder it names."""
+    data_dir, problem = _ask_server_config(program, layout)
+    if data_dir is None:
+        config = layout.server_config_file
+        raise InstallError(f"the server refuses its configuration {config}: {problem}")
+    return data_dir
+
+
+def _ask_server_config(program: Path, layout: HostLayout) -> Tuple[Optional[Path], str]:
+    """(the data folder, or None and why not) as ``program check-config`` reports them."""
+    command = [str(program), "--config", str(layout.server_config_file), "check-config"]
+    result = run_command(command)
+    if result.returncode != 0:
+        reason = first_error_line(result.stderr, "it gave no reason")
+        return None, reason.removeprefix("codedeploy-server: ")
+    try:
+        found = json.loads(result.stdout).get("data_dir")
+    except (ValueError, AttributeError):
+        found = None
+    if isinstance(found, str) and found.startswith("/"):
+        return Path(found), ""
+    return None, "its check-config report names no data folder"
+
+
 def _configured_data_dir(layout: HostLayout) -> Path:
-    found = configured_value_on_disk(layout.server_config_file, "data_dir")
-    return Path(found) if found and found.startswith("/") else layout.server_default_data_dir
+    """The data folder of an installed server: asked of the server while its program is
+    there, else read from its configuration's lines."""
+    program = layout.current / "bin" / "codedeploy-server"
+    if program.exists():
+        found, _ = _ask_server_config(program, layout)
+        if found is not None:
+            return found
+    line = configured_value_on_disk(layout.server_config_file, "data_dir")
+    return Path(line) if line and line.startswith("/") else layout.server_default_data_dir
 
 
 def _quiet_systemctl(*arguments: str) -> None:

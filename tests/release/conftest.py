@@ -1,5 +1,6 @@
 """Bundles for the installer's tests, built once per session under /var/tmp (where a
-systemd box sees them): this checkout's, a newer version's, and one whose agent cannot start;
+systemd box sees them): this checkout's, a newer version's (each also with the server), and one whose agent cannot
+start;
 and, per module, the command service the installed agents poll and the signing kit of the
 specifications it serves (made under /var/tmp too, before the module's box boots)."""
 
@@ -42,6 +43,13 @@ def server_bundle(bundles_home: Path) -> Path:
 def newer_bundle(bundles_home: Path) -> Path:
     source = copy_checkout(bundles_home / "newer-src", NEWER_VERSION)
     return build_bundle(source, bundles_home / "dist-newer")
+
+
+@pytest.fixture(scope="session")
+def newer_server_bundle(bundles_home: Path) -> Path:
+    """The newer version, built with the server's dependencies."""
+    source = copy_checkout(bundles_home / "newer-server-src", NEWER_VERSION)
+    return build_bundle(source, bundles_home / "dist-newer-server", "--with-server")
 
 
 @pytest.fixture(scope="session")

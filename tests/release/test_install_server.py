@@ -1,7 +1,8 @@
 """``install --with-server`` under a real systemd (one box for the module): the server
 installed beside the agent from a bundle built with ``--with-server``, serving as the
 ``codedeploy-server`` service, its admin commands working on the same data folder; an
-install whose server cannot start put back whole; ``--uninstall`` keeping the server's
+install whose server cannot start put back whole; an upgrade moving the server to the
+new release with its data; ``--uninstall`` keeping the server's
 configuration and data, ``--purge`` removing them.
 """
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.release.conftest import NEWER_VERSION
 from tests.support.host_install import Installer, assert_one_line_failure
 from tests.support.server import free_loopback_port
 from tests.support.systemd_box import SystemdBox
@@ -22,6 +24,8 @@ pytestmark = pytest.mark.root
 SERVER_CONFIG = "/etc/codedeploy-server/server.yml"
 DATA_DIR = "/var/lib/codedeploy-server"
 MASTER_KEY = "/etc/codedeploy-server/master.key"
+# Nothing listens on port 1 of loopback: a PostgreSQL URL the server cannot open.
+UNREACHABLE_DATABASE = "postgresql://nobody@127.0.0.1:1/none"
 
 
 def _server_config(port: int) -> str:
@@ -55,10 +59,21 @@ def test_a_server_that_cannot_start_leaves_the_host_as_it_was(
     done = installer.run(plain, "--with-server", own_network=True)
     assert_one_line_failure(done, "--with-server", "build-release --with-server")
     assert installer.snapshot() == before
-    # A server that fails at start (a key it does not know in server.yml): every step,
-    # the agent's included, is taken back.
+    # A server.yml the server refuses (a key it does not know), even with --no-start
+    # where nothing would start the server to find out: every step, the agent's
+    # included, is taken back.
     script = installer.unpack(server_bundle)
     systemd_box.write_file(SERVER_CONFIG, "listen: 127.0.0.1:9190\nno_such_key: 1\n")
+    configured = installer.snapshot()
+    for extra in ((), ("--no-start",)):
+        done = installer.run(script, "--with-server", *extra, own_network=True)
+        assert_one_line_failure(
+            done, f"the server refuses its configuration {SERVER_CONFIG}", "'no_such_key'"
+        )
+        assert installer.snapshot() == configured, done.stdout
+    # A server that reads its configuration but fails at start (its database cannot be
+    # reached): taken back the same way.
+    systemd_box.write_file(SERVER_CONFIG, f"database_url: {UNREACHABLE_DATABASE}\n")
     done = installer.run(script, "--with-server", own_network=True)
     assert_one_line_failure(done, "the server did not become ready")
     systemd_box.run(["rm", "-rf", "/etc/codedeploy-server"])
@@ -115,4 +130,39 @@ def test_install_with_server_serves_then_uninstall_keeps_its_data_and_purge_remo
     assert done.returncode == 0, done.stdout + done.stderr
     assert not systemd_box.exists("/etc/codedeploy-server")
     assert not systemd_box.exists(DATA_DIR)
+    assert installer.snapshot() == before
+
+
+def test_an_upgrade_restarts_the_server_on_the_new_release_with_its_keys_and_data(
+    server_bundle: Path, newer_server_bundle: Path, systemd_box: SystemdBox
+) -> None:
+    installer = Installer(systemd_box)
+    before = installer.snapshot()
+    port = free_loopback_port()
+    systemd_box.write_file(SERVER_CONFIG, _server_config(port))
+    done = installer.run(installer.unpack(server_bundle), "--with-server", own_network=True)
+    assert done.returncode == 0, done.stdout + done.stderr + systemd_box.diagnostics()
+    made = systemd_box.run(["codedeploy-server", "keys", "create-operator", "ops"])
+    key_id = json.loads(made.stdout)["AccessKeyId"]
+    signer = systemd_box.run(["codedeploy-server", "signer"]).stdout
+    ca_before = systemd_box.read_text(json.loads(signer)["ca_file"])
+    old_pid = _property(systemd_box, "MainPID")
+
+    # The newer bundle, without the option: the installed server comes along.
+    done = installer.run(installer.unpack(newer_server_bundle), own_network=True)
+    assert done.returncode == 0, done.stdout + done.stderr + systemd_box.diagnostics()
+    assert "restarting the server for its new release" in done.stdout
+    assert "the server is ready" in done.stdout
+    assert _property(systemd_box, "MainPID") not in ("0", old_pid)
+    serving = systemd_box.run(["readlink", "-f", "/usr/bin/codedeploy-server"]).stdout
+    assert NEWER_VERSION in serving, serving
+    assert _health(port) == 200
+    # Its configuration, keys and signer are the ones it had.
+    assert systemd_box.read_text(SERVER_CONFIG) == _server_config(port)
+    listed = systemd_box.run(["codedeploy-server", "keys", "list"])
+    assert listed.returncode == 0 and key_id in listed.stdout, listed.stderr
+    assert systemd_box.read_text(json.loads(signer)["ca_file"]) == ca_before
+
+    done = installer.run(installer.unpack(newer_server_bundle), "--uninstall", "--purge")
+    assert done.returncode == 0, done.stdout + done.stderr
     assert installer.snapshot() == before
