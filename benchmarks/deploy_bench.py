@@ -125,7 +125,7 @@ class CaseFigures:
 class DaemonDeployer:
     """``codedeploy-agent run`` against the test command service; deploys a tgz bundle."""
 
-    def __init__(self, where: Path) -> None:
+    def __init__(self, where: Path, source: Path = REPO, extra_config: str = "") -> None:
         self.where = where
         self.kit = make_signing_kit(where / "signing")
         self.stub = TimedStub(poll_wait=20.0, hang_seconds=5.0)
@@ -142,6 +142,8 @@ class DaemonDeployer:
             wait_after_error=1,
             http_read_timeout=30,
             hook_kill_grace_seconds=None,
+            source=source,
+            extra_config=extra_config,
         )
         self.daemon.run(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if not self.stub.wait_for_poll_after(0.0):

@@ -233,10 +233,7 @@ class PollLoop:
                 report_commands_interrupted_by_restart(self._client, self._settings, rng=self._rng)
                 self._restart_reported = True
             self._announce(POLLING)
-            self._group_locks.release_idle_locks()
-            if self._heap_dirty:
-                release_free_heap()
-                self._heap_dirty = False
+            self._tidy_between_commands()
             result = poll_once(
                 self._client,
                 self._settings,
@@ -280,6 +277,16 @@ class PollLoop:
                 self._handling = False
                 self._lock.notify_all()
         self._schedule(delay)
+
+    def _tidy_between_commands(self) -> None:
+        """Locks no deployment holds, the C heap's free pages, the trash's child: what the
+        last command left behind is let go before the next poll."""
+        self._group_locks.release_idle_locks()
+        if self._heap_dirty:
+            release_free_heap()
+            self._heap_dirty = False
+        if self._settings.engine.trash is not None:
+            self._settings.engine.trash.reap()
 
     def _announce(
         self,

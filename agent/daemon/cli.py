@@ -70,6 +70,7 @@ from agent.daemon.systemd_notify import (
     watchdog_interval_seconds,
 )
 from agent.deployment_root.layout import DeploymentRoot
+from agent.deployment_root.trash import DeploymentTrash
 from agent.deployment_specification.envelope import REGION_PLACEHOLDER, SignatureSettings
 from agent.deployment_specification.signature import (
     check_signer_trust_on_disk,
@@ -268,7 +269,12 @@ def _build_loop(
         # One S3 client per distinct settings for the daemon's life, not one per download.
         s3_clients=S3Clients(),
     )
-    engine = EngineSettings.from_config(config, fetch, environ, install_helper=InstallHelper())
+    trash = DeploymentTrash(config.root_dir)
+    # What the agent left in the trash when it stopped goes first.
+    trash.start_emptying()
+    engine = EngineSettings.from_config(
+        config, fetch, environ, install_helper=InstallHelper(), trash=trash
+    )
     settings = PollerSettings(
         host_identifier=identity.host_identifier,
         engine=engine,

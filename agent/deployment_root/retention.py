@@ -2,7 +2,9 @@
 
 Before a revision is downloaded, the oldest deployment folders of the group are removed
 so that at most ``max_revisions`` remain, counting the one being deployed. The last
-successful deployment is never removed: its scripts run the next ApplicationStop.
+successful deployment is never removed: its scripts run the next ApplicationStop. Given a
+:class:`~agent.deployment_root.trash.DeploymentTrash`, a folder goes there to be removed
+while the deployment goes on (see that module for when it is removed at once instead).
 """
 
 from __future__ import annotations
@@ -10,16 +12,22 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Optional
 
 import structlog
 
 from agent.deployment_root.layout import DeploymentDir, DeploymentRoot
+from agent.deployment_root.trash import DeploymentTrash
 
 log = structlog.get_logger(__name__)
 
 
 def prune_old_deployments_on_disk(
-    root: DeploymentRoot, group_id: str, current: DeploymentDir, max_revisions: int
+    root: DeploymentRoot,
+    group_id: str,
+    current: DeploymentDir,
+    max_revisions: int,
+    trash: Optional[DeploymentTrash] = None,
 ) -> int:
     """Remove the oldest deployment folders of ``group_id``; return how many were removed."""
     group_dir = root.group_dir(group_id)
@@ -42,7 +50,10 @@ def prune_old_deployments_on_disk(
 
     removed = 0
     for old in sorted(candidates, key=age)[:extra]:
-        shutil.rmtree(old, ignore_errors=True)
-        log.info("removed old deployment folder", path=str(old))
+        if trash is not None and trash.retire_on_disk(old):
+            log.info("old deployment folder moved to the trash", path=str(old))
+        else:
+            shutil.rmtree(old, ignore_errors=True)
+            log.info("removed old deployment folder", path=str(old))
         removed += 1
     return removed

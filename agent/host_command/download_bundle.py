@@ -94,7 +94,11 @@ def prune_old_deployments_of_group_on_disk(
     successful one), this deployment's among them."""
     deployment = deployment_dir_of(spec, settings.root)
     prune_old_deployments_on_disk(
-        settings.root, spec.deployment_group_id, deployment, settings.max_revisions
+        settings.root,
+        spec.deployment_group_id,
+        deployment,
+        settings.max_revisions,
+        settings.trash,
     )
 
 

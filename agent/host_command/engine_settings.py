@@ -13,6 +13,7 @@ from typing import Mapping, Optional
 
 from agent.configuration.model import AgentConfig
 from agent.deployment_root.layout import DeploymentRoot
+from agent.deployment_root.trash import DeploymentTrash
 from agent.installer.agent_folders import AgentFolders
 from agent.installer.install_process import InstallHelper
 from agent.lifecycle_event.hook_environment import HOOK_ENV_ALLOWLIST
@@ -47,6 +48,9 @@ class EngineSettings:
     # Where DownloadBundle gets revisions; None: each from its own source, with ``fetch``
     # (tests of DownloadBundle's own logic put an in-process fetcher here).
     revision_fetcher: Optional[RevisionFetcher] = None
+    # Where retention puts old deployment folders to be removed beside the deployment;
+    # None: removed at once, in the deployment's way.
+    trash: Optional[DeploymentTrash] = None
 
     @property
     def agent_folders(self) -> AgentFolders:
@@ -59,6 +63,7 @@ class EngineSettings:
         fetch: FetchSettings,
         environ: Mapping[str, str],
         install_helper: Optional[InstallHelper] = None,
+        trash: Optional[DeploymentTrash] = None,
     ) -> EngineSettings:
         """The engine's settings; ``fetch`` carries what the program found outside the
         configuration (the region, the host's credentials) and ``environ`` is the program's
@@ -86,4 +91,5 @@ class EngineSettings:
             pid_dir=config.pid_dir,
             install_helper=install_helper,
             inherited_environment=dict(environ),
+            trash=trash,
         )

@@ -33,6 +33,7 @@ from agent.configuration.loader import read_agent_config
 from agent.configuration.model import DEFAULT_CONFIG_FILE, AgentConfig
 from agent.deployment_root.group_lock import LockHolder, lock_group_for_deployment_on_disk
 from agent.deployment_root.layout import DeploymentDir
+from agent.deployment_root.trash import DeploymentTrash
 from agent.deployment_specification.model import (
     BundleType,
     DeploymentSpecification,
@@ -123,13 +124,15 @@ def _prepare(
     return config, request
 
 
-def _engine_settings(config: AgentConfig, environ: Mapping[str, str]) -> EngineSettings:
+def _engine_settings(
+    config: AgentConfig, environ: Mapping[str, str], trash: Optional[DeploymentTrash] = None
+) -> EngineSettings:
     """The engine's settings for this program: S3 revisions in ``AWS_REGION`` when it is set
     (otherwise botocore's own region chain), with botocore's credential chain; hooks inherit
     ``environ``."""
     region = environ.get("AWS_REGION") or None
     fetch = FetchSettings.from_config(config, region=region)
-    return EngineSettings.from_config(config, fetch, environ)
+    return EngineSettings.from_config(config, fetch, environ, trash=trash)
 
 
 def _check_root_writable(config: AgentConfig) -> None:
@@ -196,7 +199,13 @@ def run_local_deployment(
         # successful revision's scripts (or none), as if it were not.
         download_pending = True
     print(f"Starting to execute deployment from within folder {deployment.path}", flush=True)
-    return _run_commands(request, settings, deployment, download_pending)
+    try:
+        return _run_commands(request, settings, deployment, download_pending)
+    finally:
+        # Old deployment folders go on being removed while the commands run; not past the
+        # program's end.
+        if settings.trash is not None:
+            settings.trash.wait()
 
 
 def _run_commands(
@@ -243,7 +252,11 @@ def _engine_settings_on_disk(
     log = structlog.get_logger("codedeploy-local")
     for warning in config.warnings:
         log.warning(warning)
-    settings = engine_naming_hook_cgroups(_engine_settings(config, environ), deployment_id)
+    trash = DeploymentTrash(config.root_dir)
+    # What an earlier run left in the trash goes first, beside this deployment.
+    trash.start_emptying()
+    settings = _engine_settings(config, environ, trash)
+    settings = engine_naming_hook_cgroups(settings, deployment_id)
     for cgroup in end_hook_cgroups_left_on_disk(settings.root):
         log.warning("ended the hook cgroup a killed agent left behind", cgroup=str(cgroup))
     return settings
