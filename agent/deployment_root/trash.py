@@ -60,8 +60,7 @@ class DeploymentTrash:
     def retire_on_disk(self, deployment_folder: Path) -> bool:
         """Move ``deployment_folder`` into the trash and have it removed there; False
         (nothing moved) when the filesystem needs its space now or it cannot be moved."""
-        held = held_bytes_on_disk(deployment_folder)
-        if measure_free_space_on_disk(deployment_folder.parent).usable_bytes < held:
+        if not _room_without_on_disk(deployment_folder):
             return False
         target = self.folder / f"{deployment_folder.name}.{secrets.token_hex(4)}"
         try:
@@ -129,6 +128,16 @@ class DeploymentTrash:
                 status=child.returncode,
                 problem=said.splitlines()[0] if said else "",
             )
+
+
+def _room_without_on_disk(folder: Path) -> bool:
+    """Whether the filesystem's usable free space is at least what ``folder`` holds. No
+    folder holds more than the filesystem's files do in all, so the folder is walked (a
+    stat of each of its files, slow when they are not cached) only when that bound fails."""
+    space = measure_free_space_on_disk(folder.parent)
+    if space.usable_bytes >= space.used_bytes:
+        return True
+    return space.usable_bytes >= held_bytes_on_disk(folder)
 
 
 def held_bytes_on_disk(folder: Path) -> int:

@@ -36,6 +36,8 @@ class FreeSpace:
     # None when the filesystem allocates inodes on demand (f_files is 0: btrfs, ...).
     free_inodes: Optional[int]
     margin_inodes: int
+    # What the filesystem's files hold in all: no folder on it can hold more.
+    used_bytes: int
 
     @property
     def usable_bytes(self) -> int:
@@ -71,6 +73,7 @@ def measure_free_space_on_disk(folder: Union[str, Path]) -> FreeSpace:
         margin_bytes=min(MARGIN_BYTES, size // MARGIN_FRACTION),
         free_inodes=free_inodes,
         margin_inodes=margin_inodes,
+        used_bytes=(info.f_blocks - info.f_bfree) * block,
     )
 
 
