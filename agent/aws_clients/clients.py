@@ -21,12 +21,10 @@ share one.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Callable, Hashable, Iterator, List, Optional, TypeVar
+from typing import Any, Callable, Hashable, List, Optional, TypeVar
 
 import botocore.session  # type: ignore[import-untyped]
 from botocore.config import Config  # type: ignore[import-untyped]
@@ -40,6 +38,7 @@ from botocore.loaders import Loader  # type: ignore[import-untyped]
 from agent.aws_clients.client_settings import ClientSettings, S3ClientSettings
 from agent.aws_clients.credentials import GivenCredentialsProvider
 from agent.aws_clients.wire_log import WireLogSettings, WireLogWriter, attach_wire_log
+from agent.garbage_collection import garbage_collector_paused
 
 DEFAULT_MAX_CLIENTS = 4
 
@@ -75,18 +74,6 @@ class _OneServiceLoader(Loader):  # type: ignore[misc]
         return [self._service_name]
 
 
-@contextlib.contextmanager
-def _garbage_collector_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector, if it runs, until the block ends."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def new_aws_client(
     service_name: str,
     settings: ClientSettings,
@@ -117,7 +104,7 @@ def new_aws_client(
         use_fips_endpoint=settings.use_fips and settings.endpoint_url is None,
         **service_config,
     )
-    with _garbage_collector_paused():
+    with garbage_collector_paused():
         client = session.create_client(
             service_name,
             region_name=settings.region,

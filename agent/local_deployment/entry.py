@@ -20,6 +20,11 @@ def main() -> None:
 
 
 def _run() -> int:
-    from agent.local_deployment.cli import run_local_deployment
+    from agent.garbage_collection import garbage_collector_paused
+
+    # The program's imports, a tenth quicker without collections that would find nothing
+    # among the modules, classes and functions they make, all kept until the exit.
+    with garbage_collector_paused(freeze_after=True):
+        from agent.local_deployment.cli import run_local_deployment
 
     return run_local_deployment()
