@@ -26,37 +26,50 @@ at most 1.0), the agent's own DownloadBundle time from its log, and the agent's 
 (its process and the ones it waited for, from ``wait4``), which must not grow with the
 bundle: the big bundle is also deployed at an eighth of its size to show it.
 
+The bundle of many files is also deployed through the daemon (``--no-daemon`` to skip it),
+the agent as it runs on a host, its start-up paid once: ``codedeploy-agent run`` against
+the test command service on loopback, each round the DownloadBundle command of a new
+deployment to a group of its own, queued while the daemon waits in its long poll. Its
+figure is the command's own time, from its acknowledgement to its completion as the
+service receives them (queueing to completion is printed beside it), against the same
+baseline; the daemon's first download, which builds its S3 client, is not counted.
+
 ``--compare SOURCE`` deploys with another source tree of the agent too, in the same rounds.
 ``--keep-trees`` leaves every step's files in place until the case is over, so that no
 step follows a removal: on such a file system, the small files' figures then show what
 creating them costs on a quiet disk.
 
 Usage: python benchmarks/s3_bench.py [--big-mb 2048] [--files 20000] [--rounds 3] [--dir /tmp]
-       [--cases big,many] [--compare SOURCE] [--keep-trees]
+       [--cases big,many] [--compare SOURCE] [--keep-trees] [--no-daemon]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import median
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from benchmarks.daemon_bench import HOST, TimedStub  # noqa: E402
+
 # The sync before each timed step.
 from benchmarks.deploy_bench import settle  # noqa: E402
 from benchmarks.measured_run import run_measured  # noqa: E402
+from tests.support.daemon import AgentDaemon  # noqa: E402
 from tests.support.s3_servers import SeaweedS3, seaweedfs_s3_server, weed_binary  # noqa: E402
+from tests.support.signing import make_signing_kit  # noqa: E402
 
 MIB = 1 << 20
 BUCKET = "bench-revisions"
@@ -84,10 +97,18 @@ class Figures:
     agents: List[float]  # seconds of the codedeploy-local process
     download_bundles: List[float]  # the agent's DownloadBundle, as its log says
     rss_kib: int  # the agent's largest peak RSS over the rounds
+    # The daemon's DownloadBundle, queued -> completed and acknowledged -> completed
+    # (empty when the daemon was not measured).
+    daemon_queued: List[float] = field(default_factory=list)
+    daemon_own: List[float] = field(default_factory=list)
 
     @property
     def ratios(self) -> List[float]:
         return [agent / baseline for agent, baseline in zip(self.agents, self.baselines)]
+
+    @property
+    def daemon_ratios(self) -> List[float]:
+        return [own / baseline for own, baseline in zip(self.daemon_own, self.baselines)]
 
 
 def s3_client(server: SeaweedS3) -> Any:
@@ -243,6 +264,88 @@ def download_bundle_seconds(output: str) -> float:
     return float("nan")
 
 
+class DaemonDeployer:
+    """``codedeploy-agent run`` against the test command service, its S3 requests going to
+    the SeaweedFS under test: the agent as it runs on a host, start-up paid once."""
+
+    def __init__(self, server: SeaweedS3, where: Path, source: Path) -> None:
+        self.where = where / "daemon"
+        self.where.mkdir()
+        self.kit = make_signing_kit(where / "signing")
+        self.stub = TimedStub(poll_wait=20.0, hang_seconds=5.0)
+        self.stub.start()
+        self.daemon = AgentDaemon(
+            self.where,
+            self.stub,
+            self.kit,
+            source=source,
+            host=HOST,
+            credentials={
+                "AWS_ACCESS_KEY_ID": server.access_key,
+                "AWS_SECRET_ACCESS_KEY": server.secret_key,
+                "AWS_REGION": REGION,
+            },
+            wait_between_runs=0,
+            wait_after_error=1,
+            http_read_timeout=30,
+            hook_kill_grace_seconds=None,
+            extra_config=f":s3_endpoint_override: '{server.endpoint}'\n",
+        )
+        self.daemon.run(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not self.stub.wait_for_poll_after(0.0):
+            self.close()
+            sys.exit(f"the daemon never polled; see {self.daemon.log_dir}")
+        self.deployments = 0
+
+    def download_seconds(self, bundle: Bundle, etag: str, keep: bool) -> Tuple[float, float]:
+        """(queued -> completed, acknowledged -> completed) seconds of one DownloadBundle of
+        ``bundle``, the first command of a deployment to a group of its own (so that no
+        earlier revision is pruned in it); the group's folder is cleared away after."""
+        self.deployments += 1
+        deployment_id = f"d-S3BENCH{self.deployments:04d}"
+        group = f"s3-bench-group-{self.deployments}"
+        spec = {
+            "DeploymentId": f"arn:aws:codedeploy:{REGION}:123456789012:deployment/{deployment_id}",
+            "DeploymentGroupId": group,
+            "DeploymentGroupName": group,
+            "ApplicationName": "bench-app",
+            "Revision": {
+                "RevisionType": "S3",
+                "S3Revision": {
+                    "Bucket": BUCKET,
+                    "Key": bundle.key,
+                    "BundleType": bundle.bundle_type,
+                    "ETag": etag,
+                },
+            },
+        }
+        self.stub.set_specification(deployment_id, self.kit.sign(json.dumps(spec)), "PKCS7/JSON")
+        with self.stub.arrivals:
+            moments = list(self.stub.completed.values())
+        # Queued once the daemon is back in its long poll, as a service would find it.
+        if moments and not self.stub.wait_for_poll_after(max(moments)):
+            sys.exit("the daemon stopped polling")
+        time.sleep(0.05)
+        settle()
+        queued = time.monotonic()
+        command = self.stub.queue_command(HOST, "DownloadBundle", deployment_id)
+        host_command = str(command["HostCommandIdentifier"])
+        done = self.stub.wait_for_completion(host_command, timeout=600)
+        if done is None:
+            sys.exit(f"{deployment_id} did not complete; see {self.daemon.log_dir}")
+        failed = [c for c in self.stub.completions() if c["CommandStatus"] != "Succeeded"]
+        if failed:
+            sys.exit(f"{deployment_id} failed: {failed}")
+        with self.stub.arrivals:
+            acknowledged = self.stub.arrived[("PutHostCommandAcknowledgement", host_command)]
+        clear_away([self.daemon.root.group_dir(group)], self.where, keep)
+        return done - queued, done - acknowledged
+
+    def close(self) -> None:
+        self.daemon.stop()
+        self.stub.stop()
+
+
 def measure(
     server: SeaweedS3,
     client: Any,
@@ -251,19 +354,26 @@ def measure(
     sources: List[Path],
     args: Any,
     rounds: Optional[int] = None,
+    daemons: Sequence[DaemonDeployer] = (),
 ) -> List[Figures]:
-    """``rounds`` rounds of the baseline and each agent, the order turning by one step
-    each round: the step right after the baseline runs slower (by seconds for the big
-    bundle), so each side takes each place in turn. An untimed baseline run comes first,
-    so that every timed step follows the removal of a tree of the same size, unless
-    ``--keep-trees`` keeps every tree until the case is over. One Figures per agent, each
-    with the same baseline times."""
+    """``rounds`` rounds of the baseline, each agent and each daemon (one per agent, or
+    none), the order turning by one step each round: the step right after the baseline
+    runs slower (by seconds for the big bundle), so each side takes each place in turn.
+    An untimed baseline run comes first, so that every timed step follows the removal of
+    a tree of the same size, unless ``--keep-trees`` keeps every tree until the case is
+    over; each daemon's first download (which builds its S3 client) is untimed too. One
+    Figures per agent, each with the same baseline times."""
     keep = bool(args.keep_trees)
     baseline_seconds(client, bundle, where, keep)
+    etag = str(client.head_object(Bucket=BUCKET, Key=bundle.key)["ETag"])
+    for daemon in daemons:
+        daemon.download_seconds(bundle, etag, keep)
     baselines: List[float] = []
     downloads: List[float] = []
     runs: List[List[Tuple[float, float, int]]] = [[] for _ in sources]
-    steps = [-1, *range(len(sources))]  # -1: the baseline; else the index of an agent
+    daemon_runs: List[List[Tuple[float, float]]] = [[] for _ in daemons]
+    # -1: the baseline; then the index of an agent, then len(sources) + that of a daemon.
+    steps = [-1, *range(len(sources) + len(daemons))]
     for number in range(args.rounds if rounds is None else rounds):
         turn = number % len(steps)
         for step in steps[turn:] + steps[:turn]:
@@ -271,8 +381,11 @@ def measure(
                 both, download = baseline_seconds(client, bundle, where, keep)
                 baselines.append(both)
                 downloads.append(download)
-            else:
+            elif step < len(sources):
                 runs[step].append(agent_seconds(server, bundle, where, sources[step], keep))
+            else:
+                daemon = daemons[step - len(sources)]
+                daemon_runs[step - len(sources)].append(daemon.download_seconds(bundle, etag, keep))
     shutil.rmtree(where / "kept", ignore_errors=True)
     return [
         Figures(
@@ -281,8 +394,10 @@ def measure(
             [took for took, _, _ in agent_runs],
             [download_bundle for _, download_bundle, _ in agent_runs],
             max(peak for _, _, peak in agent_runs),
+            [queued for queued, _ in daemon_figures],
+            [own for _, own in daemon_figures],
         )
-        for agent_runs in runs
+        for agent_runs, daemon_figures in zip(runs, daemon_runs or [[] for _ in sources])
     ]
 
 
@@ -306,6 +421,10 @@ def report(bundle: Bundle, all_figures: List[Figures], labels: List[str]) -> Non
         print(f"  (its DownloadBundle {spread(figures.download_bundles)})")
         print(f"    ratio, round by round: {spread(figures.ratios, 'x')}  (target: at most 1.0x)")
         print(f"    peak RSS:              {figures.rss_kib / 1024:.1f} MB")
+        if figures.daemon_own:
+            print(f"  the daemon, {label}: its DownloadBundle {spread(figures.daemon_own)}", end="")
+            print(f"  (queued -> completed {spread(figures.daemon_queued)})")
+            print(f"    ratio, round by round: {spread(figures.daemon_ratios, 'x')}")
 
 
 def big_size_mib(requested: int, where: Path, explicit: bool) -> int:
@@ -343,6 +462,26 @@ def measure_big(
     )
 
 
+def measure_many(
+    server: SeaweedS3, client: Any, where: Path, args: Any, sources: List[Path]
+) -> None:
+    """The bundle of many small files, by codedeploy-local and (unless ``--no-daemon``)
+    by the daemon of each source tree."""
+    many = store_many_files_bundle(client, where, args.files)
+    daemons: List[DaemonDeployer] = []
+    try:
+        if not args.no_daemon:
+            for index, source in enumerate(sources):
+                daemon_where = where / f"daemon-{index}"
+                daemon_where.mkdir()
+                daemons.append(DaemonDeployer(server, daemon_where, source))
+        figures = measure(server, client, many, where, sources, args, daemons=daemons)
+    finally:
+        for daemon in daemons:
+            daemon.close()
+    report(many, figures, source_labels(sources))
+
+
 def source_labels(sources: List[Path]) -> List[str]:
     return ["this tree" if source == REPO else str(source) for source in sources]
 
@@ -365,6 +504,12 @@ def main() -> None:
         metavar="SOURCE",
         help="another source tree of the agent (e.g. `git archive main agent | tar -x -C DIR`)"
         " deployed in the same rounds",
+    )
+    parser.add_argument(
+        "--no-daemon",
+        action="store_true",
+        help="measure the many-files bundle with codedeploy-local only, not also through"
+        " the daemon and the test command service",
     )
     parser.add_argument(
         "--keep-trees",
@@ -407,9 +552,7 @@ def main() -> None:
             if "big" in cases:
                 measure_big(server, client, where, size, args, sources)
             if "many" in cases:
-                many = store_many_files_bundle(client, where, args.files)
-                figures = measure(server, client, many, where, sources, args)
-                report(many, figures, source_labels(sources))
+                measure_many(server, client, where, args, sources)
     finally:
         shutil.rmtree(where, ignore_errors=True)
 

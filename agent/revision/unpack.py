@@ -52,6 +52,7 @@ from agent.revision.bundle import (
     show_name,
 )
 from agent.revision.errors import BundleError
+from agent.revision.gunzip_feed import GunzipFeed, inflating_apart_pays
 from agent.revision.zip_directory import iter_zip_member_sizes
 
 log = structlog.get_logger(__name__)
@@ -137,7 +138,10 @@ def _unpack_to_disk(
         try:
             if bundle_type is BundleType.ZIP:
                 _check_zip_fits_on_disk(fd, destination, archive_dir, where)
-            _extract_fd_on_disk(fd, bundle_type, destination, archive_dir, policy, where)
+            if bundle_type is BundleType.TGZ and inflating_apart_pays(fd):
+                _extract_inflated_apart_on_disk(fd, destination, archive_dir, policy, where)
+            else:
+                _extract_fd_on_disk(fd, bundle_type, destination, archive_dir, policy, where)
         finally:
             os.close(fd)
 
@@ -175,6 +179,32 @@ def _check_zip_fits_on_disk(fd: int, destination: Path, archive_dir: Path, where
         raise BundleError(room.shortfall(f"{where}, unpacked into {archive_dir},"))
 
 
+def _extract_inflated_apart_on_disk(
+    fd: int, destination: Path, archive_dir: Path, policy: UnpackPolicy, where: str
+) -> None:
+    """Unpack the tgz file ``fd``, inflated by a thread of its own (see
+    :mod:`agent.revision.gunzip_feed`); a failure of the gzip data is the one reported."""
+    feed = GunzipFeed(fd)
+    read_end = feed.start()
+    failure: Optional[str] = None
+    try:
+        _extract_fd_on_disk(
+            read_end, BundleType.TGZ, destination, archive_dir, policy, where, compression="gzip"
+        )
+    except BundleError:
+        # What libarchive met may be only the end of a stream the thread cut short.
+        failure = feed.failure
+        if failure is None:
+            raise
+    finally:
+        # Taken before the thread stops: what it would meet from now on lies after the
+        # archive's end, which libarchive would not have read either.
+        failure = failure or feed.failure
+        feed.stop()
+    if failure is not None:
+        raise BundleError(f"{where} is truncated or corrupt: {failure}")
+
+
 def _extract_fd_on_disk(
     fd: int,
     bundle_type: BundleType,
@@ -182,7 +212,10 @@ def _extract_fd_on_disk(
     archive_dir: Path,
     policy: UnpackPolicy,
     where: str,
+    compression: str = "",
 ) -> None:
+    """Unpack the archive ``fd`` reads into ``destination``; ``compression`` names the one
+    taken off before libarchive reads it, if any."""
     # Both handles are freed by hand rather than by libarchive-c's context managers: their
     # free() reports a failed archive as a new error, which would hide the real one.
     read_p = ffi.read_new()
@@ -196,7 +229,15 @@ def _extract_fd_on_disk(
             # Owners and groups are looked up by name first, as tar does.
             la.write_disk_set_standard_lookup(write_p)
         extraction = _Extraction(
-            read_p, write_p, flags, bundle_type, destination, archive_dir, policy, where
+            read_p,
+            write_p,
+            flags,
+            bundle_type,
+            destination,
+            archive_dir,
+            policy,
+            where,
+            compression,
         )
         extraction.run()
     except ArchiveError as error:
@@ -221,21 +262,24 @@ def _open_bundle_reader(read_p: int, fd: int, bundle_type: BundleType, where: st
 
 
 def _read_first_bundle_header(
-    read_p: int, entry_p: int, bundle_type: BundleType, where: str
+    read_p: int, entry_p: int, bundle_type: BundleType, where: str, compression: str = ""
 ) -> int:
     """Read the first member's header and check the bundle's real format against
     ``bundle_type`` (known only from then on); returns libarchive's status."""
     status = int(la.read_next_header2(read_p, entry_p))
     if status < la.ARCHIVE_WARN:
         raise _unreadable(where, bundle_type, read_p)
-    _check_declared_bundle_type(read_p, bundle_type, where)
+    _check_declared_bundle_type(read_p, bundle_type, where, compression)
     return status
 
 
-def _check_declared_bundle_type(read_p: int, bundle_type: BundleType, where: str) -> None:
-    """Refuse a bundle whose real format is not what its declared type says."""
+def _check_declared_bundle_type(
+    read_p: int, bundle_type: BundleType, where: str, compression: str = ""
+) -> None:
+    """Refuse a bundle whose real format is not what its declared type says;
+    ``compression`` names the one taken off before libarchive read it, if any."""
     family = la.archive_format(read_p) & la.FORMAT_FAMILY_MASK
-    compressed = ffi.filter_count(read_p) > 1
+    compressed = ffi.filter_count(read_p) > 1 or bool(compression)
     if bundle_type is BundleType.ZIP:
         matches = family == la.FORMAT_ZIP and not compressed
     else:
@@ -246,7 +290,9 @@ def _check_declared_bundle_type(read_p: int, bundle_type: BundleType, where: str
     found = {la.FORMAT_TAR: "a tar archive", la.FORMAT_ZIP: "a zip archive"}.get(
         family, "not a tar or zip archive"
     )
-    if compressed:
+    if compression:
+        found += f" compressed with {compression}"
+    elif compressed:
         filter_name = ffi.filter_name(read_p, 0) or b"?"
         found += f" compressed with {filter_name.decode('ascii', 'replace')}"
     raise BundleError(
@@ -291,6 +337,7 @@ class _Extraction:
         archive_dir: Path,
         policy: UnpackPolicy,
         where: str,
+        compression: str = "",
     ) -> None:
         self.read_p = read_p
         self.write_p = write_p
@@ -300,11 +347,14 @@ class _Extraction:
         self.archive_dir = archive_dir
         self.policy = policy
         self.where = where
+        self.compression = compression
 
     def run(self) -> None:
         entry_p = ffi.entry_new()
         try:
-            status = _read_first_bundle_header(self.read_p, entry_p, self.bundle_type, self.where)
+            status = _read_first_bundle_header(
+                self.read_p, entry_p, self.bundle_type, self.where, self.compression
+            )
             self._extract_all(entry_p, status)
             if la.write_close(self.write_p) != la.ARCHIVE_OK:
                 raise self._write_failure(None)

@@ -2,23 +2,27 @@
 
 Good bundles keep their modes, mtimes and symlinks; a single top-level folder holding the
 appspec becomes the root. Every hostile or broken bundle gives a BundleError and leaves
-the deployment folder exactly as it was.
+the deployment folder exactly as it was. Every test runs twice: a tgz inflated by
+libarchive itself, as a small one is, and inflated by a thread of its own, as a large one is.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import os
 import stat
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Callable, List
 
 import pytest
 
 from agent.deployment_specification.model import BundleType
+from agent.revision import gunzip_feed
 from agent.revision.errors import BundleError
 from agent.revision.unpack import UnpackPolicy, unpack_bundle_to_disk
 from tests.support.archives import (
@@ -44,6 +48,14 @@ KINDS = {
     "tgz": lambda path, members: make_tar(path, members, "gz"),
     "zip": make_zip,
 }
+
+
+@pytest.fixture(autouse=True, params=["inflated by libarchive", "inflated apart"])
+def inflation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which way a tgz is inflated: every gzip bundle inflated apart, whatever its size."""
+    if request.param == "inflated apart":
+        monkeypatch.setattr(gunzip_feed, "FEED_MIN_BYTES", 0)
+    return str(request.param)
 
 
 def build(kind: str, deployment: Path, members: List[Member]) -> Path:
@@ -437,6 +449,53 @@ def test_a_truncated_bundle_is_refused(kind: str, deployment: Path) -> None:
     bundle.write_bytes(data[: len(data) // 2])
     error = refused(bundle, kind, deployment)
     assert str(bundle) in str(error)
+
+
+def _tar_of_three_files(deployment: Path) -> bytes:
+    members = [file("appspec.yml", APPSPEC), file("a.bin", os.urandom(5000)), file("b.txt", b"b")]
+    return make_tar(deployment.parent / "three.tar", members).read_bytes()
+
+
+def test_a_tgz_cut_where_its_tar_stream_looks_whole_is_refused(deployment: Path) -> None:
+    plain = _tar_of_three_files(deployment)
+    with tarfile.open(fileobj=io.BytesIO(plain)) as archive:
+        last = archive.getmembers()[-1]
+    # The tar stream up to the last member's header, then the gzip data simply stops: no
+    # end of the deflate stream, no CRC, no size. The members before it look complete.
+    deflate = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    cut = deflate.compress(plain[: last.offset]) + deflate.flush(zlib.Z_SYNC_FLUSH)
+    bundle = deployment.parent / "cut.tgz"
+    bundle.write_bytes(cut)
+    error = refused(bundle, "tgz", deployment)
+    assert str(bundle) in str(error) and "truncated" in str(error)
+
+
+def test_gzip_members_one_after_the_other_are_one_bundle(deployment: Path) -> None:
+    plain = _tar_of_three_files(deployment)
+    bundle = deployment.parent / "two-members.tgz"
+    bundle.write_bytes(gzip.compress(plain[:3000]) + gzip.compress(plain[3000:]))
+    archive = unpack(bundle, "tgz", deployment)
+    assert sorted(os.listdir(archive)) == ["a.bin", "appspec.yml", "b.txt"]
+    assert (archive / "b.txt").read_bytes() == b"b"
+
+
+@pytest.mark.parametrize(
+    "trailer", [bytes(1024), b"not gzip" * 10, b"\x1f\x8bXXXXXXXXXXXX", b"\x1f"]
+)
+def test_bytes_after_the_last_gzip_member_are_ignored(trailer: bytes, deployment: Path) -> None:
+    bundle = deployment.parent / "trailer.tgz"
+    bundle.write_bytes(gzip.compress(_tar_of_three_files(deployment)) + trailer)
+    archive = unpack(bundle, "tgz", deployment)
+    assert sorted(os.listdir(archive)) == ["a.bin", "appspec.yml", "b.txt"]
+
+
+def test_a_large_tgz_is_inflated_apart_and_arrives_intact(deployment: Path) -> None:
+    payload = os.urandom(3 << 20)  # does not compress: the tgz is over the threshold
+    bundle = build("tgz", deployment, [file("appspec.yml", APPSPEC), file("data.bin", payload)])
+    with bundle.open("rb") as opened:
+        assert gunzip_feed.inflating_apart_pays(opened.fileno())
+    archive = unpack(bundle, "tgz", deployment)
+    assert (archive / "data.bin").read_bytes() == payload
 
 
 def test_garbage_is_refused_with_what_libarchive_said(deployment: Path) -> None:
