@@ -27,14 +27,14 @@ from sqlalchemy.engine import Connection
 from agent.aws_clients.command_service import DEPLOYMENT_SYSTEM, MODEL_DATA_PATH, SERVICE_NAME
 from server.codedeploy_api.validation import validate_request
 from server.database.engine import Database
-from server.database.schema import deployment_targets, deployments
+from server.database.schema import deployment_targets, deployments, on_premises_instances
 from server.deployment_engine import IN_PLACE_COMMANDS
 from server.errors import ApiError
 from server.host_command_flow import (
     acknowledge_command,
+    command_owned_by,
     complete_command,
     diagnostics_from_envelope,
-    find_command,
     hand_out_command,
     host_may_have_command,
     instance_for_host,
@@ -45,6 +45,25 @@ from server.signer.signing import DeploymentSigner
 
 CLIENT_ERROR = "ClientException"
 _CACHED_SPECIFICATIONS = 256
+# Built once: SQLAlchemy keys a reused statement once, a new one on every request.
+_DEPLOYMENT_ROW = sa.select(deployments).where(deployments.c.id == sa.bindparam("deployment"))
+_CALLERS_TARGET = (
+    sa.select(deployment_targets.c.status)
+    .select_from(
+        deployment_targets.join(
+            on_premises_instances,
+            on_premises_instances.c.name == deployment_targets.c.instance_name,
+        )
+    )
+    .where(
+        deployment_targets.c.deployment_id == sa.bindparam("deployment"),
+        sa.or_(
+            on_premises_instances.c.iam_user_arn == sa.bindparam("arn"),
+            on_premises_instances.c.iam_session_arn == sa.bindparam("arn"),
+        ),
+        on_premises_instances.c.deregistered_at.is_(None),
+    )
+)
 
 
 def load_command_service_model() -> ServiceModel:
@@ -121,10 +140,10 @@ def _caller_instance(connection: Connection, request: CommandRequest) -> Optiona
 def _own_command(connection: Connection, request: CommandRequest) -> str:
     """The id of the command the request names, once it is the caller's own."""
     command_id = str(request.document.get("HostCommandIdentifier"))
-    command = find_command(connection, command_id)
-    if command is None:
+    owned = command_owned_by(connection, command_id, request.caller_arn)
+    if owned is None:
         raise ApiError(CLIENT_ERROR, f"There is no host command {command_id[:100]}.")
-    if command["instance_name"] != _caller_instance(connection, request):
+    if not owned:
         raise _denied(request.caller_arn, f"use host command {command_id[:100]}")
     return command_id
 
@@ -216,17 +235,11 @@ def get_deployment_specification(request: CommandRequest) -> Dict[str, Any]:
     _own_host(request)
     deployment_id = str(request.document.get("DeploymentExecutionId"))
     with request.database.read() as connection:
-        row = connection.execute(
-            sa.select(deployments).where(deployments.c.id == deployment_id)
-        ).first()
+        row = connection.execute(_DEPLOYMENT_ROW, {"deployment": deployment_id}).first()
         if row is None:
             raise ApiError(CLIENT_ERROR, f"There is no deployment {deployment_id[:100]}.")
-        instance = _caller_instance(connection, request)
         target = connection.execute(
-            sa.select(deployment_targets.c.status).where(
-                deployment_targets.c.deployment_id == deployment_id,
-                deployment_targets.c.instance_name == instance,
-            )
+            _CALLERS_TARGET, {"deployment": deployment_id, "arn": request.caller_arn}
         ).first()
     if target is None:
         raise _denied(request.caller_arn, f"read deployment {deployment_id}")
