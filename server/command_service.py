@@ -17,7 +17,7 @@ import json
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional, Set, Union
+from typing import Any, Callable, Dict, Optional, Set, Tuple, Union
 
 import sqlalchemy as sa
 from botocore.loaders import create_loader  # type: ignore[import-untyped]
@@ -32,7 +32,7 @@ from server.deployment_engine import IN_PLACE_COMMANDS
 from server.errors import ApiError
 from server.host_command_flow import (
     acknowledge_command,
-    command_owned_by,
+    command_owner,
     complete_command,
     diagnostics_from_envelope,
     hand_out_command,
@@ -137,15 +137,17 @@ def _caller_instance(connection: Connection, request: CommandRequest) -> Optiona
     return instance_for_host(connection, request.caller_arn)
 
 
-def _own_command(connection: Connection, request: CommandRequest) -> str:
-    """The id of the command the request names, once it is the caller's own."""
+def _own_command(connection: Connection, request: CommandRequest) -> Tuple[str, str]:
+    """The id of the command the request names, once it is the caller's own, and the id of
+    its deployment."""
     command_id = str(request.document.get("HostCommandIdentifier"))
-    owned = command_owned_by(connection, command_id, request.caller_arn)
-    if owned is None:
+    owner = command_owner(connection, command_id, request.caller_arn)
+    if owner is None:
         raise ApiError(CLIENT_ERROR, f"There is no host command {command_id[:100]}.")
+    deployment_id, owned = owner
     if not owned:
         raise _denied(request.caller_arn, f"use host command {command_id[:100]}")
-    return command_id
+    return command_id, deployment_id
 
 
 def _write(request: CommandRequest, work: Callable[[Connection, Set[str]], Any]) -> Any:
@@ -258,9 +260,8 @@ def get_deployment_specification(request: CommandRequest) -> Dict[str, Any]:
 
 def put_host_command_acknowledgement(request: CommandRequest) -> Dict[str, Any]:
     def work(connection: Connection, woken: Set[str]) -> str:
-        return acknowledge_command(
-            connection, _own_command(connection, request), request.now, woken
-        )
+        command_id, deployment_id = _own_command(connection, request)
+        return acknowledge_command(connection, command_id, request.now, woken, deployment_id)
 
     return {"CommandStatus": _write(request, work)}
 
@@ -272,8 +273,10 @@ def put_host_command_complete(request: CommandRequest) -> Dict[str, Any]:
     diagnostics = diagnostics_from_envelope(request.document.get("Diagnostics"))
 
     def work(connection: Connection, woken: Set[str]) -> None:
-        command_id = _own_command(connection, request)
-        complete_command(connection, command_id, str(status), diagnostics, request.now, woken)
+        command_id, deployment_id = _own_command(connection, request)
+        complete_command(
+            connection, command_id, str(status), diagnostics, request.now, woken, deployment_id
+        )
 
     _write(request, work)
     return {}
@@ -281,7 +284,7 @@ def put_host_command_complete(request: CommandRequest) -> Dict[str, Any]:
 
 def post_host_command_update(request: CommandRequest) -> Dict[str, Any]:
     def work(connection: Connection, woken: Set[str]) -> str:
-        return touch_command(connection, _own_command(connection, request), request.now)
+        return touch_command(connection, _own_command(connection, request)[0], request.now)
 
     return {"CommandStatus": _write(request, work)}
 

@@ -54,7 +54,7 @@ _OWNED_BY_CALLER = sa.and_(
 )
 _INSTANCE_FOR_HOST = sa.select(on_premises_instances.c.name).where(_OWNED_BY_CALLER)
 _COMMAND_OWNER = (
-    sa.select(host_commands.c.instance_name, on_premises_instances.c.name.label("owner"))
+    sa.select(host_commands.c.deployment_id, on_premises_instances.c.name.label("owner"))
     .select_from(
         host_commands.outerjoin(
             on_premises_instances,
@@ -154,11 +154,13 @@ def instance_for_host(connection: Connection, host_arn: str) -> Optional[str]:
     return None if row is None else str(row.name)
 
 
-def command_owned_by(connection: Connection, command_id: str, host_arn: str) -> Optional[bool]:
-    """Whether the command is one of the instance's that the host identifies as; None when
-    there is no such command."""
+def command_owner(
+    connection: Connection, command_id: str, host_arn: str
+) -> Optional[Tuple[str, bool]]:
+    """The command's deployment, and whether the command is one of the instance's that the
+    host identifies as; None when there is no such command."""
     row = connection.execute(_COMMAND_OWNER, {"command_id": command_id, "arn": host_arn}).first()
-    return None if row is None else row.owner is not None
+    return None if row is None else (str(row.deployment_id), row.owner is not None)
 
 
 def _incomplete_commands(connection: Connection, instance: str) -> List[sa.RowMapping]:
@@ -222,11 +224,13 @@ def find_command(connection: Connection, command_id: str) -> Optional[sa.RowMapp
 
 
 def _locked_command(
-    connection: Connection, command_id: str
+    connection: Connection, command_id: str, deployment_id: Optional[str]
 ) -> Tuple[Optional[sa.RowMapping], Record]:
     """The command, read after its deployment's row was locked (the lock order), and that
-    deployment's row; no command when there is none."""
-    deployment_id = connection.execute(_COMMAND_DEPLOYMENT, {"command_id": command_id}).scalar()
+    deployment's row; no command when there is none. ``deployment_id``: the command's
+    deployment when the caller knows it (it never changes)."""
+    if deployment_id is None:
+        deployment_id = connection.execute(_COMMAND_DEPLOYMENT, {"command_id": command_id}).scalar()
     deployment = None if deployment_id is None else lock_deployment(connection, deployment_id)
     if deployment is None:
         return None, {}
@@ -234,11 +238,15 @@ def _locked_command(
 
 
 def acknowledge_command(
-    connection: Connection, command_id: str, now: float, woken: Set[str]
+    connection: Connection,
+    command_id: str,
+    now: float,
+    woken: Set[str],
+    deployment_id: Optional[str] = None,
 ) -> str:
     """The status the acknowledgement answers: InProgress (run it), or the command's final
     status; Failed, and the command withdrawn, when its deployment was stopped first."""
-    command, deployment = _locked_command(connection, command_id)
+    command, deployment = _locked_command(connection, command_id, deployment_id)
     if command is None:
         return FAILED
     if command["status"] in (SUCCEEDED, FAILED):
@@ -265,13 +273,14 @@ def complete_command(
     diagnostics: Dict[str, Any],
     now: float,
     woken: Set[str],
+    deployment_id: Optional[str] = None,
 ) -> None:
     """Record a host's report of a command and move its host and deployment on.
 
     The deployment's walk is looked at again only when the host ended: a command that
     succeeded and queued the host's next one changes no host's status, so the walk would
     decide what it decided when it last moved."""
-    command, deployment = _locked_command(connection, command_id)
+    command, deployment = _locked_command(connection, command_id, deployment_id)
     if command is None or command["status"] not in _INCOMPLETE:
         return
     connection.execute(
