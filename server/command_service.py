@@ -47,22 +47,17 @@ CLIENT_ERROR = "ClientException"
 _CACHED_SPECIFICATIONS = 256
 # Built once: SQLAlchemy keys a reused statement once, a new one on every request.
 _DEPLOYMENT_ROW = sa.select(deployments).where(deployments.c.id == sa.bindparam("deployment"))
-_CALLERS_TARGET = (
-    sa.select(deployment_targets.c.status)
-    .select_from(
-        deployment_targets.join(
-            on_premises_instances,
-            on_premises_instances.c.name == deployment_targets.c.instance_name,
+_CALLERS_TARGET = sa.select(deployment_targets.c.status).where(
+    deployment_targets.c.deployment_id == sa.bindparam("deployment"),
+    deployment_targets.c.instance_name.in_(
+        sa.select(on_premises_instances.c.name).where(
+            sa.or_(
+                on_premises_instances.c.iam_user_arn == sa.bindparam("arn"),
+                on_premises_instances.c.iam_session_arn == sa.bindparam("arn"),
+            ),
+            on_premises_instances.c.deregistered_at.is_(None),
         )
-    )
-    .where(
-        deployment_targets.c.deployment_id == sa.bindparam("deployment"),
-        sa.or_(
-            on_premises_instances.c.iam_user_arn == sa.bindparam("arn"),
-            on_premises_instances.c.iam_session_arn == sa.bindparam("arn"),
-        ),
-        on_premises_instances.c.deregistered_at.is_(None),
-    )
+    ),
 )
 
 
