@@ -17,7 +17,7 @@ import json
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional, Set, Union
+from typing import Any, Callable, Dict, Optional, Set, Tuple, Union
 
 import sqlalchemy as sa
 from botocore.loaders import create_loader  # type: ignore[import-untyped]
@@ -27,14 +27,14 @@ from sqlalchemy.engine import Connection
 from agent.aws_clients.command_service import DEPLOYMENT_SYSTEM, MODEL_DATA_PATH, SERVICE_NAME
 from server.codedeploy_api.validation import validate_request
 from server.database.engine import Database
-from server.database.schema import deployment_targets, deployments
+from server.database.schema import deployment_targets, deployments, on_premises_instances
 from server.deployment_engine import IN_PLACE_COMMANDS
 from server.errors import ApiError
 from server.host_command_flow import (
     acknowledge_command,
+    command_owner,
     complete_command,
     diagnostics_from_envelope,
-    find_command,
     hand_out_command,
     host_may_have_command,
     instance_for_host,
@@ -45,6 +45,20 @@ from server.signer.signing import DeploymentSigner
 
 CLIENT_ERROR = "ClientException"
 _CACHED_SPECIFICATIONS = 256
+# Built once: SQLAlchemy keys a reused statement once, a new one on every request.
+_DEPLOYMENT_ROW = sa.select(deployments).where(deployments.c.id == sa.bindparam("deployment"))
+_CALLERS_TARGET = sa.select(deployment_targets.c.status).where(
+    deployment_targets.c.deployment_id == sa.bindparam("deployment"),
+    deployment_targets.c.instance_name.in_(
+        sa.select(on_premises_instances.c.name).where(
+            sa.or_(
+                on_premises_instances.c.iam_user_arn == sa.bindparam("arn"),
+                on_premises_instances.c.iam_session_arn == sa.bindparam("arn"),
+            ),
+            on_premises_instances.c.deregistered_at.is_(None),
+        )
+    ),
+)
 
 
 def load_command_service_model() -> ServiceModel:
@@ -118,15 +132,17 @@ def _caller_instance(connection: Connection, request: CommandRequest) -> Optiona
     return instance_for_host(connection, request.caller_arn)
 
 
-def _own_command(connection: Connection, request: CommandRequest) -> str:
-    """The id of the command the request names, once it is the caller's own."""
+def _own_command(connection: Connection, request: CommandRequest) -> Tuple[str, str]:
+    """The id of the command the request names, once it is the caller's own, and the id of
+    its deployment."""
     command_id = str(request.document.get("HostCommandIdentifier"))
-    command = find_command(connection, command_id)
-    if command is None:
+    owner = command_owner(connection, command_id, request.caller_arn)
+    if owner is None:
         raise ApiError(CLIENT_ERROR, f"There is no host command {command_id[:100]}.")
-    if command["instance_name"] != _caller_instance(connection, request):
+    deployment_id, owned = owner
+    if not owned:
         raise _denied(request.caller_arn, f"use host command {command_id[:100]}")
-    return command_id
+    return command_id, deployment_id
 
 
 def _write(request: CommandRequest, work: Callable[[Connection, Set[str]], Any]) -> Any:
@@ -216,17 +232,11 @@ def get_deployment_specification(request: CommandRequest) -> Dict[str, Any]:
     _own_host(request)
     deployment_id = str(request.document.get("DeploymentExecutionId"))
     with request.database.read() as connection:
-        row = connection.execute(
-            sa.select(deployments).where(deployments.c.id == deployment_id)
-        ).first()
+        row = connection.execute(_DEPLOYMENT_ROW, {"deployment": deployment_id}).first()
         if row is None:
             raise ApiError(CLIENT_ERROR, f"There is no deployment {deployment_id[:100]}.")
-        instance = _caller_instance(connection, request)
         target = connection.execute(
-            sa.select(deployment_targets.c.status).where(
-                deployment_targets.c.deployment_id == deployment_id,
-                deployment_targets.c.instance_name == instance,
-            )
+            _CALLERS_TARGET, {"deployment": deployment_id, "arn": request.caller_arn}
         ).first()
     if target is None:
         raise _denied(request.caller_arn, f"read deployment {deployment_id}")
@@ -245,9 +255,8 @@ def get_deployment_specification(request: CommandRequest) -> Dict[str, Any]:
 
 def put_host_command_acknowledgement(request: CommandRequest) -> Dict[str, Any]:
     def work(connection: Connection, woken: Set[str]) -> str:
-        return acknowledge_command(
-            connection, _own_command(connection, request), request.now, woken
-        )
+        command_id, deployment_id = _own_command(connection, request)
+        return acknowledge_command(connection, command_id, request.now, woken, deployment_id)
 
     return {"CommandStatus": _write(request, work)}
 
@@ -259,8 +268,10 @@ def put_host_command_complete(request: CommandRequest) -> Dict[str, Any]:
     diagnostics = diagnostics_from_envelope(request.document.get("Diagnostics"))
 
     def work(connection: Connection, woken: Set[str]) -> None:
-        command_id = _own_command(connection, request)
-        complete_command(connection, command_id, str(status), diagnostics, request.now, woken)
+        command_id, deployment_id = _own_command(connection, request)
+        complete_command(
+            connection, command_id, str(status), diagnostics, request.now, woken, deployment_id
+        )
 
     _write(request, work)
     return {}
@@ -268,7 +279,7 @@ def put_host_command_complete(request: CommandRequest) -> Dict[str, Any]:
 
 def post_host_command_update(request: CommandRequest) -> Dict[str, Any]:
     def work(connection: Connection, woken: Set[str]) -> str:
-        return touch_command(connection, _own_command(connection, request), request.now)
+        return touch_command(connection, _own_command(connection, request)[0], request.now)
 
     return {"CommandStatus": _write(request, work)}
 

@@ -84,6 +84,34 @@ Record = Mapping[Any, Any]
 # How many of a group's latest deployments tell which hosts are healthy.
 _HEALTH_HISTORY = 5
 
+# The statements every command runs, built once (SQLAlchemy keys a reused statement once).
+_THIS_DEPLOYMENT = deployments.c.id == sa.bindparam("deployment")
+_LOCK_DEPLOYMENT = sa.select(deployments).where(_THIS_DEPLOYMENT).with_for_update()
+_FLEET_COUNTS = (
+    sa.select(deployment_targets.c.status, sa.func.count())
+    .where(deployment_targets.c.deployment_id == sa.bindparam("deployment"))
+    .group_by(deployment_targets.c.status)
+)
+_QUEUE_COMMAND = host_commands.insert()
+_THIS_HOST_TARGET = sa.and_(
+    deployment_targets.c.deployment_id == sa.bindparam("deployment"),
+    deployment_targets.c.instance_name == sa.bindparam("instance"),
+)
+_SKIP_HOST_EVENTS = (
+    lifecycle_events.update()
+    .where(
+        lifecycle_events.c.deployment_id == sa.bindparam("deployment"),
+        lifecycle_events.c.instance_name == sa.bindparam("instance"),
+        lifecycle_events.c.status == PENDING,
+    )
+    .values(status=SKIPPED)
+)
+_SET_HOST_STATUS = (
+    deployment_targets.update()
+    .where(_THIS_HOST_TARGET)
+    .values(status=sa.bindparam("new_status"), updated_at=sa.bindparam("now"))
+)
+
 
 @dataclass(frozen=True)
 class DeploymentRequest:
@@ -144,9 +172,7 @@ def walk_order(connection: Connection, group_id: str, names: Sequence[str]) -> L
 
 def lock_deployment(connection: Connection, deployment_id: str) -> Optional[sa.RowMapping]:
     """The deployment's row, locked for this transaction (None when there is none)."""
-    row = connection.execute(
-        sa.select(deployments).where(deployments.c.id == deployment_id).with_for_update()
-    ).first()
+    row = connection.execute(_LOCK_DEPLOYMENT, {"deployment": deployment_id}).first()
     return None if row is None else row._mapping
 
 
@@ -281,11 +307,7 @@ def _insert_targets(
 
 def fleet_counts(connection: Connection, deployment_id: str) -> FleetCounts:
     """How many of the deployment's hosts are in each state."""
-    rows = connection.execute(
-        sa.select(deployment_targets.c.status, sa.func.count())
-        .where(deployment_targets.c.deployment_id == deployment_id)
-        .group_by(deployment_targets.c.status)
-    )
+    rows = connection.execute(_FLEET_COUNTS, {"deployment": deployment_id})
     found = {str(status): int(count) for status, count in rows}
     return FleetCounts(
         pending=found.get(PENDING, 0),
@@ -302,10 +324,15 @@ def minimum_of(deployment: Record) -> MinimumHealthy:
 
 
 def advance_deployment(
-    connection: Connection, deployment_id: str, now: float, woken: Set[str]
+    connection: Connection,
+    deployment_id: str,
+    now: float,
+    woken: Set[str],
+    locked: Optional[Record] = None,
 ) -> None:
-    """Start the hosts the rules allow now, or skip the rest, or end the deployment."""
-    deployment = lock_deployment(connection, deployment_id)
+    """Start the hosts the rules allow now, or skip the rest, or end the deployment.
+    ``locked``: the deployment's row, when this transaction locked it already."""
+    deployment = locked if locked is not None else lock_deployment(connection, deployment_id)
     if deployment is None or deployment["status"] != IN_PROGRESS:
         return
     minimum = minimum_of(deployment)
@@ -371,16 +398,17 @@ def queue_command(
 ) -> None:
     """Queue the host's next command; its long poll is woken after the commit."""
     connection.execute(
-        host_commands.insert().values(
-            id=str(uuid.uuid4()),
-            deployment_id=deployment_id,
-            instance_name=instance,
-            command_name=command_name,
-            status=PENDING,
-            nonce=secrets.randbits(62),
-            created_at=now,
-            last_activity_at=now,
-        )
+        _QUEUE_COMMAND,
+        {
+            "id": str(uuid.uuid4()),
+            "deployment_id": deployment_id,
+            "instance_name": instance,
+            "command_name": command_name,
+            "status": PENDING,
+            "nonce": secrets.randbits(62),
+            "created_at": now,
+            "last_activity_at": now,
+        },
     )
     woken.add(instance)
 
@@ -395,12 +423,8 @@ def _set_host_status(
     connection: Connection, deployment_id: str, instance: str, status: str, now: float
 ) -> None:
     connection.execute(
-        deployment_targets.update()
-        .where(
-            deployment_targets.c.deployment_id == deployment_id,
-            deployment_targets.c.instance_name == instance,
-        )
-        .values(status=status, updated_at=now)
+        _SET_HOST_STATUS,
+        {"deployment": deployment_id, "instance": instance, "new_status": status, "now": now},
     )
 
 
@@ -408,7 +432,8 @@ def end_host(
     connection: Connection, deployment_id: str, instance: str, status: str, now: float
 ) -> None:
     """The host is done with this deployment; its events not run are Skipped."""
-    _end_hosts(connection, deployment_id, [instance], status, now)
+    connection.execute(_SKIP_HOST_EVENTS, {"deployment": deployment_id, "instance": instance})
+    _set_host_status(connection, deployment_id, instance, status, now)
 
 
 def _end_hosts(

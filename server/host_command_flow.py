@@ -15,7 +15,7 @@ withdrawn by a stop, completed before) changes nothing.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Optional, Set
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -41,30 +41,130 @@ UNKNOWN_ERROR = 5
 DIAGNOSTICS_LIMIT = 8192
 _INCOMPLETE = (PENDING, IN_PROGRESS)
 
+# The statements of the command path, built once: every command runs each of them, and
+# SQLAlchemy builds and keys a statement object each time one is made (most of what a
+# command cost the server's CPU), but keys a reused one once.
+_ARN: sa.BindParameter[str] = sa.bindparam("arn")
+_OWNED_BY_CALLER = sa.and_(
+    sa.or_(
+        on_premises_instances.c.iam_user_arn == _ARN,
+        on_premises_instances.c.iam_session_arn == _ARN,
+    ),
+    on_premises_instances.c.deregistered_at.is_(None),
+)
+_INSTANCE_FOR_HOST = sa.select(on_premises_instances.c.name).where(_OWNED_BY_CALLER)
+_COMMAND_OWNER = (
+    sa.select(host_commands.c.deployment_id, on_premises_instances.c.name.label("owner"))
+    .select_from(
+        host_commands.outerjoin(
+            on_premises_instances,
+            sa.and_(
+                on_premises_instances.c.name == host_commands.c.instance_name, _OWNED_BY_CALLER
+            ),
+        )
+    )
+    .where(host_commands.c.id == sa.bindparam("command_id"))
+)
+_INCOMPLETE_OF_INSTANCE = (
+    sa.select(host_commands)
+    .where(
+        host_commands.c.instance_name == sa.bindparam("instance"),
+        host_commands.c.status.in_(_INCOMPLETE),
+    )
+    .order_by(host_commands.c.created_at, host_commands.c.id)
+)
+_FIND_COMMAND = sa.select(host_commands).where(host_commands.c.id == sa.bindparam("command_id"))
+_COMMAND_DEPLOYMENT = sa.select(host_commands.c.deployment_id).where(
+    host_commands.c.id == sa.bindparam("command_id")
+)
+_HAND_OUT_AGAIN = (
+    host_commands.update()
+    .where(host_commands.c.id == sa.bindparam("command_id"))
+    .values(last_activity_at=sa.bindparam("now"))
+)
+_TAKE_COMMAND = (
+    host_commands.update()
+    .where(
+        host_commands.c.id == sa.bindparam("command_id"),
+        host_commands.c.handed_out_at.is_(None),
+        host_commands.c.status == PENDING,
+    )
+    .values(
+        status=IN_PROGRESS,
+        handed_out_at=sa.bindparam("now"),
+        last_activity_at=sa.bindparam("now"),
+    )
+)
+_ACKNOWLEDGE = (
+    host_commands.update()
+    .where(host_commands.c.id == sa.bindparam("command_id"))
+    .values(
+        status=IN_PROGRESS,
+        handed_out_at=sa.func.coalesce(host_commands.c.handed_out_at, sa.bindparam("now")),
+        acknowledged_at=sa.func.coalesce(host_commands.c.acknowledged_at, sa.bindparam("now")),
+        last_activity_at=sa.bindparam("now"),
+    )
+)
+_TOUCH = (
+    host_commands.update()
+    .where(
+        host_commands.c.id == sa.bindparam("command_id"),
+        host_commands.c.status.in_(_INCOMPLETE),
+    )
+    .values(last_activity_at=sa.bindparam("now"))
+)
+_COMPLETE = (
+    host_commands.update()
+    .where(host_commands.c.id == sa.bindparam("command_id"))
+    .values(
+        status=sa.bindparam("new_status"),
+        completed_at=sa.bindparam("now"),
+        diagnostics=sa.bindparam("report", type_=host_commands.c.diagnostics.type),
+        last_activity_at=sa.bindparam("now"),
+    )
+)
+_THIS_EVENT = sa.and_(
+    lifecycle_events.c.deployment_id == sa.bindparam("deployment"),
+    lifecycle_events.c.instance_name == sa.bindparam("instance"),
+    lifecycle_events.c.event_name == sa.bindparam("event"),
+)
+_EVENT_STARTED = (
+    lifecycle_events.update()
+    .where(_THIS_EVENT)
+    .values(
+        status=sa.bindparam("new_status"),
+        started_at=sa.func.coalesce(lifecycle_events.c.started_at, sa.bindparam("at")),
+    )
+)
+_EVENT_ENDED = (
+    lifecycle_events.update()
+    .where(_THIS_EVENT)
+    .values(
+        status=sa.bindparam("new_status"),
+        ended_at=sa.bindparam("at"),
+        started_at=sa.func.coalesce(lifecycle_events.c.started_at, sa.bindparam("at")),
+        diagnostics=sa.bindparam("report", type_=lifecycle_events.c.diagnostics.type),
+    )
+)
+
 
 def instance_for_host(connection: Connection, host_arn: str) -> Optional[str]:
     """The registered on-premises instance whose IAM ARN the host identifies as."""
-    row = connection.execute(
-        sa.select(on_premises_instances.c.name).where(
-            sa.or_(
-                on_premises_instances.c.iam_user_arn == host_arn,
-                on_premises_instances.c.iam_session_arn == host_arn,
-            ),
-            on_premises_instances.c.deregistered_at.is_(None),
-        )
-    ).first()
+    row = connection.execute(_INSTANCE_FOR_HOST, {"arn": host_arn}).first()
     return None if row is None else str(row.name)
 
 
+def command_owner(
+    connection: Connection, command_id: str, host_arn: str
+) -> Optional[Tuple[str, bool]]:
+    """The command's deployment, and whether the command is one of the instance's that the
+    host identifies as; None when there is no such command."""
+    row = connection.execute(_COMMAND_OWNER, {"command_id": command_id, "arn": host_arn}).first()
+    return None if row is None else (str(row.deployment_id), row.owner is not None)
+
+
 def _incomplete_commands(connection: Connection, instance: str) -> List[sa.RowMapping]:
-    rows = connection.execute(
-        sa.select(host_commands)
-        .where(
-            host_commands.c.instance_name == instance,
-            host_commands.c.status.in_(_INCOMPLETE),
-        )
-        .order_by(host_commands.c.created_at, host_commands.c.id)
-    )
+    rows = connection.execute(_INCOMPLETE_OF_INSTANCE, {"instance": instance})
     return [row._mapping for row in rows]
 
 
@@ -82,22 +182,12 @@ def hand_out_command(
         if command["handed_out_at"] is None:
             continue
         if command["acknowledged_at"] is None and command["handed_out_at"] <= poll_started:
-            connection.execute(
-                host_commands.update()
-                .where(host_commands.c.id == command["id"])
-                .values(last_activity_at=now)
-            )
+            connection.execute(_HAND_OUT_AGAIN, {"command_id": command["id"], "now": now})
             return command  # handed out again: the host never started it
         return None  # the host is busy with it
     for command in commands:
         taken = connection.execute(
-            host_commands.update()
-            .where(
-                host_commands.c.id == command["id"],
-                host_commands.c.handed_out_at.is_(None),
-                host_commands.c.status == PENDING,
-            )
-            .values(status=IN_PROGRESS, handed_out_at=now, last_activity_at=now)
+            _TAKE_COMMAND, {"command_id": command["id"], "now": now}
         ).rowcount
         if taken == 1:
             _set_event(connection, command, IN_PROGRESS, started=now)
@@ -114,76 +204,64 @@ def _set_event(
     ended: Optional[float] = None,
     diagnostics: Optional[Dict[str, Any]] = None,
 ) -> None:
-    values: Dict[str, Any] = {"status": status}
-    if started is not None:
-        values["started_at"] = sa.func.coalesce(lifecycle_events.c.started_at, started)
+    """The command's lifecycle event is ``status``: started at ``started``, or ended at
+    ``ended`` with ``diagnostics``."""
+    event = {
+        "deployment": command["deployment_id"],
+        "instance": command["instance_name"],
+        "event": command["command_name"],
+        "new_status": status,
+    }
     if ended is not None:
-        values["ended_at"] = ended
-        values["started_at"] = sa.func.coalesce(lifecycle_events.c.started_at, ended)
-    if diagnostics is not None:
-        values["diagnostics"] = diagnostics
-    connection.execute(
-        lifecycle_events.update()
-        .where(
-            lifecycle_events.c.deployment_id == command["deployment_id"],
-            lifecycle_events.c.instance_name == command["instance_name"],
-            lifecycle_events.c.event_name == command["command_name"],
-        )
-        .values(**values)
-    )
+        connection.execute(_EVENT_ENDED, {**event, "at": ended, "report": diagnostics})
+    else:
+        connection.execute(_EVENT_STARTED, {**event, "at": started})
 
 
 def find_command(connection: Connection, command_id: str) -> Optional[sa.RowMapping]:
-    row = connection.execute(
-        sa.select(host_commands).where(host_commands.c.id == command_id)
-    ).first()
+    row = connection.execute(_FIND_COMMAND, {"command_id": command_id}).first()
     return None if row is None else row._mapping
 
 
-def _locked_command(connection: Connection, command_id: str) -> Optional[sa.RowMapping]:
-    """The command read again after its deployment's row was locked (the lock order)."""
-    command = find_command(connection, command_id)
-    if command is None or lock_deployment(connection, command["deployment_id"]) is None:
-        return None
-    return find_command(connection, command_id)
+def _locked_command(
+    connection: Connection, command_id: str, deployment_id: Optional[str]
+) -> Tuple[Optional[sa.RowMapping], Record]:
+    """The command, read after its deployment's row was locked (the lock order), and that
+    deployment's row; no command when there is none. ``deployment_id``: the command's
+    deployment when the caller knows it (it never changes)."""
+    if deployment_id is None:
+        deployment_id = connection.execute(_COMMAND_DEPLOYMENT, {"command_id": command_id}).scalar()
+    deployment = None if deployment_id is None else lock_deployment(connection, deployment_id)
+    if deployment is None:
+        return None, {}
+    return find_command(connection, command_id), deployment
 
 
 def acknowledge_command(
-    connection: Connection, command_id: str, now: float, woken: Set[str]
+    connection: Connection,
+    command_id: str,
+    now: float,
+    woken: Set[str],
+    deployment_id: Optional[str] = None,
 ) -> str:
     """The status the acknowledgement answers: InProgress (run it), or the command's final
     status; Failed, and the command withdrawn, when its deployment was stopped first."""
-    command = _locked_command(connection, command_id)
+    command, deployment = _locked_command(connection, command_id, deployment_id)
     if command is None:
         return FAILED
     if command["status"] in (SUCCEEDED, FAILED):
         return str(command["status"])
-    deployment = lock_deployment(connection, command["deployment_id"])
-    assert deployment is not None
     stopped = deployment["stop_requested_at"] is not None and command["acknowledged_at"] is None
     if stopped and withdraw_command(connection, command_id, now):
         advance_deployment(connection, command["deployment_id"], now, woken)
         return FAILED
-    connection.execute(
-        host_commands.update()
-        .where(host_commands.c.id == command_id)
-        .values(
-            status=IN_PROGRESS,
-            handed_out_at=sa.func.coalesce(host_commands.c.handed_out_at, now),
-            acknowledged_at=sa.func.coalesce(host_commands.c.acknowledged_at, now),
-            last_activity_at=now,
-        )
-    )
+    connection.execute(_ACKNOWLEDGE, {"command_id": command_id, "now": now})
     return IN_PROGRESS
 
 
 def touch_command(connection: Connection, command_id: str, now: float) -> str:
     """A progress report: the command's timeout starts again; its status."""
-    connection.execute(
-        host_commands.update()
-        .where(host_commands.c.id == command_id, host_commands.c.status.in_(_INCOMPLETE))
-        .values(last_activity_at=now)
-    )
+    connection.execute(_TOUCH, {"command_id": command_id, "now": now})
     command = find_command(connection, command_id)
     return FAILED if command is None else str(command["status"])
 
@@ -195,26 +273,34 @@ def complete_command(
     diagnostics: Dict[str, Any],
     now: float,
     woken: Set[str],
+    deployment_id: Optional[str] = None,
 ) -> None:
-    """Record a host's report of a command and move its host and deployment on."""
-    command = _locked_command(connection, command_id)
+    """Record a host's report of a command and move its host and deployment on.
+
+    The deployment's walk is looked at again only when the host ended: a command that
+    succeeded and queued the host's next one changes no host's status, so the walk would
+    decide what it decided when it last moved."""
+    command, deployment = _locked_command(connection, command_id, deployment_id)
     if command is None or command["status"] not in _INCOMPLETE:
         return
     connection.execute(
-        host_commands.update()
-        .where(host_commands.c.id == command_id)
-        .values(status=status, completed_at=now, diagnostics=diagnostics, last_activity_at=now)
+        _COMPLETE,
+        {"command_id": command_id, "new_status": status, "now": now, "report": diagnostics},
     )
     _set_event(connection, command, status, ended=now, diagnostics=diagnostics)
-    _after_command(connection, command, status, now, woken)
-    advance_deployment(connection, command["deployment_id"], now, woken)
+    if _after_command(connection, command, deployment, status, now, woken):
+        advance_deployment(connection, command["deployment_id"], now, woken, locked=deployment)
 
 
 def _after_command(
-    connection: Connection, command: Record, status: str, now: float, woken: Set[str]
-) -> None:
-    deployment = lock_deployment(connection, command["deployment_id"])
-    assert deployment is not None
+    connection: Connection,
+    command: Record,
+    deployment: Record,
+    status: str,
+    now: float,
+    woken: Set[str],
+) -> bool:
+    """End the host or queue its next command; whether the host ended."""
     deployment_id, instance = command["deployment_id"], command["instance_name"]
     ignored = (
         status == FAILED
@@ -230,6 +316,8 @@ def _after_command(
         end_host(connection, deployment_id, instance, UNKNOWN, now)
     else:
         queue_command(connection, deployment_id, instance, following, now, woken)
+        return False
+    return True
 
 
 def diagnostics_from_envelope(envelope: Optional[Record]) -> Dict[str, Any]:

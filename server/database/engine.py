@@ -78,7 +78,14 @@ def _sqlite_engine(url: sa.URL) -> Engine:
     @sa.event.listens_for(engine, "begin")
     def on_begin(connection: Connection) -> None:
         mode = connection.get_execution_options().get(_BEGIN_OPTION, "IMMEDIATE")
-        connection.exec_driver_sql(f"BEGIN {mode}")
+        # Straight to the driver: through SQLAlchemy's execution path this one statement
+        # cost as much CPU as a query, once per transaction. Its errors are SQLAlchemy's,
+        # as they were (an unreachable database answers 503, not 500).
+        statement = f"BEGIN {mode}"
+        try:
+            connection.connection.driver_connection.execute(statement)  # type: ignore[union-attr]
+        except sqlite3.Error as error:
+            raise DBAPIError.instance(statement, None, error, sqlite3.Error) from error
 
     return engine
 

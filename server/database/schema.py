@@ -87,6 +87,9 @@ on_premises_instances = sa.Table(
     sa.Column("instance_arn", sa.String(ARN), nullable=False),
     sa.Column("registered_at", sa.Double, nullable=False),
     sa.Column("deregistered_at", sa.Double, nullable=True),
+    # Every command service request finds the caller's instance by its key's ARN.
+    sa.Index("ix_on_premises_instances_user_arn", "iam_user_arn"),
+    sa.Index("ix_on_premises_instances_session_arn", "iam_session_arn"),
 )
 
 instance_tags = sa.Table(
