@@ -18,8 +18,9 @@ import hashlib
 import hmac
 import posixpath
 import re
+import threading
 from dataclasses import dataclass, field
-from typing import Mapping, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 from urllib.parse import parse_qsl, quote
 
 from server.errors import ApiError
@@ -27,6 +28,9 @@ from server.errors import ApiError
 ALGORITHM = "AWS4-HMAC-SHA256"
 TERMINATOR = "aws4_request"
 _AMZ_DATE = "%Y%m%dT%H%M%SZ"
+_AMZ_DATE_FORM = re.compile(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z")
+# Derived signing keys remembered at most: one a key a day, for a fleet and its operators.
+MAX_SIGNING_KEYS = 10_000
 _PART = re.compile(r"\s*([A-Za-z]+)=([^,]*)\s*(?:,|$)")
 
 INCOMPLETE_SIGNATURE = "IncompleteSignatureException"
@@ -127,15 +131,60 @@ def _hmac(key: bytes, text: str) -> bytes:
     return hmac.new(key, text.encode("utf-8"), hashlib.sha256).digest()
 
 
-def expected_signature(secret: str, claim: SignatureClaim, amz_date: str, canonical: str) -> str:
+def signing_key(secret: str, claim: SignatureClaim) -> bytes:
+    """The key derived from ``secret`` for the claim's date, region and service."""
+    key = _hmac(("AWS4" + secret).encode("utf-8"), claim.date)
+    for part in (claim.region, claim.service, claim.terminator):
+        key = _hmac(key, part)
+    return key
+
+
+class SigningKeys:
+    """Derived signing keys by (secret, date, region, service): a key signs a day's requests.
+
+    Thread-safe: the server's worker threads share one. Bounded; starts over when full.
+    """
+
+    def __init__(self) -> None:
+        self._keys: Dict[Tuple[str, str, str, str, str], bytes] = {}
+        self._lock = threading.Lock()
+
+    def get(self, secret: str, claim: SignatureClaim) -> bytes:
+        """The derived key, computed once per secret and scope."""
+        scope = (secret, claim.date, claim.region, claim.service, claim.terminator)
+        with self._lock:
+            key = self._keys.get(scope)
+        if key is None:
+            key = signing_key(secret, claim)
+            with self._lock:
+                if len(self._keys) >= MAX_SIGNING_KEYS:
+                    self._keys.clear()
+                self._keys[scope] = key
+        return key
+
+
+def expected_signature(
+    secret: str,
+    claim: SignatureClaim,
+    amz_date: str,
+    canonical: str,
+    signing_keys: Optional[SigningKeys] = None,
+) -> str:
     """The signature a client holding ``secret`` would have sent."""
     string_to_sign = "\n".join(
         (ALGORITHM, amz_date, claim.scope, hashlib.sha256(canonical.encode("utf-8")).hexdigest())
     )
-    key = _hmac(("AWS4" + secret).encode("utf-8"), claim.date)
-    for part in (claim.region, claim.service, claim.terminator):
-        key = _hmac(key, part)
+    key = signing_key(secret, claim) if signing_keys is None else signing_keys.get(secret, claim)
     return hmac.new(key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def _parse_amz_date(amz_date: str) -> datetime.datetime:
+    """``YYYYMMDDTHHMMSSZ`` as a UTC time (ValueError otherwise); cheaper than strptime."""
+    match = _AMZ_DATE_FORM.fullmatch(amz_date)
+    if match is None:
+        raise ValueError(amz_date)
+    year, month, day, hour, minute, second = (int(part) for part in match.groups())
+    return datetime.datetime(year, month, day, hour, minute, second, tzinfo=datetime.timezone.utc)
 
 
 def check_claim_scope(claim: SignatureClaim, region: str, service: str) -> None:
@@ -165,9 +214,7 @@ def check_signing_time(
     """The request's ``X-Amz-Date``, checked against the scope's date and our clock."""
     amz_date = request.headers.get("x-amz-date", "")
     try:
-        signed_at = datetime.datetime.strptime(amz_date, _AMZ_DATE).replace(
-            tzinfo=datetime.timezone.utc
-        )
+        signed_at = _parse_amz_date(amz_date)
     except ValueError:
         raise ApiError(
             INCOMPLETE_SIGNATURE,
@@ -203,8 +250,12 @@ def verify_signature(
     secret: str,
     now: float,
     skew_seconds: float,
+    signing_keys: Optional[SigningKeys] = None,
 ) -> None:
-    """Raise :class:`ApiError` unless the request is signed with ``secret`` within the window."""
+    """Raise :class:`ApiError` unless the request is signed with ``secret`` within the window.
+
+    ``signing_keys`` remembers the keys derived from secrets (derived anew without it).
+    """
     amz_date = check_signing_time(request, claim, now, skew_seconds)
     missing = [name for name in claim.signed_headers if name not in request.headers]
     if missing:
@@ -217,6 +268,6 @@ def verify_signature(
             "The provided 'x-amz-content-sha256' header does not match what was computed.",
         )
     canonical = canonical_request(request, claim, payload_hash)
-    expected = expected_signature(secret, claim, amz_date, canonical)
+    expected = expected_signature(secret, claim, amz_date, canonical, signing_keys)
     if not hmac.compare_digest(expected, claim.signature):
         raise ApiError(INVALID_SIGNATURE, MISMATCH_MESSAGE)

@@ -97,6 +97,8 @@ class ServerApp:
         self._executor = executor
         self._background = BackgroundWork(services)
         self._stopping: Optional[asyncio.Event] = None
+        # Bound once (logging is configured by now): the proxy would bind on every line.
+        self._log = log.bind()
 
     async def started(self) -> None:
         """Serving has begun: polls can be woken, the background work runs."""
@@ -121,10 +123,10 @@ class ServerApp:
         if outcome is not None and outcome.poll is not None:
             outcome = await self._long_poll(outcome, receive)
         if outcome is None:
-            log.info("api request", operation="PollHostCommand", status=None, error="hung up")
+            self._log.info("api request", operation="PollHostCommand", status=None, error="hung up")
             return
         await _send_json(send, outcome.status, outcome.document, JSON_CONTENT_TYPE)
-        log.info(
+        self._log.info(
             "api request",
             operation=outcome.operation or None,
             status=outcome.status,

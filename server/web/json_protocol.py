@@ -40,6 +40,7 @@ from server.request_auth.policy import SIGNING_SERVICES, Api, authorise, split_t
 from server.request_auth.sigv4 import (
     INVALID_SIGNATURE,
     ReceivedRequest,
+    SigningKeys,
     check_claim_scope,
     parse_authorization,
     verify_signature,
@@ -62,6 +63,7 @@ class ApiServices:
     command_model: ServiceModel
     specifications: SignedSpecifications
     wakeups: HostWakeups = field(default_factory=HostWakeups)
+    signing_keys: SigningKeys = field(default_factory=SigningKeys)
     clock: Callable[[], float] = time.time
 
 
@@ -100,7 +102,12 @@ def _authenticate(services: ApiServices, request: ReceivedRequest) -> Tuple[Acti
             "UnrecognizedClientException", "The security token included in the request is invalid."
         )
     verify_signature(
-        request, claim, key.secret_access_key, services.clock(), services.config.clock_skew_seconds
+        request,
+        claim,
+        key.secret_access_key,
+        services.clock(),
+        services.config.clock_skew_seconds,
+        services.signing_keys,
     )
     return key, claim.service
 

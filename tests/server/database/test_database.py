@@ -13,6 +13,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config as AlembicConfig
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy.exc import DBAPIError
 
 from server.access_keys.master_key import load_or_create_master_key_on_disk
 from server.access_keys.store import (
@@ -23,8 +24,14 @@ from server.access_keys.store import (
     load_active_key,
     revoke_access_key,
 )
-from server.database.engine import MIGRATIONS_FOLDER, open_database
+from server.database.engine import (
+    MIGRATIONS_FOLDER,
+    Database,
+    create_database_engine,
+    open_database,
+)
 from server.database.schema import applications, deployment_groups, metadata
+from tests.support.postgres import PostgresCluster
 
 
 def test_the_migrations_make_exactly_the_schema_the_code_queries(database_url: str) -> None:
@@ -154,3 +161,42 @@ def test_threads_of_one_process_queue_for_sqlite_beyond_its_busy_timeout(
     with database.read() as connection:
         names = connection.execute(sa.select(applications.c.name).order_by(applications.c.name))
         assert [name for (name,) in names] == ["first", "second"]
+
+
+def _backend_pid(database: Database) -> int:
+    with database.read() as connection:
+        return int(connection.execute(sa.text("SELECT pg_backend_pid()")).scalar_one())
+
+
+def _terminate_backend(url: str, pid: int) -> None:
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    finally:
+        engine.dispose()
+
+
+def test_a_pooled_postgresql_connection_dropped_while_idle_is_replaced_before_use(
+    postgres: PostgresCluster,
+) -> None:
+    url = postgres.create_database()
+    database = Database(create_database_engine(url, ping_after_idle_seconds=0.2), url)
+    first = _backend_pid(database)
+    _terminate_backend(url, first)
+    time.sleep(0.5)
+    assert _backend_pid(database) != first
+
+
+def test_a_pooled_postgresql_connection_dropped_while_busy_fails_once_then_is_replaced(
+    postgres: PostgresCluster,
+) -> None:
+    # Not pinged before every transaction: the one that meets the dropped connection
+    # fails (as one running when the connection dropped would), the next is answered.
+    url = postgres.create_database()
+    database = Database(create_database_engine(url, ping_after_idle_seconds=3600.0), url)
+    first = _backend_pid(database)
+    _terminate_backend(url, first)
+    with pytest.raises(DBAPIError):
+        _backend_pid(database)
+    assert _backend_pid(database) != first
