@@ -51,6 +51,9 @@ def _write(path: str) -> None:
 
 
 def main() -> None:
+    if len(sys.argv) < 3 or sys.argv[1].startswith("-"):
+        # Not a file to write over: a flag given first (``--help``) or nothing to run.
+        sys.exit(__doc__.split("\n\n")[0] if __doc__ else "usage: STATS_FILE ARGUMENTS...")
     path = sys.argv.pop(1)
     threading.Thread.run = _profiled_run(threading.Thread.run)  # type: ignore[method-assign]
     profile = cProfile.Profile(time.thread_time)
