@@ -75,8 +75,8 @@ def _sqlite_engine(url: sa.URL) -> Engine:
         # Transactions are begun by us (below), not by the driver's guesswork.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        _use_write_ahead_log(cursor)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
@@ -94,6 +94,24 @@ def _sqlite_engine(url: sa.URL) -> Engine:
             raise DBAPIError.instance(statement, None, error, sqlite3.Error) from error
 
     return engine
+
+
+def _use_write_ahead_log(cursor: sqlite3.Cursor) -> None:
+    """Put the database in WAL mode (it stays so). The switch needs the database to itself
+    and SQLite answers "locked" at once, without its busy handler, while another connection
+    holds it (several processes opening a new database at once): tried again until the
+    busy timeout has passed."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                return
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.01)
 
 
 def _postgresql_engine(url: sa.URL, ping_after_idle_seconds: float) -> Engine:
