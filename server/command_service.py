@@ -27,10 +27,11 @@ from sqlalchemy.engine import Connection
 from agent.aws_clients.command_service import DEPLOYMENT_SYSTEM, MODEL_DATA_PATH, SERVICE_NAME
 from server.codedeploy_api.validation import validate_request
 from server.database.engine import Database
-from server.database.schema import deployment_targets, deployments, on_premises_instances
+from server.database.schema import deployment_targets, deployments
 from server.deployment_engine import IN_PLACE_COMMANDS
 from server.errors import ApiError
 from server.host_command_flow import (
+    HOST_INSTANCE_NAMES,
     acknowledge_command,
     command_owner,
     complete_command,
@@ -47,17 +48,10 @@ CLIENT_ERROR = "ClientException"
 _CACHED_SPECIFICATIONS = 256
 # Built once: SQLAlchemy keys a reused statement once, a new one on every request.
 _DEPLOYMENT_ROW = sa.select(deployments).where(deployments.c.id == sa.bindparam("deployment"))
+# The caller's target in the deployment: its instance found from its ARN (``arn``).
 _CALLERS_TARGET = sa.select(deployment_targets.c.status).where(
     deployment_targets.c.deployment_id == sa.bindparam("deployment"),
-    deployment_targets.c.instance_name.in_(
-        sa.select(on_premises_instances.c.name).where(
-            sa.or_(
-                on_premises_instances.c.iam_user_arn == sa.bindparam("arn"),
-                on_premises_instances.c.iam_session_arn == sa.bindparam("arn"),
-            ),
-            on_premises_instances.c.deregistered_at.is_(None),
-        )
-    ),
+    deployment_targets.c.instance_name.in_(HOST_INSTANCE_NAMES),
 )
 
 

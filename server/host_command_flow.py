@@ -52,7 +52,8 @@ _OWNED_BY_CALLER = sa.and_(
     ),
     on_premises_instances.c.deregistered_at.is_(None),
 )
-_INSTANCE_FOR_HOST = sa.select(on_premises_instances.c.name).where(_OWNED_BY_CALLER)
+# The names of the instances a host (bound as ``arn``) identifies as: at most one.
+HOST_INSTANCE_NAMES = sa.select(on_premises_instances.c.name).where(_OWNED_BY_CALLER)
 _COMMAND_OWNER = (
     sa.select(host_commands.c.deployment_id, on_premises_instances.c.name.label("owner"))
     .select_from(
@@ -150,7 +151,7 @@ _EVENT_ENDED = (
 
 def instance_for_host(connection: Connection, host_arn: str) -> Optional[str]:
     """The registered on-premises instance whose IAM ARN the host identifies as."""
-    row = connection.execute(_INSTANCE_FOR_HOST, {"arn": host_arn}).first()
+    row = connection.execute(HOST_INSTANCE_NAMES, {"arn": host_arn}).first()
     return None if row is None else str(row.name)
 
 
