@@ -32,13 +32,12 @@ from typing import Any, Callable, List, Optional, Set, Tuple, Type
 import structlog
 
 from agent.filesystem.free_space import measure_free_space_on_disk
+from agent.filesystem.sparse_copy import held_bytes
 
 log = structlog.get_logger(__name__)
 
 TRASH_DIR = "deployment-trash"
 _ErrorInfo = Tuple[Type[BaseException], BaseException, TracebackType]
-# st_blocks counts 512-byte units.
-_STAT_BLOCK = 512
 
 
 class DeploymentTrash:
@@ -68,7 +67,7 @@ class DeploymentTrash:
             os.rename(deployment_folder, target)
         except OSError as error:
             log.info(
-                "old deployment folder removed in place",
+                "old deployment folder cannot be moved to the trash",
                 path=str(deployment_folder),
                 reason=error.strerror or str(error),
             )
@@ -154,7 +153,7 @@ def held_bytes_on_disk(folder: Path) -> int:
                 try:
                     if entry.is_dir(follow_symlinks=False):
                         pending.append(entry.path)
-                    held += entry.stat(follow_symlinks=False).st_blocks * _STAT_BLOCK
+                    held += held_bytes(entry.stat(follow_symlinks=False))
                 except OSError:
                     continue
     return held

@@ -19,13 +19,18 @@ import os
 _NO_SENDFILE = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV})
 _CHUNK = 1 << 20
 # st_blocks counts 512-byte units whatever the filesystem's block size.
-_STAT_BLOCK = 512
+STAT_BLOCK_BYTES = 512
+
+
+def held_bytes(status: os.stat_result) -> int:
+    """The bytes the file holds on its filesystem (whole blocks, holes not counted)."""
+    return status.st_blocks * STAT_BLOCK_BYTES
 
 
 def allocated_bytes(status: os.stat_result) -> int:
     """The bytes a copy of the file that keeps its holes needs at most (before rounding
     to the target's blocks); 0 for a symlink stored in its inode."""
-    return min(status.st_size, status.st_blocks * _STAT_BLOCK)
+    return min(status.st_size, held_bytes(status))
 
 
 def copy_file_data(source_fd: int, target_fd: int, status: os.stat_result) -> None:
@@ -36,7 +41,7 @@ def copy_file_data(source_fd: int, target_fd: int, status: os.stat_result) -> No
         return
     # Fewer allocated bytes than its size means a hole (or data stored compressed or
     # inline, which copying range by range also handles).
-    if status.st_blocks * _STAT_BLOCK >= size:
+    if held_bytes(status) >= size:
         _copy_range(source_fd, target_fd, 0, size)
         return
     offset = 0

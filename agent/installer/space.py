@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from agent.filesystem.free_space import SpaceClaim, measure_free_space_on_disk
-from agent.filesystem.sparse_copy import allocated_bytes
+from agent.filesystem.sparse_copy import STAT_BLOCK_BYTES, allocated_bytes, held_bytes
 from agent.installer.cleanup import PathSet, iter_recorded_paths_from_disk
 from agent.installer.paths import join
 from agent.installer.plan import ResolvedEntry, SourceKind
@@ -35,8 +35,6 @@ from agent.installer.split import (
     start_share_in_child,
 )
 
-# st_blocks counts 512-byte units.
-_STAT_BLOCK = 512
 # The worker's answer: its bytes and inodes.
 _TOTALS = struct.Struct("<qq")
 
@@ -137,7 +135,7 @@ def _sum_on_disk(
             inodes += 1
             status = child.stat(follow_symlinks=False)
             # allocated_bytes(), rounded up to whole blocks.
-            size = min(status.st_size, status.st_blocks * _STAT_BLOCK)
+            size = min(status.st_size, status.st_blocks * STAT_BLOCK_BYTES)
             data += -(-size // block) * block
         else:
             stack.pop()
@@ -165,4 +163,4 @@ def _release_previous_install_on_disk(
         if stat.S_ISLNK(status.st_mode) or (status.st_nlink > 1 and stat.S_ISREG(status.st_mode)):
             target.claim.release(0)
         else:
-            target.claim.release(status.st_blocks * _STAT_BLOCK)
+            target.claim.release(held_bytes(status))
