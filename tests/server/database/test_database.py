@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import List
+from typing import List, Tuple
 
 import pytest
 import sqlalchemy as sa
@@ -177,13 +177,21 @@ def _terminate_backend(url: str, pid: int) -> None:
         engine.dispose()
 
 
+def _pool_whose_connection_was_dropped(
+    postgres: PostgresCluster, ping_after_idle_seconds: float
+) -> Tuple[Database, int]:
+    """A database whose one pooled connection the server has just ended; its backend pid."""
+    url = postgres.create_database()
+    database = Database(create_database_engine(url, ping_after_idle_seconds), url)
+    first = _backend_pid(database)
+    _terminate_backend(url, first)
+    return database, first
+
+
 def test_a_pooled_postgresql_connection_dropped_while_idle_is_replaced_before_use(
     postgres: PostgresCluster,
 ) -> None:
-    url = postgres.create_database()
-    database = Database(create_database_engine(url, ping_after_idle_seconds=0.2), url)
-    first = _backend_pid(database)
-    _terminate_backend(url, first)
+    database, first = _pool_whose_connection_was_dropped(postgres, ping_after_idle_seconds=0.2)
     time.sleep(0.5)
     assert _backend_pid(database) != first
 
@@ -193,10 +201,7 @@ def test_a_pooled_postgresql_connection_dropped_while_busy_fails_once_then_is_re
 ) -> None:
     # Not pinged before every transaction: the one that meets the dropped connection
     # fails (as one running when the connection dropped would), the next is answered.
-    url = postgres.create_database()
-    database = Database(create_database_engine(url, ping_after_idle_seconds=3600.0), url)
-    first = _backend_pid(database)
-    _terminate_backend(url, first)
+    database, first = _pool_whose_connection_was_dropped(postgres, ping_after_idle_seconds=3600.0)
     with pytest.raises(DBAPIError):
         _backend_pid(database)
     assert _backend_pid(database) != first
