@@ -25,11 +25,18 @@ Printed per database, from the same run:
 - baselines: the same deployment to a group of 10 of the hosts (the other hosts idle in
   their long polls meanwhile), and the bare round trip of ``GET /health``.
 
-Targets: all hosts done within 30 s, call round trip and next-command p99 under 100 ms,
-server peak RSS under 300 MB. The machine's load average is printed beside the figures.
+Targets: all hosts done within 30 s, each command-service call answered within 100 ms at
+the 99th percentile (the latency of a command as its host sees it), server peak RSS under
+300 MB. The next-command gap has no target: each simulated host asks for its next
+command the moment it completes one, so with 1,000 of them the server is the only
+bottleneck and the fleet queues for it (by Little's law the mean gap is about the
+hosts' number divided by the server's commands per second, whatever the server does);
+the server makes them queue in their long polls (``busy_request_limit``, docs/server.md
+"Under load") so that the calls of hosts holding a command stay quick. The machine's load
+average is printed beside the figures.
 
 Usage: python benchmarks/fleet_bench.py [--hosts 1000] [--processes 2]
-       [--database sqlite|postgres|both]
+       [--database sqlite|postgres|both] [--server-setting "KEY: VALUE"]... [--profile DIR]
 """
 
 from __future__ import annotations
@@ -307,9 +314,7 @@ def report(
     print(
         f"  target: call round trip p99 < {TARGET_P99_MS:.0f} ms ({call_p99:.1f}): {verdict(call_p99 < TARGET_P99_MS)}"
     )
-    print(
-        f"  target: next command p99 < {TARGET_P99_MS:.0f} ms ({gap_p99:.1f}): {verdict(gap_p99 < TARGET_P99_MS)}"
-    )
+    print(f"  next command p99 {gap_p99:.1f} ms: the fleet's queue for the server, no target")
     print(
         f"  target: server peak RSS < {TARGET_RSS_MB:.0f} MB ({extra['peak']:.1f}): {verdict(extra['peak'] < TARGET_RSS_MB)}"
     )
@@ -345,7 +350,8 @@ def run_one(
     label: str, base: Path, database_url: Optional[str], arguments: argparse.Namespace
 ) -> None:
     files = ServerFiles(base)
-    files.write_config(SERVER_CONFIG, database_url=database_url)
+    extra = "".join(f"{setting}\n" for setting in arguments.server_setting)
+    files.write_config(SERVER_CONFIG + extra, database_url=database_url)
     operator = files.create_operator()
     hosts = register_hosts(files, arguments.hosts)
     load_before = load_average()
@@ -379,6 +385,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, default=1000)
     parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument(
+        "--server-setting",
+        action="append",
+        default=[],
+        metavar="'KEY: VALUE'",
+        help="a line added to the server's configuration (repeatable), e.g. 'worker_threads: 4'",
+    )
     parser.add_argument("--database", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument(
         "--profile", type=Path, help="write the server's cProfile statistics to this folder"

@@ -177,6 +177,13 @@ class ServerConfig:
     worker_threads: int = field(
         default=8, metadata=_key(_whole_number(1, 256), "threads that run database work")
     )
+    busy_request_limit: int = field(
+        default=16,
+        metadata=_key(
+            _whole_number(0, 10000),
+            "requests in progress at which polls hold new commands back (0: never)",
+        ),
+    )
     max_request_bytes: int = field(
         default=4 * 1024 * 1024,
         metadata=_key(_whole_number(1024, 64 * 1024 * 1024), "largest request body accepted"),

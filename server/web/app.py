@@ -5,8 +5,10 @@ everything that may touch the database (the key lookup, the operation) runs in t
 server's worker threads, so a slow query never stalls other clients. An agent's
 PollHostCommand waits on the loop, holding no thread, until a command is queued for its
 host, its ``poll_wait_seconds`` are up, the agent hangs up (then nothing is handed out to
-it), or the server stops (then it answers at once, with no command). ``/health`` needs
-no signature and says only whether the database answers.
+it), or the server stops (then it answers at once, with no command). While
+``busy_request_limit`` requests are being answered, a poll waits its turn before it looks
+for a command at all (server/web/backlog.py says why). ``/health`` needs no signature and
+says only whether the database answers.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from typing import Any, Awaitable, Callable, Dict, List, MutableMapping, Optiona
 import sqlalchemy as sa
 import structlog
 
-from server.command_service import hand_out_to_poll
+from server.command_service import HostPoll, hand_out_to_poll
 from server.errors import ApiError
 from server.request_auth.sigv4 import ReceivedRequest
 from server.web.background import BackgroundWork
+from server.web.backlog import RequestBacklog
 from server.web.json_protocol import (
     JSON_CONTENT_TYPE,
     ApiServices,
@@ -41,6 +44,8 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 HEALTH_PATH = "/health"
+# At most one line a minute says that polls are being held back (a saturated server).
+BUSY_NOTE_SECONDS = 60.0
 
 
 class _TooLarge(Exception):
@@ -96,6 +101,8 @@ class ServerApp:
         self._services = services
         self._executor = executor
         self._background = BackgroundWork(services)
+        self._backlog = RequestBacklog(services.config.busy_request_limit)
+        self._busy_noted_at = -BUSY_NOTE_SECONDS
         self._stopping: Optional[asyncio.Event] = None
         # Bound once (logging is configured by now): the proxy would bind on every line.
         self._log = log.bind()
@@ -136,7 +143,12 @@ class ServerApp:
         )
 
     async def _run(self, work: Callable[[], Any]) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+        """``work`` on a database worker, counted in the backlog meanwhile."""
+        self._backlog.enter()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+        finally:
+            self._backlog.leave()
 
     async def _api(self, scope: Scope, receive: Receive) -> Outcome:
         if scope["method"] != "POST" or scope["path"] != "/":
@@ -175,14 +187,20 @@ class ServerApp:
         try:
             while not gone.done():
                 with self._services.wakeups.waiter(poll.instance or "") as woken:
+                    if not await self._wait_for_turn(poll, gone, stopping, deadline - loop.time()):
+                        break
+                    self._log.debug("poll looks for a command", instance=poll.instance)
                     try:
-                        answer = await self._run(
+                        answer = await loop.run_in_executor(
+                            self._executor,
                             lambda: hand_out_to_poll(
                                 self._services.database, poll, self._services.clock()
-                            )
+                            ),
                         )
                     except Exception as error:  # answered as any request's failure
                         return failure_outcome(error, outcome.operation, outcome.caller)
+                    finally:
+                        self._backlog.leave()
                     remaining = deadline - loop.time()
                     if answer is not None or remaining <= 0 or stopping.done():
                         return dataclasses.replace(outcome, document=answer or {}, poll=None)
@@ -192,10 +210,54 @@ class ServerApp:
                         timeout=remaining,
                         return_when=asyncio.FIRST_COMPLETED,
                     )
-            return None
+            if gone.done():
+                return None
+            return dataclasses.replace(outcome, document={}, poll=None)
         finally:
             gone.cancel()
             stopping.cancel()
+
+    async def _wait_for_turn(
+        self,
+        poll: HostPoll,
+        gone: asyncio.Future[Any],
+        stopping: asyncio.Future[Any],
+        remaining: float,
+    ) -> bool:
+        """Wait until the backlog lets this poll look for a command (True: it then counts
+        as busy until it leaves); False when the agent hung up, the poll's time is up or
+        the server is stopping first."""
+        turn = self._backlog.turn()
+        try:
+            if not turn.done() and remaining > 0 and not stopping.done():
+                self._note_held_back(poll)
+                await asyncio.wait(
+                    {turn, gone, stopping}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+        except BaseException:
+            self._backlog.give_up(turn)
+            raise
+        if turn.done() and not gone.done():
+            return True
+        self._backlog.give_up(turn)
+        return False
+
+    def _note_held_back(self, poll: HostPoll) -> None:
+        backlog = self._backlog
+        self._log.debug(
+            "poll waits its turn",
+            instance=poll.instance,
+            requests_in_progress=backlog.busy,
+            polls_waiting=backlog.waiting,
+        )
+        now = time.monotonic()
+        if now - self._busy_noted_at >= BUSY_NOTE_SECONDS:
+            self._busy_noted_at = now
+            self._log.info(
+                "busy: polls wait their turn before new commands are handed out",
+                requests_in_progress=backlog.busy,
+                polls_waiting=backlog.waiting,
+            )
 
     async def _health(self, send: Send) -> None:
         def probe() -> Optional[str]:

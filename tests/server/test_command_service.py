@@ -14,7 +14,6 @@ import yaml
 from botocore.credentials import Credentials  # type: ignore[import-untyped]
 
 from agent.aws_clients.command_service import (
-    BotocoreCommandServiceClient,
     CommandServiceError,
     CommandServiceSettings,
     CommandStatus,
@@ -28,11 +27,9 @@ from agent.deployment_specification.envelope import (
 from agent.deployment_specification.model import BundleType, GitHubRevision, S3Revision
 from agent.errors import Diagnostics, ErrorCode
 from server.deployment_engine import IN_PLACE_COMMANDS
-from tests.support.aws_cli import AwsCli
 from tests.support.server import ServerFiles, ServerProcess, free_loopback_port
+from tests.support.server_hosts import REGION, Host, deploy_to, operator_client
 
-REGION = "us-east-1"
-ROLE = "arn:aws:iam::000000000000:role/CodeDeploy"
 POLL_WAIT = 10
 TIMEOUT = 3
 
@@ -44,36 +41,6 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> ServerFiles:
     return files
 
 
-class Host:
-    """A host key, its registered instance, and the agent's client of the server."""
-
-    def __init__(self, files: ServerFiles, server: ServerProcess, operator: Any, name: str):
-        self.name = name
-        document = yaml.safe_load(files.admin("keys", "create-host", name).stdout)
-        self.arn = document["iam_user_arn"]
-        self.credentials = Credentials(
-            document["aws_access_key_id"], document["aws_secret_access_key"]
-        )
-        operator.register_on_premises_instance(instanceName=name, iamUserArn=self.arn)
-        operator.add_tags_to_on_premises_instances(
-            instanceNames=[name], tags=[{"Key": "host", "Value": name}]
-        )
-        settings = CommandServiceSettings(
-            region=REGION, endpoint_url=server.url, read_timeout=POLL_WAIT + 20, max_attempts=1
-        )
-        self.client: BotocoreCommandServiceClient = new_command_service_client(
-            settings, self.credentials
-        )
-
-    def poll(self, as_host: Optional[str] = None) -> Optional[HostCommand]:
-        return self.client.poll_host_command(as_host or self.arn)
-
-
-def operator_client(files: ServerFiles, server: ServerProcess, name: str) -> Any:
-    keys = files.create_operator(name)
-    return AwsCli(files.base / f"home-{name}", server.url, keys).codedeploy_client()
-
-
 @pytest.fixture(scope="module")
 def operator(files: ServerFiles, server: ServerProcess) -> Any:
     return operator_client(files, server, "wire-operator")
@@ -81,32 +48,7 @@ def operator(files: ServerFiles, server: ServerProcess) -> Any:
 
 @pytest.fixture(scope="module")
 def hosts(files: ServerFiles, server: ServerProcess, operator: Any) -> Iterator[List[Host]]:
-    yield [Host(files, server, operator, f"wire-host-{number}") for number in range(5)]
-
-
-S3_REVISION = {
-    "revisionType": "S3",
-    "s3Location": {"bucket": "bundles", "key": "app.tgz", "bundleType": "tgz"},
-}
-
-
-def deploy_to(
-    operator: Any, application: str, host: Host, revision: Dict[str, Any] = S3_REVISION
-) -> str:
-    operator.create_application(applicationName=application)
-    operator.create_deployment_group(
-        applicationName=application,
-        deploymentGroupName="group",
-        serviceRoleArn=ROLE,
-        onPremisesInstanceTagFilters=[{"Key": "host", "Value": host.name, "Type": "KEY_AND_VALUE"}],
-    )
-    created = operator.create_deployment(
-        applicationName=application,
-        deploymentGroupName="group",
-        revision=revision,
-        fileExistsBehavior="OVERWRITE",
-    )
-    return str(created["deploymentId"])
+    yield [Host(files, server, operator, f"wire-host-{number}", POLL_WAIT) for number in range(5)]
 
 
 def signature_settings(files: ServerFiles) -> SignatureSettings:
@@ -246,7 +188,7 @@ def test_an_operator_key_may_not_poll(files: ServerFiles, server: ServerProcess)
 def test_a_host_that_never_polls_times_out_and_fails(
     files: ServerFiles, server: ServerProcess, operator: Any
 ) -> None:
-    silent = Host(files, server, operator, "wire-silent")
+    silent = Host(files, server, operator, "wire-silent", POLL_WAIT)
     deployment_id = deploy_to(operator, "wire-silent", silent)
     waiter = operator.get_waiter("deployment_successful")
     with pytest.raises(Exception, match="terminal failure"):
@@ -271,7 +213,7 @@ def test_a_command_handed_out_before_a_crash_is_neither_lost_nor_handed_out_twic
     server = ServerProcess(own, listen).start()
     try:
         operator = operator_client(own, server, "crash-operator")
-        host = Host(own, server, operator, "crash-host")
+        host = Host(own, server, operator, "crash-host", POLL_WAIT)
         deploy_to(operator, "crash-wire", host)
         handed = host.poll()
         assert handed is not None
