@@ -22,6 +22,9 @@ Printed per database, from the same run:
   returning the next one (the server's orchestration as a host feels it), p50 / p99 / max;
   first command: from CreateDeployment returning to each host receiving its first command;
 - the server's CPU seconds during the deployment and its peak RSS (VmHWM) at the end;
+- with ``--servers N`` (PostgreSQL), N server processes share the database as replicas
+  behind a load balancer would, each worker process's hosts talking to one of them; CPU
+  is their sum, RSS the largest;
 - baselines: the same deployment to a group of 10 of the hosts (the other hosts idle in
   their long polls meanwhile), and the bare round trip of ``GET /health``.
 
@@ -36,12 +39,14 @@ the server makes them queue in their long polls (``busy_request_limit``, docs/se
 average is printed beside the figures.
 
 Usage: python benchmarks/fleet_bench.py [--hosts 1000] [--processes 2]
-       [--database sqlite|postgres|both] [--server-setting "KEY: VALUE"]... [--profile DIR]
+       [--database sqlite|postgres|both] [--servers N] [--server-setting "KEY: VALUE"]...
+       [--profile DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import os
 import socket
@@ -167,9 +172,13 @@ def make_groups(client: Any) -> None:
         )
 
 
-def deploy(client: Any, group: str, hosts: int, server: psutil.Process) -> Phase:
+def cpu_seconds_of(servers: Sequence[psutil.Process]) -> float:
+    return sum(sum(server.cpu_times()[:2]) for server in servers)
+
+
+def deploy(client: Any, group: str, hosts: int, servers: Sequence[psutil.Process]) -> Phase:
     """One deployment of the no-op revision to ``group``, waited for (the network)."""
-    cpu_before = sum(server.cpu_times()[:2])
+    cpu_before = cpu_seconds_of(servers)
     created = time.time()
     deployment_id = client.create_deployment(
         applicationName=APPLICATION,
@@ -185,7 +194,7 @@ def deploy(client: Any, group: str, hosts: int, server: psutil.Process) -> Phase
             break
         time.sleep(0.2)
     seen_done = time.time()
-    cpu_seconds = sum(server.cpu_times()[:2]) - cpu_before
+    cpu_seconds = cpu_seconds_of(servers) - cpu_before
     server_seconds = (info["completeTime"] - info["createTime"]).total_seconds()
     return Phase(hosts, created, seen_done, server_seconds, info["status"], cpu_seconds)
 
@@ -241,11 +250,15 @@ class Workers:
         return samples, receipts
 
 
-def start_workers(hosts: List[SimulatedHost], url: str, region: str, count: int) -> Workers:
+def start_workers(
+    hosts: List[SimulatedHost], urls: Sequence[str], region: str, count: int
+) -> Workers:
+    """``count`` worker processes; worker N talks to server N modulo the servers' number."""
     context = multiprocessing.get_context("fork")
     workers = Workers([], [])
     for index in range(count):
         ours, theirs = context.Pipe()
+        url = urls[index % len(urls)]
         process = context.Process(
             target=run_worker, args=(hosts[index::count], url, region, theirs), daemon=True
         )
@@ -357,18 +370,20 @@ def run_one(
     load_before = load_average()
     if arguments.profile:
         profile_server(base, arguments.profile / f"{label.lower()}.pstats")
-    with ServerProcess(files) as server:
-        assert server.process is not None
-        process = psutil.Process(server.process.pid)
-        client = codedeploy_client(server.url, operator)
+    with contextlib.ExitStack() as stack:
+        servers = [stack.enter_context(ServerProcess(files)) for _ in range(arguments.servers)]
+        processes = [psutil.Process(server.process.pid) for server in servers if server.process]
+        client = codedeploy_client(servers[0].url, operator)
         make_groups(client)
-        workers = start_workers(hosts, server.url, operator["Region"], arguments.processes)
-        wait_until_idle(process)
-        rss_idle, _ = peak_rss_mb(process.pid)
-        phases = [deploy(client, "small", BASELINE_HOSTS, process)]
-        phases.append(deploy(client, "all", arguments.hosts, process))
-        health = health_round_trips(server.url)
-        _, peak = peak_rss_mb(process.pid)
+        urls = [server.url for server in servers]
+        workers = start_workers(hosts, urls, operator["Region"], arguments.processes)
+        for process in processes:
+            wait_until_idle(process)
+        rss_idle = max(peak_rss_mb(process.pid)[0] for process in processes)
+        phases = [deploy(client, "small", BASELINE_HOSTS, processes)]
+        phases.append(deploy(client, "all", arguments.hosts, processes))
+        health = health_round_trips(servers[0].url)
+        peak = max(peak_rss_mb(process.pid)[1] for process in processes)
         samples, receipts = workers.stop()
     figures = [phase_figures(phase, samples, receipts) for phase in phases]
     extra = {
@@ -386,6 +401,12 @@ def main() -> int:
     parser.add_argument("--hosts", type=int, default=1000)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument(
+        "--servers",
+        type=int,
+        default=1,
+        help="server processes sharing the database (PostgreSQL only); hosts split among them",
+    )
+    parser.add_argument(
         "--server-setting",
         action="append",
         default=[],
@@ -397,8 +418,12 @@ def main() -> int:
         "--profile", type=Path, help="write the server's cProfile statistics to this folder"
     )
     arguments = parser.parse_args()
+    if arguments.servers < 1 or (arguments.servers > 1 and arguments.database != "postgres"):
+        parser.error("--servers above 1 takes --database postgres (SQLite serves one process)")
+    if arguments.servers > 1 and arguments.profile:
+        parser.error("--profile profiles one server: leave --servers at 1")
     print(
-        f"codedeploy-server fleet benchmark: {arguments.hosts} hosts in {arguments.processes} processes, {os.cpu_count()} CPUs"
+        f"codedeploy-server fleet benchmark: {arguments.hosts} hosts in {arguments.processes} processes, {arguments.servers} server process(es), {os.cpu_count()} CPUs"
     )
     with tempfile.TemporaryDirectory(prefix="fleet-bench-") as folder:
         if arguments.database in ("sqlite", "both"):

@@ -110,6 +110,8 @@ def serve_until_stopped(config: ServerConfig, app: ServerApp, environ: Mapping[s
         log_config=None,
         access_log=False,
         server_header=False,
+        # The client's address is never used: no X-Forwarded-For to parse per request.
+        proxy_headers=False,
         timeout_graceful_shutdown=max(1, round(config.shutdown_grace_seconds)),
         ssl_certfile=str(config.tls_certificate_file) if config.tls_certificate_file else None,
         ssl_keyfile=str(config.tls_key_file) if config.tls_key_file else None,
