@@ -23,8 +23,9 @@ Printed per database, from the same run:
   first command: from CreateDeployment returning to each host receiving its first command;
 - the server's CPU seconds during the deployment and its peak RSS (VmHWM) at the end;
 - with ``--servers N`` (PostgreSQL), N server processes share the database as replicas
-  behind a load balancer would, each worker process's hosts talking to one of them; CPU
-  is their sum, RSS the largest;
+  behind a load balancer would, each worker process's hosts talking to one of them;
+- CPU is the sum over every server process, RSS too (each process's own peak: an upper
+  bound, as forked processes share pages);
 - baselines: the same deployment to a group of 10 of the hosts (the other hosts idle in
   their long polls meanwhile), and the bare round trip of ``GET /health``.
 
@@ -347,6 +348,17 @@ def profile_server(base: Path, stats: Path) -> None:
     tests.support.server.SERVER_PROGRAM = str(launcher)
 
 
+def serving_processes(servers: Sequence[ServerProcess]) -> List[psutil.Process]:
+    """Every process of every server: with ``server_processes`` above 1, a server's first
+    process forks the others."""
+    found: List[psutil.Process] = []
+    for server in servers:
+        assert server.process is not None
+        first = psutil.Process(server.process.pid)
+        found += [first, *first.children()]
+    return found
+
+
 def wait_until_idle(server: psutil.Process, limit: float = 120.0) -> None:
     """Wait until the server has answered the hosts' first polls (under 10 % of a core over
     half a second), so that the deployments start from a fleet idle in its long polls."""
@@ -372,18 +384,18 @@ def run_one(
         profile_server(base, arguments.profile / f"{label.lower()}.pstats")
     with contextlib.ExitStack() as stack:
         servers = [stack.enter_context(ServerProcess(files)) for _ in range(arguments.servers)]
-        processes = [psutil.Process(server.process.pid) for server in servers if server.process]
+        processes = serving_processes(servers)
         client = codedeploy_client(servers[0].url, operator)
         make_groups(client)
         urls = [server.url for server in servers]
         workers = start_workers(hosts, urls, operator["Region"], arguments.processes)
         for process in processes:
             wait_until_idle(process)
-        rss_idle = max(peak_rss_mb(process.pid)[0] for process in processes)
+        rss_idle = sum(peak_rss_mb(process.pid)[0] for process in processes)
         phases = [deploy(client, "small", BASELINE_HOSTS, processes)]
         phases.append(deploy(client, "all", arguments.hosts, processes))
         health = health_round_trips(servers[0].url)
-        peak = max(peak_rss_mb(process.pid)[1] for process in processes)
+        peak = sum(peak_rss_mb(process.pid)[1] for process in processes)
         samples, receipts = workers.stop()
     figures = [phase_figures(phase, samples, receipts) for phase in phases]
     extra = {

@@ -174,6 +174,12 @@ class ServerConfig:
         default=2.0,
         metadata=_key(_number(0, 60), "how long a key is trusted before it is read again"),
     )
+    server_processes: int = field(
+        default=1,
+        metadata=_key(
+            _whole_number(1, 64), "processes that serve the port, to use more than one core"
+        ),
+    )
     worker_threads: int = field(
         default=8, metadata=_key(_whole_number(1, 256), "threads that run database work")
     )

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from typing import Dict, Iterable, Iterator, List, Optional, Set
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Set
 
 import sqlalchemy as sa
 import structlog
@@ -39,6 +39,12 @@ class HostWakeups:
     def __init__(self) -> None:
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._waiting: Dict[str, Set[asyncio.Future[None]]] = {}
+        self._forward: Optional[Callable[[List[str]], None]] = None
+
+    def also_tell(self, forward: Callable[[List[str]], None]) -> None:
+        """Pass every wake-up on to ``forward`` too (the other processes of this server,
+        when they share a SQLite file: server/web/server_processes.py)."""
+        self._forward = forward
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """The loop the polls wait on (the server's, once it runs)."""
@@ -62,12 +68,17 @@ class HostWakeups:
     def wake(self, instances: Iterable[str]) -> None:
         """Wake these hosts' polls (any thread; nothing happens before :meth:`bind`)."""
         names = list(instances)
+        if names and self._forward is not None:
+            self._forward(names)
+        self.wake_here(names)
+
+    def wake_here(self, names: List[str]) -> None:
+        """Wake these polls of this process only (``*``: all of them)."""
         if names and self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._wake_now, names)
 
     def wake_all(self) -> None:
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._wake_now, [ALL_HOSTS])
+        self.wake_here([ALL_HOSTS])
 
     def _wake_now(self, names: List[str]) -> None:
         chosen = list(self._waiting) if ALL_HOSTS in names else names
@@ -136,4 +147,4 @@ class PostgresNotifications:
     def _listen(self, connection: object) -> None:
         while not self._stop.is_set():
             for notice in connection.notifies(timeout=1.0):  # type: ignore[attr-defined]
-                self._wakeups.wake(notice.payload.split("\n"))
+                self._wakeups.wake_here(notice.payload.split("\n"))

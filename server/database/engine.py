@@ -11,7 +11,9 @@ transaction that reads and then writes would otherwise fail at once with "databa
 locked" when another writer went first, instead of waiting its turn. The threads of one
 process take turns for SQLite's one writer on a lock of their own: SQLite's busy handler
 waits by sleeping (up to 100 ms a time), so with a few threads writing at once most of a
-write's latency was sleep; the busy timeout still covers other processes (admin commands).
+write's latency was sleep; the busy timeout still covers other processes (admin commands),
+and the processes of a server with ``server_processes`` above 1 take turns on a lock file
+(server/database/write_lock.py).
 
 The schema is migrated with Alembic (``migrations/``) at start-up and by every admin
 command, in one transaction that also holds a lock (SQLite's write lock, PostgreSQL's
@@ -25,7 +27,7 @@ import threading
 import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Iterator, TypeVar
+from typing import Any, Callable, ContextManager, Iterator, TypeVar, Union
 
 import sqlalchemy as sa
 from alembic import command
@@ -33,6 +35,7 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
+from server.database.write_lock import NoProcessWriteLock, ProcessWriteLock
 from server.errors import ServerError
 
 MIGRATIONS_FOLDER = Path(__file__).resolve().parent / "migrations"
@@ -167,6 +170,7 @@ class Database:
         self._write_turn: ContextManager[Any] = (
             threading.RLock() if self.dialect == "sqlite" else nullcontext()
         )
+        self._process_turn: Union[ProcessWriteLock, NoProcessWriteLock] = NoProcessWriteLock()
 
     @property
     def engine(self) -> Engine:
@@ -180,8 +184,19 @@ class Database:
     def write(self) -> Iterator[Connection]:
         """A transaction that may change state: committed when the block ends, rolled back
         when it raises."""
-        with self._write_turn, self._engine.begin() as connection:
+        with (
+            self._write_turn,
+            self._process_turn.held_on_disk(),
+            self._engine.begin() as connection,
+        ):
             yield connection
+
+    def share_writes_with_other_processes(self) -> None:
+        """Several server processes will write to this SQLite file: take turns on a lock
+        file beside it (server/database/write_lock.py). Nothing to do for PostgreSQL."""
+        if self.dialect == "sqlite":
+            database = make_url(self.url).database or ""
+            self._process_turn = ProcessWriteLock(Path(f"{database}.write-lock"))
 
     def write_retrying(self, work: Callable[[Connection], T]) -> T:
         """``work`` in a write transaction, run again (up to three times in all) when
@@ -204,6 +219,7 @@ class Database:
 
     def dispose(self) -> None:
         self._engine.dispose()
+        self._process_turn.close()
 
 
 def open_database(url: str) -> Database:

@@ -36,6 +36,7 @@ from server.web.json_protocol import (
     answer_api_request,
     failure_outcome,
 )
+from server.web.server_processes import SiblingWakeups
 
 log = structlog.get_logger(__name__)
 
@@ -103,14 +104,38 @@ class ServerApp:
         self._background = BackgroundWork(services)
         self._backlog = RequestBacklog(services.config.busy_request_limit)
         self._busy_noted_at = -BUSY_NOTE_SECONDS
+        self._siblings: Optional[SiblingWakeups] = None
         self._stopping: Optional[asyncio.Event] = None
         # Bound once (logging is configured by now): the proxy would bind on every line.
         self._log = log.bind()
 
+    def prepare_for_processes(self, count: int) -> Optional[SiblingWakeups]:
+        """Before ``count`` processes are forked to serve (nothing when 1): no database
+        connection crosses the fork, SQLite's writers take turns between processes, and
+        (SQLite) the channel over which they wake each other's polls."""
+        if count == 1:
+            return None
+        database = self._services.database
+        database.share_writes_with_other_processes()
+        database.dispose()
+        return SiblingWakeups(count) if database.dialect == "sqlite" else None
+
+    def become_process(self, index: int, siblings: Optional[SiblingWakeups]) -> None:
+        """After the fork, in process ``index`` (0: the first) of the server."""
+        if self._services.config.server_processes > 1:
+            self._log = self._log.bind(process=index)
+        self._siblings = siblings
+        if siblings is not None:
+            siblings.keep(index)
+            self._services.wakeups.also_tell(siblings.send)
+
     async def started(self) -> None:
         """Serving has begun: polls can be woken, the background work runs."""
         self._stopping = asyncio.Event()
-        self._services.wakeups.bind(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        self._services.wakeups.bind(loop)
+        if self._siblings is not None:
+            self._siblings.listen(loop, self._services.wakeups.wake_here)
         self._background.start()
 
     async def stopping(self) -> None:

@@ -15,6 +15,7 @@ import asyncio
 import signal
 import socket
 import ssl
+import threading
 from typing import Callable, List, Mapping, Optional
 
 import structlog
@@ -24,6 +25,14 @@ from agent.daemon.systemd_notify import notify_systemd
 from server.configuration import ListenAddress, ServerConfig
 from server.errors import ServerError
 from server.web.app import ServerApp
+from server.web.server_processes import (
+    ServerProcesses,
+    fork_server_processes,
+    stop_copies,
+    tell_first_process_ready,
+    wait_for_copies_ready,
+    watch_copies,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -73,14 +82,20 @@ def listening_url(config: ServerConfig, listener: socket.socket) -> str:
 
 class _ReadyServer(uvicorn.Server):
     """uvicorn's server, starting the app's own work and telling the world once it accepts
-    connections, and letting the app answer its waiting polls when it is asked to stop."""
+    connections, and letting the app answer its waiting polls when it is asked to stop
+    (and the server's other processes, from the first one)."""
 
     def __init__(
-        self, config: uvicorn.Config, app: ServerApp, on_ready: Callable[[], None]
+        self,
+        config: uvicorn.Config,
+        app: ServerApp,
+        on_ready: Callable[[], None],
+        processes: ServerProcesses,
     ) -> None:
         super().__init__(config)
         self._app = app
         self._on_ready = on_ready
+        self._processes = processes
 
     async def startup(self, sockets: Optional[List[socket.socket]] = None) -> None:
         await super().startup(sockets)
@@ -89,22 +104,67 @@ class _ReadyServer(uvicorn.Server):
             self._on_ready()
 
     async def shutdown(self, sockets: Optional[List[socket.socket]] = None) -> None:
+        if self._processes.is_first:
+            stop_copies(self._processes)
         await self._app.stopping()
         await super().shutdown(sockets)
 
 
 def serve_until_stopped(config: ServerConfig, app: ServerApp, environ: Mapping[str, str]) -> int:
-    """Serve ``app`` until SIGTERM/SIGINT; 0 when it stopped as asked."""
+    """Serve ``app`` until SIGTERM/SIGINT (from ``server_processes`` processes); 0 when it
+    stopped as asked."""
     check_tls_files_on_disk(config)
     listener = bind_listening_socket(config.listen)
     url = listening_url(config, listener)
+    siblings = app.prepare_for_processes(config.server_processes)
+    processes = fork_server_processes(config.server_processes)
+    app.become_process(processes.index, siblings)
+    watchers: List[threading.Thread] = []
+    server: Optional[_ReadyServer] = None
+
+    def stop_unasked() -> None:
+        if server is not None:
+            server.should_exit = True
 
     def on_ready() -> None:
-        log.info("serving", url=url, database=config.effective_database_url.split("://")[0])
+        if not processes.is_first:
+            tell_first_process_ready(processes)
+            return
+        wait_for_copies_ready(processes)
+        watchers.extend(watch_copies(processes, stop_unasked))
+        log.info(
+            "serving",
+            url=url,
+            database=config.effective_database_url.split("://")[0],
+            processes=config.server_processes,
+        )
         print(f"listening on {url}", flush=True)
         notify_systemd("READY=1", environ)
 
-    uvicorn_config = uvicorn.Config(
+    server = _ReadyServer(_uvicorn_config(config, app), app, on_ready, processes)
+    # uvicorn handles SIGTERM/SIGINT while it serves, then raises the signal again for the
+    # handler that was there before: a do-nothing one, so that stopping as asked is exit 0.
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda *_: None)
+    try:
+        asyncio.run(server.serve(sockets=[listener]))
+    finally:
+        listener.close()
+        if processes.is_first:
+            stop_copies(processes)
+    if not processes.is_first:
+        return 0
+    for watcher in watchers:
+        watcher.join(config.shutdown_grace_seconds + 10)
+    notify_systemd("STOPPING=1", environ)
+    log.info("stopped")
+    if processes.failures:
+        raise ServerError("; ".join(processes.failures))
+    return 0
+
+
+def _uvicorn_config(config: ServerConfig, app: ServerApp) -> uvicorn.Config:
+    return uvicorn.Config(
         app,
         lifespan="off",
         log_config=None,
@@ -116,15 +176,3 @@ def serve_until_stopped(config: ServerConfig, app: ServerApp, environ: Mapping[s
         ssl_certfile=str(config.tls_certificate_file) if config.tls_certificate_file else None,
         ssl_keyfile=str(config.tls_key_file) if config.tls_key_file else None,
     )
-    server = _ReadyServer(uvicorn_config, app, on_ready)
-    # uvicorn handles SIGTERM/SIGINT while it serves, then raises the signal again for the
-    # handler that was there before: a do-nothing one, so that stopping as asked is exit 0.
-    for number in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(number, lambda *_: None)
-    try:
-        asyncio.run(server.serve(sockets=[listener]))
-    finally:
-        listener.close()
-    notify_systemd("STOPPING=1", environ)
-    log.info("stopped")
-    return 0
