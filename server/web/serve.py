@@ -6,7 +6,9 @@ number is known. HTTPS when a certificate is configured (its files are loaded on
 too, for the same reason). When uvicorn serves, the server prints one flushed line,
 ``listening on <URL>``, and tells systemd ``READY=1`` (a ``Type=notify`` unit). SIGTERM
 or SIGINT stop accepting connections, let requests in flight finish (up to
-``shutdown_grace_seconds``), and ``run`` returns 0.
+``shutdown_grace_seconds``), and ``run`` returns 0. With ``server_processes`` above 1 the
+copies are forked once the port is bound (server/web/server_processes.py), and the line and
+READY=1 wait until every one of them serves.
 """
 
 from __future__ import annotations
