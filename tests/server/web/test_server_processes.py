@@ -1,5 +1,6 @@
-"""A server of two processes (``server_processes: 2``) on one SQLite file: both serve the
-port, a poll waiting in one process is woken by a command queued in the other, SIGTERM
+"""A server of two processes (``server_processes: 2``): both serve the port and, on SQLite
+and on PostgreSQL, a poll waiting in one process is woken by a command queued in the
+other; on SQLite (the default database of the rest), SIGTERM
 stops both with status 0, a copy killed unasked stops the server with a line naming it,
 and the copies end with the first process. Below them, the two pieces the processes
 share: the write lock and the wake-up channel, each across a real fork."""
@@ -31,9 +32,11 @@ WOKEN_WITHIN = 60
 HOSTS = 8
 
 
-def _server_files(base: Path) -> ServerFiles:
+def _server_files(base: Path, database_url: Optional[str] = None) -> ServerFiles:
     files = ServerFiles(base)
-    files.write_config(f"poll_wait_seconds: {POLL_WAIT}\nserver_processes: 2\nverbose: true\n")
+    files.write_config(
+        f"poll_wait_seconds: {POLL_WAIT}\nserver_processes: 2\nverbose: true\n", database_url
+    )
     return files
 
 
@@ -78,9 +81,13 @@ def _deploy_to_all(operator: Any, hosts: List[Host]) -> str:
 
 
 def test_two_processes_serve_one_fleet_and_wake_each_others_polls(
-    two_process_server: ServerProcess,
+    tmp_path: Path, database_url: str
 ) -> None:
-    server, files = two_process_server, two_process_server.files
+    with ServerProcess(_server_files(tmp_path / "server", database_url)) as server:
+        _deploy_across_processes(server, server.files)
+
+
+def _deploy_across_processes(server: ServerProcess, files: ServerFiles) -> None:
     assert len(_copies(server)) == 1
     operator = operator_client(files, server, "processes-operator")
     hosts = [Host(files, server, operator, f"proc-host-{n}", POLL_WAIT) for n in range(HOSTS)]
