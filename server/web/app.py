@@ -25,6 +25,7 @@ import sqlalchemy as sa
 import structlog
 
 from server.command_service import HostPoll, hand_out_to_poll
+from server.configuration import ServerConfig
 from server.errors import ApiError
 from server.request_auth.sigv4 import ReceivedRequest
 from server.web.background import BackgroundWork
@@ -95,6 +96,12 @@ async def _hang_up(receive: Receive) -> None:
         pass
 
 
+def _share_of_limit(config: ServerConfig) -> int:
+    """This process's share of ``busy_request_limit`` (0 stays 0: no limit)."""
+    limit, processes = config.busy_request_limit, config.server_processes
+    return 0 if limit == 0 else max(1, -(-limit // processes))
+
+
 class ServerApp:
     """The ASGI callable uvicorn serves; ``started()`` and ``stopping()`` bracket serving."""
 
@@ -102,7 +109,7 @@ class ServerApp:
         self._services = services
         self._executor = executor
         self._background = BackgroundWork(services)
-        self._backlog = RequestBacklog(services.config.busy_request_limit)
+        self._backlog = RequestBacklog(_share_of_limit(services.config))
         self._busy_noted_at = -BUSY_NOTE_SECONDS
         self._siblings: Optional[SiblingWakeups] = None
         self._stopping: Optional[asyncio.Event] = None
