@@ -141,15 +141,24 @@ def test_the_copies_end_with_the_first_process(two_process_server: ServerProcess
     )
 
 
-def _forked(child: Any) -> int:
-    """Run ``child()`` in a forked process; its exit status (0 when it returned True)."""
+def _fork(child: Any) -> int:
+    """Run ``child()`` in a forked process, which exits 0 when it returned True; its pid."""
     pid = os.fork()
     if pid == 0:
         try:
             os._exit(0 if child() else 1)
         except BaseException:
             os._exit(2)
+    return pid
+
+
+def _exit_status(pid: int) -> int:
     return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def _forked(child: Any) -> int:
+    """Run ``child()`` in a forked process; its exit status (0 when it returned True)."""
+    return _exit_status(_fork(child))
 
 
 def test_a_forked_process_waits_for_the_write_lock_its_parent_holds(tmp_path: Path) -> None:
@@ -192,13 +201,8 @@ def test_wake_ups_reach_the_other_process_in_batches(tmp_path: Path) -> None:
         asyncio.run(listen())
         return heard == names
 
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os._exit(0 if child() else 1)
-        except BaseException:
-            os._exit(2)
+    pid = _fork(child)
     siblings.keep(0)
     assert os.read(read_end, 1) == b"r"
     siblings.send(names)
-    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    assert _exit_status(pid) == 0
