@@ -21,7 +21,8 @@ Printed per database, from the same run:
 - next command: the gap between a host's completion of one command and its long poll
   returning the next one (the server's orchestration as a host feels it), p50 / p99 / max;
   first command: from CreateDeployment returning to each host receiving its first command;
-- the server's CPU seconds during the deployment and its peak RSS (VmHWM) at the end;
+- the server's CPU seconds during the deployment (and the simulated hosts', which share
+  the machine) and its peak RSS (VmHWM) at the end;
 - with ``--servers N`` (PostgreSQL), N server processes share the database as replicas
   behind a load balancer would, each worker process's hosts talking to one of them;
 - CPU is the sum over every server process, RSS too (each process's own peak: an upper
@@ -96,6 +97,7 @@ class Phase:
     server_seconds: float
     status: str
     cpu_seconds: float
+    hosts_cpu_seconds: float
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
@@ -177,9 +179,16 @@ def cpu_seconds_of(servers: Sequence[psutil.Process]) -> float:
     return sum(sum(server.cpu_times()[:2]) for server in servers)
 
 
-def deploy(client: Any, group: str, hosts: int, servers: Sequence[psutil.Process]) -> Phase:
+def deploy(
+    client: Any,
+    group: str,
+    hosts: int,
+    servers: Sequence[psutil.Process],
+    workers: Sequence[psutil.Process],
+) -> Phase:
     """One deployment of the no-op revision to ``group``, waited for (the network)."""
     cpu_before = cpu_seconds_of(servers)
+    hosts_cpu_before = cpu_seconds_of(workers)
     created = time.time()
     deployment_id = client.create_deployment(
         applicationName=APPLICATION,
@@ -196,8 +205,11 @@ def deploy(client: Any, group: str, hosts: int, servers: Sequence[psutil.Process
         time.sleep(0.2)
     seen_done = time.time()
     cpu_seconds = cpu_seconds_of(servers) - cpu_before
+    hosts_cpu_seconds = cpu_seconds_of(workers) - hosts_cpu_before
     server_seconds = (info["completeTime"] - info["createTime"]).total_seconds()
-    return Phase(hosts, created, seen_done, server_seconds, info["status"], cpu_seconds)
+    return Phase(
+        hosts, created, seen_done, server_seconds, info["status"], cpu_seconds, hosts_cpu_seconds
+    )
 
 
 def health_round_trips(url: str, count: int = 200) -> List[float]:
@@ -307,7 +319,8 @@ def report(
         kind = "baseline" if phase.hosts == BASELINE_HOSTS else "fleet"
         print(
             f"  {kind:8} {phase.hosts:5} hosts: {phase.status} in {phase.seen_done - phase.created:6.2f} s"
-            f" (server: {phase.server_seconds:6.2f} s), server CPU {phase.cpu_seconds:6.2f} s"
+            f" (server: {phase.server_seconds:6.2f} s), server CPU {phase.cpu_seconds:6.2f} s,"
+            f" simulated hosts' CPU {phase.hosts_cpu_seconds:6.2f} s"
         )
         print(f"      call round trip  {spread_ms(figure['calls'])}")
         for operation, values in figure["by_operation"].items():
@@ -392,8 +405,9 @@ def run_one(
         for process in processes:
             wait_until_idle(process)
         rss_idle = sum(peak_rss_mb(process.pid)[0] for process in processes)
-        phases = [deploy(client, "small", BASELINE_HOSTS, processes)]
-        phases.append(deploy(client, "all", arguments.hosts, processes))
+        simulated = [psutil.Process(process.pid) for process in workers.processes if process.pid]
+        phases = [deploy(client, "small", BASELINE_HOSTS, processes, simulated)]
+        phases.append(deploy(client, "all", arguments.hosts, processes, simulated))
         health = health_round_trips(servers[0].url)
         peak = sum(peak_rss_mb(process.pid)[1] for process in processes)
         samples, receipts = workers.stop()
