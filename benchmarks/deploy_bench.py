@@ -14,6 +14,8 @@ also replays the first one's cleanup list. It prints, measured in the same run:
   daemon, plus a plain read of the bundle (what fetching it costs at least); the
   daemon's time runs from queueing DownloadBundle to the service receiving Install's
   completion;
+- for ``codedeploy-local``, the CPU time of each deployment too (user and system, with the
+  install's second process): on a shared machine it moves far less than the wall time;
 - the peak RSS of the largest process of each ``codedeploy-local`` deployment (target:
   under 40 MB for 20,000 files), and the daemon's own peak (its install runs in a helper);
 - with ``--scaling``, the peak RSS for 10x the files and the ratio between the two
@@ -41,7 +43,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 # daemon_bench (beside this file) also puts the repository on sys.path for tests.*.
 from daemon_bench import HOST, TimedStub, peak_rss_bytes
@@ -99,10 +101,10 @@ def floor_seconds(bundle: Path, where: Path) -> float:
     return seconds
 
 
-def deploy(bundle: Path, config: Path, source: Path = REPO) -> Tuple[float, int]:
-    """(wall seconds, peak RSS in KiB) of one codedeploy-local deployment by the agent of
-    the ``source`` tree: the largest process of it, the program itself or one it started
-    (the install's second process)."""
+def deploy(bundle: Path, config: Path, source: Path = REPO) -> Tuple[float, int, float]:
+    """(wall seconds, peak RSS in KiB, CPU seconds) of one codedeploy-local deployment by
+    the agent of the ``source`` tree: the RSS of the largest process of it, the program
+    itself or one it started (the install's second process); the CPU of them all."""
     command = [
         sys.executable,
         "-m",
@@ -118,7 +120,7 @@ def deploy(bundle: Path, config: Path, source: Path = REPO) -> Tuple[float, int]
     done = run_measured(command, capture_output=True, text=True, cwd=source)
     if done.returncode != 0:
         sys.exit(f"deployment failed:\n{done.output}")
-    return done.seconds, done.peak_rss_kib
+    return done.seconds, done.peak_rss_kib, done.cpu_seconds
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,8 @@ class CaseFigures:
     first: float  # median seconds of the first deployment to a fresh group
     second: float  # median seconds of the redeployment on the same group
     rss_kib: int  # largest peak RSS seen in any deployment
+    # Median CPU seconds of the first and second deployments (codedeploy-local only).
+    cpu: Optional[Tuple[float, float]] = None
 
 
 class DaemonDeployer:
@@ -206,8 +210,9 @@ class DaemonDeployer:
 
 # Figures per program ("local", "daemon") and source tree, in the order of ``sources``.
 Figures = Dict[str, List[CaseFigures]]
-# The first and second deployments' times, and the largest peak RSS, of one program and tree.
-_Series = Tuple[List[float], List[float], List[int]]
+# Of one program and tree: the first and second deployments' wall times, their peak RSS,
+# and (codedeploy-local) their CPU times.
+_Series = Tuple[List[float], List[float], List[int], List[float], List[float]]
 
 
 def run_case(
@@ -220,7 +225,7 @@ def run_case(
     floors: List[float] = []
     reads: List[float] = []
     series: Dict[Tuple[str, int], _Series] = {
-        (name, index): ([], [], []) for name in programs for index in range(len(sources))
+        (name, index): ([], [], [], [], []) for name in programs for index in range(len(sources))
     }
     daemons: List[DaemonDeployer] = []
     try:
@@ -256,10 +261,11 @@ def _deploy_local_twice(bundle: Path, where: Path, source: Path, into: _Series) 
     root = Path(tempfile.mkdtemp(prefix="root-", dir=where))
     config = root.with_suffix(".yml")
     config.write_text(f":root_dir: '{root}'\n:log_dir: '{where / 'log'}'\n", encoding="utf-8")
-    for took in into[:2]:
-        seconds, peak = deploy(bundle, config, source)
+    for took, cpu in ((into[0], into[3]), (into[1], into[4])):
+        seconds, peak, cpu_seconds = deploy(bundle, config, source)
         took.append(seconds)
         into[2].append(peak)
+        cpu.append(cpu_seconds)
     shutil.rmtree(where / "installed")
     shutil.rmtree(root)
     config.unlink()
@@ -273,14 +279,16 @@ def _case_figures(
     daemons: List[DaemonDeployer],
 ) -> Figures:
     figures: Figures = {name: [] for name in programs}
-    for (name, index), (firsts, seconds, peaks) in sorted(series.items()):
+    for (name, index), (firsts, seconds, peaks, cpu_firsts, cpu_seconds) in sorted(series.items()):
+        cpu: Optional[Tuple[float, float]] = None
         if name == "local":
             floor = median(floors)
             rss = max(peaks)
+            cpu = (median(cpu_firsts), median(cpu_seconds))
         else:
             floor = median(f + r for f, r in zip(floors, reads))
             rss = daemons[index].peak_rss_kib()
-        figures[name].append(CaseFigures(floor, median(firsts), median(seconds), rss))
+        figures[name].append(CaseFigures(floor, median(firsts), median(seconds), rss, cpu))
     return figures
 
 
@@ -295,15 +303,22 @@ def report(
         if len(figures) > 1:
             print(f"  {label}:")
             indent = "    "
-        for name, took in (("deployment 1", tree.first), ("deployment 2", tree.second)):
-            print(f"{indent}{name}: {took:6.2f} s  = {took / tree.floor:4.2f}x floor")
+        for number, took in ((0, tree.first), (1, tree.second)):
+            cpu = "" if tree.cpu is None else f", CPU {tree.cpu[number]:5.2f} s"
+            print(
+                f"{indent}deployment {number + 1}: {took:6.2f} s  = {took / tree.floor:4.2f}x"
+                f" floor{cpu}"
+            )
         print(f"{indent}{rss_name}: {tree.rss_kib / 1024:5.1f} MB")
     if len(figures) > 1:
         this, other = figures[0], figures[1]
-        print(
+        line = (
             f"  this tree / {labels[1]}: deployment 1 {this.first / other.first:4.2f}x,"
             f" deployment 2 {this.second / other.second:4.2f}x"
         )
+        if this.cpu is not None and other.cpu is not None:
+            line += f"; CPU {this.cpu[0] / other.cpu[0]:4.2f}x, {this.cpu[1] / other.cpu[1]:4.2f}x"
+        print(line)
 
 
 def report_case(figures: Figures, title: str, labels: List[str]) -> None:
