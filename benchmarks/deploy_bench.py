@@ -14,13 +14,20 @@ also replays the first one's cleanup list. It prints, measured in the same run:
   daemon, plus a plain read of the bundle (what fetching it costs at least); the
   daemon's time runs from queueing DownloadBundle to the service receiving Install's
   completion;
+- for ``codedeploy-local``, the CPU time of each deployment too (user and system, with the
+  install's second process): on a shared machine it moves far less than the wall time;
 - the peak RSS of the largest process of each ``codedeploy-local`` deployment (target:
   under 40 MB for 20,000 files), and the daemon's own peak (its install runs in a helper);
 - with ``--scaling``, the peak RSS for 10x the files and the ratio between the two
   (target: at most 1.5x, since nothing holds a list of every file in memory).
 
+``--compare SOURCE`` deploys with another source tree of the agent too (for example
+``git worktree add DIR BASE``), taking turns with this one in every round (which goes
+first alternates), and prints each figure of this tree against that one's. The load
+average is printed before and after: other work on the machine shows in every figure.
+
 Usage: python benchmarks/deploy_bench.py [--files 20000] [--rounds 5] [--scaling]
-       [--programs local,daemon] [--dir /dev/shm]
+       [--programs local,daemon] [--dir /dev/shm] [--compare SOURCE]
 """
 
 from __future__ import annotations
@@ -94,9 +101,10 @@ def floor_seconds(bundle: Path, where: Path) -> float:
     return seconds
 
 
-def deploy(bundle: Path, config: Path) -> Tuple[float, int]:
-    """(wall seconds, peak RSS in KiB) of one codedeploy-local deployment: the largest
-    process of it, the program itself or one it started (the install's second process)."""
+def deploy(bundle: Path, config: Path, source: Path = REPO) -> Tuple[float, int, float]:
+    """(wall seconds, peak RSS in KiB, CPU seconds) of one codedeploy-local deployment by
+    the agent of the ``source`` tree: the RSS of the largest process of it, the program
+    itself or one it started (the install's second process); the CPU of them all."""
     command = [
         sys.executable,
         "-m",
@@ -108,10 +116,11 @@ def deploy(bundle: Path, config: Path) -> Tuple[float, int]:
         "-c",
         str(config),
     ]
-    done = run_measured(command, capture_output=True, text=True, cwd=REPO)
+    # ``-m`` finds the agent in the working folder first.
+    done = run_measured(command, capture_output=True, text=True, cwd=source)
     if done.returncode != 0:
         sys.exit(f"deployment failed:\n{done.output}")
-    return done.seconds, done.peak_rss_kib
+    return done.seconds, done.peak_rss_kib, done.cpu_seconds
 
 
 @dataclass(frozen=True)
@@ -120,10 +129,13 @@ class CaseFigures:
     first: float  # median seconds of the first deployment to a fresh group
     second: float  # median seconds of the redeployment on the same group
     rss_kib: int  # largest peak RSS seen in any deployment
+    # Median CPU seconds of the first and second deployments (codedeploy-local only).
+    cpu: Optional[Tuple[float, float]] = None
 
 
 class DaemonDeployer:
-    """``codedeploy-agent run`` against the test command service; deploys a tgz bundle."""
+    """``codedeploy-agent run`` of the ``source`` tree against the test command service;
+    deploys a tgz bundle."""
 
     def __init__(self, where: Path, source: Path = REPO, extra_config: str = "") -> None:
         self.where = where
@@ -196,73 +208,127 @@ class DaemonDeployer:
         self.stub.stop()
 
 
+# Figures per program ("local", "daemon") and source tree, in the order of ``sources``.
+Figures = Dict[str, List[CaseFigures]]
+# Of one program and tree: the first and second deployments' wall times, their peak RSS,
+# and (codedeploy-local) their CPU times.
+_Series = Tuple[List[float], List[float], List[int], List[float], List[float]]
+
+
 def run_case(
-    files: int, base: Path, rounds: int, programs: Sequence[str]
-) -> Dict[str, CaseFigures]:
-    """``rounds`` rounds of: the floor, then with each program a first deployment and a
-    second one (on a fresh root for codedeploy-local, a fresh group for the daemon)."""
+    files: int, base: Path, rounds: int, programs: Sequence[str], sources: Sequence[Path] = (REPO,)
+) -> Figures:
+    """``rounds`` rounds of: the floor, then with each program and each source tree (taking
+    turns, the first one alternating) a first deployment and a second one (on a fresh root
+    for codedeploy-local, a fresh group for the daemon)."""
     where = Path(tempfile.mkdtemp(prefix=f"deploy-bench-{files}-", dir=base))
     floors: List[float] = []
     reads: List[float] = []
-    times: Dict[str, Tuple[List[float], List[float]]] = {name: ([], []) for name in programs}
-    rss = 0
-    daemon: Optional[DaemonDeployer] = None
+    series: Dict[Tuple[str, int], _Series] = {
+        (name, index): ([], [], [], [], []) for name in programs for index in range(len(sources))
+    }
+    daemons: List[DaemonDeployer] = []
     try:
         install = where / "installed"
         bundle = build_revision(where, files, install)
         if "daemon" in programs:
-            daemon = DaemonDeployer(where)
+            for index, source in enumerate(sources):
+                (where / f"daemon-{index}").mkdir()
+                daemons.append(DaemonDeployer(where / f"daemon-{index}", source))
         for round_number in range(rounds):
             floors.append(floor_seconds(bundle, where))
             reads.append(timed(["cat", str(bundle)]))
-            if "local" in programs:
-                root = where / f"root-{round_number}"
-                config = where / f"codedeployagent-{round_number}.yml"
-                config.write_text(
-                    f":root_dir: '{root}'\n:log_dir: '{where / 'log'}'\n", encoding="utf-8"
-                )
-                for series in times["local"]:
-                    took, peak = deploy(bundle, config)
-                    series.append(took)
-                    rss = max(rss, peak)
-                shutil.rmtree(install)
-                shutil.rmtree(root)
-            if daemon is not None:
-                for series in times["daemon"]:
-                    series.append(daemon.deploy(bundle, f"bench-group-{round_number}"))
-                shutil.rmtree(install)
-        figures: Dict[str, CaseFigures] = {}
-        if "local" in programs:
-            firsts, seconds = times["local"]
-            figures["local"] = CaseFigures(median(floors), median(firsts), median(seconds), rss)
-        if daemon is not None:
-            firsts, seconds = times["daemon"]
-            floor = median(f + r for f, r in zip(floors, reads))
-            figures["daemon"] = CaseFigures(
-                floor, median(firsts), median(seconds), daemon.peak_rss_kib()
-            )
-        return figures
+            order = list(range(len(sources)))
+            if round_number % 2:
+                order.reverse()
+            for index in order:
+                if "local" in programs:
+                    _deploy_local_twice(bundle, where, sources[index], series[("local", index)])
+                if daemons:
+                    group = f"bench-group-{round_number}-{index}"
+                    for took in series[("daemon", index)][:2]:
+                        took.append(daemons[index].deploy(bundle, group))
+                    shutil.rmtree(install)
+        return _case_figures(programs, series, floors, reads, daemons)
     finally:
-        if daemon is not None:
+        for daemon in daemons:
             daemon.close()
         shutil.rmtree(where, ignore_errors=True)
 
 
-def report(title: str, figures: CaseFigures, floor_name: str, rss_name: str) -> None:
+def _deploy_local_twice(bundle: Path, where: Path, source: Path, into: _Series) -> None:
+    """Two codedeploy-local deployments of ``bundle`` on a fresh deployment root."""
+    root = Path(tempfile.mkdtemp(prefix="root-", dir=where))
+    config = root.with_suffix(".yml")
+    config.write_text(f":root_dir: '{root}'\n:log_dir: '{where / 'log'}'\n", encoding="utf-8")
+    for took, cpu in ((into[0], into[3]), (into[1], into[4])):
+        seconds, peak, cpu_seconds = deploy(bundle, config, source)
+        took.append(seconds)
+        into[2].append(peak)
+        cpu.append(cpu_seconds)
+    shutil.rmtree(where / "installed")
+    shutil.rmtree(root)
+    config.unlink()
+
+
+def _case_figures(
+    programs: Sequence[str],
+    series: Dict[Tuple[str, int], _Series],
+    floors: List[float],
+    reads: List[float],
+    daemons: List[DaemonDeployer],
+) -> Figures:
+    figures: Figures = {name: [] for name in programs}
+    for (name, index), (firsts, seconds, peaks, cpu_firsts, cpu_seconds) in sorted(series.items()):
+        cpu: Optional[Tuple[float, float]] = None
+        if name == "local":
+            floor = median(floors)
+            rss = max(peaks)
+            cpu = (median(cpu_firsts), median(cpu_seconds))
+        else:
+            floor = median(f + r for f, r in zip(floors, reads))
+            rss = daemons[index].peak_rss_kib()
+        figures[name].append(CaseFigures(floor, median(firsts), median(seconds), rss, cpu))
+    return figures
+
+
+def report(
+    title: str, figures: Sequence[CaseFigures], floor_name: str, rss_name: str, labels: List[str]
+) -> None:
+    """The figures of each source tree; with two, this tree's against the other's."""
     print(title)
-    print(f"  floor ({floor_name}): {figures.floor:6.2f} s")
-    for name, took in (("deployment 1", figures.first), ("deployment 2", figures.second)):
-        print(f"  {name}: {took:6.2f} s  = {took / figures.floor:4.2f}x floor")
-    print(f"  {rss_name}: {figures.rss_kib / 1024:5.1f} MB")
+    print(f"  floor ({floor_name}): {figures[0].floor:6.2f} s")
+    for label, tree in zip(labels, figures):
+        indent = "  "
+        if len(figures) > 1:
+            print(f"  {label}:")
+            indent = "    "
+        for number, took in ((0, tree.first), (1, tree.second)):
+            cpu = "" if tree.cpu is None else f", CPU {tree.cpu[number]:5.2f} s"
+            print(
+                f"{indent}deployment {number + 1}: {took:6.2f} s  = {took / tree.floor:4.2f}x"
+                f" floor{cpu}"
+            )
+        print(f"{indent}{rss_name}: {tree.rss_kib / 1024:5.1f} MB")
+    if len(figures) > 1:
+        this, other = figures[0], figures[1]
+        line = (
+            f"  this tree / {labels[1]}: deployment 1 {this.first / other.first:4.2f}x,"
+            f" deployment 2 {this.second / other.second:4.2f}x"
+        )
+        if this.cpu is not None and other.cpu is not None:
+            line += f"; CPU {this.cpu[0] / other.cpu[0]:4.2f}x, {this.cpu[1] / other.cpu[1]:4.2f}x"
+        print(line)
 
 
-def report_case(files: int, figures: Dict[str, CaseFigures], title: str) -> None:
+def report_case(figures: Figures, title: str, labels: List[str]) -> None:
     if "local" in figures:
         report(
             f"{title}, codedeploy-local",
             figures["local"],
             "tar -xzf + cp -a",
             "peak RSS (largest process)",
+            labels,
         )
     if "daemon" in figures:
         report(
@@ -270,7 +336,13 @@ def report_case(files: int, figures: Dict[str, CaseFigures], title: str) -> None
             figures["daemon"],
             "read + tar -xzf + cp -a",
             "daemon peak RSS (VmHWM)",
+            labels,
         )
+
+
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
 
 
 def main() -> None:
@@ -289,22 +361,39 @@ def main() -> None:
     parser.add_argument(
         "--dir", type=Path, default=Path(default_dir), help="where to work (default: %(default)s)"
     )
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        default=None,
+        metavar="SOURCE",
+        help="another source tree of the agent (e.g. `git worktree add DIR BASE`) deployed"
+        " in the same rounds, taking turns with this one",
+    )
     args = parser.parse_args()
     programs = [name for name in args.programs.split(",") if name]
     if not programs or set(programs) - {"local", "daemon"}:
         parser.error("--programs takes local, daemon or both")
 
+    sources = [REPO] + ([args.compare.resolve()] if args.compare else [])
+    labels = ["this tree" if source == REPO else str(source) for source in sources]
+
     # An installed agent runs from byte-compiled modules (pip compiles them); do the same
     # for a checkout, even where PYTHONDONTWRITEBYTECODE is set.
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "agent")], check=True)
+    for source in sources:
+        subprocess.run(
+            [sys.executable, "-m", "compileall", "-q", str(source / "agent")], check=True
+        )
     print(f"working in {args.dir} on {os.cpu_count()} cores; medians of {args.rounds} rounds")
-    small = run_case(args.files, args.dir, args.rounds, programs)
-    report_case(args.files, small, f"{args.files} files of 1 KB in 200 folders, tgz bundle")
+    print(f"before: {load_average()}")
+    small = run_case(args.files, args.dir, args.rounds, programs, sources)
+    print(f"after: {load_average()}")
+    title = f"{args.files} files of 1 KB in 200 folders, tgz bundle"
+    report_case(small, title, labels)
     if args.scaling and "local" in programs:
         big_files = args.files * 10
         big = run_case(big_files, args.dir, 1, ["local"])["local"]
-        report_case(big_files, {"local": big}, f"{big_files} files (one round)")
-        ratio = big.rss_kib / small["local"].rss_kib
+        report_case({"local": big}, f"{big_files} files (one round)", labels[:1])
+        ratio = big[0].rss_kib / small["local"][0].rss_kib
         print(f"  peak RSS {big_files} files / {args.files} files = {ratio:4.2f}x")
 
 

@@ -3,7 +3,8 @@
 1. Resolve the appspec's ``files`` and ``permissions`` against this host (sources, owners,
    tools) and read the group's previous cleanup file as a set of free paths.
 2. Plan: walk the revision and refuse the install at the first conflict, or when its
-   copies would not fit on a destination's filesystem. Nothing has changed on disk yet,
+   copies would not fit on a destination's filesystem (nothing to measure when the
+   previous install already holds every path). Nothing has changed on disk yet,
    so the previous revision is still in place.
 3. Replay the previous cleanup file (newest path first). Paths the plan found already
    identical to what the copy would produce are kept (and stay listed) rather than deleted
@@ -69,7 +70,7 @@ def install_revision_on_disk(
     identity = read_identity_from_os()
     cleanup_file = root.cleanup_file(group_id)
     previous = read_previous_install_from_disk(cleanup_file, key=os.urandom(16))
-    kept = check_plan_on_disk(
+    reuse = check_plan_on_disk(
         entries,
         permissions,
         previous,
@@ -78,15 +79,17 @@ def install_revision_on_disk(
         folders,
         reject_symlink_targets=reject_symlink_permission_targets,
     )
-    check_space_on_disk(entries, kept, cleanup_file)
+    if not reuse.everything_kept:
+        # Else nothing new is copied, and a redeployment spares a walk of the revision.
+        check_space_on_disk(entries, reuse.kept, cleanup_file)
     removed = replay_cleanup_file_on_disk(
-        cleanup_file, tools.semanage, kept, previous.free, identity.uid
+        cleanup_file, tools.semanage, reuse.kept, previous.free, identity.uid
     )
     root.instructions_dir.mkdir(parents=True, exist_ok=True)
     install_file = root.install_instructions_file(group_id)
     with CleanupFileWriter(cleanup_file) as cleanup, InstructionsFileWriter(install_file) as steps:
         copied = copy_entries_on_disk(
-            entries, file_exists_behavior, kept, previous.free, identity, cleanup, steps
+            entries, file_exists_behavior, reuse.kept, previous.free, identity, cleanup, steps
         )
         installed = iter_recorded_paths_from_disk(cleanup_file, cleanup.size)
         permission_paths = apply_permissions_on_disk(

@@ -16,7 +16,7 @@ import os
 import stat
 import struct
 from array import array
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from operator import attrgetter
 from pathlib import Path
 from typing import Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
@@ -45,11 +45,22 @@ from agent.installer.split import (
 )
 
 _by_name = attrgetter("name")
+# In front of a plan worker's reply: the size of its kept set, and how many of its paths
+# are not kept.
+_SHARE_HEADER = struct.Struct("=QQ")
 
 
 class SourceKind(enum.Enum):
     FOLDER = "folder"  # its contents go into the destination
     FILE = "file"  # a file or a symlink: goes to destination/<basename>
+
+
+class PlannedReuse(NamedTuple):
+    """What the plan found of the group's previous install."""
+
+    kept: PathSet  # its paths that stay as they are
+    # Every path the entries install is one of ``kept``: nothing new takes room.
+    everything_kept: bool
 
 
 class TargetType(enum.Enum):
@@ -119,7 +130,7 @@ def check_plan_on_disk(
     identity: Identity,
     agent_folders: Optional[AgentFolders] = None,
     reject_symlink_targets: bool = False,
-) -> PathSet:
+) -> PlannedReuse:
     """Walk every entry as the copy will and raise InstallError at the first conflict.
 
     The paths the group's previous install created (``previous.free``) are removed before
@@ -134,6 +145,7 @@ def check_plan_on_disk(
         for permission in permissions:
             _check_object_without_symlink_on_disk(permission)
     kept = PathSetBuilder(previous.free.key)
+    not_kept = [0]
     plan = _Plan(
         tuple(entries),
         tuple(permissions),
@@ -145,10 +157,13 @@ def check_plan_on_disk(
         reuse=not previous.has_contexts and len(previous.free) > 0,
         agent_folders=AgentFolders() if agent_folders is None else agent_folders,
         reject_symlink_targets=reject_symlink_targets,
+        not_kept=not_kept,
     )
     for entry in entries:
         _check_entry_on_disk(plan, entry)
-    return _without(kept.build(), plan.holders.build())
+    holders = plan.holders.build()
+    # A holder is a folder the walk kept and that is kept no more.
+    return PlannedReuse(_without(kept.build(), holders), not_kept[0] == 0 and not len(holders))
 
 
 @dataclass(frozen=True)
@@ -165,6 +180,9 @@ class _Plan:
     # A folder already there as a symlink is installed through: not into these.
     agent_folders: AgentFolders
     reject_symlink_targets: bool = False
+    # How many paths the entries install (below the destinations) are not kept; one
+    # counter, shared by the walk's levels.
+    not_kept: List[int] = field(default_factory=lambda: [0])
 
 
 class _Folder(NamedTuple):
@@ -178,8 +196,16 @@ class _Folder(NamedTuple):
     resolved: bool = False
     listed: bool = False  # something the previous install made is there (of any type)
 
+    @property
+    def kept(self) -> bool:
+        """A folder of the previous install that stays as it is."""
+        return self.exists and self.listed and not self.doomed
+
 
 _MISSING = _Folder(False, False, None)
+
+# What _check_leaf_on_disk finds of the previous install at a path.
+_ABSENT, _LISTED, _KEPT = 0, 1, 2
 
 
 def _resolve_entry_on_disk(
@@ -227,7 +253,8 @@ def _check_entry_on_disk(plan: _Plan, entry: ResolvedEntry) -> None:
             _note_foreign_content_on_disk(plan, path, visited)
     if entry.kind is SourceKind.FILE:
         kind = _target_type(entry.source, os.lstat(entry.source).st_mode)
-        _check_leaf_on_disk(plan, entry, entry.source, entry.root, kind, folder)
+        if _check_leaf_on_disk(plan, entry, entry.source, entry.root, kind, folder) != _KEPT:
+            plan.not_kept[0] += 1
         return
     top = list(_sorted_entries_on_disk(entry.source))
     share = split_top_level(top)
@@ -242,9 +269,11 @@ def _check_entry_on_disk(plan: _Plan, entry: ResolvedEntry) -> None:
             # collect_share reaps the worker whatever it answers.
             finished, worker = worker, None
             reply = collect_share(finished)
-            (split,) = struct.unpack_from("=Q", reply)
-            plan.kept.add_sorted_hashes(reply[8 : 8 + split])
-            plan.holders.add_sorted_hashes(reply[8 + split :])
+            split, not_kept = _SHARE_HEADER.unpack_from(reply)
+            start = _SHARE_HEADER.size
+            plan.kept.add_sorted_hashes(reply[start : start + split])
+            plan.holders.add_sorted_hashes(reply[start + split :])
+            plan.not_kept[0] += not_kept
     finally:
         if worker is not None:
             abandon_share(worker)
@@ -254,12 +283,14 @@ def _check_share_on_disk(
     plan: _Plan, entry: ResolvedEntry, share: List[os.DirEntry[str]], folder: _Folder
 ) -> bytes:  # pragma: no cover - runs in the worker process
     """The worker's half of the top level: the paths it keeps and the folders holding
-    foreign paths it found, as sorted 64-bit hashes, the first set's size in front."""
+    foreign paths it found, as sorted 64-bit hashes, with the first set's size and how
+    many of its paths are not kept in front."""
     key = plan.free.key
-    own = replace(plan, kept=PathSetBuilder(key), holders=PathSetBuilder(key))
+    own = replace(plan, kept=PathSetBuilder(key), holders=PathSetBuilder(key), not_kept=[0])
     _walk_plan_on_disk(own, entry, [(iter(share), entry.source, entry.destination, folder, None)])
     kept = own.kept.build().hashes.tobytes()
-    return struct.pack("=Q", len(kept)) + kept + own.holders.build().hashes.tobytes()
+    header = _SHARE_HEADER.pack(len(kept), own.not_kept[0])
+    return header + kept + own.holders.build().hashes.tobytes()
 
 
 # A level's last item counts the paths of the previous install found below its folder
@@ -268,6 +299,7 @@ _PlanLevel = Tuple[Iterator["os.DirEntry[str]"], str, str, "_Folder", Optional[L
 
 
 def _walk_plan_on_disk(plan: _Plan, entry: ResolvedEntry, stack: List[_PlanLevel]) -> None:
+    not_kept = plan.not_kept
     while stack:
         children, source_dir, destination_dir, folder, listed = stack[-1]
         # The hot loop of the plan (every path of the revision): one join per folder.
@@ -281,6 +313,8 @@ def _walk_plan_on_disk(plan: _Plan, entry: ResolvedEntry, stack: List[_PlanLevel
                 inner = _check_folder_on_disk(plan, entry, destination, folder)
                 if listed is not None and inner.listed:
                     listed[0] += 1
+                if not inner.kept:
+                    not_kept[0] += 1
                 level = (_sorted_entries_on_disk(source), source, destination, inner, [0])
                 stack.append(level)
                 break
@@ -290,7 +324,10 @@ def _walk_plan_on_disk(plan: _Plan, entry: ResolvedEntry, stack: List[_PlanLevel
                 kind = TargetType.SYMLINK
             else:
                 kind = _target_type(source, child.stat(follow_symlinks=False).st_mode)
-            if _check_leaf_on_disk(plan, entry, source, destination, kind, folder) and listed:
+            found = _check_leaf_on_disk(plan, entry, source, destination, kind, folder)
+            if found != _KEPT:
+                not_kept[0] += 1
+            if found and listed:
                 listed[0] += 1
         else:
             stack.pop()
@@ -360,15 +397,16 @@ def _check_leaf_on_disk(
     path: str,
     kind: TargetType,
     parent: _Folder,
-) -> bool:
+) -> int:
     """Check a file or symlink the entry would copy from ``source`` to ``path``.
 
-    Returns whether something the previous install made is at ``path``.
+    Returns what is at ``path`` of the previous install: _ABSENT (nothing it made),
+    _LISTED (something it made, removed first) or _KEPT (a file or symlink it made, kept).
     """
     if entry.overlaps:
         _check_overlaps_on_disk(plan, entry, path, kind)
     copied = True
-    listed = False
+    found = _ABSENT
     if parent.exists:
         try:
             status: Optional[os.stat_result] = os.lstat(path)
@@ -378,7 +416,7 @@ def _check_leaf_on_disk(
         if status is None:
             pass
         elif plan.free.contains_hash(hashed):
-            listed = True
+            found = _LISTED
             if stat.S_ISDIR(status.st_mode):
                 _check_emptied_by_cleanup_on_disk(plan, entry, path)
             elif _keeps(plan, parent):
@@ -388,6 +426,7 @@ def _check_leaf_on_disk(
                     path, status, source_status, parent.status, plan.identity
                 ):
                     plan.kept.add_hash(hashed)
+                    found = _KEPT
         elif plan.behavior is FileExistsBehavior.DISALLOW:
             raise InstallError(
                 f"{path} already exists and was not installed by the previous deployment of"
@@ -402,7 +441,7 @@ def _check_leaf_on_disk(
             )
     if copied and plan.permissions:
         _check_permissions(plan, path, kind)
-    return listed
+    return found
 
 
 def _note_foreign_content_on_disk(plan: _Plan, folder: str, visited: Callable[[str], bool]) -> None:

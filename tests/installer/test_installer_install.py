@@ -9,8 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from agent.application_specification.model import FileExistsBehavior, FileMapping
+from agent.application_specification.model import (
+    ApplicationSpecification,
+    FileExistsBehavior,
+    FileMapping,
+)
 from agent.installer import InstallError
+from agent.installer.cleanup import read_previous_install_from_disk
+from agent.installer.plan import PlannedReuse, check_plan_on_disk, resolve_entries_on_disk
+from agent.installer.reuse import read_identity_from_os
 from tests.support.install_workspace import Workspace, mode_of, tree
 
 
@@ -416,3 +423,41 @@ def test_special_files_in_the_revision_are_refused(ws: Workspace) -> None:
     with pytest.raises(InstallError, match=r"pipe in the revision is neither a file"):
         ws.install_all()
     assert not ws.dest.exists()
+
+
+def _plan_again(ws: Workspace) -> PlannedReuse:
+    """The plan of installing the workspace's revision over its last install."""
+    spec = ApplicationSpecification(files=(FileMapping("/", str(ws.dest)),))
+    entries = resolve_entries_on_disk(spec, ws.archive, ws.root.path)
+    previous = read_previous_install_from_disk(ws.cleanup_file, key=os.urandom(16))
+    return check_plan_on_disk(
+        entries, (), previous, FileExistsBehavior.DISALLOW, read_identity_from_os()
+    )
+
+
+def test_the_plan_tells_when_the_previous_install_already_holds_every_path(
+    ws: Workspace,
+) -> None:
+    # Then nothing new takes room, and the install does not measure it.
+    ws.write_revision({"a.txt": "A", "sub/b.txt": "B", "sub/link": ("link", "b.txt")})
+    ws.install_all()
+    assert _plan_again(ws).everything_kept
+
+    ws.write_revision({"a.txt": "A", "sub/b.txt": "B", "sub/link": ("link", "b.txt"), "c": "C"})
+    assert not _plan_again(ws).everything_kept
+    ws.write_revision({"a.txt": "A", "sub/b.txt": "B2", "sub/link": ("link", "b.txt")})
+    assert not _plan_again(ws).everything_kept
+    ws.write_revision({"a.txt": "A", "sub/b.txt": "B", "sub/link": ("link", "b.txt"), "new": None})
+    assert not _plan_again(ws).everything_kept
+
+
+def test_the_plan_keeps_nothing_of_a_folder_left_holding_a_foreign_file(ws: Workspace) -> None:
+    ws.write_revision({"sub/b.txt": "B"})
+    ws.install_all()
+    (ws.dest / "sub" / "foreign.txt").write_text("F", encoding="utf-8")
+
+    planned = _plan_again(ws)
+
+    # The folder stays (its removal fails) but is not the install's own any more.
+    assert str(ws.dest / "sub") not in planned.kept
+    assert not planned.everything_kept
