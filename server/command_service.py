@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection
 
 from agent.aws_clients.command_service import DEPLOYMENT_SYSTEM, MODEL_DATA_PATH, SERVICE_NAME
 from server.codedeploy_api.validation import validate_request
+from server.database.compiled import CompiledStatement
 from server.database.engine import Database
 from server.database.schema import deployment_targets, deployments
 from server.deployment_engine import IN_PLACE_COMMANDS
@@ -46,12 +47,16 @@ from server.signer.signing import DeploymentSigner
 
 CLIENT_ERROR = "ClientException"
 _CACHED_SPECIFICATIONS = 256
-# Built once: SQLAlchemy keys a reused statement once, a new one on every request.
-_DEPLOYMENT_ROW = sa.select(deployments).where(deployments.c.id == sa.bindparam("deployment"))
+# Built once and run compiled (every command asks: server/database/compiled.py says why).
+_DEPLOYMENT_ROW = CompiledStatement(
+    sa.select(deployments).where(deployments.c.id == sa.bindparam("deployment"))
+)
 # The caller's target in the deployment: its instance found from its ARN (``arn``).
-_CALLERS_TARGET = sa.select(deployment_targets.c.status).where(
-    deployment_targets.c.deployment_id == sa.bindparam("deployment"),
-    deployment_targets.c.instance_name.in_(HOST_INSTANCE_NAMES),
+_CALLERS_TARGET = CompiledStatement(
+    sa.select(deployment_targets.c.status).where(
+        deployment_targets.c.deployment_id == sa.bindparam("deployment"),
+        deployment_targets.c.instance_name.in_(HOST_INSTANCE_NAMES),
+    )
 )
 
 
@@ -226,15 +231,14 @@ def get_deployment_specification(request: CommandRequest) -> Dict[str, Any]:
     _own_host(request)
     deployment_id = str(request.document.get("DeploymentExecutionId"))
     with request.database.read() as connection:
-        row = connection.execute(_DEPLOYMENT_ROW, {"deployment": deployment_id}).first()
-        if row is None:
+        deployment = _DEPLOYMENT_ROW.first(connection, {"deployment": deployment_id})
+        if deployment is None:
             raise ApiError(CLIENT_ERROR, f"There is no deployment {deployment_id[:100]}.")
-        target = connection.execute(
-            _CALLERS_TARGET, {"deployment": deployment_id, "arn": request.caller_arn}
-        ).first()
+        target = _CALLERS_TARGET.first(
+            connection, {"deployment": deployment_id, "arn": request.caller_arn}
+        )
     if target is None:
         raise _denied(request.caller_arn, f"read deployment {deployment_id}")
-    deployment = row._mapping
     signed = request.specifications.get(deployment_id, lambda: specification_json(deployment))
     return {
         "DeploymentSystem": DEPLOYMENT_SYSTEM,
