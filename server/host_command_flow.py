@@ -171,11 +171,6 @@ def _incomplete_commands(connection: Connection, instance: str) -> List[Dict[str
     return _INCOMPLETE_OF_INSTANCE.run(connection, {"instance": instance}).mappings()
 
 
-def host_may_have_command(connection: Connection, instance: str) -> bool:
-    """Whether a poll of this host might get a command now (a read, to spare writes)."""
-    return bool(_incomplete_commands(connection, instance))
-
-
 def hand_out_command(
     connection: Connection, instance: str, poll_started: float, now: float
 ) -> Optional[Dict[str, Any]]:
