@@ -87,11 +87,18 @@ class SignedSpecifications:
         self._signed: OrderedDict[str, str] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, deployment_id: str, make_json: Callable[[], str]) -> str:
+    def cached(self, deployment_id: str) -> Optional[str]:
+        """The deployment's signed specification when it is kept, else None."""
         with self._lock:
             if deployment_id in self._signed:
                 self._signed.move_to_end(deployment_id)
                 return self._signed[deployment_id]
+        return None
+
+    def get(self, deployment_id: str, make_json: Callable[[], str]) -> str:
+        signed = self.cached(deployment_id)
+        if signed is not None:
+            return signed
         signed = self.signer.sign(make_json())
         with self._lock:
             self._signed[deployment_id] = signed
@@ -228,16 +235,25 @@ def specification_json(deployment: Any) -> str:
 def get_deployment_specification(request: CommandRequest) -> Dict[str, Any]:
     _own_host(request)
     deployment_id = str(request.document.get("DeploymentExecutionId"))
+    signed = request.specifications.cached(deployment_id)
     with request.database.read() as connection:
-        deployment = _DEPLOYMENT_ROW.first(connection, {"deployment": deployment_id})
-        if deployment is None:
-            raise ApiError(CLIENT_ERROR, f"There is no deployment {deployment_id[:100]}.")
         target = _CALLERS_TARGET.first(
             connection, {"deployment": deployment_id, "arn": request.caller_arn}
         )
-    if target is None:
-        raise _denied(request.caller_arn, f"read deployment {deployment_id}")
-    signed = request.specifications.get(deployment_id, lambda: specification_json(deployment))
+        # The deployment's row only when it is needed: to make its specification, or to
+        # tell a deployment that does not exist from one that is not the caller's.
+        deployment = (
+            None
+            if target is not None and signed is not None
+            else _DEPLOYMENT_ROW.first(connection, {"deployment": deployment_id})
+        )
+    if signed is None or target is None:
+        if deployment is None:
+            raise ApiError(CLIENT_ERROR, f"There is no deployment {deployment_id[:100]}.")
+        if target is None:
+            raise _denied(request.caller_arn, f"read deployment {deployment_id}")
+        row = deployment
+        signed = request.specifications.get(deployment_id, lambda: specification_json(row))
     return {
         "DeploymentSystem": DEPLOYMENT_SYSTEM,
         "DeploymentSpecification": {
