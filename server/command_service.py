@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection
 
 from agent.aws_clients.command_service import DEPLOYMENT_SYSTEM, MODEL_DATA_PATH, SERVICE_NAME
 from server.codedeploy_api.validation import validate_request
+from server.database.compiled import CompiledStatement
 from server.database.engine import Database
 from server.database.schema import deployment_targets, deployments
 from server.deployment_engine import IN_PLACE_COMMANDS
@@ -37,7 +38,6 @@ from server.host_command_flow import (
     complete_command,
     diagnostics_from_envelope,
     hand_out_command,
-    host_may_have_command,
     instance_for_host,
     touch_command,
 )
@@ -46,12 +46,16 @@ from server.signer.signing import DeploymentSigner
 
 CLIENT_ERROR = "ClientException"
 _CACHED_SPECIFICATIONS = 256
-# Built once: SQLAlchemy keys a reused statement once, a new one on every request.
-_DEPLOYMENT_ROW = sa.select(deployments).where(deployments.c.id == sa.bindparam("deployment"))
+# Built once and run compiled (every command asks: server/database/compiled.py says why).
+_DEPLOYMENT_ROW = CompiledStatement(
+    sa.select(deployments).where(deployments.c.id == sa.bindparam("deployment"))
+)
 # The caller's target in the deployment: its instance found from its ARN (``arn``).
-_CALLERS_TARGET = sa.select(deployment_targets.c.status).where(
-    deployment_targets.c.deployment_id == sa.bindparam("deployment"),
-    deployment_targets.c.instance_name.in_(HOST_INSTANCE_NAMES),
+_CALLERS_TARGET = CompiledStatement(
+    sa.select(deployment_targets.c.status).where(
+        deployment_targets.c.deployment_id == sa.bindparam("deployment"),
+        deployment_targets.c.instance_name.in_(HOST_INSTANCE_NAMES),
+    )
 )
 
 
@@ -83,11 +87,18 @@ class SignedSpecifications:
         self._signed: OrderedDict[str, str] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, deployment_id: str, make_json: Callable[[], str]) -> str:
+    def cached(self, deployment_id: str) -> Optional[str]:
+        """The deployment's signed specification when it is kept, else None."""
         with self._lock:
             if deployment_id in self._signed:
                 self._signed.move_to_end(deployment_id)
                 return self._signed[deployment_id]
+        return None
+
+    def get(self, deployment_id: str, make_json: Callable[[], str]) -> str:
+        signed = self.cached(deployment_id)
+        if signed is not None:
+            return signed
         signed = self.signer.sign(make_json())
         with self._lock:
             self._signed[deployment_id] = signed
@@ -165,9 +176,8 @@ def hand_out_to_poll(database: Database, poll: HostPoll, now: float) -> Optional
     """The PollHostCommand answer when the host has a command now, else None."""
     if poll.instance is None:
         return None
-    with database.read() as connection:
-        if not host_may_have_command(connection, poll.instance):
-            return None
+    # Straight to a write: a read first (to spare a write when there is nothing) cost a
+    # transaction more on almost every poll that mattered, those that find a command.
     with database.write() as connection:
         command = hand_out_command(connection, poll.instance, poll.started, now)
     if command is None:
@@ -225,17 +235,25 @@ def specification_json(deployment: Any) -> str:
 def get_deployment_specification(request: CommandRequest) -> Dict[str, Any]:
     _own_host(request)
     deployment_id = str(request.document.get("DeploymentExecutionId"))
+    signed = request.specifications.cached(deployment_id)
     with request.database.read() as connection:
-        row = connection.execute(_DEPLOYMENT_ROW, {"deployment": deployment_id}).first()
-        if row is None:
+        target = _CALLERS_TARGET.first(
+            connection, {"deployment": deployment_id, "arn": request.caller_arn}
+        )
+        # The deployment's row only when it is needed: to make its specification, or to
+        # tell a deployment that does not exist from one that is not the caller's.
+        deployment = (
+            None
+            if target is not None and signed is not None
+            else _DEPLOYMENT_ROW.first(connection, {"deployment": deployment_id})
+        )
+    if signed is None or target is None:
+        if deployment is None:
             raise ApiError(CLIENT_ERROR, f"There is no deployment {deployment_id[:100]}.")
-        target = connection.execute(
-            _CALLERS_TARGET, {"deployment": deployment_id, "arn": request.caller_arn}
-        ).first()
-    if target is None:
-        raise _denied(request.caller_arn, f"read deployment {deployment_id}")
-    deployment = row._mapping
-    signed = request.specifications.get(deployment_id, lambda: specification_json(deployment))
+        if target is None:
+            raise _denied(request.caller_arn, f"read deployment {deployment_id}")
+        row = deployment
+        signed = request.specifications.get(deployment_id, lambda: specification_json(row))
     return {
         "DeploymentSystem": DEPLOYMENT_SYSTEM,
         "DeploymentSpecification": {

@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from agent import event_names
+from server.database.compiled import CompiledStatement
 from server.database.schema import (
     application_revisions,
     deployment_groups,
@@ -84,20 +85,35 @@ Record = Mapping[Any, Any]
 # How many of a group's latest deployments tell which hosts are healthy.
 _HEALTH_HISTORY = 5
 
-# The statements every command runs, built once (SQLAlchemy keys a reused statement once).
+# The statements every command runs, built once and run compiled
+# (server/database/compiled.py says why).
 _THIS_DEPLOYMENT = deployments.c.id == sa.bindparam("deployment")
-_LOCK_DEPLOYMENT = sa.select(deployments).where(_THIS_DEPLOYMENT).with_for_update()
-_FLEET_COUNTS = (
+_LOCK_DEPLOYMENT = CompiledStatement(
+    sa.select(deployments).where(_THIS_DEPLOYMENT).with_for_update()
+)
+_FLEET_COUNTS = CompiledStatement(
     sa.select(deployment_targets.c.status, sa.func.count())
     .where(deployment_targets.c.deployment_id == sa.bindparam("deployment"))
     .group_by(deployment_targets.c.status)
 )
-_QUEUE_COMMAND = host_commands.insert()
+_QUEUED_COMMAND_COLUMNS = (
+    "id",
+    "deployment_id",
+    "instance_name",
+    "command_name",
+    "status",
+    "nonce",
+    "created_at",
+    "last_activity_at",
+)
+_QUEUE_COMMAND = CompiledStatement(
+    host_commands.insert().values({name: sa.bindparam(name) for name in _QUEUED_COMMAND_COLUMNS})
+)
 _THIS_HOST_TARGET = sa.and_(
     deployment_targets.c.deployment_id == sa.bindparam("deployment"),
     deployment_targets.c.instance_name == sa.bindparam("instance"),
 )
-_SKIP_HOST_EVENTS = (
+_SKIP_HOST_EVENTS = CompiledStatement(
     lifecycle_events.update()
     .where(
         lifecycle_events.c.deployment_id == sa.bindparam("deployment"),
@@ -106,7 +122,7 @@ _SKIP_HOST_EVENTS = (
     )
     .values(status=SKIPPED)
 )
-_SET_HOST_STATUS = (
+_SET_HOST_STATUS = CompiledStatement(
     deployment_targets.update()
     .where(_THIS_HOST_TARGET)
     .values(status=sa.bindparam("new_status"), updated_at=sa.bindparam("now"))
@@ -170,10 +186,9 @@ def walk_order(connection: Connection, group_id: str, names: Sequence[str]) -> L
     return sorted(names, key=lambda name: (latest.get(name) == SUCCEEDED, name))
 
 
-def lock_deployment(connection: Connection, deployment_id: str) -> Optional[sa.RowMapping]:
+def lock_deployment(connection: Connection, deployment_id: str) -> Optional[Dict[str, Any]]:
     """The deployment's row, locked for this transaction (None when there is none)."""
-    row = connection.execute(_LOCK_DEPLOYMENT, {"deployment": deployment_id}).first()
-    return None if row is None else row._mapping
+    return _LOCK_DEPLOYMENT.first(connection, {"deployment": deployment_id})
 
 
 def start_deployment(
@@ -307,7 +322,7 @@ def _insert_targets(
 
 def fleet_counts(connection: Connection, deployment_id: str) -> FleetCounts:
     """How many of the deployment's hosts are in each state."""
-    rows = connection.execute(_FLEET_COUNTS, {"deployment": deployment_id})
+    rows = _FLEET_COUNTS.run(connection, {"deployment": deployment_id}).rows
     found = {str(status): int(count) for status, count in rows}
     return FleetCounts(
         pending=found.get(PENDING, 0),
@@ -397,8 +412,8 @@ def queue_command(
     woken: Set[str],
 ) -> None:
     """Queue the host's next command; its long poll is woken after the commit."""
-    connection.execute(
-        _QUEUE_COMMAND,
+    _QUEUE_COMMAND.run(
+        connection,
         {
             "id": str(uuid.uuid4()),
             "deployment_id": deployment_id,
@@ -422,8 +437,8 @@ def next_command(command_name: str) -> Optional[str]:
 def _set_host_status(
     connection: Connection, deployment_id: str, instance: str, status: str, now: float
 ) -> None:
-    connection.execute(
-        _SET_HOST_STATUS,
+    _SET_HOST_STATUS.run(
+        connection,
         {"deployment": deployment_id, "instance": instance, "new_status": status, "now": now},
     )
 
@@ -432,7 +447,7 @@ def end_host(
     connection: Connection, deployment_id: str, instance: str, status: str, now: float
 ) -> None:
     """The host is done with this deployment; its events not run are Skipped."""
-    connection.execute(_SKIP_HOST_EVENTS, {"deployment": deployment_id, "instance": instance})
+    _SKIP_HOST_EVENTS.run(connection, {"deployment": deployment_id, "instance": instance})
     _set_host_status(connection, deployment_id, instance, status, now)
 
 

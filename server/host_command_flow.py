@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from server.database.compiled import CompiledStatement, one_of
 from server.database.schema import host_commands, lifecycle_events, on_premises_instances
 from server.deployment_engine import (
     APPLICATION_STOP,
@@ -41,9 +42,8 @@ UNKNOWN_ERROR = 5
 DIAGNOSTICS_LIMIT = 8192
 _INCOMPLETE = (PENDING, IN_PROGRESS)
 
-# The statements of the command path, built once: every command runs each of them, and
-# SQLAlchemy builds and keys a statement object each time one is made (most of what a
-# command cost the server's CPU), but keys a reused one once.
+# The statements of the command path, built once and run compiled (every command runs
+# each of them: server/database/compiled.py says why).
 _ARN: sa.BindParameter[str] = sa.bindparam("arn")
 _OWNED_BY_CALLER = sa.and_(
     sa.or_(
@@ -54,7 +54,8 @@ _OWNED_BY_CALLER = sa.and_(
 )
 # The names of the instances a host (bound as ``arn``) identifies as: at most one.
 HOST_INSTANCE_NAMES = sa.select(on_premises_instances.c.name).where(_OWNED_BY_CALLER)
-_COMMAND_OWNER = (
+_INSTANCE_OF_HOST = CompiledStatement(HOST_INSTANCE_NAMES)
+_COMMAND_OWNER = CompiledStatement(
     sa.select(host_commands.c.deployment_id, on_premises_instances.c.name.label("owner"))
     .select_from(
         host_commands.outerjoin(
@@ -66,24 +67,26 @@ _COMMAND_OWNER = (
     )
     .where(host_commands.c.id == sa.bindparam("command_id"))
 )
-_INCOMPLETE_OF_INSTANCE = (
+_INCOMPLETE_OF_INSTANCE = CompiledStatement(
     sa.select(host_commands)
     .where(
         host_commands.c.instance_name == sa.bindparam("instance"),
-        host_commands.c.status.in_(_INCOMPLETE),
+        one_of(host_commands.c.status, _INCOMPLETE),
     )
     .order_by(host_commands.c.created_at, host_commands.c.id)
 )
-_FIND_COMMAND = sa.select(host_commands).where(host_commands.c.id == sa.bindparam("command_id"))
-_COMMAND_DEPLOYMENT = sa.select(host_commands.c.deployment_id).where(
-    host_commands.c.id == sa.bindparam("command_id")
+_FIND_COMMAND = CompiledStatement(
+    sa.select(host_commands).where(host_commands.c.id == sa.bindparam("command_id"))
 )
-_HAND_OUT_AGAIN = (
+_COMMAND_DEPLOYMENT = CompiledStatement(
+    sa.select(host_commands.c.deployment_id).where(host_commands.c.id == sa.bindparam("command_id"))
+)
+_HAND_OUT_AGAIN = CompiledStatement(
     host_commands.update()
     .where(host_commands.c.id == sa.bindparam("command_id"))
     .values(last_activity_at=sa.bindparam("now"))
 )
-_TAKE_COMMAND = (
+_TAKE_COMMAND = CompiledStatement(
     host_commands.update()
     .where(
         host_commands.c.id == sa.bindparam("command_id"),
@@ -96,7 +99,7 @@ _TAKE_COMMAND = (
         last_activity_at=sa.bindparam("now"),
     )
 )
-_ACKNOWLEDGE = (
+_ACKNOWLEDGE = CompiledStatement(
     host_commands.update()
     .where(host_commands.c.id == sa.bindparam("command_id"))
     .values(
@@ -106,15 +109,15 @@ _ACKNOWLEDGE = (
         last_activity_at=sa.bindparam("now"),
     )
 )
-_TOUCH = (
+_TOUCH = CompiledStatement(
     host_commands.update()
     .where(
         host_commands.c.id == sa.bindparam("command_id"),
-        host_commands.c.status.in_(_INCOMPLETE),
+        one_of(host_commands.c.status, _INCOMPLETE),
     )
     .values(last_activity_at=sa.bindparam("now"))
 )
-_COMPLETE = (
+_COMPLETE = CompiledStatement(
     host_commands.update()
     .where(host_commands.c.id == sa.bindparam("command_id"))
     .values(
@@ -129,7 +132,7 @@ _THIS_EVENT = sa.and_(
     lifecycle_events.c.instance_name == sa.bindparam("instance"),
     lifecycle_events.c.event_name == sa.bindparam("event"),
 )
-_EVENT_STARTED = (
+_EVENT_STARTED = CompiledStatement(
     lifecycle_events.update()
     .where(_THIS_EVENT)
     .values(
@@ -137,7 +140,7 @@ _EVENT_STARTED = (
         started_at=sa.func.coalesce(lifecycle_events.c.started_at, sa.bindparam("at")),
     )
 )
-_EVENT_ENDED = (
+_EVENT_ENDED = CompiledStatement(
     lifecycle_events.update()
     .where(_THIS_EVENT)
     .values(
@@ -151,8 +154,8 @@ _EVENT_ENDED = (
 
 def instance_for_host(connection: Connection, host_arn: str) -> Optional[str]:
     """The registered on-premises instance whose IAM ARN the host identifies as."""
-    row = connection.execute(HOST_INSTANCE_NAMES, {"arn": host_arn}).first()
-    return None if row is None else str(row.name)
+    name = _INSTANCE_OF_HOST.scalar(connection, {"arn": host_arn})
+    return None if name is None else str(name)
 
 
 def command_owner(
@@ -160,36 +163,28 @@ def command_owner(
 ) -> Optional[Tuple[str, bool]]:
     """The command's deployment, and whether the command is one of the instance's that the
     host identifies as; None when there is no such command."""
-    row = connection.execute(_COMMAND_OWNER, {"command_id": command_id, "arn": host_arn}).first()
-    return None if row is None else (str(row.deployment_id), row.owner is not None)
+    row = _COMMAND_OWNER.first(connection, {"command_id": command_id, "arn": host_arn})
+    return None if row is None else (str(row["deployment_id"]), row["owner"] is not None)
 
 
-def _incomplete_commands(connection: Connection, instance: str) -> List[sa.RowMapping]:
-    rows = connection.execute(_INCOMPLETE_OF_INSTANCE, {"instance": instance})
-    return [row._mapping for row in rows]
-
-
-def host_may_have_command(connection: Connection, instance: str) -> bool:
-    """Whether a poll of this host might get a command now (a read, to spare writes)."""
-    return bool(_incomplete_commands(connection, instance))
+def _incomplete_commands(connection: Connection, instance: str) -> List[Dict[str, Any]]:
+    return _INCOMPLETE_OF_INSTANCE.run(connection, {"instance": instance}).mappings()
 
 
 def hand_out_command(
     connection: Connection, instance: str, poll_started: float, now: float
-) -> Optional[sa.RowMapping]:
+) -> Optional[Dict[str, Any]]:
     """The command to give the host's poll that began at ``poll_started``, or None."""
     commands = _incomplete_commands(connection, instance)
     for command in commands:
         if command["handed_out_at"] is None:
             continue
         if command["acknowledged_at"] is None and command["handed_out_at"] <= poll_started:
-            connection.execute(_HAND_OUT_AGAIN, {"command_id": command["id"], "now": now})
+            _HAND_OUT_AGAIN.run(connection, {"command_id": command["id"], "now": now})
             return command  # handed out again: the host never started it
         return None  # the host is busy with it
     for command in commands:
-        taken = connection.execute(
-            _TAKE_COMMAND, {"command_id": command["id"], "now": now}
-        ).rowcount
+        taken = _TAKE_COMMAND.run(connection, {"command_id": command["id"], "now": now}).rowcount
         if taken == 1:
             _set_event(connection, command, IN_PROGRESS, started=now)
             return command
@@ -214,24 +209,23 @@ def _set_event(
         "new_status": status,
     }
     if ended is not None:
-        connection.execute(_EVENT_ENDED, {**event, "at": ended, "report": diagnostics})
+        _EVENT_ENDED.run(connection, {**event, "at": ended, "report": diagnostics})
     else:
-        connection.execute(_EVENT_STARTED, {**event, "at": started})
+        _EVENT_STARTED.run(connection, {**event, "at": started})
 
 
-def find_command(connection: Connection, command_id: str) -> Optional[sa.RowMapping]:
-    row = connection.execute(_FIND_COMMAND, {"command_id": command_id}).first()
-    return None if row is None else row._mapping
+def find_command(connection: Connection, command_id: str) -> Optional[Dict[str, Any]]:
+    return _FIND_COMMAND.first(connection, {"command_id": command_id})
 
 
 def _locked_command(
     connection: Connection, command_id: str, deployment_id: Optional[str]
-) -> Tuple[Optional[sa.RowMapping], Record]:
+) -> Tuple[Optional[Dict[str, Any]], Record]:
     """The command, read after its deployment's row was locked (the lock order), and that
     deployment's row; no command when there is none. ``deployment_id``: the command's
     deployment when the caller knows it (it never changes)."""
     if deployment_id is None:
-        deployment_id = connection.execute(_COMMAND_DEPLOYMENT, {"command_id": command_id}).scalar()
+        deployment_id = _COMMAND_DEPLOYMENT.scalar(connection, {"command_id": command_id})
     deployment = None if deployment_id is None else lock_deployment(connection, deployment_id)
     if deployment is None:
         return None, {}
@@ -256,13 +250,13 @@ def acknowledge_command(
     if stopped and withdraw_command(connection, command_id, now):
         advance_deployment(connection, command["deployment_id"], now, woken)
         return FAILED
-    connection.execute(_ACKNOWLEDGE, {"command_id": command_id, "now": now})
+    _ACKNOWLEDGE.run(connection, {"command_id": command_id, "now": now})
     return IN_PROGRESS
 
 
 def touch_command(connection: Connection, command_id: str, now: float) -> str:
     """A progress report: the command's timeout starts again; its status."""
-    connection.execute(_TOUCH, {"command_id": command_id, "now": now})
+    _TOUCH.run(connection, {"command_id": command_id, "now": now})
     command = find_command(connection, command_id)
     return FAILED if command is None else str(command["status"])
 
@@ -284,8 +278,8 @@ def complete_command(
     command, deployment = _locked_command(connection, command_id, deployment_id)
     if command is None or command["status"] not in _INCOMPLETE:
         return
-    connection.execute(
-        _COMPLETE,
+    _COMPLETE.run(
+        connection,
         {"command_id": command_id, "new_status": status, "now": now, "report": diagnostics},
     )
     _set_event(connection, command, status, ended=now, diagnostics=diagnostics)

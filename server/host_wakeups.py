@@ -25,12 +25,18 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.engine import Connection, make_url
 
+from server.database.compiled import CompiledStatement
+
 log = structlog.get_logger(__name__)
 
 CHANNEL = "codedeploy_host_commands"
 ALL_HOSTS = "*"
 # PostgreSQL refuses payloads of 8000 bytes or more; names are at most 100 characters.
 _PAYLOAD_BUDGET = 7000
+# Run compiled: one per transaction that queues a command (server/database/compiled.py).
+_NOTIFY = CompiledStatement(
+    sa.select(sa.func.pg_notify(sa.bindparam("channel"), sa.bindparam("payload")))
+)
 
 
 class HostWakeups:
@@ -103,10 +109,7 @@ def announce_in_transaction(connection: Connection, instances: Iterable[str]) ->
 
 
 def _notify(connection: Connection, names: List[str]) -> None:
-    connection.execute(
-        sa.text("SELECT pg_notify(:channel, :payload)"),
-        {"channel": CHANNEL, "payload": "\n".join(names)},
-    )
+    _NOTIFY.run(connection, {"channel": CHANNEL, "payload": "\n".join(names)})
 
 
 class PostgresNotifications:

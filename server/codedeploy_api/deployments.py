@@ -38,6 +38,7 @@ from server.database.schema import deployment_targets, deployments
 from server.deployment_engine import (
     ACTIVE_STATUSES,
     DeploymentRequest,
+    Record,
     lock_deployment,
     request_stop,
     start_deployment,
@@ -61,18 +62,19 @@ def deployment_row(connection: Connection, deployment_id: str, *, lock: bool = F
             "InvalidDeploymentIdException",
             f"{deployment_id[:40]!r} is not a deployment id (d- and nine letters or digits).",
         )
-    row = (
-        lock_deployment(connection, deployment_id)
-        if lock
-        else connection.execute(
+    row: Optional[Record]
+    if lock:
+        row = lock_deployment(connection, deployment_id)
+    else:
+        found = connection.execute(
             sa.select(deployments).where(deployments.c.id == deployment_id)
         ).first()
-    )
+        row = None if found is None else found._mapping
     if row is None:
         raise ApiError(
             "DeploymentDoesNotExistException", f"The deployment {deployment_id} does not exist."
         )
-    return row if lock else row._mapping
+    return row
 
 
 def _check_supported(request: Dict[str, Any]) -> None:

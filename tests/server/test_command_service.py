@@ -159,6 +159,12 @@ def test_a_host_cannot_act_as_another(operator: Any, hosts: List[Host]) -> None:
         lambda: mallory.client.get_deployment_specification(deployment_id, victim.arn),
     ):
         assert _refused(call) == "AccessDeniedException"
+    # Once the server keeps the victim's signed specification, it is still only the victim's.
+    victim.client.get_deployment_specification(deployment_id, victim.arn)
+    assert (
+        _refused(lambda: mallory.client.get_deployment_specification(deployment_id, mallory.arn))
+        == "AccessDeniedException"
+    )
     # Nothing changed: the victim's command is still its own, and runs.
     assert (
         victim.client.put_host_command_acknowledgement(command_id, False)
