@@ -155,7 +155,7 @@ def _run(config: Any) -> int:
         load_command_service_model(),
         SignedSpecifications(signer),
     )
-    with ThreadPoolExecutor(config.worker_threads, thread_name_prefix="db") as executor:
+    with ThreadPoolExecutor(config.effective_worker_threads, thread_name_prefix="db") as executor:
         try:
             return serve_until_stopped(config, ServerApp(services, executor), os.environ)
         finally:
