@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import urllib.request
 from pathlib import Path
+from typing import List
 
 import pytest
 
@@ -166,3 +167,30 @@ def test_an_upgrade_restarts_the_server_on_the_new_release_with_its_keys_and_dat
     done = installer.run(installer.unpack(newer_server_bundle), "--uninstall", "--purge")
     assert done.returncode == 0, done.stdout + done.stderr
     assert installer.snapshot() == before
+
+
+def _children(box: SystemdBox, pid: str) -> List[str]:
+    found = box.run(["pgrep", "-P", pid])
+    return found.stdout.split()
+
+
+def test_the_service_serves_from_several_processes_and_stops_them_all(
+    server_bundle: Path, systemd_box: SystemdBox
+) -> None:
+    installer = Installer(systemd_box)
+    script = installer.unpack(server_bundle)
+    port = free_loopback_port()
+    systemd_box.write_file(SERVER_CONFIG, _server_config(port) + "server_processes: 2\n")
+    done = installer.run(script, "--with-server", own_network=True)
+    assert done.returncode == 0, done.stdout + done.stderr + systemd_box.diagnostics()
+    assert _health(port) == 200
+    main_pid = _property(systemd_box, "MainPID")
+    assert len(_children(systemd_box, main_pid)) == 1, systemd_box.diagnostics()
+    # Under the unit's sandbox the copy serves too: its write lock beside the database.
+    made = systemd_box.run(["codedeploy-server", "keys", "create-operator", "ops"])
+    assert made.returncode == 0, made.stderr
+    stopped = systemd_box.systemctl("stop", "codedeploy-server")
+    assert stopped.returncode == 0, stopped.stderr
+    assert _property(systemd_box, "Result") == "success"
+    assert _property(systemd_box, "ExecMainStatus") == "0"
+    assert systemd_box.run(["pgrep", "-f", "codedeploy-server --config"]).stdout == ""
