@@ -39,6 +39,7 @@ log = structlog.get_logger(__name__)
 # A datagram stays well under what a socket buffer takes; names are at most 100 characters.
 _DATAGRAM_BUDGET = 7000
 READY_TIMEOUT_SECONDS = 60.0
+SEND_TIMEOUT_SECONDS = 1.0
 
 
 class SiblingWakeups:
@@ -49,7 +50,9 @@ class SiblingWakeups:
         self._pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM) for _ in range(count)]
         for receiver, sender in self._pairs:
             receiver.setblocking(False)
-            sender.setblocking(False)
+            # Senders are worker threads, never the event loop: a burst that fills the
+            # other process's buffer waits for it to drain, up to a bound.
+            sender.settimeout(SEND_TIMEOUT_SECONDS)
         self._index = 0
 
     def keep(self, index: int) -> None:
@@ -60,8 +63,10 @@ class SiblingWakeups:
                 receiver.close()
 
     def send(self, names: List[str]) -> None:
-        """Tell every other process (any thread). A wake-up that does not fit (a process
-        that stopped reading) is dropped: its poll finds the command when it next looks."""
+        """Tell every other process (from a worker thread: it may wait while the other
+        process drains a full buffer). A wake-up still not taken after
+        ``SEND_TIMEOUT_SECONDS`` (a process that stopped reading) is dropped: its poll finds
+        the command when it next looks."""
         for payload in _batches(names):
             for number, (_receiver, sender) in enumerate(self._pairs):
                 if number == self._index:

@@ -11,7 +11,9 @@ import asyncio
 import fcntl
 import os
 import re
+import select
 import threading
+import time
 from pathlib import Path
 from typing import Any, Iterator, List, Optional, Set
 
@@ -206,3 +208,25 @@ def test_wake_ups_reach_the_other_process_in_batches(tmp_path: Path) -> None:
     assert os.read(read_end, 1) == b"r"
     siblings.send(names)
     assert _exit_status(pid) == 0
+
+
+def test_a_burst_of_wake_ups_waits_for_the_other_process_to_drain_instead_of_dropping() -> None:
+    siblings = SiblingWakeups(2)
+    receiver = siblings._pairs[1][0]
+    burst = 3000  # far more single-name datagrams than a socket buffer holds
+    heard: List[bytes] = []
+
+    def drain_late() -> None:
+        time.sleep(0.3)  # the buffer is full by now: the sender must wait, not drop
+        while len(heard) < burst:
+            readable, _, _ = select.select([receiver], [], [], 10)
+            if not readable:
+                return
+            heard.append(receiver.recv(65536))
+
+    reader = threading.Thread(target=drain_late)
+    reader.start()
+    for number in range(burst):
+        siblings.send([f"host-{number}"])
+    reader.join(30)
+    assert len(heard) == burst
