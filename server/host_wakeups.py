@@ -98,18 +98,25 @@ def announce_in_transaction(connection: Connection, instances: Iterable[str]) ->
     """On PostgreSQL, tell every server process which hosts got commands, at commit."""
     if connection.dialect.name != "postgresql":
         return
+    for payload in name_payloads(sorted(set(instances)), _PAYLOAD_BUDGET):
+        _NOTIFY.run(connection, {"channel": CHANNEL, "payload": payload})
+
+
+def name_payloads(names: Iterable[str], budget: int) -> List[str]:
+    """The hosts' names, one a line, in as few texts of at most ``budget`` characters as
+    they fit in (a name is far shorter than any budget): what a wake-up message carries."""
+    payloads: List[str] = []
     batch: List[str] = []
-    for name in sorted(set(instances)):
-        if batch and sum(len(item) + 1 for item in batch) + len(name) > _PAYLOAD_BUDGET:
-            _notify(connection, batch)
-            batch = []
+    size = 0
+    for name in names:
+        if batch and size + len(name) > budget:
+            payloads.append("\n".join(batch))
+            batch, size = [], 0
         batch.append(name)
+        size += len(name) + 1
     if batch:
-        _notify(connection, batch)
-
-
-def _notify(connection: Connection, names: List[str]) -> None:
-    _NOTIFY.run(connection, {"channel": CHANNEL, "payload": "\n".join(names)})
+        payloads.append("\n".join(batch))
+    return payloads
 
 
 class PostgresNotifications:

@@ -33,6 +33,7 @@ import structlog
 
 from agent.process_control import die_with_parent, interrupts_held
 from server.errors import ServerError
+from server.host_wakeups import name_payloads
 
 log = structlog.get_logger(__name__)
 
@@ -67,12 +68,12 @@ class SiblingWakeups:
         process drains a full buffer). A wake-up still not taken after
         ``SEND_TIMEOUT_SECONDS`` (a process that stopped reading) is dropped: its poll finds
         the command when it next looks."""
-        for payload in _batches(names):
+        for payload in name_payloads(names, _DATAGRAM_BUDGET):
             for number, (_receiver, sender) in enumerate(self._pairs):
                 if number == self._index:
                     continue
                 try:
-                    sender.send(payload)
+                    sender.send(payload.encode("utf-8"))
                 except OSError:
                     continue
 
@@ -90,21 +91,6 @@ class SiblingWakeups:
                 wake_here(payload.decode("utf-8", "replace").split("\n"))
 
         loop.add_reader(receiver.fileno(), read)
-
-
-def _batches(names: List[str]) -> List[bytes]:
-    batches: List[bytes] = []
-    batch: List[str] = []
-    size = 0
-    for name in names:
-        if batch and size + len(name) + 1 > _DATAGRAM_BUDGET:
-            batches.append("\n".join(batch).encode("utf-8"))
-            batch, size = [], 0
-        batch.append(name)
-        size += len(name) + 1
-    if batch:
-        batches.append("\n".join(batch).encode("utf-8"))
-    return batches
 
 
 @dataclass
@@ -203,6 +189,8 @@ def watch_copies(
 
 def stop_copies(processes: ServerProcesses) -> None:
     """In the first process, when it stops: SIGTERM to every copy still running."""
+    if processes.stopping.is_set():
+        return  # told already (shutdown, then the way out of serving)
     processes.stopping.set()
     for pid in processes.children:
         if pid in processes.ended:
