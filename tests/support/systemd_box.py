@@ -9,10 +9,11 @@ mount and removed at the end. Commands run inside through ``nsenter``; the box e
 ``systemctl poweroff`` (and SIGKILL to its PID 1 when that does not end it in time), and
 with the process that booted it, however that one ends.
 
-What a test sees in the box: the real root's files as they are (``/work`` and the project's
-virtual environment included, since the overlay's lower layer is ``/``), but ``/tmp`` and
-``/run`` are the box's own empty tmpfs, so pytest's tmp folders are not there: put files in
-with ``write_file``. The box boots ``basic.target`` and shares the host's network. Commands
+What a test sees in the box: the real root's files as they are (the overlay's lower layer is
+``/``), but ``/tmp`` and ``/run`` are the box's own empty tmpfs, so pytest's tmp folders are
+not there: put files in with ``write_file``. The project's checkout (and its virtual
+environment) is always there at its real path, even in a clone under ``/tmp``: the box shows
+it again through an overlay of its own, so writes to it stay in the box too. The box boots ``basic.target`` and shares the host's network. Commands
 run through ``run`` are in a cgroup of the box but in no unit of its systemd; use
 ``systemd-run`` inside for a command that must be one.
 """
@@ -34,6 +35,8 @@ from typing import IO, Iterator, List, Optional, Sequence
 from agent.lifecycle_event.process_tree import read_own_cgroup_dir
 
 BOOT_PROGRAM = Path(__file__).with_name("systemd_box_boot.py")
+# The checkout the tests run from: commands in the box run its virtual environment's programs.
+CHECKOUT = Path(__file__).resolve().parents[2]
 SYSTEMD = Path("/lib/systemd/systemd")
 BOOT_TIMEOUT_SECONDS = 60.0
 POWEROFF_TIMEOUT_SECONDS = 30.0
@@ -285,9 +288,13 @@ def remove_box_cgroup_tree_on_disk(cgroup_dir: Path) -> None:
 
 
 @contextlib.contextmanager
-def boot_systemd_box(work_dir: Path) -> Iterator[SystemdBox]:
+def boot_systemd_box(
+    work_dir: Path, shown_folders: Sequence[Path] = (CHECKOUT,)
+) -> Iterator[SystemdBox]:
     """Boots a box (``work_dir`` holds its boot log and the empty mount point of its
-    tmpfs), waits until its systemd is running or degraded, and takes it down at the end."""
+    tmpfs), waits until its systemd is running or degraded, and takes it down at the end.
+    ``shown_folders`` are visible in the box at their real paths even under ``/tmp`` or
+    ``/run``, through overlays that keep the box's writes in the box."""
     reason = systemd_box_unavailable_reason()
     if reason is not None:
         raise SystemdBoxError(reason)
@@ -305,7 +312,15 @@ def boot_systemd_box(work_dir: Path) -> Iterator[SystemdBox]:
     box: Optional[SystemdBox] = None
     try:
         process = subprocess.Popen(
-            [sys.executable, str(BOOT_PROGRAM), "enter", str(cgroup_dir), str(state_dir), marker],
+            [
+                sys.executable,
+                str(BOOT_PROGRAM),
+                "enter",
+                str(cgroup_dir),
+                str(state_dir),
+                marker,
+                *(str(folder.resolve()) for folder in shown_folders),
+            ],
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,

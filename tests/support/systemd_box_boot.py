@@ -96,7 +96,7 @@ def _abort(message: str) -> NoReturn:
     raise SystemExit(70)
 
 
-def enter(cgroup_dir: str, state_dir: str, marker: str) -> None:
+def enter(cgroup_dir: str, state_dir: str, marker: str, shown: List[str]) -> None:
     """Stage ``enter``: joins the box's cgroup, then becomes unshare running stage ``init``."""
     # The box ends with the test that started it, even one killed outright: this process
     # (soon unshare) gets SIGKILL when its parent dies, and unshare's --kill-child passes
@@ -126,6 +126,7 @@ def enter(cgroup_dir: str, state_dir: str, marker: str) -> None:
             "init",
             state_dir,
             marker,
+            *shown,
         ],
     )
 
@@ -159,6 +160,42 @@ def _prepare_dev(merged: Path) -> None:
         (dev / name).mkdir()
 
 
+# The box's own empty file systems: a folder under one of these is hidden in the box unless
+# it is shown again.
+_BOX_OWN_FOLDERS = (Path("/tmp"), Path("/run"))
+
+
+def _show_folders(state: Path, merged: Path, shown: List[str]) -> None:
+    """Makes each folder of ``shown`` that the box's /tmp or /run hides visible at the same
+    path: an overlay with the real folder as its lower layer, so that nothing the box writes
+    there reaches the real folder."""
+    for number, folder in enumerate(shown):
+        real = Path(folder)
+        if not real.is_absolute() or not real.is_dir():
+            _abort(f"folder to show {folder} is not an absolute path to a folder")
+        if not any(real == own or own in real.parents for own in _BOX_OWN_FOLDERS):
+            continue  # the overlay of / shows it already
+        inside = merged / real.relative_to("/")
+        # The parents keep the real ones' modes: a service that runs as another user reaches
+        # the folder in the box exactly when it would outside.
+        for parent in reversed([real, *real.parents]):
+            target = merged / parent.relative_to("/")
+            if not target.exists():
+                target.mkdir()
+                os.chmod(target, os.stat(parent).st_mode & 0o7777)
+        upper, work = state / f"shown-{number}-upper", state / f"shown-{number}-work"
+        upper.mkdir()
+        work.mkdir()
+        _mount(
+            "-t",
+            "overlay",
+            "-o",
+            f"lowerdir={real},upperdir={upper},workdir={work}",
+            f"box-shown-{number}",
+            str(inside),
+        )
+
+
 def _mask_units(merged: Path) -> None:
     units = merged / "etc" / "systemd" / "system"
     units.mkdir(parents=True, exist_ok=True)
@@ -169,7 +206,7 @@ def _mask_units(merged: Path) -> None:
         path.symlink_to("/dev/null")
 
 
-def init(state_dir: str, marker: str) -> None:
+def init(state_dir: str, marker: str, shown: List[str]) -> None:
     """Stage ``init`` (PID 1 of the box): builds the overlay root, checks it, execs systemd."""
     if os.getpid() != 1:
         _abort("stage init must run as PID 1 of a new PID namespace")
@@ -204,6 +241,7 @@ def init(state_dir: str, marker: str) -> None:
     _prepare_dev(merged)
     _mount("-t", "tmpfs", "-o", "mode=755,nosuid,nodev", "box-run", str(merged / "run"))
     _mount("-t", "tmpfs", "-o", "mode=1777,nosuid,nodev", "box-tmp", str(merged / "tmp"))
+    _show_folders(state, merged, shown)
     _mask_units(merged)
     # Tells systemd it runs in a container: no kernel reboot, no console takeover, and the
     # units that have ConditionVirtualization=!container stay off.
@@ -226,15 +264,16 @@ def init(state_dir: str, marker: str) -> None:
 
 
 def main(argv: List[str]) -> None:
-    if len(argv) == 4 and argv[0] == "enter":
-        enter(argv[1], argv[2], argv[3])
-    elif len(argv) == 3 and argv[0] == "init":
-        init(argv[1], argv[2])
+    if len(argv) >= 4 and argv[0] == "enter":
+        enter(argv[1], argv[2], argv[3], argv[4:])
+    elif len(argv) >= 3 and argv[0] == "init":
+        init(argv[1], argv[2], argv[3:])
     elif len(argv) >= 4 and argv[0] == "join" and argv[2] == "--":
         join(argv[1], argv[3:])
     else:
         _abort(
-            "usage: systemd_box_boot.py enter CGROUP STATE MARKER | init STATE MARKER"
+            "usage: systemd_box_boot.py enter CGROUP STATE MARKER [SHOWN...]"
+            " | init STATE MARKER [SHOWN...]"
             " | join CGROUP -- ARGV..."
         )
 

@@ -18,6 +18,7 @@ import pytest
 
 from tests.support.systemd_box import (
     BOOT_PROGRAM,
+    CHECKOUT,
     SystemdBox,
     boot_systemd_box,
     remove_box_cgroup_tree_on_disk,
@@ -190,20 +191,33 @@ def test_a_box_leaves_the_host_as_it_found_it(tmp_path: Path) -> None:
         pytest.skip(reason)
     host_tmp_marker = Path("/tmp", f"systemd-box-host-marker-{uuid.uuid4().hex}")
     host_tmp_marker.write_text("kept\n", encoding="utf-8")
+    # A folder of the host's /tmp the box is asked to show, as a checkout cloned under /tmp is.
+    shown = tmp_path / "shown"
+    shown.mkdir()
+    (tmp_path / "work").mkdir()
+    (shown / "kept.txt").write_text("from the host\n", encoding="utf-8")
     mounts_before = _read_mount_lines_from_proc()
     try:
-        with boot_systemd_box(tmp_path) as box:
+        with boot_systemd_box(tmp_path / "work", shown_folders=(CHECKOUT, shown)) as box:
             namespace = os.readlink(f"/proc/{box.init_pid}/ns/pid")
             # The box's tmpfiles service has run: it emptied the box's /tmp, not the host's.
             setup = box.systemctl("is-active", "systemd-tmpfiles-setup.service")
             assert setup.stdout.strip() == "active"
             assert not box.exists(str(host_tmp_marker))
             assert _pids_in_namespace_from_proc(namespace)
+            # The shown folders are there, and what the box writes in them stays in the box.
+            assert box.exists(str(CHECKOUT / "pyproject.toml"))
+            assert box.read_text(str(shown / "kept.txt")) == "from the host\n"
+            box.write_file(str(shown / "kept.txt"), "from the box\n")
+            box.write_file(str(shown / "new.txt"), "new in the box\n")
+            assert box.read_text(str(shown / "kept.txt")) == "from the box\n"
+            assert (shown / "kept.txt").read_text(encoding="utf-8") == "from the host\n"
+            assert not (shown / "new.txt").exists()
         assert host_tmp_marker.read_text(encoding="utf-8") == "kept\n"
         assert _read_mount_lines_from_proc() == mounts_before
         assert _pids_in_namespace_from_proc(namespace) == set()
         assert not box.cgroup_dir.exists()
-        assert not (tmp_path / "box-state").exists()
+        assert not (tmp_path / "work" / "box-state").exists()
     finally:
         host_tmp_marker.unlink()
 
