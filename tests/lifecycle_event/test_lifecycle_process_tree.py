@@ -52,12 +52,20 @@ def test_own_cgroup_is_the_unified_line() -> None:
 def sleeper_on_pipe() -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     read_end, write_end = os.pipe()
     child = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(60)", "pipe-holder-marker"],
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; print('ready', flush=True); time.sleep(60)",
+            "pipe-holder-marker",
+        ],
         stdout=write_end,
         stderr=write_end,
         stdin=subprocess.DEVNULL,
     )
     os.close(write_end)
+    # Popen returns once the exec has begun, and the kernel shows the new command line
+    # only a moment later: the child's first line says it is running.
+    assert os.read(read_end, 6) == b"ready\n"
     try:
         yield child, read_end
     finally:
