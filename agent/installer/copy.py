@@ -39,6 +39,7 @@ from agent.filesystem.tree_copy import (
     open_source_folder_at_on_disk,
     walk_pairs_on_disk,
 )
+from agent.forked_share import ForkedShare, abandon_share, collect_share
 from agent.installer.cleanup import CleanupFileWriter, PathSet
 from agent.installer.folders import open_child_folder_on_disk
 from agent.installer.instructions import InstructionsFileWriter, InstructionsFragmentWriter
@@ -46,13 +47,7 @@ from agent.installer.paths import folder_chain, join
 from agent.installer.plan import ResolvedEntry, SourceKind
 from agent.installer.result import InstallError, InstallResult
 from agent.installer.reuse import Identity, same_file_on_disk
-from agent.installer.split import (
-    ForkedShare,
-    abandon_share,
-    collect_share,
-    split_top_level,
-    start_share_in_child,
-)
+from agent.installer.split import split_top_level, start_install_share
 
 _FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO slipped into the revision must not hang the install (fstat rejects it).
@@ -262,7 +257,7 @@ def _copy_tree_on_disk(copier: _Copier, top: _Level) -> None:
         if share is not None:
             # Nothing buffered may be inherited by the worker, or it would be written twice.
             copier.instructions.flush()
-            worker = start_share_in_child(lambda: _copy_share_on_disk(copier, top, share, fragment))
+            worker = start_install_share(lambda: _copy_share_on_disk(copier, top, share, fragment))
             children = children[0::2]
         top.children = iter(children)
         _walk_on_disk(copier, stack, top.destination)

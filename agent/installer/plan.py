@@ -26,6 +26,7 @@ from agent.application_specification.model import (
     FileExistsBehavior,
     FileMapping,
 )
+from agent.forked_share import ForkedShare, abandon_share, collect_share
 from agent.installer.agent_folders import AgentFolders
 from agent.installer.cleanup import PathSet, PathSetBuilder, PreviousInstall
 from agent.installer.paths import folder_chain, is_within, join, normalise_absolute
@@ -36,13 +37,7 @@ from agent.installer.reuse import (
     folder_is_fresh_like_on_disk,
     leaf_is_fresh_like_on_disk,
 )
-from agent.installer.split import (
-    ForkedShare,
-    abandon_share,
-    collect_share,
-    split_top_level,
-    start_share_in_child,
-)
+from agent.installer.split import split_top_level, start_install_share
 
 _by_name = attrgetter("name")
 # In front of a plan worker's reply: the size of its kept set, and how many of its paths
@@ -260,7 +255,7 @@ def _check_entry_on_disk(plan: _Plan, entry: ResolvedEntry) -> None:
     share = split_top_level(top)
     worker: Optional[ForkedShare] = None
     if share is not None:
-        worker = start_share_in_child(lambda: _check_share_on_disk(plan, entry, share, folder))
+        worker = start_install_share(lambda: _check_share_on_disk(plan, entry, share, folder))
         top = top[0::2]
     try:
         top_level = (iter(top), entry.source, entry.destination, folder, None)

@@ -23,17 +23,12 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from agent.filesystem.free_space import SpaceClaim, measure_free_space_on_disk
 from agent.filesystem.sparse_copy import STAT_BLOCK_BYTES, allocated_bytes, held_bytes
+from agent.forked_share import ForkedShare, abandon_share, collect_share
 from agent.installer.cleanup import PathSet, iter_recorded_paths_from_disk
 from agent.installer.paths import join
 from agent.installer.plan import ResolvedEntry, SourceKind
 from agent.installer.result import InstallError
-from agent.installer.split import (
-    ForkedShare,
-    abandon_share,
-    collect_share,
-    split_top_level,
-    start_share_in_child,
-)
+from agent.installer.split import split_top_level, start_install_share
 
 # The worker's answer: its bytes and inodes.
 _TOTALS = struct.Struct("<qq")
@@ -92,7 +87,7 @@ def _claim_entry_on_disk(claim: SpaceClaim, entry: ResolvedEntry, kept: PathSet)
     share = split_top_level(top)
     worker: Optional[ForkedShare] = None
     if share is not None:
-        worker = start_share_in_child(
+        worker = start_install_share(
             lambda: _TOTALS.pack(*_sum_on_disk(share, entry.destination, kept, claim.block))
         )
         top = top[0::2]

@@ -63,6 +63,8 @@ write_disk_set_standard_lookup = _declare(
     "archive_write_disk_set_standard_lookup", ctypes.c_int, _archive
 )
 archive_format = _declare("archive_format", ctypes.c_int, _archive)
+# Bytes through filter ``n`` so far (0: the archive's own data, after decompression).
+filter_bytes = _declare("archive_filter_bytes", ctypes.c_int64, _archive, ctypes.c_int)
 entry_sparse_reset = _declare("archive_entry_sparse_reset", ctypes.c_int, _entry)
 entry_sparse_next = _declare(
     "archive_entry_sparse_next",
@@ -72,6 +74,7 @@ entry_sparse_next = _declare(
     ctypes.POINTER(ctypes.c_int64),
 )
 entry_copy_hardlink = _declare("archive_entry_copy_hardlink", None, _entry, ctypes.c_char_p)
+entry_clone = _declare("archive_entry_clone", _entry, _entry)
 
 
 def error_message(archive_p: int) -> str:

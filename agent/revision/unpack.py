@@ -11,16 +11,25 @@ The process's working directory is shared by every thread, so it is never change
 each member's name is rewritten to an absolute path inside the destination once it has
 been validated. Modes and mtimes are kept (scripts stay executable); archive owners are
 applied only when the policy asks.
+
+A bundle file of many small members is unpacked by two processes at once when this one
+runs a single thread (``codedeploy-local``, the install's helper) on a machine with two
+cores or more: each reads and judges every member, and writes its share of them (see
+:mod:`agent.revision.member_shares`). One process alone writes a member in about 9
+microseconds, most of it libarchive's and the kernel's work that a thread of the same
+process could not share.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Set, Union
+from typing import Callable, List, Optional, Set, Union
 
 import structlog
 from libarchive import ffi
@@ -36,6 +45,15 @@ from libarchive.extract import (
 from agent.application_specification.model import DEFAULT_APPSPEC_FILENAME, appspec_file_names
 from agent.deployment_specification.model import BundleType
 from agent.filesystem.free_space import SpaceClaim, measure_free_space_on_disk
+from agent.forked_share import (
+    ForkedShare,
+    Progress,
+    abandon_share,
+    collect_share,
+    fork_is_safe,
+    start_share_in_child,
+    wait_for_progress,
+)
 from agent.revision import libarchive_calls as la
 from agent.revision.archive_staging import (
     build_archive_dir_on_disk,
@@ -53,6 +71,7 @@ from agent.revision.bundle import (
 )
 from agent.revision.errors import BundleError
 from agent.revision.gunzip_feed import GunzipFeed, inflating_apart_pays
+from agent.revision.member_shares import FOLDER, ORDERED, MemberPlaces
 from agent.revision.zip_directory import iter_zip_member_sizes
 
 log = structlog.get_logger(__name__)
@@ -77,6 +96,14 @@ _SYMLINK_CHECK = EXTRACT_SECURE_SYMLINKS
 # Members at least this large are asked for their sparse map: below it, counting a
 # member's holes as data changes nothing that matters, and costs no call per member.
 _SPARSE_CHECK_MIN = 1 << 20
+# The unpack shared between processes: at most this many (measured on two cores), and
+# only once this many members are read, when they average no more than SMALL_MEMBER_BYTES
+# of the archive's data each. Fewer members do not repay the fork; big members are
+# written at the disk's speed by one process, and each process reads the whole archive.
+MAX_SHARES = 2
+SHARE_AFTER_MEMBERS = 512
+SMALL_MEMBER_BYTES = 64 << 10
+_WORKER_NAME = "the unpack's second process"
 
 
 def unpack_bundle_to_disk(
@@ -138,7 +165,12 @@ def _unpack_to_disk(
         try:
             if bundle_type is BundleType.ZIP:
                 _check_zip_fits_on_disk(fd, destination, archive_dir, where)
-            if bundle_type is BundleType.TGZ and inflating_apart_pays(fd):
+            if _shares_available() > 1 and _many_small_members_on_disk(fd, bundle_type, where):
+                # Each process inflates the whole archive itself: no thread to inflate it.
+                _extract_fd_on_disk(
+                    fd, bundle_type, destination, archive_dir, policy, where, shareable=True
+                )
+            elif bundle_type is BundleType.TGZ and inflating_apart_pays(fd):
                 _extract_inflated_apart_on_disk(fd, destination, archive_dir, policy, where)
             else:
                 _extract_fd_on_disk(fd, bundle_type, destination, archive_dir, policy, where)
@@ -146,6 +178,41 @@ def _unpack_to_disk(
             os.close(fd)
 
     build_archive_dir_on_disk(archive_dir, fill, appspec_names=appspec_file_names(appspec_filename))
+
+
+def _shares_available() -> int:
+    """How many processes may share an unpack here: this process must be able to fork."""
+    if not fork_is_safe():
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(MAX_SHARES, cores))
+
+
+def _many_small_members_on_disk(fd: int, bundle_type: BundleType, where: str) -> bool:
+    """Whether the bundle file ``fd`` starts with SHARE_AFTER_MEMBERS members within
+    SHARE_AFTER_MEMBERS * SMALL_MEMBER_BYTES of data: the unpack is then shared (see
+    _Extraction._share_from), else a large tgz is inflated by a thread. Reads headers only,
+    and leaves ``fd`` at its start."""
+    read_p = ffi.read_new()
+    entry_p = ffi.entry_new()
+    try:
+        _open_bundle_reader(read_p, fd, bundle_type, where)
+        limit = SHARE_AFTER_MEMBERS * SMALL_MEMBER_BYTES
+        for _ in range(SHARE_AFTER_MEMBERS):
+            if la.read_next_header2(read_p, entry_p) != la.ARCHIVE_OK:
+                return False
+            if la.filter_bytes(read_p, 0) > limit:
+                return False
+        return True
+    except (BundleError, ArchiveError):
+        return False  # the unpack itself reports what is wrong with the bundle
+    finally:
+        ffi.entry_free(entry_p)
+        _free_quietly(ffi.read_free, read_p)
+        os.lseek(fd, 0, os.SEEK_SET)
 
 
 def _open_bundle_file(bundle: Path, bundle_type: BundleType, where: str) -> int:
@@ -213,9 +280,11 @@ def _extract_fd_on_disk(
     policy: UnpackPolicy,
     where: str,
     compression: str = "",
+    shareable: bool = False,
 ) -> None:
     """Unpack the archive ``fd`` reads into ``destination``; ``compression`` names the one
-    taken off before libarchive reads it, if any."""
+    taken off before libarchive reads it, if any. ``shareable``: ``fd`` is a bundle file
+    that processes forked from this one may read again, each on its own."""
     # Both handles are freed by hand rather than by libarchive-c's context managers: their
     # free() reports a failed archive as a new error, which would hide the real one.
     read_p = ffi.read_new()
@@ -239,6 +308,9 @@ def _extract_fd_on_disk(
             where,
             compression,
         )
+        if shareable:
+            extraction.places = MemberPlaces(_shares_available())
+            extraction.bundle_fd = fd
         extraction.run()
     except ArchiveError as error:
         # Only the setup calls made through libarchive-c raise; libarchive out of memory.
@@ -348,6 +420,18 @@ class _Extraction:
         self.policy = policy
         self.where = where
         self.compression = compression
+        # Set when the unpack may be shared (see agent.revision.member_shares): where
+        # members go, and the bundle file each process reads again on its own.
+        self.places: Optional[MemberPlaces] = None
+        self.bundle_fd = -1
+        # The member at which the unpack is shared, once; -1 for never (again).
+        self.share_at = SHARE_AFTER_MEMBERS
+        # This process's share; the first process's workers; a worker's progress marks.
+        self.share = 0
+        self.workers: List[ForkedShare] = []
+        self.progress: Optional[Progress] = None
+        # The folders the first process wrote while workers wrote too (entries to free).
+        self.folders: List[int] = []
 
     def run(self) -> None:
         entry_p = ffi.entry_new()
@@ -356,35 +440,134 @@ class _Extraction:
                 self.read_p, entry_p, self.bundle_type, self.where, self.compression
             )
             self._extract_all(entry_p, status)
+            while self.workers:
+                collect_share(self.workers.pop())
+            self._write_folders_again()
+            # Folders get their modes and times when this handle closes: after every
+            # member of every share is written.
             if la.write_close(self.write_p) != la.ARCHIVE_OK:
                 raise self._write_failure(None)
         finally:
+            for worker in self.workers:
+                abandon_share(worker)
+            for folder_p in self.folders:
+                ffi.entry_free(folder_p)
             ffi.entry_free(entry_p)
 
+    def _write_folders_again(self) -> None:
+        """Write again the folders written while workers wrote too. libarchive leaves the
+        times and mode of a folder it makes for the end, but sets those of a folder that
+        exists at once (here: one a worker made for a file of its share, in which it may
+        have written more since)."""
+        while self.folders:
+            folder_p = self.folders.pop()
+            try:
+                if la.write_header(self.write_p, folder_p) != la.ARCHIVE_OK:
+                    raise self._write_failure(ffi.entry_pathname(folder_p))
+                if la.write_finish_entry(self.write_p) != la.ARCHIVE_OK:
+                    raise self._write_failure(ffi.entry_pathname(folder_p))
+            finally:
+                ffi.entry_free(folder_p)
+
     def _extract_all(self, entry_p: int, status: int) -> None:
-        # The hot loop: what it calls per member is bound to a local name first.
-        read_p = self.read_p
         prefix = os.fsencode(self.destination) + b"/"
         room = SpaceClaim(measure_free_space_on_disk(self.destination))
         budget = SizeBudget(
             self.policy.max_extraction_size, self.where, room, str(self.archive_dir)
         )
-        symlinks: Set[bytes] = set()
+        self._extract_from(entry_p, status, 0, _Progress(prefix, budget, set()))
+
+    def _extract_from(self, entry_p: int, status: int, index: int, state: _Progress) -> None:
+        """Extract the member whose header ``status`` is for (number ``index``) and every
+        one after it."""
+        # The hot loop: what it calls per member is bound to a local name first.
+        read_p = self.read_p
+        prefix, budget, symlinks = state.prefix, state.budget, state.symlinks
         eof, ok = la.ARCHIVE_EOF, la.ARCHIVE_OK
         read_next_header2 = la.read_next_header2
         entry_pathname = ffi.entry_pathname
         extract_member = self._extract_member
+        share_at = self.share_at if self.places is not None else -1
         while status != eof:
+            if index == share_at:
+                self._share_from(index, state)
             name: bytes = entry_pathname(entry_p)
             if status != ok:
                 self._check_header_status(status, name)
             extract_member(entry_p, name, prefix, budget, symlinks)
             status = read_next_header2(read_p, entry_p)
+            index += 1
+
+    def _share_from(self, index: int, state: _Progress) -> None:
+        """Hand the members from number ``index`` on to forked workers and this process,
+        when they look many and small; else stop looking where members go."""
+        assert self.places is not None
+        self.share_at = -1
+        average = la.filter_bytes(self.read_p, 0) / index
+        if average > SMALL_MEMBER_BYTES or not fork_is_safe():
+            self.places = None
+            return
+        for share in range(1, self.places.shares):
+            # A descriptor of its own: the workers' reads must not move this one's offset.
+            fd = os.open(f"/proc/self/fd/{self.bundle_fd}", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                worker = start_share_in_child(
+                    functools.partial(self._extract_share, share, fd, index=index, state=state),
+                    error=BundleError,
+                    name=_WORKER_NAME,
+                )
+            finally:
+                os.close(fd)
+            self.workers.append(worker)
+
+    def _extract_share(
+        self, share: int, fd: int, progress: Progress, *, index: int, state: _Progress
+    ) -> bytes:  # pragma: no cover - runs in the worker process
+        """A worker's part: read the bundle again up to member ``index``, then extract
+        its share of the members from there on."""
+        self.share, self.progress, self.workers = share, progress, []
+        self.read_p, self.write_p = ffi.read_new(), ffi.write_disk_new()
+        _open_bundle_reader(self.read_p, fd, self.bundle_type, self.where)
+        flags = self.flags | (_SYMLINK_CHECK if state.symlinks else 0)
+        ffi.write_disk_set_options(self.write_p, flags)
+        if self.policy.apply_ownership:
+            la.write_disk_set_standard_lookup(self.write_p)
+        entry_p = ffi.entry_new()
+        status = la.read_next_header2(self.read_p, entry_p)
+        for _ in range(index):
+            if status < la.ARCHIVE_WARN:
+                raise self._corrupt(None)
+            status = la.read_next_header2(self.read_p, entry_p)
+        self._extract_from(entry_p, status, index, state)
+        if la.write_close(self.write_p) != la.ARCHIVE_OK:
+            raise self._write_failure(None)
+        return b""
+
+    def _writes_here(self, relative: bytes, file_type: int, ordered: bool) -> bool:
+        """Whether this process writes the member ``relative``, once processes share the
+        unpack; the first process waits here for the others before an ordered member."""
+        assert self.places is not None
+        place = self.places.place(relative, file_type, ordered)
+        if self.progress is not None:
+            if place == ORDERED:
+                self.progress()
+            return place == self.share
+        for worker in self.workers:
+            if place == ORDERED:
+                try:
+                    wait_for_progress(worker)
+                except BaseException:
+                    # It has been reaped: nothing is left to stop.
+                    self.workers.remove(worker)
+                    raise
+        return place in (0, FOLDER, ORDERED) or not self.workers
 
     def _check_header_status(self, status: int, name: bytes) -> None:
         """Log a reading warning on a member's header; anything worse is a corrupt bundle."""
         if status < la.ARCHIVE_WARN:
             raise self._corrupt(name)
+        if self.progress is not None:
+            return  # a worker: the first process reads the same header and logs it
         log.warning(
             "libarchive warning",
             bundle=self.where,
@@ -417,14 +600,24 @@ class _Extraction:
             check_member_permissions(file_type, ffi.entry_perm(entry_p), name, where, self.policy)
         if symlinks or file_type == stat.S_IFLNK:
             self._track_symlinks(relative, file_type, link_relative, symlinks, name)
-        ffi.entry_copy_pathname(entry_p, prefix + relative)
-        if hardlink is not None:
-            la.entry_copy_hardlink(entry_p, prefix + link_relative)
-        if (
+        counted = (
             file_type == stat.S_IFREG
             and self.bundle_type is BundleType.ZIP
             and not ffi.entry_size_is_set(entry_p)
+        )
+        if self.places is not None and not self._writes_here(
+            relative,
+            file_type,
+            counted or hardlink is not None or _closed_folder(entry_p, file_type),
         ):
+            # Another process writes it; the room it takes is counted here all the same.
+            if not counted:
+                _claim_member_room(entry_p, name, file_type, hardlink is not None, budget)
+            return
+        ffi.entry_copy_pathname(entry_p, prefix + relative)
+        if hardlink is not None:
+            la.entry_copy_hardlink(entry_p, prefix + link_relative)
+        if counted:
             # A zip member streamed with a data descriptor: its size is known only at
             # its end, so its bytes are counted as they are written.
             budget.take_room(0)
@@ -436,6 +629,8 @@ class _Extraction:
         status = la.read_extract2(self.read_p, entry_p, self.write_p)
         if status != la.ARCHIVE_OK:
             raise self._extract_failure(name, status)
+        if self.workers and file_type == stat.S_IFDIR:
+            self.folders.append(la.entry_clone(entry_p))
 
     def _track_symlinks(
         self,
@@ -531,6 +726,21 @@ class _Extraction:
         )
         member = f" member {show_name(name)}" if name else ""
         return BundleError(f"{self.where}: cannot write{member} into {self.archive_dir}: {message}")
+
+
+def _closed_folder(entry_p: int, file_type: int) -> bool:
+    """Whether the member is a folder that its owner could not write into."""
+    return file_type == stat.S_IFDIR and ffi.entry_perm(entry_p) & 0o700 != 0o700
+
+
+@dataclass
+class _Progress:
+    """What the member loop carries from one member to the next: the destination's
+    prefix, the bytes counted so far and the members that are symlinks now."""
+
+    prefix: bytes
+    budget: SizeBudget
+    symlinks: Set[bytes]
 
 
 def _claim_member_room(

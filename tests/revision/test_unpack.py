@@ -2,8 +2,10 @@
 
 Good bundles keep their modes, mtimes and symlinks; a single top-level folder holding the
 appspec becomes the root. Every hostile or broken bundle gives a BundleError and leaves
-the deployment folder exactly as it was. Every test runs twice: a tgz inflated by
-libarchive itself, as a small one is, and inflated by a thread of its own, as a large one is.
+the deployment folder exactly as it was. Every test runs three times: a tgz inflated by
+libarchive itself, as a small one is, and inflated by a thread of its own, as a large one
+is in the daemon, both in one process; and the unpack shared by two processes, as a bundle
+of many small members is in a program that runs a single thread.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import pytest
 
 from agent.deployment_specification.model import BundleType
 from agent.revision import gunzip_feed
+from agent.revision import unpack as unpack_module
 from agent.revision.errors import BundleError
 from agent.revision.unpack import UnpackPolicy, unpack_bundle_to_disk
 from tests.support.archives import (
@@ -50,11 +53,21 @@ KINDS = {
 }
 
 
-@pytest.fixture(autouse=True, params=["inflated by libarchive", "inflated apart"])
+@pytest.fixture(
+    autouse=True, params=["inflated by libarchive", "inflated apart", "shared by two processes"]
+)
 def inflation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Which way a tgz is inflated: every gzip bundle inflated apart, whatever its size."""
+    """Which way a bundle is read: a tgz inflated apart, whatever its size (in one process,
+    as the daemon does), or the unpack shared with a forked worker from the second member on,
+    whatever the members' sizes (see tests/revision/test_unpack_shared.py)."""
     if request.param == "inflated apart":
         monkeypatch.setattr(gunzip_feed, "FEED_MIN_BYTES", 0)
+        monkeypatch.setattr(unpack_module, "MAX_SHARES", 1)
+    elif request.param == "shared by two processes":
+        monkeypatch.setattr(unpack_module, "SHARE_AFTER_MEMBERS", 1)
+        monkeypatch.setattr(unpack_module, "SMALL_MEMBER_BYTES", 1 << 40)
+    else:
+        monkeypatch.setattr(unpack_module, "MAX_SHARES", 1)
     return str(request.param)
 
 
