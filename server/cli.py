@@ -126,6 +126,7 @@ def _run(config: Any) -> int:
     from server.access_keys.store import load_active_key, revocations_state
     from server.codedeploy_api.service_model import load_codedeploy_model
     from server.command_service import SignedSpecifications, load_command_service_model
+    from server.host_instances import HostInstances
     from server.request_auth.key_cache import KeyCache
     from server.signer.authority import ensure_signer_on_disk
     from server.signer.signing import load_deployment_signer_from_disk
@@ -154,6 +155,7 @@ def _run(config: Any) -> int:
         KeyCache(find_key, revocations, config.key_cache_seconds).get,
         load_command_service_model(),
         SignedSpecifications(signer),
+        instances=HostInstances(config.key_cache_seconds),
     )
     with ThreadPoolExecutor(config.effective_worker_threads, thread_name_prefix="db") as executor:
         try:

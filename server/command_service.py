@@ -41,6 +41,7 @@ from server.host_command_flow import (
     instance_for_host,
     touch_command,
 )
+from server.host_instances import HostInstances
 from server.host_wakeups import announce_in_transaction
 from server.signer.signing import DeploymentSigner
 
@@ -118,6 +119,7 @@ class CommandRequest:
     now: float
     document: Dict[str, Any]
     woken: Set[str] = field(default_factory=set)
+    instances: HostInstances = field(default_factory=HostInstances)
 
 
 def _denied(caller_arn: str, what: str) -> ApiError:
@@ -167,8 +169,12 @@ def _write(request: CommandRequest, work: Callable[[Connection, Set[str]], Any])
 
 def poll_host_command(request: CommandRequest) -> HostPoll:
     _own_host(request)
-    with request.database.read() as connection:
-        instance = _caller_instance(connection, request)
+
+    def read() -> Optional[str]:
+        with request.database.read() as connection:
+            return _caller_instance(connection, request)
+
+    instance = request.instances.get(request.caller_arn, read)
     return HostPoll(request.caller_arn, instance, request.now)
 
 

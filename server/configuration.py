@@ -172,7 +172,10 @@ class ServerConfig:
     )
     key_cache_seconds: float = field(
         default=2.0,
-        metadata=_key(_number(0, 60), "how long a key is trusted before it is read again"),
+        metadata=_key(
+            _number(0, 60),
+            "how long a key, and a host's instance, is trusted before it is read again",
+        ),
     )
     server_processes: int = field(
         default=1,

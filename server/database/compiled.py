@@ -63,6 +63,9 @@ class _Compiled:
     # The columns that need a conversion and theirs, found at the first answer: some
     # dialects choose it by the type the database answers with, as SQLAlchemy does.
     conversions: Optional[Tuple[Tuple[int, Callable[[Any], Any]], ...]] = None
+    # Whether the statement answers rows, also known from the first answer on: the
+    # driver's description of them (psycopg builds it anew at each look) is not needed again.
+    answers_rows: Optional[bool] = None
 
     def conversions_for(
         self, dialect: Dialect, description: Sequence[Any]
@@ -175,9 +178,14 @@ class CompiledStatement:
             cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
             cursor.execute(compiled.sql, values)
             rows: List[Tuple[Any, ...]] = []
-            if cursor.description:
-                conversions = compiled.conversions_for(connection.dialect, cursor.description)
-                rows = _converted(cursor.fetchall(), conversions)
+            if compiled.answers_rows is None:
+                description = cursor.description
+                if description:
+                    compiled.conversions_for(connection.dialect, description)
+                compiled.answers_rows = bool(description)
+            if compiled.answers_rows:
+                assert compiled.conversions is not None
+                rows = _converted(cursor.fetchall(), compiled.conversions)
             result = Result(compiled.keys, rows, cursor.rowcount)
             cursor.close()
         except connection.dialect.loaded_dbapi.Error as error:

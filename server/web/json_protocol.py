@@ -35,6 +35,7 @@ from server.command_service import (
 from server.configuration import ServerConfig
 from server.database.engine import Database
 from server.errors import ApiError
+from server.host_instances import HostInstances
 from server.host_wakeups import HostWakeups
 from server.request_auth.policy import SIGNING_SERVICES, Api, authorise, split_target
 from server.request_auth.sigv4 import (
@@ -64,6 +65,7 @@ class ApiServices:
     specifications: SignedSpecifications
     wakeups: HostWakeups = field(default_factory=HostWakeups)
     signing_keys: SigningKeys = field(default_factory=SigningKeys)
+    instances: HostInstances = field(default_factory=HostInstances)
     clock: Callable[[], float] = time.time
 
 
@@ -156,7 +158,12 @@ def _answer(
         response, woken = _answer_codedeploy(services, operation_name, caller_arn, body)
     else:
         command = CommandRequest(
-            services.database, services.specifications, caller_arn, services.clock(), body
+            services.database,
+            services.specifications,
+            caller_arn,
+            services.clock(),
+            body,
+            instances=services.instances,
         )
         answer = answer_command_request(services.command_model, operation_name, command)
         if isinstance(answer, HostPoll):
