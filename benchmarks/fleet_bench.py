@@ -23,8 +23,10 @@ Printed per database, from the same run:
   first command: from CreateDeployment returning to each host receiving its first command;
 - the server's CPU seconds during the deployment (and the simulated hosts', which share
   the machine) and its peak RSS (VmHWM) at the end;
-- with ``--servers N`` (PostgreSQL), N server processes share the database as replicas
-  behind a load balancer would, each worker process's hosts talking to one of them;
+- the server runs with its defaults (one process per core, at most 4) and the given
+  ``--server-setting`` lines; with ``--servers N`` (PostgreSQL), N servers of one process
+  each share the database as replicas behind a load balancer would, each worker process's
+  hosts talking to one of them; ``--profile`` profiles a server of one process;
 - CPU is the sum over every server process, RSS too (each process's own peak: an upper
   bound, as forked processes share pages);
 - baselines: the same deployment to a group of 10 of the hosts (the other hosts idle in
@@ -389,7 +391,10 @@ def run_one(
 ) -> None:
     files = ServerFiles(base)
     extra = "".join(f"{setting}\n" for setting in arguments.server_setting)
-    files.write_config(SERVER_CONFIG + extra, database_url=database_url)
+    # The server's own default number of processes, except for a profile (of one process)
+    # and for replicas (--servers: one process each, unless a setting says otherwise).
+    one_process = bool(arguments.profile) or arguments.servers > 1
+    files.write_config(SERVER_CONFIG + extra, database_url=database_url, one_process=one_process)
     operator = files.create_operator()
     hosts = register_hosts(files, arguments.hosts)
     load_before = load_average()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,8 @@ import yaml
 from server.errors import ServerConfigError
 
 DEFAULT_CONFIG_FILE = Path("/etc/codedeploy-server/server.yml")
+# server_processes when it is not set: one per core, at most this many.
+MAX_DEFAULT_PROCESSES = 4
 _REGION = re.compile(r"^[a-z]{2,}(-[a-z0-9]+)+-\d+$")
 _ACCOUNT = re.compile(r"^\d{12}$")
 _SIGNER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-_ ]{0,62}$")
@@ -177,10 +180,11 @@ class ServerConfig:
             "how long a key, and a host's instance, is trusted before it is read again",
         ),
     )
-    server_processes: int = field(
-        default=1,
+    server_processes: Optional[int] = field(
+        default=None,
         metadata=_key(
-            _whole_number(1, 64), "processes that serve the port, to use more than one core"
+            _whole_number(1, 64),
+            "processes that serve the port; default one per core, at most 4",
         ),
     )
     worker_threads: Optional[int] = field(
@@ -232,6 +236,19 @@ class ServerConfig:
         if self.worker_threads is not None:
             return self.worker_threads
         return 2 if self.effective_database_url.startswith("sqlite") else 8
+
+    @property
+    def effective_server_processes(self) -> int:
+        """The server's work is the interpreter's (parsing, signing checks, JSON) more than
+        the database's: one process per core it may run on, up to MAX_DEFAULT_PROCESSES
+        (each takes about 90 MB), is what a fleet needs by default."""
+        if self.server_processes is not None:
+            return self.server_processes
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cores = os.cpu_count() or 1
+        return max(1, min(MAX_DEFAULT_PROCESSES, cores))
 
     @property
     def tls_enabled(self) -> bool:

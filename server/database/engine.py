@@ -164,7 +164,14 @@ class Database:
 
     def __init__(self, engine: Engine, url: str) -> None:
         self._engine = engine
-        self._reader = engine.execution_options(**{_BEGIN_OPTION: "DEFERRED"})
+        # A read on PostgreSQL runs each statement on its own: at READ COMMITTED, the
+        # default, each statement of a transaction sees its own snapshot anyway, and the
+        # BEGIN and COMMIT around it were two more round trips to the database.
+        self._reader = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if engine.dialect.name == "postgresql"
+            else engine.execution_options(**{_BEGIN_OPTION: "DEFERRED"})
+        )
         self.url = url
         # SQLite has one writer at a time: this process's threads queue here for it.
         self._write_turn: ContextManager[Any] = (

@@ -98,7 +98,7 @@ async def _hang_up(receive: Receive) -> None:
 
 def _share_of_limit(config: ServerConfig) -> int:
     """This process's share of ``busy_request_limit`` (0 stays 0: no limit)."""
-    limit, processes = config.busy_request_limit, config.server_processes
+    limit, processes = config.busy_request_limit, config.effective_server_processes
     return 0 if limit == 0 else max(1, -(-limit // processes))
 
 
@@ -129,7 +129,7 @@ class ServerApp:
 
     def become_process(self, index: int, siblings: Optional[SiblingWakeups]) -> None:
         """After the fork, in process ``index`` (0: the first) of the server."""
-        if self._services.config.server_processes > 1:
+        if self._services.config.effective_server_processes > 1:
             self._log = self._log.bind(process=index)
         self._siblings = siblings
         if siblings is not None:

@@ -118,8 +118,8 @@ def serve_until_stopped(config: ServerConfig, app: ServerApp, environ: Mapping[s
     check_tls_files_on_disk(config)
     listener = bind_listening_socket(config.listen)
     url = listening_url(config, listener)
-    siblings = app.prepare_for_processes(config.server_processes)
-    processes = fork_server_processes(config.server_processes)
+    siblings = app.prepare_for_processes(config.effective_server_processes)
+    processes = fork_server_processes(config.effective_server_processes)
     app.become_process(processes.index, siblings)
     watchers: List[threading.Thread] = []
     server: Optional[_ReadyServer] = None
@@ -138,7 +138,7 @@ def serve_until_stopped(config: ServerConfig, app: ServerApp, environ: Mapping[s
             "serving",
             url=url,
             database=config.effective_database_url.split("://")[0],
-            processes=config.server_processes,
+            processes=config.effective_server_processes,
         )
         print(f"listening on {url}", flush=True)
         notify_systemd("READY=1", environ)

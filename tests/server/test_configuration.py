@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from server.configuration import ServerConfigError, parse_server_config
@@ -12,6 +14,13 @@ def test_worker_threads_default_to_two_with_sqlite_and_eight_with_postgresql() -
     postgres = parse_server_config("database_url: postgresql://db.example/codedeploy\n")
     assert postgres.effective_worker_threads == 8
     assert parse_server_config("worker_threads: 5\n").effective_worker_threads == 5
+
+
+def test_server_processes_default_to_one_per_usable_core_at_most_four() -> None:
+    cores = len(os.sched_getaffinity(0))
+    assert parse_server_config("").effective_server_processes == min(4, cores)
+    assert parse_server_config("server_processes: 1\n").effective_server_processes == 1
+    assert parse_server_config("server_processes: 6\n").effective_server_processes == 6
 
 
 @pytest.mark.parametrize(

@@ -59,13 +59,19 @@ class ServerFiles:
     def log(self) -> Path:
         return self.base / "server.log"
 
-    def write_config(self, extra: str = "", database_url: Optional[str] = None) -> None:
+    def write_config(
+        self, extra: str = "", database_url: Optional[str] = None, one_process: bool = True
+    ) -> None:
+        """``one_process``: the server runs one process unless ``extra`` says otherwise
+        (tests of one behaviour need not fork copies; those of several processes set it)."""
         self.base.mkdir(parents=True, exist_ok=True)
         lines = [
             f"data_dir: {self.data_dir}",
             f"master_key_file: {self.master_key}",
             "key_cache_seconds: 1",
         ]
+        if one_process and "server_processes:" not in extra:
+            lines.append("server_processes: 1")
         if database_url:
             lines.append(f"database_url: '{database_url}'")
         self.config.write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
