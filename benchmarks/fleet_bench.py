@@ -403,6 +403,7 @@ def run_one(
     with contextlib.ExitStack() as stack:
         servers = [stack.enter_context(ServerProcess(files)) for _ in range(arguments.servers)]
         processes = serving_processes(servers)
+        print(f"  {len(processes)} server process(es) in {len(servers)} server(s)", flush=True)
         client = codedeploy_client(servers[0].url, operator)
         make_groups(client)
         urls = [server.url for server in servers]
@@ -454,7 +455,7 @@ def main() -> int:
     if arguments.servers > 1 and arguments.profile:
         parser.error("--profile profiles one server: leave --servers at 1")
     print(
-        f"codedeploy-server fleet benchmark: {arguments.hosts} hosts in {arguments.processes} processes, {arguments.servers} server process(es), {os.cpu_count()} CPUs"
+        f"codedeploy-server fleet benchmark: {arguments.hosts} hosts in {arguments.processes} processes, {arguments.servers} server(s), {os.cpu_count()} CPUs"
     )
     with tempfile.TemporaryDirectory(prefix="fleet-bench-") as folder:
         if arguments.database in ("sqlite", "both"):
