@@ -103,6 +103,8 @@ _SPARSE_CHECK_MIN = 1 << 20
 MAX_SHARES = 2
 SHARE_AFTER_MEMBERS = 512
 SMALL_MEMBER_BYTES = 64 << 10
+# Before a tgz's unpack starts, its first members are looked at within this much data.
+PRESCAN_BYTES = 8 << 20
 _WORKER_NAME = "the unpack's second process"
 
 
@@ -193,18 +195,18 @@ def _shares_available() -> int:
 
 def _many_small_members_on_disk(fd: int, bundle_type: BundleType, where: str) -> bool:
     """Whether the bundle file ``fd`` starts with SHARE_AFTER_MEMBERS members within
-    SHARE_AFTER_MEMBERS * SMALL_MEMBER_BYTES of data: the unpack is then shared (see
-    _Extraction._share_from), else a large tgz is inflated by a thread. Reads headers only,
-    and leaves ``fd`` at its start."""
+    PRESCAN_BYTES of data: the unpack is then shared (see _Extraction._share_from), else a
+    large tgz is inflated by a thread. Reads headers only (the data it steps over, at most
+    PRESCAN_BYTES, is inflated for a tgz), and leaves ``fd`` at its start."""
     read_p = ffi.read_new()
     entry_p = ffi.entry_new()
     try:
         _open_bundle_reader(read_p, fd, bundle_type, where)
-        limit = SHARE_AFTER_MEMBERS * SMALL_MEMBER_BYTES
         for _ in range(SHARE_AFTER_MEMBERS):
             if la.read_next_header2(read_p, entry_p) != la.ARCHIVE_OK:
                 return False
-            if la.filter_bytes(read_p, 0) > limit:
+            # Checked before the next header is read, which steps over this member's data.
+            if la.filter_bytes(read_p, 0) + ffi.entry_size(entry_p) > PRESCAN_BYTES:
                 return False
         return True
     except (BundleError, ArchiveError):

@@ -66,6 +66,7 @@ def inflation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     elif request.param == "shared by two processes":
         monkeypatch.setattr(unpack_module, "SHARE_AFTER_MEMBERS", 1)
         monkeypatch.setattr(unpack_module, "SMALL_MEMBER_BYTES", 1 << 40)
+        monkeypatch.setattr(unpack_module, "PRESCAN_BYTES", 1 << 40)
     else:
         monkeypatch.setattr(unpack_module, "MAX_SHARES", 1)
     return str(request.param)

@@ -48,6 +48,7 @@ def share_early(monkeypatch: pytest.MonkeyPatch) -> None:
     """Share from the eighth member on, whatever the members' sizes."""
     monkeypatch.setattr(unpack_module, "SHARE_AFTER_MEMBERS", 8)
     monkeypatch.setattr(unpack_module, "SMALL_MEMBER_BYTES", 1 << 40)
+    monkeypatch.setattr(unpack_module, "PRESCAN_BYTES", 1 << 40)
 
 
 def _build(path: Path, kind: str, members: List[Member]) -> Path:
@@ -225,6 +226,7 @@ def test_a_member_that_cannot_be_written_gives_the_same_error(tmp_path: Path, sh
 def test_a_bundle_of_big_members_is_not_shared(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Small enough for the look before the unpack, too big on average once 8 are read.
     monkeypatch.setattr(unpack_module, "SMALL_MEMBER_BYTES", 1000)
     bundle = _build(
         tmp_path / "bundle",
@@ -256,6 +258,7 @@ def test_a_large_tgz_of_big_members_is_inflated_by_a_thread_instead(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(unpack_module, "SMALL_MEMBER_BYTES", 1000)
+    monkeypatch.setattr(unpack_module, "PRESCAN_BYTES", 8000)
     monkeypatch.setattr(gunzip_feed, "FEED_MIN_BYTES", 0)
     started: List[int] = []
 
