@@ -29,7 +29,7 @@ from server.codedeploy_api.validation import validate_request
 from server.database.compiled import CompiledStatement
 from server.database.engine import Database
 from server.database.schema import deployment_targets, deployments
-from server.deployment_engine import IN_PLACE_COMMANDS
+from server.deployment_engine import IN_PLACE_COMMANDS, Record
 from server.errors import ApiError
 from server.host_command_flow import (
     HOST_INSTANCE_NAMES,
@@ -39,6 +39,7 @@ from server.host_command_flow import (
     diagnostics_from_envelope,
     hand_out_command,
     instance_for_host,
+    lock_deployment_of_command,
     touch_command,
 )
 from server.host_instances import HostInstances
@@ -150,6 +151,19 @@ def _own_command(connection: Connection, request: CommandRequest) -> Tuple[str, 
     if not owned:
         raise _denied(request.caller_arn, f"use host command {command_id[:100]}")
     return command_id, deployment_id
+
+
+def _own_locked_command(connection: Connection, request: CommandRequest) -> Tuple[str, Record]:
+    """The id of the command the request names, once it is the caller's own, and its
+    deployment's row, locked for this transaction."""
+    command_id = str(request.document.get("HostCommandIdentifier"))
+    found = lock_deployment_of_command(connection, command_id, request.caller_arn)
+    if found is None:
+        raise ApiError(CLIENT_ERROR, f"There is no host command {command_id[:100]}.")
+    deployment, owned = found
+    if not owned:
+        raise _denied(request.caller_arn, f"use host command {command_id[:100]}")
+    return command_id, deployment
 
 
 def _write(request: CommandRequest, work: Callable[[Connection, Set[str]], Any]) -> Any:
@@ -273,8 +287,8 @@ def get_deployment_specification(request: CommandRequest) -> Dict[str, Any]:
 
 def put_host_command_acknowledgement(request: CommandRequest) -> Dict[str, Any]:
     def work(connection: Connection, woken: Set[str]) -> str:
-        command_id, deployment_id = _own_command(connection, request)
-        return acknowledge_command(connection, command_id, request.now, woken, deployment_id)
+        command_id, deployment = _own_locked_command(connection, request)
+        return acknowledge_command(connection, command_id, request.now, woken, locked=deployment)
 
     return {"CommandStatus": _write(request, work)}
 
@@ -286,9 +300,9 @@ def put_host_command_complete(request: CommandRequest) -> Dict[str, Any]:
     diagnostics = diagnostics_from_envelope(request.document.get("Diagnostics"))
 
     def work(connection: Connection, woken: Set[str]) -> None:
-        command_id, deployment_id = _own_command(connection, request)
+        command_id, deployment = _own_locked_command(connection, request)
         complete_command(
-            connection, command_id, str(status), diagnostics, request.now, woken, deployment_id
+            connection, command_id, str(status), diagnostics, request.now, woken, locked=deployment
         )
 
     _write(request, work)

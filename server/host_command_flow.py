@@ -21,7 +21,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from server.database.compiled import CompiledStatement, one_of
-from server.database.schema import host_commands, lifecycle_events, on_premises_instances
+from server.database.schema import (
+    deployments,
+    host_commands,
+    lifecycle_events,
+    on_premises_instances,
+)
 from server.deployment_engine import (
     APPLICATION_STOP,
     FAILED,
@@ -66,6 +71,25 @@ _COMMAND_OWNER = CompiledStatement(
         )
     )
     .where(host_commands.c.id == sa.bindparam("command_id"))
+)
+# The deployment of a command (bound as ``command_id``) locked, with the name of the
+# caller's instance when the command is one of its own: one round trip where the owner
+# check and the lock were two.
+_CALLER_INSTANCE = "caller_instance"
+_LOCK_DEPLOYMENT_OF_COMMAND = CompiledStatement(
+    sa.select(deployments, on_premises_instances.c.name.label(_CALLER_INSTANCE))
+    .select_from(
+        host_commands.join(
+            deployments, deployments.c.id == host_commands.c.deployment_id
+        ).outerjoin(
+            on_premises_instances,
+            sa.and_(
+                on_premises_instances.c.name == host_commands.c.instance_name, _OWNED_BY_CALLER
+            ),
+        )
+    )
+    .where(host_commands.c.id == sa.bindparam("command_id"))
+    .with_for_update(of=deployments)
 )
 _INCOMPLETE_OF_INSTANCE = CompiledStatement(
     sa.select(host_commands)
@@ -167,6 +191,19 @@ def command_owner(
     return None if row is None else (str(row["deployment_id"]), row["owner"] is not None)
 
 
+def lock_deployment_of_command(
+    connection: Connection, command_id: str, host_arn: str
+) -> Optional[Tuple[Record, bool]]:
+    """The command's deployment row, locked for this transaction, and whether the command
+    is one of the instance's that the host identifies as; None when there is no such
+    command."""
+    row = _LOCK_DEPLOYMENT_OF_COMMAND.first(connection, {"command_id": command_id, "arn": host_arn})
+    if row is None:
+        return None
+    owner = row.pop(_CALLER_INSTANCE)
+    return row, owner is not None
+
+
 def _incomplete_commands(connection: Connection, instance: str) -> List[Dict[str, Any]]:
     return _INCOMPLETE_OF_INSTANCE.run(connection, {"instance": instance}).mappings()
 
@@ -219,11 +256,17 @@ def find_command(connection: Connection, command_id: str) -> Optional[Dict[str, 
 
 
 def _locked_command(
-    connection: Connection, command_id: str, deployment_id: Optional[str]
+    connection: Connection,
+    command_id: str,
+    deployment_id: Optional[str],
+    locked: Optional[Record] = None,
 ) -> Tuple[Optional[Dict[str, Any]], Record]:
     """The command, read after its deployment's row was locked (the lock order), and that
     deployment's row; no command when there is none. ``deployment_id``: the command's
-    deployment when the caller knows it (it never changes)."""
+    deployment when the caller knows it (it never changes); ``locked``: its row when the
+    caller locked it already (lock_deployment_of_command)."""
+    if locked is not None:
+        return find_command(connection, command_id), locked
     if deployment_id is None:
         deployment_id = _COMMAND_DEPLOYMENT.scalar(connection, {"command_id": command_id})
     deployment = None if deployment_id is None else lock_deployment(connection, deployment_id)
@@ -238,10 +281,11 @@ def acknowledge_command(
     now: float,
     woken: Set[str],
     deployment_id: Optional[str] = None,
+    locked: Optional[Record] = None,
 ) -> str:
     """The status the acknowledgement answers: InProgress (run it), or the command's final
     status; Failed, and the command withdrawn, when its deployment was stopped first."""
-    command, deployment = _locked_command(connection, command_id, deployment_id)
+    command, deployment = _locked_command(connection, command_id, deployment_id, locked)
     if command is None:
         return FAILED
     if command["status"] in (SUCCEEDED, FAILED):
@@ -269,13 +313,14 @@ def complete_command(
     now: float,
     woken: Set[str],
     deployment_id: Optional[str] = None,
+    locked: Optional[Record] = None,
 ) -> None:
     """Record a host's report of a command and move its host and deployment on.
 
     The deployment's walk is looked at again only when the host ended: a command that
     succeeded and queued the host's next one changes no host's status, so the walk would
     decide what it decided when it last moved."""
-    command, deployment = _locked_command(connection, command_id, deployment_id)
+    command, deployment = _locked_command(connection, command_id, deployment_id, locked)
     if command is None or command["status"] not in _INCOMPLETE:
         return
     _COMPLETE.run(
