@@ -29,10 +29,12 @@ from server.codedeploy_api.validation import validate_request
 from server.database.compiled import CompiledStatement
 from server.database.engine import Database
 from server.database.schema import deployment_targets, deployments
-from server.deployment_engine import IN_PLACE_COMMANDS, Record
+from server.deployment_engine import IN_PLACE_COMMANDS
 from server.errors import ApiError
 from server.host_command_flow import (
     HOST_INSTANCE_NAMES,
+    LockedDeployment,
+    NeedsExclusiveLock,
     acknowledge_command,
     command_owner,
     complete_command,
@@ -153,17 +155,32 @@ def _own_command(connection: Connection, request: CommandRequest) -> Tuple[str, 
     return command_id, deployment_id
 
 
-def _own_locked_command(connection: Connection, request: CommandRequest) -> Tuple[str, Record]:
+def _own_locked_command(
+    connection: Connection, request: CommandRequest, shared: bool
+) -> Tuple[str, LockedDeployment]:
     """The id of the command the request names, once it is the caller's own, and its
-    deployment's row, locked for this transaction."""
+    deployment's row, locked for this transaction (``shared``: against changes only)."""
     command_id = str(request.document.get("HostCommandIdentifier"))
-    found = lock_deployment_of_command(connection, command_id, request.caller_arn)
+    found = lock_deployment_of_command(connection, command_id, request.caller_arn, shared=shared)
     if found is None:
         raise ApiError(CLIENT_ERROR, f"There is no host command {command_id[:100]}.")
-    deployment, owned = found
-    if not owned:
+    if not found.owned:
         raise _denied(request.caller_arn, f"use host command {command_id[:100]}")
-    return command_id, deployment
+    return command_id, found
+
+
+def _write_shared_first(
+    request: CommandRequest, work: Callable[[Connection, Set[str], bool], Any], shared: bool
+) -> Any:
+    """``work`` in a write transaction holding its deployment's row shared when ``shared``
+    (on PostgreSQL: the hosts of one deployment acknowledge and complete side by side),
+    run again with the row locked exclusively when it turns out to need that."""
+    if shared and request.database.dialect == "postgresql":
+        try:
+            return _write(request, lambda connection, woken: work(connection, woken, True))
+        except NeedsExclusiveLock:
+            pass
+    return _write(request, lambda connection, woken: work(connection, woken, False))
 
 
 def _write(request: CommandRequest, work: Callable[[Connection, Set[str]], Any]) -> Any:
@@ -286,11 +303,11 @@ def get_deployment_specification(request: CommandRequest) -> Dict[str, Any]:
 
 
 def put_host_command_acknowledgement(request: CommandRequest) -> Dict[str, Any]:
-    def work(connection: Connection, woken: Set[str]) -> str:
-        command_id, deployment = _own_locked_command(connection, request)
+    def work(connection: Connection, woken: Set[str], shared: bool) -> str:
+        command_id, deployment = _own_locked_command(connection, request, shared)
         return acknowledge_command(connection, command_id, request.now, woken, locked=deployment)
 
-    return {"CommandStatus": _write(request, work)}
+    return {"CommandStatus": _write_shared_first(request, work, shared=True)}
 
 
 def put_host_command_complete(request: CommandRequest) -> Dict[str, Any]:
@@ -299,13 +316,14 @@ def put_host_command_complete(request: CommandRequest) -> Dict[str, Any]:
         raise ApiError(CLIENT_ERROR, "A command completes as Succeeded or Failed.")
     diagnostics = diagnostics_from_envelope(request.document.get("Diagnostics"))
 
-    def work(connection: Connection, woken: Set[str]) -> None:
-        command_id, deployment = _own_locked_command(connection, request)
+    def work(connection: Connection, woken: Set[str], shared: bool) -> None:
+        command_id, deployment = _own_locked_command(connection, request, shared)
         complete_command(
             connection, command_id, str(status), diagnostics, request.now, woken, locked=deployment
         )
 
-    _write(request, work)
+    # A completion that ends its host changes the deployment: exclusive from the start.
+    _write_shared_first(request, work, shared=status == "Succeeded")
     return {}
 
 

@@ -15,7 +15,11 @@ a stop, when asked) rolls back: a new deployment of the group's last successful 
 Every transition locks the deployment's row first (``SELECT ... FOR UPDATE`` on
 PostgreSQL; SQLite runs one writer at a time), then touches commands, lifecycle events and
 targets in that order, so two server processes never walk one deployment at once and
-never deadlock each other. Hosts that got a new command are added to ``woken``: the caller
+never deadlock each other. The host's own steps that change nothing deployment-wide (an
+acknowledgement, a completion that queues the host's next command) hold the row shared
+(``FOR SHARE``) instead, so that the hosts of one deployment report side by side; such a
+step that finds it must do more starts again with the row locked exclusively
+(server/host_command_flow.py, ``NeedsExclusiveLock``). Hosts that got a new command are added to ``woken``: the caller
 wakes their long polls once the transaction has committed.
 """
 

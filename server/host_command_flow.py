@@ -15,6 +15,7 @@ withdrawn by a stop, completed before) changes nothing.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Set, Tuple
 
 import sqlalchemy as sa
@@ -30,6 +31,7 @@ from server.database.schema import (
 from server.deployment_engine import (
     APPLICATION_STOP,
     FAILED,
+    IN_PLACE_COMMANDS,
     IN_PROGRESS,
     PENDING,
     SUCCEEDED,
@@ -46,6 +48,8 @@ from server.deployment_engine import (
 UNKNOWN_ERROR = 5
 DIAGNOSTICS_LIMIT = 8192
 _INCOMPLETE = (PENDING, IN_PROGRESS)
+# The last command of a host: its completion ends the host.
+_LAST = IN_PLACE_COMMANDS[-1]
 
 # The statements of the command path, built once and run compiled (every command runs
 # each of them: server/database/compiled.py says why).
@@ -72,12 +76,16 @@ _COMMAND_OWNER = CompiledStatement(
     )
     .where(host_commands.c.id == sa.bindparam("command_id"))
 )
-# The deployment of a command (bound as ``command_id``) locked, with the name of the
-# caller's instance when the command is one of its own: one round trip where the owner
-# check and the lock were two.
-_CALLER_INSTANCE = "caller_instance"
-_LOCK_DEPLOYMENT_OF_COMMAND = CompiledStatement(
-    sa.select(deployments, on_premises_instances.c.name.label(_CALLER_INSTANCE))
+# The deployment of a command (bound as ``command_id``) locked, with the command's name
+# and the name of the caller's instance when the command is one of its own: one round
+# trip where the owner check and the lock were two. Locked exclusively, or shared.
+_CALLER_INSTANCE, _COMMAND_NAME = "caller_instance", "locked_command_name"
+_DEPLOYMENT_OF_COMMAND = (
+    sa.select(
+        deployments,
+        host_commands.c.command_name.label(_COMMAND_NAME),
+        on_premises_instances.c.name.label(_CALLER_INSTANCE),
+    )
     .select_from(
         host_commands.join(
             deployments, deployments.c.id == host_commands.c.deployment_id
@@ -89,7 +97,12 @@ _LOCK_DEPLOYMENT_OF_COMMAND = CompiledStatement(
         )
     )
     .where(host_commands.c.id == sa.bindparam("command_id"))
-    .with_for_update(of=deployments)
+)
+_LOCK_DEPLOYMENT_OF_COMMAND = CompiledStatement(
+    _DEPLOYMENT_OF_COMMAND.with_for_update(of=deployments)
+)
+_SHARE_DEPLOYMENT_OF_COMMAND = CompiledStatement(
+    _DEPLOYMENT_OF_COMMAND.with_for_update(of=deployments, read=True)
 )
 _INCOMPLETE_OF_INSTANCE = CompiledStatement(
     sa.select(host_commands)
@@ -191,17 +204,35 @@ def command_owner(
     return None if row is None else (str(row["deployment_id"]), row["owner"] is not None)
 
 
+class NeedsExclusiveLock(Exception):
+    """A step that holds its deployment's row shared found that it changes the deployment
+    or ends a host: its transaction is rolled back and run again with the row locked
+    exclusively (a shared lock is never upgraded: two holders upgrading would deadlock)."""
+
+
+@dataclass(frozen=True)
+class LockedDeployment:
+    """A command's deployment row, locked for this transaction (``shared``: only against
+    changes), the command's name, and whether the caller owns the command."""
+
+    row: Record
+    command_name: str
+    owned: bool
+    shared: bool
+
+
 def lock_deployment_of_command(
-    connection: Connection, command_id: str, host_arn: str
-) -> Optional[Tuple[Record, bool]]:
-    """The command's deployment row, locked for this transaction, and whether the command
-    is one of the instance's that the host identifies as; None when there is no such
-    command."""
-    row = _LOCK_DEPLOYMENT_OF_COMMAND.first(connection, {"command_id": command_id, "arn": host_arn})
+    connection: Connection, command_id: str, host_arn: str, *, shared: bool
+) -> Optional[LockedDeployment]:
+    """The command's deployment row locked for this transaction (shared or exclusive), and
+    whether the command is one of the instance's that the host identifies as; None when
+    there is no such command."""
+    statement = _SHARE_DEPLOYMENT_OF_COMMAND if shared else _LOCK_DEPLOYMENT_OF_COMMAND
+    row = statement.first(connection, {"command_id": command_id, "arn": host_arn})
     if row is None:
         return None
-    owner = row.pop(_CALLER_INSTANCE)
-    return row, owner is not None
+    owner, name = row.pop(_CALLER_INSTANCE), row.pop(_COMMAND_NAME)
+    return LockedDeployment(row, str(name), owner is not None, shared)
 
 
 def _incomplete_commands(connection: Connection, instance: str) -> List[Dict[str, Any]]:
@@ -281,16 +312,19 @@ def acknowledge_command(
     now: float,
     woken: Set[str],
     deployment_id: Optional[str] = None,
-    locked: Optional[Record] = None,
+    locked: Optional[LockedDeployment] = None,
 ) -> str:
     """The status the acknowledgement answers: InProgress (run it), or the command's final
     status; Failed, and the command withdrawn, when its deployment was stopped first."""
-    command, deployment = _locked_command(connection, command_id, deployment_id, locked)
+    row = None if locked is None else locked.row
+    command, deployment = _locked_command(connection, command_id, deployment_id, row)
     if command is None:
         return FAILED
     if command["status"] in (SUCCEEDED, FAILED):
         return str(command["status"])
     stopped = deployment["stop_requested_at"] is not None and command["acknowledged_at"] is None
+    if stopped and locked is not None and locked.shared:
+        raise NeedsExclusiveLock()
     if stopped and withdraw_command(connection, command_id, now):
         advance_deployment(connection, command["deployment_id"], now, woken)
         return FAILED
@@ -313,16 +347,22 @@ def complete_command(
     now: float,
     woken: Set[str],
     deployment_id: Optional[str] = None,
-    locked: Optional[Record] = None,
+    locked: Optional[LockedDeployment] = None,
 ) -> None:
     """Record a host's report of a command and move its host and deployment on.
 
     The deployment's walk is looked at again only when the host ended: a command that
     succeeded and queued the host's next one changes no host's status, so the walk would
     decide what it decided when it last moved."""
-    command, deployment = _locked_command(connection, command_id, deployment_id, locked)
+    shared = locked is not None and locked.shared
+    if shared and (status != SUCCEEDED or (locked is not None and locked.command_name == _LAST)):
+        raise NeedsExclusiveLock()  # the host ends: decided before anything is read
+    row = None if locked is None else locked.row
+    command, deployment = _locked_command(connection, command_id, deployment_id, row)
     if command is None or command["status"] not in _INCOMPLETE:
         return
+    if shared and deployment["stop_requested_at"] is not None:
+        raise NeedsExclusiveLock()
     _COMPLETE.run(
         connection,
         {"command_id": command_id, "new_status": status, "now": now, "report": diagnostics},
