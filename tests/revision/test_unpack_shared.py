@@ -109,9 +109,29 @@ def _errors_of_both(tmp_path: Path, members: List[Member]) -> Tuple[str, str]:
             unpack_bundle_to_disk(bundle, BundleType.TAR, deployment / "deployment-archive")
         assert tree_snapshot(deployment) == set()
         errors.append(str(caught.value).replace(str(deployment), "DEPLOYMENT"))
-    with pytest.raises(ChildProcessError):
-        os.waitpid(-1, os.WNOHANG)  # every worker was reaped
+    assert _forked_children() == []  # every worker was stopped and reaped
     return errors[0], errors[1]
+
+
+def _forked_children() -> List[int]:
+    """This process's children that are copies of it (same command line, or ended and not
+    reaped with the same name): forked workers. Other children (servers other tests
+    started) run other programs."""
+    own = Path("/proc/self/cmdline").read_bytes()
+    own_name = Path("/proc/self/comm").read_text(encoding="utf-8").strip()
+    children: List[int] = []
+    for task in Path("/proc/self/task").iterdir():
+        children += [int(pid) for pid in (task / "children").read_text().split()]
+    found = []
+    for pid in children:
+        try:
+            name, _, rest = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8").partition(") ")
+            unreaped = rest.startswith("Z") and name.partition(" (")[2] == own_name
+            if unreaped or Path(f"/proc/{pid}/cmdline").read_bytes() == own:
+                found.append(pid)
+        except OSError:
+            continue  # reaped meanwhile
+    return found
 
 
 @pytest.fixture(autouse=True)
