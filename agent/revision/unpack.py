@@ -509,18 +509,31 @@ class _Extraction:
         if average > SMALL_MEMBER_BYTES or not fork_is_safe():
             self.places = None
             return
-        for share in range(1, self.places.shares):
-            # A descriptor of its own: the workers' reads must not move this one's offset.
-            fd = os.open(f"/proc/self/fd/{self.bundle_fd}", os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                worker = start_share_in_child(
-                    functools.partial(self._extract_share, share, fd, index=index, state=state),
-                    error=BundleError,
-                    name=_WORKER_NAME,
-                )
-            finally:
+        # A descriptor of its own for each worker: their reads must not move this one's
+        # offset. Without /proc to reopen the bundle by, this process unpacks alone.
+        fds: List[int] = []
+        try:
+            for _ in range(1, self.places.shares):
+                fds.append(os.open(f"/proc/self/fd/{self.bundle_fd}", os.O_RDONLY | os.O_CLOEXEC))
+        except OSError:
+            for fd in fds:
                 os.close(fd)
-            self.workers.append(worker)
+            self.places = None
+            return
+        try:
+            for share, fd in enumerate(fds, start=1):
+                work = functools.partial(self._extract_share, share, fd, index=index, state=state)
+                try:
+                    worker = start_share_in_child(work, error=BundleError, name=_WORKER_NAME)
+                except OSError:
+                    if self.workers:
+                        raise  # the members are already shared out: no way back
+                    self.places = None  # no process to spare (fork failed): alone
+                    return
+                self.workers.append(worker)
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     def _extract_share(
         self, share: int, fd: int, progress: Progress, *, index: int, state: _Progress
