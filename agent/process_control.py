@@ -79,6 +79,15 @@ def interrupts_held() -> Iterator[Collection[int]]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which a container or a
+    systemd unit may narrow), or the machine's where affinity cannot be read."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def release_free_heap() -> bool:
     """Give the C heap's free pages back to the system (glibc's ``malloc_trim``).
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any, Callable, Dict, Mapping, Optional
 
 import yaml
 
+from agent.process_control import usable_cores
 from server.errors import ServerConfigError
 
 DEFAULT_CONFIG_FILE = Path("/etc/codedeploy-server/server.yml")
@@ -244,11 +244,7 @@ class ServerConfig:
         (each takes about 90 MB), is what a fleet needs by default."""
         if self.server_processes is not None:
             return self.server_processes
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except (AttributeError, OSError):
-            cores = os.cpu_count() or 1
-        return max(1, min(MAX_DEFAULT_PROCESSES, cores))
+        return max(1, min(MAX_DEFAULT_PROCESSES, usable_cores()))
 
     @property
     def tls_enabled(self) -> bool:

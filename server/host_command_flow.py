@@ -287,19 +287,14 @@ def find_command(connection: Connection, command_id: str) -> Optional[Dict[str, 
 
 
 def _locked_command(
-    connection: Connection,
-    command_id: str,
-    deployment_id: Optional[str],
-    locked: Optional[Record] = None,
+    connection: Connection, command_id: str, locked: Optional[LockedDeployment]
 ) -> Tuple[Optional[Dict[str, Any]], Record]:
     """The command, read after its deployment's row was locked (the lock order), and that
-    deployment's row; no command when there is none. ``deployment_id``: the command's
-    deployment when the caller knows it (it never changes); ``locked``: its row when the
-    caller locked it already (lock_deployment_of_command)."""
+    deployment's row; no command when there is none. ``locked``: the row when the caller
+    locked it already (lock_deployment_of_command)."""
     if locked is not None:
-        return find_command(connection, command_id), locked
-    if deployment_id is None:
-        deployment_id = _COMMAND_DEPLOYMENT.scalar(connection, {"command_id": command_id})
+        return find_command(connection, command_id), locked.row
+    deployment_id = _COMMAND_DEPLOYMENT.scalar(connection, {"command_id": command_id})
     deployment = None if deployment_id is None else lock_deployment(connection, deployment_id)
     if deployment is None:
         return None, {}
@@ -311,13 +306,11 @@ def acknowledge_command(
     command_id: str,
     now: float,
     woken: Set[str],
-    deployment_id: Optional[str] = None,
     locked: Optional[LockedDeployment] = None,
 ) -> str:
     """The status the acknowledgement answers: InProgress (run it), or the command's final
     status; Failed, and the command withdrawn, when its deployment was stopped first."""
-    row = None if locked is None else locked.row
-    command, deployment = _locked_command(connection, command_id, deployment_id, row)
+    command, deployment = _locked_command(connection, command_id, locked)
     if command is None:
         return FAILED
     if command["status"] in (SUCCEEDED, FAILED):
@@ -346,7 +339,6 @@ def complete_command(
     diagnostics: Dict[str, Any],
     now: float,
     woken: Set[str],
-    deployment_id: Optional[str] = None,
     locked: Optional[LockedDeployment] = None,
 ) -> None:
     """Record a host's report of a command and move its host and deployment on.
@@ -357,8 +349,7 @@ def complete_command(
     shared = locked is not None and locked.shared
     if shared and (status != SUCCEEDED or (locked is not None and locked.command_name == _LAST)):
         raise NeedsExclusiveLock()  # the host ends: decided before anything is read
-    row = None if locked is None else locked.row
-    command, deployment = _locked_command(connection, command_id, deployment_id, row)
+    command, deployment = _locked_command(connection, command_id, locked)
     if command is None or command["status"] not in _INCOMPLETE:
         return
     if shared and deployment["stop_requested_at"] is not None:

@@ -5,8 +5,10 @@ An archive of many small files is unpacked fastest by several processes at once 
 one process alone would, and writes only its share. What each writes must not depend on
 when the others write theirs, so a member goes to a share only when it is independent of
 every other member: a regular file (not a hard link) whose path no earlier member used
-and under no earlier member that was not a folder. Such a file goes to the share its path
-hashes to, so that every process, reading the same headers, agrees without talking.
+and under no earlier member that was not a folder. Such a file goes to the share its
+folder's path hashes to, so that every process, reading the same headers, agrees without
+talking, and no two processes create files in one folder at once (the kernel would have
+them take turns on it).
 
 Everything else is written by the first process (share 0), in the archive's order:
 

@@ -54,6 +54,7 @@ from agent.forked_share import (
     start_share_in_child,
     wait_for_progress,
 )
+from agent.process_control import usable_cores
 from agent.revision import libarchive_calls as la
 from agent.revision.archive_staging import (
     build_archive_dir_on_disk,
@@ -167,10 +168,11 @@ def _unpack_to_disk(
         try:
             if bundle_type is BundleType.ZIP:
                 _check_zip_fits_on_disk(fd, destination, archive_dir, where)
-            if _shares_available() > 1 and _many_small_members_on_disk(fd, bundle_type, where):
+            shares = _shares_available()
+            if shares > 1 and _many_small_members_on_disk(fd, bundle_type, where):
                 # Each process inflates the whole archive itself: no thread to inflate it.
                 _extract_fd_on_disk(
-                    fd, bundle_type, destination, archive_dir, policy, where, shareable=True
+                    fd, bundle_type, destination, archive_dir, policy, where, shares=shares
                 )
             elif bundle_type is BundleType.TGZ and inflating_apart_pays(fd):
                 _extract_inflated_apart_on_disk(fd, destination, archive_dir, policy, where)
@@ -186,11 +188,7 @@ def _shares_available() -> int:
     """How many processes may share an unpack here: this process must be able to fork."""
     if not fork_is_safe():
         return 1
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    return max(1, min(MAX_SHARES, cores))
+    return max(1, min(MAX_SHARES, usable_cores()))
 
 
 def _many_small_members_on_disk(fd: int, bundle_type: BundleType, where: str) -> bool:
@@ -282,11 +280,12 @@ def _extract_fd_on_disk(
     policy: UnpackPolicy,
     where: str,
     compression: str = "",
-    shareable: bool = False,
+    shares: int = 1,
 ) -> None:
     """Unpack the archive ``fd`` reads into ``destination``; ``compression`` names the one
-    taken off before libarchive reads it, if any. ``shareable``: ``fd`` is a bundle file
-    that processes forked from this one may read again, each on its own."""
+    taken off before libarchive reads it, if any. ``shares`` above 1: ``fd`` is a bundle
+    file that that many processes (forked from this one) may share, each reading it on its
+    own."""
     # Both handles are freed by hand rather than by libarchive-c's context managers: their
     # free() reports a failed archive as a new error, which would hide the real one.
     read_p = ffi.read_new()
@@ -310,8 +309,8 @@ def _extract_fd_on_disk(
             where,
             compression,
         )
-        if shareable:
-            extraction.places = MemberPlaces(_shares_available())
+        if shares > 1:
+            extraction.places = MemberPlaces(shares)
             extraction.bundle_fd = fd
         extraction.run()
     except ArchiveError as error:
@@ -477,9 +476,9 @@ class _Extraction:
         budget = SizeBudget(
             self.policy.max_extraction_size, self.where, room, str(self.archive_dir)
         )
-        self._extract_from(entry_p, status, 0, _Progress(prefix, budget, set()))
+        self._extract_from(entry_p, status, 0, _LoopState(prefix, budget, set()))
 
-    def _extract_from(self, entry_p: int, status: int, index: int, state: _Progress) -> None:
+    def _extract_from(self, entry_p: int, status: int, index: int, state: _LoopState) -> None:
         """Extract the member whose header ``status`` is for (number ``index``) and every
         one after it."""
         # The hot loop: what it calls per member is bound to a local name first.
@@ -500,7 +499,7 @@ class _Extraction:
             status = read_next_header2(read_p, entry_p)
             index += 1
 
-    def _share_from(self, index: int, state: _Progress) -> None:
+    def _share_from(self, index: int, state: _LoopState) -> None:
         """Hand the members from number ``index`` on to forked workers and this process,
         when they look many and small; else stop looking where members go."""
         assert self.places is not None
@@ -536,7 +535,7 @@ class _Extraction:
                 os.close(fd)
 
     def _extract_share(
-        self, share: int, fd: int, progress: Progress, *, index: int, state: _Progress
+        self, share: int, fd: int, progress: Progress, *, index: int, state: _LoopState
     ) -> bytes:  # pragma: no cover - runs in the worker process
         """A worker's part: read the bundle again up to member ``index``, then extract
         its share of the members from there on."""
@@ -567,8 +566,8 @@ class _Extraction:
             if place == ORDERED:
                 self.progress()
             return place == self.share
-        for worker in self.workers:
-            if place == ORDERED:
+        if place == ORDERED:
+            for worker in self.workers:
                 try:
                     wait_for_progress(worker)
                 except BaseException:
@@ -749,7 +748,7 @@ def _closed_folder(entry_p: int, file_type: int) -> bool:
 
 
 @dataclass
-class _Progress:
+class _LoopState:
     """What the member loop carries from one member to the next: the destination's
     prefix, the bytes counted so far and the members that are symlinks now."""
 
