@@ -11,6 +11,7 @@ against the events the deployment will run.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from dataclasses import dataclass
@@ -114,9 +115,10 @@ def download_bundle(
     spec: DeploymentSpecification, deployment: DeploymentDir, settings: EngineSettings
 ) -> None:
     started = time.monotonic()
-    if settings.install_helper is not None:
-        settings.install_helper.start_ahead()  # its start-up runs beside the download
-    fetch_revision_to_disk(spec, settings)
+    helper = settings.install_helper
+    # A long download starts the Install's helper, its start-up beside the download.
+    with helper.started_ahead_if_slow() if helper is not None else contextlib.nullcontext():
+        fetch_revision_to_disk(spec, settings)
     # Catch an appspec naming events nobody will run, or a deployment naming custom events
     # the appspec lacks, before any of the new revision's scripts runs.
     appspec = read_application_specification(deployment.archive, spec.appspec_filename)

@@ -2,12 +2,17 @@
 
 The install hands half of a large tree to a forked worker (:mod:`agent.installer.split`),
 which is only safe in a process with a single thread: the daemon runs its commands on a
-scheduler thread, so it runs each Install in a helper instead. The helper is a fresh
-interpreter (exec'd, so it inherits no thread and no lock another thread held), carries
-out exactly one install, with its two processes, and exits. It is started ahead, when a
-deployment's DownloadBundle starts, so that its start-up (about 0.1 s of imports) runs
-beside the download rather than in front of the Install; a helper left waiting for an
-Install that never comes leaves after :data:`HELPER_IDLE_SECONDS`.
+scheduler thread, so it runs each Install of a large tree in a helper instead. The helper
+is a fresh interpreter (exec'd, so it inherits no thread and no lock another thread held),
+carries out exactly one install, with its two processes, and exits. Its start-up (0.15 to
+0.2 s of imports) is worth paying only for a tree large enough to split: a tree of fewer
+than :data:`HELPER_MIN_ENTRIES` entries is installed in the daemon's own process, in a few
+milliseconds. A DownloadBundle still running after :data:`HELPER_AHEAD_AFTER_SECONDS`
+starts a helper ahead, so that its start-up runs beside the rest of the download rather
+than in front of the Install (a quick download, a small revision, starts none: the helper's
+imports would compete with it for the CPU); a helper left waiting for an Install that
+never comes leaves after :data:`HELPER_IDLE_SECONDS`, and one started ahead for a tree
+that turns out small is ended by the Install.
 
 What held for the install in the daemon's own process still holds: the kernel kills the
 helper when the daemon dies (parent-death signal; a helper whose daemon is already gone
@@ -33,7 +38,17 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Dict, List, Mapping, MutableMapping, Optional, Sequence, Tuple
+from typing import (
+    Any,
+    Dict,
+    Iterator,
+    List,
+    Mapping,
+    MutableMapping,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
 import structlog
 
@@ -49,6 +64,11 @@ log = structlog.get_logger(__name__)
 
 # A helper started ahead waits this long for its Install (hooks may run in between).
 HELPER_IDLE_SECONDS = 600.0
+# A revision with this many entries (files, folders, links) is installed in a helper: the
+# unpack shares a bundle from about as many small members (agent.revision.unpack).
+HELPER_MIN_ENTRIES = 512
+# A download still running after this long starts the helper ahead.
+HELPER_AHEAD_AFTER_SECONDS = 0.1
 # The helper's program. Not ``-m``: the classes it pickles must be this module's, not
 # ``__main__``'s.
 _HELPER_MAIN = (
@@ -107,10 +127,25 @@ class InstallHelper:
     Used from the daemon's command thread (and :meth:`close` from any thread).
     """
 
-    def __init__(self, python: str = sys.executable) -> None:
+    def __init__(
+        self, python: str = sys.executable, *, min_entries: int = HELPER_MIN_ENTRIES
+    ) -> None:
         self._python = python
+        self._min_entries = min_entries
         self._lock = threading.Lock()
         self._ready: Optional[subprocess.Popen[bytes]] = None
+
+    @contextlib.contextmanager
+    def started_ahead_if_slow(self, seconds: float = HELPER_AHEAD_AFTER_SECONDS) -> Iterator[None]:
+        """Start a helper ahead if the block (a download) is still running after
+        ``seconds``."""
+        timer = threading.Timer(seconds, self.start_ahead)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
 
     def start_ahead(self) -> None:
         """Start a helper for the next install, unless one is waiting already."""
@@ -122,12 +157,17 @@ class InstallHelper:
             _end(stale)
 
     def install_on_disk(self, request: InstallRequest) -> InstallResult:
-        """Carry out ``request`` in a helper (the one started ahead, or a new one).
+        """Carry out ``request`` in a helper (the one started ahead, or a new one), or in
+        this process when its tree has fewer than ``min_entries`` entries (disk).
 
         Raises InstallError (or the error the install raised, by its code and message).
         """
         with self._lock:
             helper, self._ready = self._ready, None
+        if not has_entries_on_disk(request.archive_root, self._min_entries):
+            if helper is not None:
+                _end(helper)
+            return request.install_on_disk()
         if helper is None or helper.poll() is not None:
             if helper is not None:
                 _end(helper)
@@ -162,6 +202,28 @@ class InstallHelper:
             close_fds=True,
             start_new_session=True,
         )
+
+
+def has_entries_on_disk(root: Path, count: int) -> bool:
+    """Whether the tree under ``root`` holds at least ``count`` entries; reads no more
+    folders than it takes to find them (disk)."""
+    if count <= 0:
+        return True
+    pending = [str(root)]
+    seen = 0
+    while pending:
+        try:
+            listing = os.scandir(pending.pop())
+        except OSError:
+            continue  # the install itself reports what it cannot read
+        with listing:
+            for entry in listing:
+                seen += 1
+                if seen >= count:
+                    return True
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(entry.path)
+    return False
 
 
 def _ask(helper: subprocess.Popen[bytes], request: InstallRequest) -> _Answer:

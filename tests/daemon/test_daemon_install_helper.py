@@ -1,6 +1,7 @@
-"""The daemon's Install runs in a single-threaded helper process, so that large trees are
-planned and copied by two processes there as in ``codedeploy-local``; the helper dies
-with the daemon, and a failure in it is one line with its code, with nothing installed.
+"""The daemon's Install of a large tree runs in a single-threaded helper process, so that
+the tree is planned and copied by two processes there as in ``codedeploy-local``; a small
+tree is installed in the daemon's own process; the helper dies with the daemon, and a
+failure in it is one line with its code, with nothing installed.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ import signal
 from pathlib import Path
 from typing import List
 
+from agent.installer.install_process import HELPER_MIN_ENTRIES
 from tests.support.command_service import CommandServiceStub, completion_of, queue_deployment
 from tests.support.daemon import AgentDaemon
+from tests.support.s3_servers import StubObject, stub_s3_server
 from tests.support.signing import SigningKit
-from tests.support.traced_revisions import make_revision, spec_json
+from tests.support.traced_revisions import make_revision, spec_json, tgz_revision
 from tests.support.waiting import wait_until
 
 _HELPER_LINE = re.compile(
@@ -24,7 +27,8 @@ _HELPER_LINE = re.compile(
 
 
 def _revision_with_folders(daemon: AgentDaemon, destination: Path) -> Path:
-    """A revision whose ``content`` holds four folders: enough for the install to split."""
+    """A revision whose ``content`` holds four folders: enough for the install to split,
+    and enough entries (with the ``extra`` folder's) for the daemon to use its helper."""
     revision = make_revision(
         daemon.base / "revision",
         daemon.trace,
@@ -37,7 +41,15 @@ def _revision_with_folders(daemon: AgentDaemon, destination: Path) -> Path:
             (revision / "content" / folder / f"file{index}.txt").write_text(
                 f"{folder} {index}\n", encoding="utf-8"
             )
+    _add_files(revision / "extra", HELPER_MIN_ENTRIES)
     return revision
+
+
+def _add_files(folder: Path, count: int) -> None:
+    """``count`` empty files in ``folder``, outside what the appspec installs."""
+    folder.mkdir()
+    for index in range(count):
+        (folder / f"f{index}").touch()
 
 
 def _helper_lines(daemon: AgentDaemon) -> List[re.Match[str]]:
@@ -146,29 +158,62 @@ def test_a_conflict_found_by_the_worker_is_one_line_and_installs_nothing(
     assert process.wait(timeout=60) == 0
 
 
-def test_a_helper_started_ahead_dies_with_the_daemon(
+def test_a_slow_download_starts_the_helper_ahead_and_it_dies_with_the_daemon(
+    tmp_path: Path, stub: CommandServiceStub, kit: SigningKit
+) -> None:
+    bundle = tgz_revision(tmp_path / "trace.log", tmp_path / "www", "held", ("BeforeInstall",))
+    # The S3 stub sends part of the bundle and holds the rest: the download stays running.
+    served = StubObject("revisions", "app.tgz", bundle, hold_after=len(bundle) // 2)
+    with stub_s3_server(served) as endpoint:
+        daemon = AgentDaemon(
+            tmp_path, stub, kit, extra_config=f":s3_endpoint_override: '{endpoint}'\n"
+        )
+        try:
+            revision = {
+                "RevisionType": "S3",
+                "S3Revision": {"Bucket": "revisions", "Key": "app.tgz", "BundleType": "tgz"},
+            }
+            queue_deployment(
+                stub,
+                "d-HELPER003",
+                kit.sign(spec_json("d-HELPER003", Path("/unused"), Revision=revision)),
+                commands=("DownloadBundle", "Install"),
+            )
+            process = daemon.run()
+            # The download has gone on long enough: the Install's helper waits for its
+            # request.
+            assert wait_until(lambda: bool(_helpers_of(process.pid))), daemon.logs()
+            helpers = _helpers_of(process.pid)
+            assert len(helpers) == 1
+            process.kill()
+            process.wait(timeout=30)
+            assert wait_until(lambda: _has_ended(helpers[0]), timeout=10)
+        finally:
+            served.release.set()
+            daemon.cleanup()
+
+
+def test_a_small_tree_is_installed_in_the_daemons_own_process(
     agent_daemon: AgentDaemon, stub: CommandServiceStub, kit: SigningKit
 ) -> None:
-    started = agent_daemon.base / "hook-started"
+    destination = agent_daemon.base / "www"
     revision = make_revision(
-        agent_daemon.base / "revision",
-        agent_daemon.trace,
-        agent_daemon.base / "www",
-        events=("BeforeInstall",),
-        scripts={"BeforeInstall": f'touch "{started}"\nsleep 10'},
+        agent_daemon.base / "revision", agent_daemon.trace, destination, events=()
     )
-    queue_deployment(
+    _add_files(revision / "content" / "more", HELPER_MIN_ENTRIES // 2)
+    ids = queue_deployment(
         stub,
-        "d-HELPER003",
-        kit.sign(spec_json("d-HELPER003", revision)),
-        commands=("DownloadBundle", "BeforeInstall", "Install"),
+        "d-HELPER004",
+        kit.sign(spec_json("d-HELPER004", revision)),
+        commands=("DownloadBundle", "Install"),
     )
     process = agent_daemon.run()
-    assert wait_until(started.exists), process.stderr
-    # DownloadBundle started the Install's helper ahead; it waits for its request.
-    assert wait_until(lambda: bool(_helpers_of(process.pid)))
-    helpers = _helpers_of(process.pid)
-    assert len(helpers) == 1
-    process.kill()
-    process.wait(timeout=30)
-    assert wait_until(lambda: _has_ended(helpers[0]), timeout=10)
+    assert wait_until(lambda: all(completion_of(stub, i) for i in ids)), process.stderr
+    assert [completion_of(stub, i)[0]["CommandStatus"] for i in ids] == ["Succeeded"] * 2
+    assert len(list((destination / "more").iterdir())) == HELPER_MIN_ENTRIES // 2
+    # No helper served it, and none is left waiting.
+    assert _helper_lines(agent_daemon) == []
+    assert "revision installed" in agent_daemon.logs()
+    assert _helpers_of(process.pid) == []
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0

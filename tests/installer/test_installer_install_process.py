@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 from typing import Any, Dict, List
 
+import psutil
 import pytest
 from structlog.testing import capture_logs
 
@@ -18,8 +19,9 @@ from agent.application_specification.model import (
 )
 from agent.installer import InstallError
 from agent.installer.agent_folders import AgentFolders
-from agent.installer.install_process import InstallHelper, InstallRequest
+from agent.installer.install_process import InstallHelper, InstallRequest, has_entries_on_disk
 from tests.support.install_workspace import GROUP, Entry, Workspace, tree
+from tests.support.waiting import wait_until
 
 
 def _request(workspace: Workspace, behavior: FileExistsBehavior) -> InstallRequest:
@@ -55,7 +57,7 @@ def test_a_helper_splits_the_install_while_the_caller_runs_threads(tmp_path: Pat
     other.start()
     try:
         with capture_logs() as logs:
-            result = InstallHelper().install_on_disk(
+            result = InstallHelper(min_entries=0).install_on_disk(
                 _request(workspace, FileExistsBehavior.DISALLOW)
             )
     finally:
@@ -74,7 +76,9 @@ def test_the_helpers_warnings_are_logged_by_the_caller(tmp_path: Path) -> None:
     # A previous install's list with a line the replay refuses to follow (and warns about).
     workspace.cleanup_file.write_text(f"{tmp_path / 'gone'}\nnot/absolute\n", encoding="utf-8")
     with capture_logs() as logs:
-        InstallHelper().install_on_disk(_request(workspace, FileExistsBehavior.DISALLOW))
+        InstallHelper(min_entries=0).install_on_disk(
+            _request(workspace, FileExistsBehavior.DISALLOW)
+        )
     warnings = [e for e in logs if e["log_level"] == "warning"]
     assert [e["event"] for e in warnings] == ["cleanup line ignored: not an absolute path"]
     assert warnings[0]["line"] == "not/absolute"
@@ -87,7 +91,9 @@ def test_an_error_in_the_helper_keeps_its_message_and_code(tmp_path: Path) -> No
     foreign.parent.mkdir(parents=True)
     foreign.write_text("not ours", encoding="utf-8")
     with pytest.raises(InstallError, match=str(foreign)) as raised:
-        InstallHelper().install_on_disk(_request(workspace, FileExistsBehavior.DISALLOW))
+        InstallHelper(min_entries=0).install_on_disk(
+            _request(workspace, FileExistsBehavior.DISALLOW)
+        )
     assert "\n" not in raised.value.message
     assert raised.value.error_code == InstallError.error_code
     assert tree(workspace.dest) == {"d": "dir", "d/file1.txt": "not ours"}
@@ -100,7 +106,7 @@ def test_a_helper_that_ends_abnormally_is_one_line(tmp_path: Path) -> None:
     workspace = Workspace(tmp_path)
     workspace.write_revision(_revision())
     with pytest.raises(InstallError) as raised:
-        InstallHelper(python=str(crashing)).install_on_disk(
+        InstallHelper(python=str(crashing), min_entries=0).install_on_disk(
             _request(workspace, FileExistsBehavior.DISALLOW)
         )
     assert raised.value.message == "the install's helper process ended abnormally (exit status 3)"
@@ -112,7 +118,7 @@ def test_a_helper_started_ahead_is_used_once_and_a_new_one_serves_the_next(
 ) -> None:
     workspace = Workspace(tmp_path)
     workspace.write_revision(_revision())
-    helper = InstallHelper()
+    helper = InstallHelper(min_entries=0)
     helper.start_ahead()
     helper.start_ahead()  # one is waiting already: no second one
     with capture_logs() as logs:
@@ -122,3 +128,63 @@ def test_a_helper_started_ahead_is_used_once_and_a_new_one_serves_the_next(
     assert again.files_unchanged == 13
     first, second = _helper_events(logs)
     assert first["helper_pid"] != second["helper_pid"]
+
+
+def _waiting_helpers() -> List[int]:
+    """This process's install helpers still running."""
+    return [
+        child.pid
+        for child in psutil.Process().children()
+        if child.status() != psutil.STATUS_ZOMBIE
+        and any("serve_one_install" in part for part in child.cmdline())
+    ]
+
+
+def test_a_small_tree_is_installed_here_and_the_helper_started_ahead_is_ended(
+    tmp_path: Path,
+) -> None:
+    workspace = Workspace(tmp_path)
+    workspace.write_revision(_revision())
+    helper = InstallHelper(min_entries=100)
+    helper.start_ahead()
+    assert len(_waiting_helpers()) == 1
+    with capture_logs() as logs:
+        result = helper.install_on_disk(_request(workspace, FileExistsBehavior.DISALLOW))
+    assert _helper_events(logs) == []
+    assert result.files_copied == 12 and result.symlinks_created == 1
+    assert tree(workspace.dest) == tree(workspace.archive)
+    assert _waiting_helpers() == []
+
+
+def test_a_tree_at_the_threshold_goes_to_a_helper(tmp_path: Path) -> None:
+    workspace = Workspace(tmp_path)
+    workspace.write_revision(_revision())
+    entries = sum(1 for _ in workspace.archive.rglob("*"))
+    with capture_logs() as logs:
+        InstallHelper(min_entries=entries).install_on_disk(
+            _request(workspace, FileExistsBehavior.DISALLOW)
+        )
+    [event] = _helper_events(logs)
+    assert event["succeeded"] is True
+
+
+def test_entries_are_counted_across_folders(tmp_path: Path) -> None:
+    for folder in ("a", "a/b", "c"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "file").touch()
+    (tmp_path / "link").symlink_to("a")  # counted, not followed
+    assert has_entries_on_disk(tmp_path, 7)
+    assert not has_entries_on_disk(tmp_path, 8)
+    assert has_entries_on_disk(tmp_path, 0)
+    assert not has_entries_on_disk(tmp_path / "missing", 1)
+
+
+def test_a_helper_is_started_ahead_only_when_the_block_outlasts_the_delay() -> None:
+    helper = InstallHelper()
+    with helper.started_ahead_if_slow(60.0):
+        pass
+    assert _waiting_helpers() == []
+    with helper.started_ahead_if_slow(0.0):
+        assert wait_until(lambda: len(_waiting_helpers()) == 1)
+    helper.close()
+    assert _waiting_helpers() == []
