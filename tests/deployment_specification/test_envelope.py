@@ -6,6 +6,8 @@ Real certificates and signatures made by the openssl command, real openssl verif
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any, Dict
@@ -450,6 +452,42 @@ def test_without_a_ca_file_a_message_without_its_certificate_is_refused(kit: Sig
             "PKCS7/JSON", _unsigned_certificates_message(kit), SignatureSettings()
         )
     assert "\n" not in caught.value.message
+
+
+def _recording_openssl(folder: Path) -> Path:
+    """An ``openssl`` for PATH that notes where the CA variables point, then runs the real
+    one; returns the file it notes them in."""
+    real = shutil.which("openssl")
+    assert real is not None
+    noted = folder / "openssl-environment"
+    folder.mkdir()
+    wrapper = folder / "openssl"
+    wrapper.write_text(
+        f'#!/bin/sh\necho "$SSL_CERT_FILE|$SSL_CERT_DIR" >> "{noted}"\nexec "{real}" "$@"\n',
+        encoding="utf-8",
+    )
+    wrapper.chmod(0o755)
+    return noted
+
+
+def test_integrity_only_does_not_load_the_hosts_ca_file(
+    kit: SigningKit, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # openssl would read the default CA file (every CA of the host) for nothing: it checks
+    # no chain. Where an operator's variables point still counts for the other policies.
+    noted = _recording_openssl(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{noted.parent}:{os.environ['PATH']}")
+    monkeypatch.setenv("SSL_CERT_FILE", str(kit.ca_bundle))
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path))
+    spec = open_deployment_specification("PKCS7/JSON", kit.sign(spec_json()), SignatureSettings())
+    assert spec.application_name == "app"
+    [integrity] = noted.read_text(encoding="utf-8").splitlines()
+    ca_file, ca_folder = integrity.split("|")
+    assert not Path(ca_file).exists() and not Path(ca_folder).exists()
+    open_deployment_specification(
+        "PKCS7/JSON", kit.sign(spec_json()), SignatureSettings("system", SIGNER)
+    )
+    assert noted.read_text(encoding="utf-8").splitlines()[1] == f"{kit.ca_bundle}|{tmp_path}"
 
 
 def test_the_signer_name_is_checked_only_with_a_ca_file(tmp_path: Path) -> None:
