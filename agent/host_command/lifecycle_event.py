@@ -116,7 +116,7 @@ def run_lifecycle_event(
         if not scripts:
             log.debug("no scripts for this event")
             return ""
-        log.info("running scripts", scripts=len(scripts), revision=str(source))
+        log.info("running scripts", scripts=len(scripts), revision=str(archive))
         deployments_log = settings.root.deployments_log if settings.enable_deployments_log else None
         with open_script_log(
             deployment.script_log,

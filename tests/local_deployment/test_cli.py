@@ -539,6 +539,8 @@ def test_deployments_log_rotates_at_64_mib_and_local_log_is_written(
     # What the run logged is in <log_dir>/codedeploy-local.log, where the AWS utility logs.
     local_log = (local_agent.base / "log" / "codedeploy-local.log").read_text()
     assert "running scripts" in local_log and f"deployment_id={deployment_id}" in local_log
+    # The folder the scripts come from, as a path an operator can paste.
+    assert f"revision={result.deployment_dir / 'deployment-archive'} " in local_log
 
 
 def test_an_unwritable_log_dir_is_one_warning_and_the_deployment_goes_on(
