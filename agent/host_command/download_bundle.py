@@ -116,14 +116,17 @@ def download_bundle(
 ) -> None:
     started = time.monotonic()
     helper = settings.install_helper
-    # A long download starts the Install's helper, its start-up beside the download.
+    # A long download starts the Install's helper, its start-up beside the download; a
+    # DownloadBundle that fails ends it (no Install follows).
     with helper.started_ahead_if_slow() if helper is not None else contextlib.nullcontext():
         fetch_revision_to_disk(spec, settings)
-    # Catch an appspec naming events nobody will run, or a deployment naming custom events
-    # the appspec lacks, before any of the new revision's scripts runs.
-    appspec = read_application_specification(deployment.archive, spec.appspec_filename)
-    check_deployment_events(appspec, spec.custom_lifecycle_events, filename=spec.appspec_filename)
-    record_downloaded_revision_on_disk(spec, settings)
+        # Catch an appspec naming events nobody will run, or a deployment naming custom
+        # events the appspec lacks, before any of the new revision's scripts runs.
+        appspec = read_application_specification(deployment.archive, spec.appspec_filename)
+        check_deployment_events(
+            appspec, spec.custom_lifecycle_events, filename=spec.appspec_filename
+        )
+        record_downloaded_revision_on_disk(spec, settings)
     log.info(
         "revision downloaded",
         archive=str(deployment.archive),

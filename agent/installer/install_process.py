@@ -138,12 +138,17 @@ class InstallHelper:
     @contextlib.contextmanager
     def started_ahead_if_slow(self, seconds: float = HELPER_AHEAD_AFTER_SECONDS) -> Iterator[None]:
         """Start a helper ahead if the block (a download) is still running after
-        ``seconds``."""
+        ``seconds``; end it if the block fails (the install it was for will not come)."""
         timer = threading.Timer(seconds, self.start_ahead)
         timer.daemon = True
         timer.start()
         try:
             yield
+        except BaseException:
+            timer.cancel()
+            timer.join()  # a start it was making is over before the helper is ended
+            self.close()
+            raise
         finally:
             timer.cancel()
 

@@ -193,6 +193,40 @@ def test_a_slow_download_starts_the_helper_ahead_and_it_dies_with_the_daemon(
             daemon.cleanup()
 
 
+def test_a_helper_started_ahead_is_ended_when_the_download_fails(
+    tmp_path: Path, stub: CommandServiceStub, kit: SigningKit
+) -> None:
+    # Not a tgz: the unpack refuses it once the held download is let go.
+    served = StubObject("revisions", "app.tgz", b"not a bundle\n" * 4096, hold_after=1024)
+    with stub_s3_server(served) as endpoint:
+        daemon = AgentDaemon(
+            tmp_path, stub, kit, extra_config=f":s3_endpoint_override: '{endpoint}'\n"
+        )
+        try:
+            revision = {
+                "RevisionType": "S3",
+                "S3Revision": {"Bucket": "revisions", "Key": "app.tgz", "BundleType": "tgz"},
+            }
+            [download] = queue_deployment(
+                stub,
+                "d-HELPER005",
+                kit.sign(spec_json("d-HELPER005", Path("/unused"), Revision=revision)),
+                commands=("DownloadBundle",),
+            )
+            process = daemon.run()
+            assert wait_until(lambda: bool(_helpers_of(process.pid))), daemon.logs()
+            served.release.set()
+            assert wait_until(lambda: bool(completion_of(stub, download))), daemon.logs()
+            assert completion_of(stub, download)[0]["CommandStatus"] == "Failed"
+            # No Install follows a failed DownloadBundle: its helper is not left waiting.
+            assert _helpers_of(process.pid) == []
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=60) == 0
+        finally:
+            served.release.set()
+            daemon.cleanup()
+
+
 def test_a_small_tree_is_installed_in_the_daemons_own_process(
     agent_daemon: AgentDaemon, stub: CommandServiceStub, kit: SigningKit
 ) -> None:

@@ -188,3 +188,14 @@ def test_a_helper_is_started_ahead_only_when_the_block_outlasts_the_delay() -> N
         assert wait_until(lambda: len(_waiting_helpers()) == 1)
     helper.close()
     assert _waiting_helpers() == []
+
+
+def test_a_helper_started_ahead_is_ended_when_the_block_fails() -> None:
+    helper = InstallHelper()
+    with (
+        pytest.raises(RuntimeError, match="the download failed"),
+        helper.started_ahead_if_slow(0.0),
+    ):
+        assert wait_until(lambda: len(_waiting_helpers()) == 1)
+        raise RuntimeError("the download failed")
+    assert _waiting_helpers() == []
