@@ -11,8 +11,8 @@ milliseconds. A DownloadBundle still running after :data:`HELPER_AHEAD_AFTER_SEC
 starts a helper ahead, so that its start-up runs beside the rest of the download rather
 than in front of the Install (a quick download, a small revision, starts none: the helper's
 imports would compete with it for the CPU); a helper left waiting for an Install that
-never comes leaves after :data:`HELPER_IDLE_SECONDS`, and one started ahead for a tree
-that turns out small is ended by the Install.
+never comes leaves after :data:`HELPER_IDLE_SECONDS`; one started ahead for a download
+that fails is ended at once, and one for a tree that turns out small by the Install.
 
 What held for the install in the daemon's own process still holds: the kernel kills the
 helper when the daemon dies (parent-death signal; a helper whose daemon is already gone
