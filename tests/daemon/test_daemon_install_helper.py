@@ -6,11 +6,12 @@ failure in it is one line with its code, with nothing installed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 from pathlib import Path
-from typing import List
+from typing import Iterator, List, Tuple
 
 from agent.installer.install_process import HELPER_MIN_ENTRIES
 from tests.support.command_service import CommandServiceStub, completion_of, queue_deployment
@@ -158,39 +159,52 @@ def test_a_conflict_found_by_the_worker_is_one_line_and_installs_nothing(
     assert process.wait(timeout=60) == 0
 
 
+@contextlib.contextmanager
+def _held_s3_deployment(
+    base: Path,
+    stub: CommandServiceStub,
+    kit: SigningKit,
+    served: StubObject,
+    deployment_id: str,
+    commands: Tuple[str, ...],
+) -> Iterator[Tuple[AgentDaemon, List[str]]]:
+    """A daemon whose S3 endpoint serves ``served`` (holding part of its body until it is
+    released), and a deployment of ``commands`` of that object queued for it."""
+    with stub_s3_server(served) as endpoint:
+        daemon = AgentDaemon(base, stub, kit, extra_config=f":s3_endpoint_override: '{endpoint}'\n")
+        try:
+            revision = {
+                "RevisionType": "S3",
+                "S3Revision": {"Bucket": served.bucket, "Key": served.key, "BundleType": "tgz"},
+            }
+            ids = queue_deployment(
+                stub,
+                deployment_id,
+                kit.sign(spec_json(deployment_id, Path("/unused"), Revision=revision)),
+                commands=commands,
+            )
+            yield daemon, ids
+        finally:
+            served.release.set()
+            daemon.cleanup()
+
+
 def test_a_slow_download_starts_the_helper_ahead_and_it_dies_with_the_daemon(
     tmp_path: Path, stub: CommandServiceStub, kit: SigningKit
 ) -> None:
     bundle = tgz_revision(tmp_path / "trace.log", tmp_path / "www", "held", ("BeforeInstall",))
     # The S3 stub sends part of the bundle and holds the rest: the download stays running.
     served = StubObject("revisions", "app.tgz", bundle, hold_after=len(bundle) // 2)
-    with stub_s3_server(served) as endpoint:
-        daemon = AgentDaemon(
-            tmp_path, stub, kit, extra_config=f":s3_endpoint_override: '{endpoint}'\n"
-        )
-        try:
-            revision = {
-                "RevisionType": "S3",
-                "S3Revision": {"Bucket": "revisions", "Key": "app.tgz", "BundleType": "tgz"},
-            }
-            queue_deployment(
-                stub,
-                "d-HELPER003",
-                kit.sign(spec_json("d-HELPER003", Path("/unused"), Revision=revision)),
-                commands=("DownloadBundle", "Install"),
-            )
-            process = daemon.run()
-            # The download has gone on long enough: the Install's helper waits for its
-            # request.
-            assert wait_until(lambda: bool(_helpers_of(process.pid))), daemon.logs()
-            helpers = _helpers_of(process.pid)
-            assert len(helpers) == 1
-            process.kill()
-            process.wait(timeout=30)
-            assert wait_until(lambda: _has_ended(helpers[0]), timeout=10)
-        finally:
-            served.release.set()
-            daemon.cleanup()
+    commands = ("DownloadBundle", "Install")
+    with _held_s3_deployment(tmp_path, stub, kit, served, "d-HELPER003", commands) as (daemon, _):
+        process = daemon.run()
+        # The download has gone on long enough: the Install's helper waits for its request.
+        assert wait_until(lambda: bool(_helpers_of(process.pid))), daemon.logs()
+        helpers = _helpers_of(process.pid)
+        assert len(helpers) == 1
+        process.kill()
+        process.wait(timeout=30)
+        assert wait_until(lambda: _has_ended(helpers[0]), timeout=10)
 
 
 def test_a_helper_started_ahead_is_ended_when_the_download_fails(
@@ -198,33 +212,19 @@ def test_a_helper_started_ahead_is_ended_when_the_download_fails(
 ) -> None:
     # Not a tgz: the unpack refuses it once the held download is let go.
     served = StubObject("revisions", "app.tgz", b"not a bundle\n" * 4096, hold_after=1024)
-    with stub_s3_server(served) as endpoint:
-        daemon = AgentDaemon(
-            tmp_path, stub, kit, extra_config=f":s3_endpoint_override: '{endpoint}'\n"
-        )
-        try:
-            revision = {
-                "RevisionType": "S3",
-                "S3Revision": {"Bucket": "revisions", "Key": "app.tgz", "BundleType": "tgz"},
-            }
-            [download] = queue_deployment(
-                stub,
-                "d-HELPER005",
-                kit.sign(spec_json("d-HELPER005", Path("/unused"), Revision=revision)),
-                commands=("DownloadBundle",),
-            )
-            process = daemon.run()
-            assert wait_until(lambda: bool(_helpers_of(process.pid))), daemon.logs()
-            served.release.set()
-            assert wait_until(lambda: bool(completion_of(stub, download))), daemon.logs()
-            assert completion_of(stub, download)[0]["CommandStatus"] == "Failed"
-            # No Install follows a failed DownloadBundle: its helper is not left waiting.
-            assert _helpers_of(process.pid) == []
-            process.send_signal(signal.SIGTERM)
-            assert process.wait(timeout=60) == 0
-        finally:
-            served.release.set()
-            daemon.cleanup()
+    with _held_s3_deployment(tmp_path, stub, kit, served, "d-HELPER005", ("DownloadBundle",)) as (
+        daemon,
+        [download],
+    ):
+        process = daemon.run()
+        assert wait_until(lambda: bool(_helpers_of(process.pid))), daemon.logs()
+        served.release.set()
+        assert wait_until(lambda: bool(completion_of(stub, download))), daemon.logs()
+        assert completion_of(stub, download)[0]["CommandStatus"] == "Failed"
+        # No Install follows a failed DownloadBundle: its helper is not left waiting.
+        assert _helpers_of(process.pid) == []
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
 
 
 def test_a_small_tree_is_installed_in_the_daemons_own_process(
