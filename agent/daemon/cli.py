@@ -248,7 +248,7 @@ def _build_loop(
     """Find the host identity and build the poll loop; raises :class:`HostIdentityError`
     or :class:`OnPremisesConfigError` while the identity is not there yet."""
     identity = resolve_host_identity(config, environ, imds_retry=IMDS_RETRY_PER_TRY)
-    signature = SignatureSettings.from_config(config, identity.region)
+    signature = SignatureSettings.from_config(config, identity.region, environ)
     log.info("deployment specifications are verified", policy=signature.policy())
     credentials = credentials_for(identity.on_premises) if identity.on_premises else None
     wire_log: Optional[WireLogSettings] = None

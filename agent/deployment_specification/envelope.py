@@ -10,8 +10,8 @@ for ``codedeploy-local``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Mapping, Optional
 
 import structlog
 
@@ -69,9 +69,14 @@ class SignatureSettings:
     ca_file: SignerTrust = None
     expected_signer: Optional[str] = None
     allow_unsigned: bool = False
+    # The program's environment, which openssl runs with (None: this process's own). Not
+    # compared and never shown: it is where the program is, not what it checks.
+    environment: Optional[Mapping[str, str]] = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def from_config(cls, config: AgentConfig, region: str) -> SignatureSettings:
+    def from_config(
+        cls, config: AgentConfig, region: str, environ: Optional[Mapping[str, str]] = None
+    ) -> SignatureSettings:
         template = config.deployment_signer_name
         checked = config.deployment_signer_ca_file is not None
         return cls(
@@ -80,6 +85,7 @@ class SignatureSettings:
                 expected_signer_name(template, region) if template and checked else None
             ),
             allow_unsigned=config.allow_unsigned_deployment_specs,
+            environment=environ,
         )
 
     def policy(self) -> str:
@@ -103,10 +109,12 @@ def open_deployment_specification(
     """
     if envelope_format == SIGNED_FORMAT:
         if verified is not None:
-            signed = verified.verify(payload, settings.ca_file, settings.expected_signer)
+            signed = verified.verify(
+                payload, settings.ca_file, settings.expected_signer, settings.environment
+            )
         else:
             signed = verify_pkcs7_payload_with_openssl(
-                payload, settings.ca_file, settings.expected_signer
+                payload, settings.ca_file, settings.expected_signer, settings.environment
             )
         spec = parse_deployment_specification(signed.text)
         signer = signed.signer

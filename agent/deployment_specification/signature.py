@@ -18,12 +18,11 @@ The ``cryptography`` package can build such messages but cannot verify them, hen
 
 from __future__ import annotations
 
-import os
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Literal, Optional, Tuple, Union
+from typing import List, Literal, Mapping, Optional, Tuple, Union
 
 from agent.deployment_specification.certificate import (
     CertificateFormatError,
@@ -38,9 +37,9 @@ PEM_CERTIFICATE_HEADER = b"-----BEGIN CERTIFICATE-----"
 
 SYSTEM_CA_STORE = "system"
 # openssl loads its default CA file (the host's bundle: 150 certificates, 35 ms here) before
-# it looks at -noverify. Checking integrity only, the variables that name the defaults point
-# where nothing can be (below a file), which every OpenSSL version ignores quietly: there is
-# no -no-CAfile before 1.1.0.
+# it looks at -noverify. Checking integrity only, with the program's environment at hand, the
+# variables that name the defaults point where nothing can be (below a file), which every
+# OpenSSL version ignores quietly: there is no -no-CAfile before 1.1.0.
 _NOWHERE = "/dev/null/none"
 _NO_DEFAULT_CAS = {"SSL_CERT_FILE": _NOWHERE, "SSL_CERT_DIR": _NOWHERE}
 _CA_FILE_ADVICE = (
@@ -123,10 +122,9 @@ def read_signer_ca_file(ca_file: Path) -> bytes:
 
 
 def _run_openssl(
-    arguments: List[str], stdin: bytes, *, default_cas: bool = True
+    arguments: List[str], stdin: bytes, environment: Optional[Mapping[str, str]] = None
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run openssl; without ``default_cas`` it does not read the host's CA file and folder."""
-    environment = None if default_cas else {**os.environ, **_NO_DEFAULT_CAS}
+    """Run openssl with ``environment`` (this process's own when None)."""
     try:
         return subprocess.run(
             [OPENSSL, *arguments],
@@ -134,7 +132,7 @@ def _run_openssl(
             capture_output=True,
             timeout=OPENSSL_TIMEOUT_SECONDS,
             check=False,
-            env=environment,
+            env=None if environment is None else dict(environment),
         )
     except FileNotFoundError:
         raise SpecSignatureError(
@@ -241,7 +239,10 @@ def _trust_arguments(trust: SignerTrust, ca_copy: Path) -> List[str]:
 
 
 def verify_pkcs7_payload_with_openssl(
-    payload_pem: str, trust: SignerTrust, expected_signer: Optional[str]
+    payload_pem: str,
+    trust: SignerTrust,
+    expected_signer: Optional[str],
+    environment: Optional[Mapping[str, str]] = None,
 ) -> SignedContent:
     """Verify a PEM PKCS#7 signed message; return the JSON text it carries and its signer.
 
@@ -257,18 +258,27 @@ def verify_pkcs7_payload_with_openssl(
     ends at a trusted CA and each intermediate must be a CA. No certificate purpose is
     required of the signer, as with the AWS agent, whose certificates are not known to
     carry the S/MIME key usages.
+
+    openssl runs with ``environment``, the program's (where ``system`` finds the host's CA
+    store), or this process's own when None.
     """
     ca_pem = read_signer_ca_file(trust) if isinstance(trust, Path) else None
-    return verify_pkcs7_payload_against_ca_bytes(payload_pem, trust, ca_pem, expected_signer)
+    return verify_pkcs7_payload_against_ca_bytes(
+        payload_pem, trust, ca_pem, expected_signer, environment
+    )
 
 
 def verify_pkcs7_payload_against_ca_bytes(
-    payload_pem: str, trust: SignerTrust, ca_pem: Optional[bytes], expected_signer: Optional[str]
+    payload_pem: str,
+    trust: SignerTrust,
+    ca_pem: Optional[bytes],
+    expected_signer: Optional[str],
+    environment: Optional[Mapping[str, str]] = None,
 ) -> SignedContent:
     """:func:`verify_pkcs7_payload_with_openssl` with the CA bundle's bytes already read
     (``ca_pem``, given exactly when ``trust`` is a file): openssl checks against these
     very bytes, so a caller that remembers the outcome knows what it was checked against."""
-    content_bytes, signer_pem = _run_smime_verify(payload_pem, trust, ca_pem)
+    content_bytes, signer_pem = _run_smime_verify(payload_pem, trust, ca_pem, environment)
     signer = _single_expected_signer(signer_pem, trust, expected_signer)
     try:
         content = content_bytes.decode("utf-8")
@@ -280,10 +290,15 @@ def verify_pkcs7_payload_against_ca_bytes(
 
 
 def _run_smime_verify(
-    payload_pem: str, trust: SignerTrust, ca_pem: Optional[bytes]
+    payload_pem: str,
+    trust: SignerTrust,
+    ca_pem: Optional[bytes],
+    environment: Optional[Mapping[str, str]],
 ) -> Tuple[bytes, bytes]:
     """Run ``openssl smime -verify`` on the payload; the content it carries and the PEM
     signer certificate(s) openssl wrote out (empty when it wrote none)."""
+    if trust is None and environment is not None:
+        environment = {**environment, **_NO_DEFAULT_CAS}
     with tempfile.TemporaryDirectory(prefix="codedeploy-signer-") as folder:
         signer_file = Path(folder) / "signer.pem"
         ca_copy = Path(folder) / "ca.pem"
@@ -301,7 +316,7 @@ def _run_smime_verify(
                 str(signer_file),
             ],
             payload_pem.encode("utf-8"),
-            default_cas=trust is not None,
+            environment,
         )
         # openssl prints the content even when verification fails: only the status counts.
         if completed.returncode != 0:

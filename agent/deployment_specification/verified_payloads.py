@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, OrderedDict
+from typing import Callable, Mapping, Optional, OrderedDict
 
 from agent.deployment_specification.signature import (
     SignedContent,
@@ -72,7 +72,11 @@ class VerifiedPayloads:
         self._lock = threading.Lock()
 
     def verify(
-        self, payload_pem: str, trust: SignerTrust, expected_signer: Optional[str]
+        self,
+        payload_pem: str,
+        trust: SignerTrust,
+        expected_signer: Optional[str],
+        environment: Optional[Mapping[str, str]] = None,
     ) -> SignedContent:
         """What :func:`~agent.deployment_specification.signature.verify_pkcs7_payload_with_openssl`
         returns for these arguments; runs openssl (and reads the CA file) only for a payload
@@ -87,7 +91,9 @@ class VerifiedPayloads:
         remembered = self._recall(key)
         if remembered is not None:
             return remembered
-        content = verify_pkcs7_payload_against_ca_bytes(payload_pem, trust, ca_pem, expected_signer)
+        content = verify_pkcs7_payload_against_ca_bytes(
+            payload_pem, trust, ca_pem, expected_signer, environment
+        )
         with self._lock:
             self._entries[key] = _Entry(content, self._clock())
             self._entries.move_to_end(key)

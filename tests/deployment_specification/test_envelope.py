@@ -477,17 +477,31 @@ def test_integrity_only_does_not_load_the_hosts_ca_file(
     # no chain. Where an operator's variables point still counts for the other policies.
     noted = _recording_openssl(tmp_path / "bin")
     monkeypatch.setenv("PATH", f"{noted.parent}:{os.environ['PATH']}")
-    monkeypatch.setenv("SSL_CERT_FILE", str(kit.ca_bundle))
-    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path))
-    spec = open_deployment_specification("PKCS7/JSON", kit.sign(spec_json()), SignatureSettings())
+    # The program's environment, as the daemon passes it down.
+    environment = {
+        **os.environ,
+        "SSL_CERT_FILE": str(kit.ca_bundle),
+        "SSL_CERT_DIR": str(tmp_path),
+    }
+    spec = open_deployment_specification(
+        "PKCS7/JSON", kit.sign(spec_json()), SignatureSettings(environment=environment)
+    )
     assert spec.application_name == "app"
     [integrity] = noted.read_text(encoding="utf-8").splitlines()
     ca_file, ca_folder = integrity.split("|")
     assert not Path(ca_file).exists() and not Path(ca_folder).exists()
     open_deployment_specification(
-        "PKCS7/JSON", kit.sign(spec_json()), SignatureSettings("system", SIGNER)
+        "PKCS7/JSON",
+        kit.sign(spec_json()),
+        SignatureSettings("system", SIGNER, environment=environment),
     )
     assert noted.read_text(encoding="utf-8").splitlines()[1] == f"{kit.ca_bundle}|{tmp_path}"
+
+
+def test_the_environment_is_neither_compared_nor_shown() -> None:
+    settings = SignatureSettings(environment={"AWS_SECRET_ACCESS_KEY": "not-to-be-shown"})
+    assert settings == SignatureSettings()
+    assert "not-to-be-shown" not in repr(settings)
 
 
 def test_the_signer_name_is_checked_only_with_a_ca_file(tmp_path: Path) -> None:
