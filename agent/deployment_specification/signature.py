@@ -42,6 +42,9 @@ SYSTEM_CA_STORE = "system"
 # OpenSSL version ignores quietly: there is no -no-CAfile before 1.1.0.
 _NOWHERE = "/dev/null/none"
 _NO_DEFAULT_CAS = {"SSL_CERT_FILE": _NOWHERE, "SSL_CERT_DIR": _NOWHERE}
+# OpenSSL 3.0's CA stores, and the option that leaves them out: older versions, which have
+# none, refuse the option ("Unrecognized flag").
+_NO_CA_STORE = "-no-CAstore"
 _CA_FILE_ADVICE = (
     "point deployment_signer_ca_file at a readable PEM bundle of the CAs that sign your"
     " deployment specifications, set it to system for the host's CA store, or remove it"
@@ -232,10 +235,17 @@ def _trust_arguments(trust: SignerTrust, ca_copy: Path) -> List[str]:
         # Without these openssl also trusts the system's default CA folder and store
         # (and SSL_CERT_DIR): only the configured bundle may vouch for a signer.
         "-no-CApath",
-        "-no-CAstore",
+        _NO_CA_STORE,
         "-purpose",
         "any",
     ]
+
+
+def _refused_option(stderr: bytes, option: str) -> bool:
+    """Whether openssl stopped at ``option`` because it does not know it."""
+    return option[1:].encode() in stderr and (
+        b"nrecognized" in stderr or b"nknown option" in stderr
+    )
 
 
 def verify_pkcs7_payload_with_openssl(
@@ -304,20 +314,21 @@ def _run_smime_verify(
         ca_copy = Path(folder) / "ca.pem"
         if ca_pem is not None:
             ca_copy.write_bytes(ca_pem)
-        completed = _run_openssl(
-            [
-                "smime",
-                "-verify",
-                "-binary",
-                "-inform",
-                "PEM",
-                *_trust_arguments(trust, ca_copy),
-                "-signer",
-                str(signer_file),
-            ],
-            payload_pem.encode("utf-8"),
-            environment,
-        )
+        arguments = [
+            "smime",
+            "-verify",
+            "-binary",
+            "-inform",
+            "PEM",
+            *_trust_arguments(trust, ca_copy),
+            "-signer",
+            str(signer_file),
+        ]
+        completed = _run_openssl(arguments, payload_pem.encode("utf-8"), environment)
+        if completed.returncode != 0 and _refused_option(completed.stderr, _NO_CA_STORE):
+            # Before 3.0 there is no CA store to leave out: the same check without it.
+            arguments.remove(_NO_CA_STORE)
+            completed = _run_openssl(arguments, payload_pem.encode("utf-8"), environment)
         # openssl prints the content even when verification fails: only the status counts.
         if completed.returncode != 0:
             raise _verification_failure(completed.stderr, trust)

@@ -498,6 +498,49 @@ def test_integrity_only_does_not_load_the_hosts_ca_file(
     assert noted.read_text(encoding="utf-8").splitlines()[1] == f"{kit.ca_bundle}|{tmp_path}"
 
 
+def _openssl_without_ca_stores(folder: Path) -> Path:
+    """An ``openssl`` for PATH that knows no CA stores, as before OpenSSL 3.0: it refuses
+    ``-no-CAstore`` in 1.1.1's words and otherwise runs the real one; returns the file
+    that notes each call's arguments."""
+    real = shutil.which("openssl")
+    assert real is not None
+    calls = folder / "calls"
+    folder.mkdir()
+    wrapper = folder / "openssl"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >> "{calls}"\n'
+        'for argument in "$@"; do\n'
+        '  if [ "$argument" = "-no-CAstore" ]; then\n'
+        '    echo "smime: Unrecognized flag no-CAstore" >&2\n'
+        '    echo "smime: Use -help for summary." >&2\n'
+        "    exit 1\n"
+        "  fi\n"
+        "done\n"
+        f'exec "{real}" "$@"\n',
+        encoding="utf-8",
+    )
+    wrapper.chmod(0o755)
+    return calls
+
+
+def test_a_ca_file_is_checked_by_an_openssl_without_ca_stores(
+    kit: SigningKit, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # OpenSSL 1.1.1 (Debian 11, Ubuntu 20.04, RHEL 8) has no -no-CAstore.
+    calls = _openssl_without_ca_stores(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{calls.parent}:{os.environ['PATH']}")
+    spec = open_deployment_specification("PKCS7/JSON", kit.sign(spec_json()), settings_for(kit))
+    assert spec.application_name == "app"
+    refused, accepted = calls.read_text(encoding="utf-8").splitlines()
+    assert "-no-CAstore" in refused
+    assert "-no-CAstore" not in accepted and "-no-CApath" in accepted
+    # The configured bundle alone still vouches for a signer.
+    foreign = make_signing_kit(tmp_path / "foreign", root_common_name="Some Public Root CA")
+    with pytest.raises(SpecSignatureError, match="not trusted by the CAs in"):
+        open_deployment_specification("PKCS7/JSON", foreign.sign(spec_json()), settings_for(kit))
+
+
 def test_the_environment_is_neither_compared_nor_shown() -> None:
     settings = SignatureSettings(environment={"AWS_SECRET_ACCESS_KEY": "not-to-be-shown"})
     assert settings == SignatureSettings()
