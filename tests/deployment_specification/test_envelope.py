@@ -454,17 +454,16 @@ def test_without_a_ca_file_a_message_without_its_certificate_is_refused(kit: Sig
     assert "\n" not in caught.value.message
 
 
-def _recording_openssl(folder: Path) -> Path:
-    """An ``openssl`` for PATH that notes where the CA variables point, then runs the real
-    one; returns the file it notes them in."""
+def _wrapped_openssl(folder: Path, before: str) -> Path:
+    """An ``openssl`` for PATH that runs the shell lines ``before`` (``$NOTED`` names the
+    file it returns, for them to write to), then the real one."""
     real = shutil.which("openssl")
     assert real is not None
-    noted = folder / "openssl-environment"
+    noted = folder / "noted"
     folder.mkdir()
     wrapper = folder / "openssl"
     wrapper.write_text(
-        f'#!/bin/sh\necho "$SSL_CERT_FILE|$SSL_CERT_DIR" >> "{noted}"\nexec "{real}" "$@"\n',
-        encoding="utf-8",
+        f'#!/bin/sh\nNOTED="{noted}"\n{before}exec "{real}" "$@"\n', encoding="utf-8"
     )
     wrapper.chmod(0o755)
     return noted
@@ -475,7 +474,8 @@ def test_integrity_only_does_not_load_the_hosts_ca_file(
 ) -> None:
     # openssl would read the default CA file (every CA of the host) for nothing: it checks
     # no chain. Where an operator's variables point still counts for the other policies.
-    noted = _recording_openssl(tmp_path / "bin")
+    # An openssl that notes where the CA variables point.
+    noted = _wrapped_openssl(tmp_path / "bin", 'echo "$SSL_CERT_FILE|$SSL_CERT_DIR" >> "$NOTED"\n')
     monkeypatch.setenv("PATH", f"{noted.parent}:{os.environ['PATH']}")
     # The program's environment, as the daemon passes it down.
     environment = {
@@ -498,37 +498,25 @@ def test_integrity_only_does_not_load_the_hosts_ca_file(
     assert noted.read_text(encoding="utf-8").splitlines()[1] == f"{kit.ca_bundle}|{tmp_path}"
 
 
-def _openssl_without_ca_stores(folder: Path) -> Path:
-    """An ``openssl`` for PATH that knows no CA stores, as before OpenSSL 3.0: it refuses
-    ``-no-CAstore`` in 1.1.1's words and otherwise runs the real one; returns the file
-    that notes each call's arguments."""
-    real = shutil.which("openssl")
-    assert real is not None
-    calls = folder / "calls"
-    folder.mkdir()
-    wrapper = folder / "openssl"
-    wrapper.write_text(
-        "#!/bin/sh\n"
-        f'echo "$*" >> "{calls}"\n'
-        'for argument in "$@"; do\n'
-        '  if [ "$argument" = "-no-CAstore" ]; then\n'
-        '    echo "smime: Unrecognized flag no-CAstore" >&2\n'
-        '    echo "smime: Use -help for summary." >&2\n'
-        "    exit 1\n"
-        "  fi\n"
-        "done\n"
-        f'exec "{real}" "$@"\n',
-        encoding="utf-8",
-    )
-    wrapper.chmod(0o755)
-    return calls
+# An openssl that knows no CA stores, as before OpenSSL 3.0: it notes each call's arguments
+# and refuses -no-CAstore in 1.1.1's words.
+_WITHOUT_CA_STORES = (
+    'echo "$*" >> "$NOTED"\n'
+    'for argument in "$@"; do\n'
+    '  if [ "$argument" = "-no-CAstore" ]; then\n'
+    '    echo "smime: Unrecognized flag no-CAstore" >&2\n'
+    '    echo "smime: Use -help for summary." >&2\n'
+    "    exit 1\n"
+    "  fi\n"
+    "done\n"
+)
 
 
 def test_a_ca_file_is_checked_by_an_openssl_without_ca_stores(
     kit: SigningKit, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # OpenSSL 1.1.1 (Debian 11, Ubuntu 20.04, RHEL 8) has no -no-CAstore.
-    calls = _openssl_without_ca_stores(tmp_path / "bin")
+    calls = _wrapped_openssl(tmp_path / "bin", _WITHOUT_CA_STORES)
     monkeypatch.setenv("PATH", f"{calls.parent}:{os.environ['PATH']}")
     spec = open_deployment_specification("PKCS7/JSON", kit.sign(spec_json()), settings_for(kit))
     assert spec.application_name == "app"
