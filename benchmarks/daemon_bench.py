@@ -32,8 +32,12 @@ example ``git archive main agent | tar -x -C /tmp/base``) beside this tree's, ea
 own stub, commands taking turns, so that both figures come from the same run on the same
 load.
 
+The daemons check each specification's signer chain against the test CA (a
+``deployment_signer_ca_file``); ``--integrity-only`` runs them with the agent's default
+instead (the signature's integrity checked, the signer logged).
+
 Usage: python benchmarks/daemon_bench.py [--idle-seconds 60] [--commands 21] [--poll-wait 20]
-       [--s3-downloads 15] [--baseline SOURCE]
+       [--s3-downloads 15] [--baseline SOURCE] [--integrity-only]
 """
 
 from __future__ import annotations
@@ -618,6 +622,12 @@ def main() -> int:
         help="another source tree of the agent (e.g. `git archive main | tar -x -C DIR`)"
         " whose daemon runs in the same run, turn about with this one",
     )
+    parser.add_argument(
+        "--integrity-only",
+        action="store_true",
+        help="the agent's default verification (no deployment_signer_ca_file) for the"
+        " per-command figures, instead of a chain checked against the test CA",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="daemon-bench-", dir=args.dir) as folder:
@@ -633,11 +643,12 @@ def main() -> int:
             agents.append(Agent(label, source, where, stub, write_revision(where)))
         try:
             for agent in agents:
-                agent.start(kit, args.poll_wait)
+                agent.start(kit, args.poll_wait, check_signer_chain=not args.integrity_only)
             print(
                 f"daemons: {', '.join(f'{a.label} ({a.source}) pid {a.process.pid}' for a in agents)};"
                 f" stub long poll {args.poll_wait:g} s, http_read_timeout {args.poll_wait + 10:g} s,"
-                " wait_between_runs 1 s"
+                " wait_between_runs 1 s; specifications: "
+                + ("integrity only (the default)" if args.integrity_only else "chain checked")
             )
             measure_idle(agents, args.idle_seconds)
             measure_overhead(agents, kit, args.commands)

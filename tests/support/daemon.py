@@ -38,6 +38,8 @@ class AgentDaemon:
 
     The defaults poll fast and give up fast (tests); a benchmark passes the timings of a
     real long poll. ``extra_config`` is appended to the configuration file as it is.
+    Specifications are checked against the kit's CA unless ``check_signer_chain`` is
+    False (the agent's default: integrity only).
     """
 
     def __init__(
@@ -54,6 +56,7 @@ class AgentDaemon:
         http_read_timeout: float = 2.0,
         hook_kill_grace_seconds: Optional[float] = 1.0,
         extra_config: str = "",
+        check_signer_chain: bool = True,
     ) -> None:
         self.base = base
         self.source = source
@@ -82,8 +85,10 @@ class AgentDaemon:
             f":wait_after_error: {wait_after_error:g}\n"
             f":http_read_timeout: {http_read_timeout:g}\n"
             ":kill_agent_max_wait_time_seconds: 60\n"
-            f":deployment_signer_ca_file: '{kit.ca_bundle}'\n"
-            f":on_premises_config_file: '{self.on_premises_file}'\n" + grace + extra_config,
+            + (f":deployment_signer_ca_file: '{kit.ca_bundle}'\n" if check_signer_chain else "")
+            + f":on_premises_config_file: '{self.on_premises_file}'\n"
+            + grace
+            + extra_config,
             encoding="utf-8",
         )
 
