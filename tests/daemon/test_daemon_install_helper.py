@@ -7,15 +7,15 @@ failure in it is one line with its code, with nothing installed.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import signal
 from pathlib import Path
 from typing import Iterator, List, Tuple
 
-from agent.installer.install_process import HELPER_MIN_ENTRIES
+from agent.installer.install_process import HELPER_MIN_ENTRIES, serve_one_install
 from tests.support.command_service import CommandServiceStub, completion_of, queue_deployment
 from tests.support.daemon import AgentDaemon
+from tests.support.processes import children_with_marker
 from tests.support.s3_servers import StubObject, stub_s3_server
 from tests.support.signing import SigningKit
 from tests.support.traced_revisions import make_revision, spec_json, tgz_revision
@@ -68,24 +68,8 @@ def _has_ended(pid: int) -> bool:
 
 
 def _helpers_of(daemon_pid: int) -> List[int]:
-    """The install helpers the daemon ``daemon_pid`` started (its pid is their marker)."""
-    found: List[int] = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            status = Path(f"/proc/{entry}/status").read_text(encoding="ascii")
-            command = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        parent = re.search(r"^PPid:\s+(\d+)", status, re.MULTILINE)
-        if (
-            parent is not None
-            and int(parent.group(1)) == daemon_pid
-            and any(b"serve_one_install" in part for part in command)
-        ):
-            found.append(int(entry))
-    return found
+    """The install helpers the daemon ``daemon_pid`` started."""
+    return children_with_marker(daemon_pid, serve_one_install.__name__)
 
 
 def test_the_daemons_install_runs_in_a_helper_that_splits_the_tree(

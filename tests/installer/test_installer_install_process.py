@@ -4,11 +4,11 @@ by the caller, and a helper that ends abnormally is one line."""
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from typing import Any, Dict, List
 
-import psutil
 import pytest
 from structlog.testing import capture_logs
 
@@ -19,8 +19,14 @@ from agent.application_specification.model import (
 )
 from agent.installer import InstallError
 from agent.installer.agent_folders import AgentFolders
-from agent.installer.install_process import InstallHelper, InstallRequest, has_entries_on_disk
+from agent.installer.install_process import (
+    InstallHelper,
+    InstallRequest,
+    has_entries_on_disk,
+    serve_one_install,
+)
 from tests.support.install_workspace import GROUP, Entry, Workspace, tree
+from tests.support.processes import children_with_marker
 from tests.support.waiting import wait_until
 
 
@@ -131,13 +137,8 @@ def test_a_helper_started_ahead_is_used_once_and_a_new_one_serves_the_next(
 
 
 def _waiting_helpers() -> List[int]:
-    """This process's install helpers still running."""
-    return [
-        child.pid
-        for child in psutil.Process().children()
-        if child.status() != psutil.STATUS_ZOMBIE
-        and any("serve_one_install" in part for part in child.cmdline())
-    ]
+    """This process's install helpers not reaped yet."""
+    return children_with_marker(os.getpid(), serve_one_install.__name__)
 
 
 def test_a_small_tree_is_installed_here_and_the_helper_started_ahead_is_ended(

@@ -4,6 +4,7 @@ known moment (from its signal handlers, read in ``/proc``)."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -33,6 +34,28 @@ def pids_with_marker(marker: str) -> List[int]:
         except OSError:
             continue
         if marker.encode() in command and alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+def children_with_marker(parent: int, marker: str) -> List[int]:
+    """The children of ``parent`` whose command line holds ``marker``, zombies included
+    (a child not reaped yet is still there)."""
+    found: List[int] = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = Path(entry.path, "status").read_text(encoding="ascii")
+            command = Path(entry.path, "cmdline").read_bytes()
+        except OSError:
+            continue
+        parent_line = re.search(r"^PPid:\s+(\d+)", status, re.MULTILINE)
+        if (
+            parent_line is not None
+            and int(parent_line.group(1)) == parent
+            and marker.encode() in command
+        ):
             found.append(int(entry.name))
     return found
 
