@@ -324,11 +324,12 @@ def _run_smime_verify(
             "-signer",
             str(signer_file),
         ]
-        completed = _run_openssl(arguments, payload_pem.encode("utf-8"), environment)
+        message = payload_pem.encode("utf-8")
+        completed = _run_openssl(arguments, message, environment)
         if completed.returncode != 0 and _refused_option(completed.stderr, _NO_CA_STORE):
             # Before 3.0 there is no CA store to leave out: the same check without it.
             arguments.remove(_NO_CA_STORE)
-            completed = _run_openssl(arguments, payload_pem.encode("utf-8"), environment)
+            completed = _run_openssl(arguments, message, environment)
         # openssl prints the content even when verification fails: only the status counts.
         if completed.returncode != 0:
             raise _verification_failure(completed.stderr, trust)
