@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Callable, Hashable, List, Optional, TypeVar
+from typing import Any, Callable, Hashable, List, Optional, Tuple, TypeVar
 
 import botocore.session  # type: ignore[import-untyped]
 from botocore.config import Config  # type: ignore[import-untyped]
@@ -86,6 +86,28 @@ def new_aws_client(
     """A botocore client of ``service_name`` built with ``settings`` (reads the service
     model from disk); ``model_path`` is searched for models before botocore's own,
     ``service_config`` adds the service's own botocore options."""
+    client, _ = new_aws_client_and_session(
+        service_name,
+        settings,
+        credentials=credentials,
+        model_path=model_path,
+        wire_log=wire_log,
+        **service_config,
+    )
+    return client
+
+
+def new_aws_client_and_session(
+    service_name: str,
+    settings: ClientSettings,
+    *,
+    credentials: Optional[Credentials] = None,
+    model_path: Optional[Path] = None,
+    wire_log: Optional[WireLogSettings] = None,
+    **service_config: Any,
+) -> Tuple[Any, botocore.session.Session]:
+    """:func:`new_aws_client`, and the session it was built in (whose credentials the
+    client signs with)."""
     session = new_botocore_session(credentials)
     # botocore's loader sets its search path from the environment (AWS_DATA_PATH) and its
     # own data; ours follows the same path, after the agent's own models if given.
@@ -113,7 +135,7 @@ def new_aws_client(
         )
     if wire_log is not None:
         attach_wire_log(client, WireLogWriter(wire_log))
-    return client
+    return client, session
 
 
 def new_s3_client(settings: S3ClientSettings) -> Any:

@@ -2,23 +2,29 @@
 
 botocore has no model of this API, so the package ships one (``data/``) and the client is
 built from it, by the builder every AWS client of the agent shares (proxy, timeouts,
-retries, User-Agent: :mod:`agent.aws_clients.clients`): JSON 1.1, SigV4, no hand-written
-HTTP. This module adds what the AWS agent adds to the SDK client (the endpoint rule, the
-agent-version header, the long-poll read timeout), checks what the service answers, and
-turns every failed call into a :class:`CommandServiceError` with the one line of
-:mod:`agent.aws_clients.errors` and retry hints for the poll loop, which does its own
-back-off.
+retries, User-Agent: :mod:`agent.aws_clients.clients`): JSON 1.1, SigV4. This module adds
+what the AWS agent adds to the SDK client (the endpoint rule, the agent-version header,
+the long-poll read timeout), checks what the service answers, and turns every failed call
+into a :class:`CommandServiceError` with the one line of :mod:`agent.aws_clients.errors`
+and retry hints for the poll loop, which does its own back-off. A call's first attempt
+goes on the fast path of :mod:`agent.aws_clients.direct_calls` where it may (the same
+request, without botocore's per-call machinery); its other attempts, and every call the
+fast path cannot make, go through botocore.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
+import random
 import re
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import structlog
 from botocore import xform_name  # type: ignore[import-untyped]
@@ -32,8 +38,10 @@ from agent.aws_clients.client_settings import (
     ClientSettings,
     hide_url_user_info,
 )
-from agent.aws_clients.clients import new_aws_client
+from agent.aws_clients.clients import new_aws_client, new_aws_client_and_session
+from agent.aws_clients.direct_calls import DirectCalls, direct_calls_for_client
 from agent.aws_clients.errors import AWS_CALL_ERRORS, MESSAGE_LIMIT, describe_aws_failure
+from agent.aws_clients.sigv4 import SigningCredentials
 from agent.aws_clients.wire_log import WireLogSettings
 from agent.configuration.model import FIPS_REGIONS, AgentConfig, ConfigError
 from agent.errors import AgentError, Diagnostics
@@ -52,6 +60,10 @@ DEPLOYMENT_SYSTEM = "CodeDeploy"
 # errors and timeouts, with its own jittered back-off and retry quota). More would only
 # stack under the poll loop's back-off; a long poll that times out is simply polled again.
 DEFAULT_MAX_ATTEMPTS = 2
+# The longest waits botocore's standard mode makes before a second attempt (its jitter
+# picks up to this): a throttled call waits longer.
+THROTTLED_BACKOFF_SECONDS = 1.0
+BACKOFF_SECONDS = 0.05
 _REGION_NAME = re.compile(r"^[a-z]{2,}(-[a-z0-9]+)+-\d+$")
 # Partitions whose domain is not amazonaws.com (botocore's endpoints.json, legacy rules).
 _PARTITION_DOMAINS = (
@@ -112,6 +124,8 @@ class CommandServiceSettings:
     read_timeout: float = 80.0
     agent_version: str = __version__
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    # The fast path in front of botocore (agent/aws_clients/direct_calls.py).
+    direct_calls: bool = True
 
     def __post_init__(self) -> None:
         if not _REGION_NAME.match(self.region):
@@ -228,7 +242,7 @@ def new_command_service_client(
     # Our data folder comes first: the service models, and an endpoints.json that holds
     # only the partitions (the endpoint is always given explicitly), which spares the
     # daemon the 7 MB that botocore's full endpoint list takes once parsed.
-    client = new_aws_client(
+    client, session = new_aws_client_and_session(
         settings.service_name,
         client_settings,
         credentials=credentials,
@@ -236,13 +250,74 @@ def new_command_service_client(
         wire_log=wire_log,
     )
     client.meta.events.register("before-sign", _agent_version_header(settings.agent_version))
+    # The wire log records what botocore sends: with one, botocore makes every call.
+    direct = (
+        None
+        if wire_log is not None or not settings.direct_calls
+        else direct_calls_for_client(
+            client,
+            _signing_credentials(session),
+            user_agent=str(client.meta.config.user_agent),
+            extra_headers={AGENT_VERSION_HEADER: settings.agent_version},
+            connect_timeout=client_settings.connect_timeout_seconds,
+            read_timeout=client_settings.read_timeout_seconds,
+        )
+    )
+    retry_client = None
+    if direct is not None and settings.max_attempts > 1:
+        retry_client = _built_once(
+            lambda: _retry_client(settings, session.get_credentials() or credentials)
+        )
     log.info(
         "command service client ready",
         endpoint=hide_url_user_info(str(client_settings.endpoint_url)),
         proxy=hide_url_user_info(settings.proxy_uri) if settings.proxy_uri else None,
         service=settings.service_name,
+        direct_calls=direct is not None,
     )
-    return BotocoreCommandServiceClient(client, settings)
+    return BotocoreCommandServiceClient(client, settings, direct, retry_client)
+
+
+def _retry_client(settings: CommandServiceSettings, credentials: Optional[Credentials]) -> Any:
+    """A botocore client like the main one, making one attempt fewer: the attempts of a
+    call whose first went on the fast path and failed (reads the model from disk)."""
+    fewer = dataclasses.replace(settings, max_attempts=settings.max_attempts - 1)
+    client = new_aws_client(
+        fewer.service_name,
+        fewer.client_settings,
+        credentials=credentials,
+        model_path=MODEL_DATA_PATH,
+    )
+    client.meta.events.register("before-sign", _agent_version_header(settings.agent_version))
+    return client
+
+
+def _built_once(build: Callable[[], Any]) -> Callable[[], Any]:
+    """``build``, called at the first call only (thread-safe)."""
+    lock = threading.Lock()
+    built: List[Any] = []
+
+    def once() -> Any:
+        with lock:
+            if not built:
+                built.append(build())
+            return built[0]
+
+    return once
+
+
+def _signing_credentials(session: Any) -> Callable[[], Optional[SigningCredentials]]:
+    """The credentials the session's clients sign with, as they are now (refreshed by
+    botocore when they expire); None when there are none."""
+
+    def current() -> Optional[SigningCredentials]:
+        found = session.get_credentials()
+        if found is None:
+            return None
+        frozen = found.get_frozen_credentials()
+        return SigningCredentials(frozen.access_key, frozen.secret_key, frozen.token)
+
+    return current
 
 
 def translate_error(
@@ -260,6 +335,14 @@ def translate_error(
     )
 
 
+def _is_json(value: Any) -> bool:
+    """Whether a parameter goes on the wire as it is (a timestamp, say, is botocore's to
+    serialize)."""
+    if isinstance(value, dict):
+        return all(_is_json(item) for item in value.values())
+    return isinstance(value, (str, bool, int, float)) or value is None
+
+
 def _diagnostics_envelope(diagnostics: Diagnostics) -> Dict[str, str]:
     return {"Format": "JSON", "Payload": diagnostics.to_payload()}
 
@@ -268,9 +351,23 @@ class BotocoreCommandServiceClient:
     """The five operations of the command service, typed, with the answers checked: the
     client the daemon polls with (it fits the poller's ``CommandServiceClient``)."""
 
-    def __init__(self, boto_client: Any, settings: CommandServiceSettings) -> None:
+    def __init__(
+        self,
+        boto_client: Any,
+        settings: CommandServiceSettings,
+        direct: Optional[DirectCalls] = None,
+        retry_client: Optional[Callable[[], Any]] = None,
+    ) -> None:
         self._client = boto_client
         self._settings = settings
+        self._direct = direct
+        self._retry_client = retry_client
+        self._chance = random.Random()  # noqa: S311 - jitter, not security
+
+    @property
+    def direct_calls(self) -> Optional[DirectCalls]:
+        """The fast path in front of botocore (agent/aws_clients/direct_calls.py), if on."""
+        return self._direct
 
     @property
     def settings(self) -> CommandServiceSettings:
@@ -286,7 +383,35 @@ class BotocoreCommandServiceClient:
         return self._client
 
     def _call(self, operation: str, **parameters: Any) -> Dict[str, Any]:
-        method = getattr(self._client, xform_name(operation))
+        if self._direct is not None and all(_is_json(value) for value in parameters.values()):
+            answer = self._call_directly(operation, parameters)
+            if answer is not None:
+                return answer
+        return self._call_through(self._client, operation, parameters)
+
+    def _call_directly(
+        self, operation: str, parameters: Dict[str, Any]
+    ) -> Optional[Dict[str, Any]]:
+        """The call's first attempt on the fast path; the others, after a failure that
+        botocore would try again, through a botocore client left with the attempts that
+        remain (one attempt in all per configured attempt, as through botocore alone).
+        None when the fast path cannot take the call."""
+        assert self._direct is not None
+        try:
+            return self._direct.call(operation, parameters)
+        except AWS_CALL_ERRORS as error:
+            failed = translate_error(operation, error, self.endpoint_url, self._settings.proxy_uri)
+        if not failed.retryable or self._settings.max_attempts < 2 or self._retry_client is None:
+            raise failed
+        # botocore's standard back-off before its second attempt.
+        scale = THROTTLED_BACKOFF_SECONDS if failed.throttled else BACKOFF_SECONDS
+        time.sleep(self._chance.random() * scale)
+        return self._call_through(self._retry_client(), operation, parameters)
+
+    def _call_through(
+        self, client: Any, operation: str, parameters: Dict[str, Any]
+    ) -> Dict[str, Any]:
+        method = getattr(client, xform_name(operation))
         try:
             response: Dict[str, Any] = method(**parameters)
         except AWS_CALL_ERRORS as error:

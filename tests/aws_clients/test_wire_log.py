@@ -54,10 +54,12 @@ def test_command_service_calls_are_logged_with_operation_status_and_no_secrets(
     settings = CommandServiceSettings(
         region="us-east-1", endpoint_url=stub.url, read_timeout=5, max_attempts=1
     )
+    # Built with its wire log, as the daemon builds it: botocore then makes every call.
     client = new_command_service_client(
-        settings, Credentials(ACCESS_KEY, SECRET_KEY, SESSION_TOKEN)
+        settings,
+        Credentials(ACCESS_KEY, SECRET_KEY, SESSION_TOKEN),
+        wire_log=WireLogSettings(wire, body_limit=400),
     )
-    attach_wire_log(client.boto_client, WireLogWriter(WireLogSettings(wire, body_limit=400)))
     spec = json.dumps(
         {
             "DeploymentId": "d-WIRE00001",
@@ -96,8 +98,9 @@ def test_a_failed_call_is_logged_as_failed(tmp_path: Path) -> None:
     settings = CommandServiceSettings(
         region="us-east-1", endpoint_url="http://127.0.0.1:9", read_timeout=1, max_attempts=1
     )
-    client = new_command_service_client(settings, Credentials(ACCESS_KEY, SECRET_KEY))
-    attach_wire_log(client.boto_client, WireLogWriter(WireLogSettings(wire)))
+    client = new_command_service_client(
+        settings, Credentials(ACCESS_KEY, SECRET_KEY), wire_log=WireLogSettings(wire)
+    )
     with pytest.raises(Exception, match="could not connect"):
         client.poll_host_command(HOST)
     text = wire.read_text(encoding="utf-8")

@@ -65,7 +65,13 @@ def sleeper_on_pipe() -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     os.close(write_end)
     # Popen returns once the exec has begun, and the kernel shows the new command line
     # only a moment later: the child's first line says it is running.
-    assert os.read(read_end, 6) == b"ready\n"
+    # (An unbuffered stdout, PYTHONUNBUFFERED, writes the line's end on its own.)
+    first_line = b""
+    while not first_line.endswith(b"\n"):
+        chunk = os.read(read_end, 6 - len(first_line))
+        assert chunk, "the pipe holder exited before it said it was ready"
+        first_line += chunk
+    assert first_line == b"ready\n"
     try:
         yield child, read_end
     finally:

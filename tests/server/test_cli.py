@@ -3,8 +3,6 @@ stopping cleanly on SIGTERM."""
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import signal
 import ssl
@@ -14,13 +12,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from agent.configuration.on_premises import parse_on_premises_config
 from tests.support.server import SERVER_PROGRAM, ServerFiles, ServerProcess, server_environment
+from tests.support.signing import localhost_tls_certificate
 
 
 def _every_byte_under(folder: Path) -> bytes:
@@ -121,7 +116,7 @@ def test_run_serves_health_and_stops_on_sigterm_with_status_0(tmp_path: Path) ->
 
 
 def test_run_serves_https_with_the_configured_certificate(tmp_path: Path) -> None:
-    certificate, key = _localhost_certificate(tmp_path)
+    certificate, key = localhost_tls_certificate(tmp_path)
     files = ServerFiles(tmp_path)
     files.write_config(f"tls_certificate_file: {certificate}\ntls_key_file: {key}\n")
     with ServerProcess(files) as server:
@@ -131,36 +126,6 @@ def test_run_serves_https_with_the_configured_certificate(tmp_path: Path) -> Non
             server.url + "/health", timeout=10, context=context
         ) as response:
             assert json.loads(response.read()) == {"status": "ok"}
-
-
-def _localhost_certificate(folder: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    certificate_file, key_file = folder / "tls.pem", folder / "tls.key"
-    certificate_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return certificate_file, key_file
 
 
 def test_check_config_reports_what_run_would_use_and_changes_nothing(tmp_path: Path) -> None:
@@ -186,7 +151,7 @@ def test_check_config_refuses_a_bad_key_and_a_tls_pair_that_does_not_load(tmp_pa
     completed = files.admin("check-config", check=False)
     assert completed.returncode == 2
     assert completed.stderr.count("\n") == 1 and "unknown key 'no_such_key'" in completed.stderr
-    certificate, _ = _localhost_certificate(tmp_path)
+    certificate, _ = localhost_tls_certificate(tmp_path)
     files.write_config(f"tls_certificate_file: {certificate}\ntls_key_file: {certificate}\n")
     completed = files.admin("check-config", check=False)
     assert completed.returncode == 1 and completed.stdout == ""

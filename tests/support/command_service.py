@@ -5,6 +5,7 @@ It speaks both target prefixes (``CodeDeployCommandService_v20141006`` and the s
 matching service name (the signature itself is not checked), hands out queued commands per
 host, serves deployment specifications the test provides, records every request, and can
 be told to fail a given operation: HTTP 500, throttling, a connection reset, or a hang.
+With ``tls`` (a certificate and its key) it serves HTTPS instead.
 Also here: the host identity the tests' agents poll as, a real client of the stub, and
 the reading of what a host sent (completions, acknowledgements), which works as well on
 the in-process fake of ``fake_command_service.py``.
@@ -16,12 +17,14 @@ import contextlib
 import enum
 import json
 import socket
+import ssl
 import struct
 import threading
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Deque, Dict, Iterable, List, Optional, Protocol, Sequence, Set, Tuple
 
 from botocore.credentials import Credentials  # type: ignore[import-untyped]
@@ -95,6 +98,7 @@ class CommandServiceStub:
         update_status: Optional[str] = "InProgress",
         poll_wait: float = 0.0,
         hang_seconds: float = 30.0,
+        tls: Optional[Tuple[Path, Path]] = None,
     ) -> None:
         self.ack_status = ack_status
         self.update_status = update_status
@@ -106,13 +110,19 @@ class CommandServiceStub:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
         self._server.block_on_close = False
+        self._scheme = "http"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(str(tls[0]), str(tls[1]))
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            self._scheme = "https"
         self._thread: Optional[threading.Thread] = None
 
     # -- life cycle -------------------------------------------------------------------
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}"
+        return f"{self._scheme}://127.0.0.1:{self._server.server_port}"
 
     def start(self) -> CommandServiceStub:
         self._thread = threading.Thread(
@@ -129,14 +139,18 @@ class CommandServiceStub:
         with self._changed:
             self._changed.notify_all()
         self._server.shutdown()
+        self.close_connections()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def close_connections(self) -> None:
+        """Close every connection a client keeps open, as a server ends idle ones."""
         with self._changed:
             connections = list(self._state.connections)
         for connection in connections:
             with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
 
     def __enter__(self) -> CommandServiceStub:
         return self.start()

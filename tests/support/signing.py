@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import ipaddress
 import os
 import shutil
 import subprocess
@@ -360,3 +361,35 @@ def counting_openssl_wrapper(folder: Path) -> Tuple[Path, Path]:
     wrapper.write_text(f'#!/bin/sh\necho "$1" >> "{runs}"\nexec "{real}" "$@"\n', encoding="utf-8")
     wrapper.chmod(0o755)
     return bin_dir, runs
+
+
+def localhost_tls_certificate(folder: Path) -> Tuple[Path, Path]:
+    """A self-signed TLS certificate for 127.0.0.1 and its key (``<folder>/tls.pem|.key``):
+    a server on loopback serves it, a client trusts it as its CA bundle."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    certificate_file, key_file = folder / "tls.pem", folder / "tls.key"
+    certificate_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return certificate_file, key_file
