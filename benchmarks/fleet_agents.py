@@ -1,6 +1,7 @@
 """Simulated agents for fleet_bench: many hosts in one process, each a long-poller with its
 own host key and its own keep-alive connection, speaking the command service as the real
-agent does (JSON 1.1, ``X-Amz-Target``, SigV4 for ``codedeploy-commands``), but whose
+agent does (JSON 1.1, ``X-Amz-Target``, SigV4 for ``codedeploy-commands`` by the agent's
+own signer, agent/aws_clients/sigv4.py, as its calls' first attempts are), but whose
 hooks do nothing: every command is acknowledged, its specification fetched, and completed
 Succeeded at once.
 
@@ -19,10 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
-from botocore.auth import SigV4Auth  # type: ignore[import-untyped]
-from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
-from botocore.credentials import Credentials  # type: ignore[import-untyped]
-
+from agent.aws_clients.sigv4 import RequestSigner, SigningCredentials
 from agent.errors import Diagnostics, ErrorCode
 
 TARGET_PREFIX = "CodeDeployCommandService_v20141006."
@@ -70,6 +68,7 @@ class HostConnection:
         self.netloc = parts.netloc
         self.address = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.region = region
+        self.signer = RequestSigner(region, SIGNING_NAME)
         self.reader: Optional[asyncio.StreamReader] = None
         self.writer: Optional[asyncio.StreamWriter] = None
 
@@ -83,19 +82,18 @@ class HostConnection:
     def signed(self, host: SimulatedHost, operation: str, document: Dict[str, Any]) -> bytes:
         """The request's bytes, signed with the host's key."""
         body = json.dumps(document).encode()
-        request = AWSRequest(
-            method="POST",
-            url=self.url + "/",
-            data=body,
-            headers={
-                "X-Amz-Target": TARGET_PREFIX + operation,
-                "Content-Type": "application/x-amz-json-1.1",
+        headers = self.signer.signed_headers(
+            SigningCredentials(host.access_key_id, host.secret),
+            {
+                "content-type": "application/x-amz-json-1.1",
+                "host": self.netloc,
+                "x-amz-target": TARGET_PREFIX + operation,
             },
+            body,
+            time.time(),
         )
-        credentials = Credentials(host.access_key_id, host.secret)
-        SigV4Auth(credentials, SIGNING_NAME, self.region).add_auth(request)
-        lines = ["POST / HTTP/1.1", f"Host: {self.netloc}", f"Content-Length: {len(body)}"]
-        lines += [f"{name}: {value}" for name, value in request.headers.items()]
+        lines = ["POST / HTTP/1.1", f"Content-Length: {len(body)}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
         return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
     async def call(

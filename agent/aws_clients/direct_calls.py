@@ -284,15 +284,17 @@ class DirectCalls:
 
 def _closed_by_peer(connection: http.client.HTTPConnection) -> bool:
     """Whether a kept connection was closed (or broken) by the other end while idle: it
-    then reads as ready, with nothing or an error to read."""
+    then reads as ready, with nothing or an error to read. (``poll``, not ``select``: a
+    daemon may hold descriptors numbered past what ``select`` takes.)"""
     sock = connection.sock
     if sock is None:
         return True
     try:
-        ready, _, _ = select.select([sock], [], [], 0)
+        watch = select.poll()
+        watch.register(sock, select.POLLIN | select.POLLPRI)
+        return bool(watch.poll(0))
     except (OSError, ValueError):
         return True
-    return bool(ready)
 
 
 def direct_calls_for_client(

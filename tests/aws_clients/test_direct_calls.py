@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import datetime
 import itertools
+import os
+import resource
 import threading
 import time
 from pathlib import Path
@@ -260,3 +262,24 @@ def test_the_fast_path_stays_off_where_its_request_would_differ(
         CommandServiceSettings(**settings), CREDENTIALS, wire_log=wire_log
     )
     assert client.direct_calls is None
+
+
+def test_a_connection_on_a_descriptor_past_select_s_range_is_kept(
+    service: CommandServiceStub,
+) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2048:
+        pytest.skip("the open-file limit is below 2048")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2048), hard))
+    null = os.open(os.devnull, os.O_RDONLY)
+    fillers = [os.dup(null) for _ in range(1100)]
+    try:
+        client = _client(service)
+        for _ in range(3):
+            assert client.put_host_command_acknowledgement("hc-1", False)
+        assert service.connections_accepted == 1
+        assert not any(_by_botocore(request) for request in service.requests)
+    finally:
+        for descriptor in [null, *fillers]:
+            os.close(descriptor)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
