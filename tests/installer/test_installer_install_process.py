@@ -148,7 +148,7 @@ def test_a_small_tree_is_installed_here_and_the_helper_started_ahead_is_ended(
     workspace.write_revision(_revision())
     helper = InstallHelper(min_entries=100)
     helper.start_ahead()
-    assert len(_waiting_helpers()) == 1
+    assert wait_until(lambda: len(_waiting_helpers()) == 1)
     with capture_logs() as logs:
         result = helper.install_on_disk(_request(workspace, FileExistsBehavior.DISALLOW))
     assert _helper_events(logs) == []

@@ -37,6 +37,7 @@ from tests.support.archives import (
     symlink,
     tree_snapshot,
 )
+from tests.support.processes import wait_for_one_thread
 
 APPSPEC = b"version: 0.0\nos: linux\n"
 _FORKS: List[int] = []
@@ -139,6 +140,8 @@ def _forked_children() -> List[int]:
 @pytest.fixture(autouse=True)
 def single_thread(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # Sharing needs a process that runs one thread: say so rather than test one process twice.
+    # (Earlier tests' servers may still be answering their clients: see wait_for_one_thread.)
+    wait_for_one_thread()
     assert fork_is_safe(), f"threads running: {threading.enumerate()}"
     monkeypatch.setattr(unpack_module, "MAX_SHARES", 2)
     yield

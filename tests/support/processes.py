@@ -1,12 +1,15 @@
-"""A test's own processes, found by a unique marker, and signals sent to a program at a
-known moment (from its signal handlers, read in ``/proc``)."""
+"""A test's own processes, found by a unique marker, signals sent to a program at a
+known moment (from its signal handlers, read in ``/proc``), and the wait for this process
+to run one thread again."""
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import List, Tuple
@@ -99,3 +102,20 @@ def interrupt_during_imports(process: subprocess.Popen[str]) -> Tuple[str, str]:
     finally:
         process.kill()
         process.wait()
+
+
+def wait_for_one_thread(timeout: float = 10.0) -> bool:
+    """Whether this process is down to its one thread within ``timeout`` seconds.
+
+    Servers that earlier tests ran in this process (moto's, the stand-ins) answer each
+    kept-alive connection on a thread of their own, which ends only when its client hangs
+    up; a botocore client of an earlier test closes its connections only once the cyclic
+    garbage collector frees it. So: collect, then wait for those threads to end.
+    """
+    deadline = time.monotonic() + timeout
+    while threading.active_count() > 1:
+        gc.collect()
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
