@@ -11,19 +11,19 @@ with the client's own credentials, the agent-version header) with the standard l
 a connection it keeps, and reads the answer itself: about a quarter of that CPU.
 
 It is a fast path in front of botocore, never a second client with rules of its own. It
-answers only a call that went well: HTTP 200 with a JSON answer that fits the operation's
-output shape in the model. Anything else (an error answer, a broken connection, a TLS
-failure, credentials that cannot be read, an answer of the wrong shape) returns None, and
-the caller makes the call through botocore, whose retries and error messages then apply
-as before; a call that may have reached the service is sent again then, as botocore's own
-retry would. The one exception is a read timeout, which is raised (:class:`DirectCallTimedOut`)
-so that a long poll that hangs is not waited for twice. It stays off (botocore makes every
-call) where its request would differ from botocore's: a proxy (``proxy_uri`` or the
-environment's), a client certificate, a wire log, an endpoint with a path, a TLS trust it
-cannot read from the botocore client. For HTTPS it trusts exactly what that client trusts
-(``AWS_CA_BUNDLE``, the ``ca_bundle`` setting, ``REQUESTS_CA_BUNDLE`` or botocore's
-bundle, as botocore resolved them). One call at a time: a call made while another is in
-flight goes through botocore.
+reads itself only an HTTP 200 whose JSON fits the operation's output shape in the model;
+any other answer goes to botocore's own parser, so an error answer raises the same
+``ClientError``, and a failure of the network raises the botocore exception for it
+(connect, read timeout, closed connection, TLS). The caller then treats them as botocore's
+(:mod:`agent.aws_clients.command_service` gives a failure botocore would retry its
+remaining attempts through botocore), so the attempts and the messages stay botocore's.
+Credentials that cannot be read, a call made while another is in flight, or an operation
+the model does not have return None: botocore makes that call. It stays off (botocore
+makes every call) where its request would differ from botocore's: a proxy (``proxy_uri``
+or the environment's), a client certificate, a wire log, an endpoint with a path, a TLS
+trust it cannot read from the botocore client. For HTTPS it trusts exactly what that
+client trusts (``AWS_CA_BUNDLE``, the ``ca_bundle`` setting, ``REQUESTS_CA_BUNDLE`` or
+botocore's bundle, as botocore resolved them).
 """
 
 from __future__ import annotations
@@ -147,10 +147,6 @@ class DirectCalls:
             return self._call(operation, document, shape)
         finally:
             self._busy.release()
-
-    def close(self) -> None:
-        with self._busy:
-            self._drop_connection()
 
     def _call(
         self, operation: str, document: Mapping[str, Any], shape: Any
