@@ -23,10 +23,8 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
-from types import FrameType
 from typing import Any, Callable, Dict, List, Mapping, NoReturn, Optional, Sequence
 
 import structlog
@@ -47,7 +45,7 @@ from agent.configuration.folder_modes import restrict_folders_on_disk
 from agent.configuration.loader import read_agent_config
 from agent.configuration.model import DEFAULT_CONFIG_FILE, AgentConfig
 from agent.configuration.on_premises import OnPremisesConfigError
-from agent.daemon.identity_wait import KeepAlive, WaitSignals, wait_for_identity
+from agent.daemon.identity_wait import KeepAlive, wait_for_identity
 from agent.daemon.journal import Journal
 from agent.daemon.pidfile import (
     claim_pid_file,
@@ -64,6 +62,7 @@ from agent.daemon.status import (
     status_file_for,
     write_status_file,
 )
+from agent.daemon.stop_request import StopRequest
 from agent.daemon.systemd_notify import (
     notify_systemd,
     status_message,
@@ -296,7 +295,9 @@ def run_daemon(config: AgentConfig, environ: Mapping[str, str]) -> int:
     journal = _open_logs(config)
     if journal is None:
         return EXIT_FAILED
-    signals = _stop_on_signals()
+    # SIGTERM and SIGINT from now on stop polling (and end a wait for an identity).
+    stop = StopRequest()
+    stop.request_on_signals()
     _announce_start(config, pid, journal)
     if not _claim_the_host(config, pid, journal):
         return EXIT_FAILED
@@ -306,10 +307,10 @@ def run_daemon(config: AgentConfig, environ: Mapping[str, str]) -> int:
     notify_systemd("READY=1", environ)
     log.info("agent ready")
     journal.say("ready")
-    loop = _wait_for_the_loop(config, environ, pid, signals, journal)
+    loop = _wait_for_the_loop(config, environ, pid, stop, journal)
     loop.start()
     journal.say(f"polling {loop.target}")
-    _serve_until_stopped(config, environ, pid, loop, signals.stop, journal)
+    _serve_until_stopped(config, environ, pid, loop, stop, journal)
     release_pid_file(config.pid_file, pid)
     _exit_now(EXIT_OK)
 
@@ -338,19 +339,6 @@ def _open_logs(config: AgentConfig) -> Optional[Journal]:
         journal.fatal(error.message)
         return None
     return journal
-
-
-def _stop_on_signals() -> WaitSignals:
-    """SIGTERM and SIGINT from now on stop polling (and end a wait for an identity)."""
-    signals = WaitSignals(stop=threading.Event(), wake=threading.Event())
-
-    def on_signal(number: int, _frame: Optional[FrameType]) -> None:
-        signals.stop.set()
-        signals.wake.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    return signals
 
 
 def _announce_start(config: AgentConfig, pid: int, journal: Journal) -> None:
@@ -391,7 +379,7 @@ def _wait_for_the_loop(
     config: AgentConfig,
     environ: Mapping[str, str],
     pid: int,
-    signals: WaitSignals,
+    stop: StopRequest,
     journal: Journal,
 ) -> PollLoop:
     """The poll loop, once the host has an identity (retried with back-off); a fatal error
@@ -402,7 +390,7 @@ def _wait_for_the_loop(
         loop = wait_for_identity(
             lambda: _build_loop(config, environ, publish),
             (HostIdentityError, OnPremisesConfigError),
-            signals,
+            stop,
             KeepAlive(
                 seconds=watchdog_interval_seconds(environ, pid),
                 ping=lambda: notify_systemd("WATCHDOG=1", environ),
@@ -439,13 +427,13 @@ def _serve_until_stopped(
     environ: Mapping[str, str],
     pid: int,
     loop: PollLoop,
-    stop: threading.Event,
+    stop: StopRequest,
     journal: Journal,
 ) -> None:
-    """Ping systemd's watchdog until ``stop`` is set, then let the running command finish
+    """Ping systemd's watchdog until a stop is asked for, then let the running command finish
     (up to ``kill_agent_max_wait_time_seconds``) and shut the loop down."""
     watchdog = watchdog_interval_seconds(environ, pid)
-    while not stop.wait(watchdog or 3600.0):
+    while not stop.wait_for_stop(watchdog):
         if watchdog:
             notify_systemd("WATCHDOG=1", environ)
     notify_systemd("STOPPING=1", environ)

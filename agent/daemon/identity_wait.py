@@ -15,7 +15,6 @@ in 40s``); the first one is also one line in the journal.
 from __future__ import annotations
 
 import random
-import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import structlog
 
 from agent.command_poller.backoff import BackoffPolicy
 from agent.command_poller.loop import WAITING_FOR_IDENTITY, LoopStatus
+from agent.daemon.stop_request import StopRequest
 from agent.errors import AgentError
 
 log = structlog.get_logger(__name__)
@@ -33,15 +33,6 @@ log = structlog.get_logger(__name__)
 IDENTITY_BACKOFF = BackoffPolicy(base_seconds=5.0, cap_seconds=300.0)
 
 Result = TypeVar("Result")
-
-
-@dataclass(frozen=True)
-class WaitSignals:
-    """How the wait learns to stop: ``stop`` is set by SIGTERM/SIGINT, and ``wake`` is
-    set with it (and by a finished try) to end a pause early."""
-
-    stop: threading.Event
-    wake: threading.Event
 
 
 @dataclass(frozen=True)
@@ -58,7 +49,7 @@ class KeepAlive:
 def wait_for_identity(
     attempt: Callable[[], Result],
     retriable: Tuple[Type[AgentError], ...],
-    signals: WaitSignals,
+    stop: StopRequest,
     keep_alive: KeepAlive,
     *,
     policy: BackoffPolicy = IDENTITY_BACKOFF,
@@ -71,14 +62,14 @@ def wait_for_identity(
     """
     chance = rng or random.Random()  # noqa: S311 - jitter, not security
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="host-identity")
-    pause = _Pause(signals, keep_alive)
+    pause = _Pause(stop, keep_alive)
     failures = 0
     waiting_since = time.time()
     keep_alive.report(LoopStatus(WAITING_FOR_IDENTITY, since=waiting_since))
     try:
         while True:
             future: Future[Result] = executor.submit(attempt)
-            future.add_done_callback(lambda _done: signals.wake.set())
+            future.add_done_callback(lambda _done: stop.wake())
             if not pause.until(future.done):
                 return None
             try:
@@ -119,8 +110,8 @@ def wait_for_identity(
 class _Pause:
     """Waits for a condition or a time, pinging the watchdog on the way; ends at a stop."""
 
-    def __init__(self, signals: WaitSignals, keep_alive: KeepAlive) -> None:
-        self._signals = signals
+    def __init__(self, stop: StopRequest, keep_alive: KeepAlive) -> None:
+        self._stop = stop
         self._keep_alive = keep_alive
         self._last_ping = time.monotonic()
 
@@ -128,7 +119,7 @@ class _Pause:
         """Wait until ``done()`` or ``seconds`` pass; False when a stop came first."""
         deadline = None if seconds is None else time.monotonic() + seconds
         interval = self._keep_alive.seconds
-        while not self._signals.stop.is_set():
+        while not self._stop.requested:
             if done():
                 return True
             now = time.monotonic()
@@ -138,8 +129,7 @@ class _Pause:
                 self._keep_alive.ping()
                 self._last_ping = now
             limits = [limit for limit in (deadline, self._next_ping()) if limit is not None]
-            self._signals.wake.wait(max(0.0, min(limits) - now) if limits else None)
-            self._signals.wake.clear()
+            self._stop.wait_for_wake(max(0.0, min(limits) - now) if limits else None)
         return False
 
     def _next_ping(self) -> Optional[float]:
